@@ -1,0 +1,1 @@
+"""The chaos suite's library: plain Python, importable and tested without behave."""

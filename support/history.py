@@ -1,0 +1,78 @@
+"""The record of every request a load sent, as Jepsen records its operations.
+
+Times are ``time.monotonic()`` seconds, which is one clock for every process on
+the machine, so a load worker's history lines up with the fault timeline kept by
+the suite's own process.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import astuple, dataclass, fields
+from typing import Iterable, Literal
+
+__all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "to_csv", "from_csv"]
+
+Outcome = Literal["ok", "fail", "info"]
+OK: Outcome = "ok"
+FAIL: Outcome = "fail"  # known not applied: 4xx, or refused before the request was sent
+INFO: Outcome = "info"  # unknown: timeout, reset, or 5xx after the request was sent
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request of a load, from launch to answer (or to giving up).
+
+    ``op`` is ``"write"`` or ``"read"``; ``key`` identifies the record written or
+    read (a unique email for writes). ``scheduled``, ``start`` and ``end`` are
+    monotonic seconds; ``status`` is the HTTP status or ``None`` when none came
+    back; ``error`` is empty or a short text; ``body`` holds what a write sent
+    (``name`` then ``email``, tab-separated) so durability can compare content.
+    """
+
+    op: str
+    key: str
+    scheduled: float
+    start: float
+    end: float
+    status: int | None
+    error: str
+    outcome: Outcome
+    body: str = ""
+
+    @property
+    def latency(self) -> float:
+        """Seconds from launch to answer (or to giving up)."""
+        return self.end - self.start
+
+    @property
+    def lag(self) -> float:
+        """Seconds the launch came after its scheduled time."""
+        return self.start - self.scheduled
+
+
+_FIELDS = [f.name for f in fields(Request)]
+
+
+def to_csv(history: Iterable[Request]) -> str:
+    """The history as CSV text with a header row."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(_FIELDS)
+    for request in history:
+        writer.writerow(["" if v is None else v for v in astuple(request)])
+    return out.getvalue()
+
+
+def from_csv(text: str) -> list[Request]:
+    """Parse what :func:`to_csv` wrote."""
+    rows = csv.DictReader(io.StringIO(text))
+    return [
+        Request(
+            op=r["op"], key=r["key"], scheduled=float(r["scheduled"]),
+            start=float(r["start"]), end=float(r["end"]),
+            status=int(r["status"]) if r["status"] else None,
+            error=r["error"], outcome=r["outcome"], body=r.get("body", ""),
+        )
+        for r in rows
+    ]
