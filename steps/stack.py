@@ -1,0 +1,56 @@
+"""Steps about the stack as a whole and its services' life: start, stop, kill, restart, pause."""
+from behave import given, when
+
+from support.faults import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
+
+
+@given("the stack is healthy")
+def step_stack_healthy(context):
+    context.chaos.check_healthy()
+
+
+# registered before "{service} restarts", which would otherwise also match it
+@when("the whole stack restarts")
+def step_whole_stack_restarts(context):
+    stack = context.chaos.stack
+    context.chaos.inject(StackRestart(stack.restart_all, stack.ensure_running, context.chaos.settings.start_timeout))
+
+
+@when("{service:Service} restarts")
+def step_service_restarts(context, service):
+    context.chaos.inject(ServiceRestart(context.chaos.stack.service(service), "fast"))
+
+
+@when("{service:Service} restarts immediately")
+def step_service_restarts_immediately(context, service):
+    context.chaos.inject(ServiceRestart(context.chaos.stack.service(service), "immediate"))
+
+
+@when("{service:Service} is killed")
+def step_service_killed(context, service):
+    context.chaos.inject(ServiceKill(context.chaos.stack.service(service)))
+
+
+@when("a random service is killed")
+def step_random_service_killed(context):
+    context.chaos.inject(ServiceKill(context.chaos.stack.service(context.chaos.random_service())))
+
+
+@when("{service:Service} is stopped")
+def step_service_stopped(context, service):
+    context.chaos.inject(ServiceStop(context.chaos.stack.service(service)))
+
+
+@when("{service:Service} is started")
+def step_service_started(context, service):
+    context.chaos.start_service(service)
+
+
+@when("{service:Service} is down for {seconds:Seconds} seconds")
+def step_service_down_for(context, service, seconds):
+    context.chaos.hold(ServiceStop(context.chaos.stack.service(service)), seconds)
+
+
+@when("{service:Service} is paused for {seconds:Seconds} seconds")
+def step_service_paused_for(context, service, seconds):
+    context.chaos.hold(ServicePause(context.chaos.stack.service(service)), seconds)

@@ -1,0 +1,228 @@
+"""The embedded default backend: PostgreSQL and the API as child processes on 127.0.0.1.
+
+No Docker at all: a private PostgreSQL cluster is made with ``initdb`` in the
+run's directory and started on a free port (as an unprivileged user when the
+suite runs as root); the API runs under uvicorn on another free port. Both are
+supervised with an ``unless-stopped`` restart policy.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import psycopg2
+
+from support.config import Settings
+from support.logs import read_stamped_log
+from support.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
+from support.ports import LOOPBACK, free_port
+from support.services import Address, ServiceError
+from support.stack import Stack
+from support.supervisor import ProcessSpec, SupervisedProcess
+from support.waiting import WaitTimeout, wait_until
+
+__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+APP_DATABASE = "users"
+APP_ROLE = "app"
+
+
+class _ProcessService:
+    """What the two process services share: supervision, readiness, logs."""
+
+    name: str
+
+    def __init__(self, name: str, port: int, process: SupervisedProcess) -> None:
+        self.name = name
+        self._port = port
+        self._process = process
+
+    @property
+    def address(self) -> Address:
+        return Address(LOOPBACK, self._port)
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running process (its process group id), or None when down."""
+        return self._process.pid
+
+    @property
+    def restarts(self) -> int:
+        """How many times the restart policy brought the service back."""
+        return self._process.restarts
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._process.start()
+        self.wait_ready(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._process.stop(timeout)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self._process.kill(sig)
+
+    def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
+        self._process.stop(timeout, self._stop_signal(mode))
+        self.start(timeout)
+
+    def _stop_signal(self, mode: str) -> int | None:
+        return None
+
+    def pause(self) -> None:
+        self._process.pause()
+
+    def resume(self) -> None:
+        self._process.resume()
+
+    def is_ready(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float) -> None:
+        try:
+            wait_until(self.is_ready, timeout, f"{self.name} becoming ready")
+        except WaitTimeout as error:
+            tail = "\n".join(self.logs().splitlines()[-30:])
+            state = "running" if self._process.running else "not running"
+            raise ServiceError(f"{error}; the process is {state}; see its log {self._process.spec.log_path}",
+                               logs=tail) from None
+
+    def logs(self, since: float | None = None) -> str:
+        return read_stamped_log(self._process.spec.log_path, since)
+
+    def close(self) -> None:
+        self._process.close()
+
+
+class PostgresProcess(_ProcessService):
+    """A private PostgreSQL cluster; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
+
+    def __init__(self, bins: PgBinaries, run_as: RunAs, run_dir: Path, password: str) -> None:
+        self.bins = bins
+        self.run_as = run_as
+        self.data_dir = run_dir / "pgdata"
+        self.socket_dir = run_dir / "pgsocket"
+        self.password = password
+        port = free_port()
+        argv = [bins.path("postgres"), "-D", str(self.data_dir), "-p", str(port),
+                "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={self.socket_dir}",
+                "-c", "max_connections=100", "-c", "shared_buffers=32MB",
+                "-c", "log_line_prefix=%m [%p] %a ", "-c", "logging_collector=off"]
+        spec = ProcessSpec(argv=argv, env=_clean_env(), cwd=run_dir, log_path=run_dir / "postgres.log",
+                           stop_signal=signal.SIGINT, popen_kwargs=run_as.popen_kwargs())
+        super().__init__("postgres", port, SupervisedProcess("postgres", spec))
+
+    def initdb(self) -> None:
+        """Create the cluster with a superuser ``postgres`` whose password is ``self.password``."""
+        reach = subprocess.run(["test", "-x", str(self.data_dir.parent)], timeout=10, **self.run_as.popen_kwargs())
+        if reach.returncode != 0:
+            raise ServiceError(f"PostgreSQL runs as {self.run_as.user} and cannot enter {self.data_dir.parent}: "
+                               "set work_root to a directory every user can enter (the default is under /tmp)")
+        for path in (self.data_dir, self.socket_dir):
+            path.mkdir(mode=0o700)
+            self.run_as.chown(path)
+        pwfile = self.data_dir.parent / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        pwfile.chmod(0o600)
+        self.run_as.chown(pwfile)
+        try:
+            done = subprocess.run(
+                [self.bins.path("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--pwfile", str(pwfile),
+                 "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync", "--no-instructions"],
+                capture_output=True, text=True, timeout=120, env=_clean_env(), cwd=self.data_dir.parent,
+                **self.run_as.popen_kwargs())
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise ServiceError(f"initdb failed ({self.bins.bindir}): {done.stderr.strip().splitlines()[-1:]}",
+                               logs=done.stdout + done.stderr)
+
+    def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
+        """A libpq DSN for this cluster."""
+        return (f"host={LOOPBACK} port={self._port} dbname={dbname} user={user} "
+                f"password={password or self.password}")
+
+    def _stop_signal(self, mode: str) -> int | None:
+        try:
+            return _SHUTDOWN_SIGNALS[mode]
+        except KeyError:
+            raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
+
+    def is_ready(self) -> bool:
+        with psycopg2.connect(self.dsn(), connect_timeout=2, application_name="chaos-suite-probe") as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                return cur.fetchone() == (1,)
+
+
+class ApiProcess(_ProcessService):
+    """The API under uvicorn (one worker); ready when ``GET /health`` answers at all."""
+
+    def __init__(self, app: str, database_url: str, run_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        env = _clean_env()
+        env.update({"DATABASE_URL": database_url, "APP_NAME": "users-api",
+                    "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "stack" / "api"), str(REPO_ROOT)]),
+                    "PYTHONUNBUFFERED": "1"})
+        env.update(extra_env or {})
+        argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port),
+                "--timeout-graceful-shutdown", "3", "--no-server-header"]
+        spec = ProcessSpec(argv=argv, env=env, cwd=REPO_ROOT, log_path=run_dir / "api.log",
+                           stop_signal=signal.SIGTERM)
+        super().__init__("api", port, SupervisedProcess("api", spec))
+        self.url = f"http://{LOOPBACK}:{port}"
+
+    def is_ready(self) -> bool:
+        # the API is up when it answers; whether its database is reachable is the health check's business
+        return httpx.get(f"{self.url}/health", timeout=1.0).status_code in (200, 503)
+
+
+def _clean_env() -> dict[str, str]:
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV")
+    return {k: v for k, v in os.environ.items() if k in keep}
+
+
+def _create_app_database(postgres: PostgresProcess, app_password: str) -> None:
+    with psycopg2.connect(postgres.dsn(), connect_timeout=5) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD %s", (app_password,))
+            cur.execute(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_ROLE}")
+    conn.close()
+
+
+def start_process_stack(settings: Settings, run_dir: Path, api_env: dict[str, str] | None = None) -> Stack:
+    """Start PostgreSQL and the API as child processes in ``run_dir``; return the ready stack.
+
+    On any failure everything already started is stopped before the error propagates.
+    """
+    run_as = run_as_for(settings.pg_user)
+    bins = find_pg_binaries(settings.pg_bin, run_as, settings.work_root_path / "cache")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.chmod(0o755)
+    admin_password = secrets.token_urlsafe(18)
+    app_password = secrets.token_urlsafe(18)
+    postgres = PostgresProcess(bins, run_as, run_dir, admin_password)
+    postgres.initdb()
+    app_url = (f"postgresql+psycopg2://{APP_ROLE}:{app_password}@{LOOPBACK}:{postgres.address.port}"
+               f"/{APP_DATABASE}")
+    api = ApiProcess(settings.api_app, app_url, run_dir, api_env)
+    stack = Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
+                  admin_dsn=postgres.dsn(APP_DATABASE), app_dsn=postgres.dsn(APP_DATABASE, APP_ROLE, app_password),
+                  versions={"postgres": bins.version(), "postgres_binaries": bins.source,
+                            "python": sys.version.split()[0]},
+                  secrets=(admin_password, app_password))
+    try:
+        postgres.start(settings.start_timeout)
+        _create_app_database(postgres, app_password)
+        api.start(settings.start_timeout)
+    except BaseException:
+        stack.close()
+        raise
+    return stack

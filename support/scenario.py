@@ -1,0 +1,154 @@
+"""The state of one scenario: what it started, injected, created and observed.
+
+Steps keep their results here and nowhere else on behave's context; the
+judgements the Then steps make are methods here, so each step stays one line.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from support import checkers, database, users
+from support.config import Settings
+from support.faults import Fault, FaultLedger
+from support.health import HEALTHY, wait_for_health
+from support.history import Request
+from support.load import LoadRun, LoadSpec, start_load
+from support.stack import Stack
+from support.verdict import CheckFailed
+
+__all__ = ["ScenarioState"]
+
+
+@dataclass
+class ScenarioState:
+    """One scenario's collaborators and results."""
+
+    name: str
+    stack: Stack
+    settings: Settings
+    work_dir: Path
+    ledger: FaultLedger
+    users: list[users.User] = field(default_factory=list)
+    load: LoadRun | None = None
+    history: list[Request] | None = None
+    response: Any = None
+    recovery: checkers.Recovery | None = None
+    durability: checkers.Durability | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    # -- faults ------------------------------------------------------------------
+    def inject(self, fault: Fault) -> None:
+        """Inject a fault now; it is healed at the end of the scenario at the latest."""
+        self.ledger.inject(fault)
+
+    def hold(self, fault: Fault, seconds: float) -> None:
+        """Inject a fault, keep it ``seconds``, heal it."""
+        self.ledger.hold(fault, seconds)
+
+    def start_service(self, name: str) -> None:
+        """Start a service; a stop fault injected on it earlier counts as healed now."""
+        service = self.stack.service(name)
+        open_stops = [w for w in self.ledger.open_faults() if w.target == name]
+        for fault in open_stops:
+            self.ledger.heal(fault)
+        service.start(self.settings.start_timeout)
+
+    def check_healthy(self) -> None:
+        """Every service runs and the API reports healthy within ``healthy_timeout`` s."""
+        self.stack.ensure_running(self.settings.start_timeout)
+        wait_for_health(self.stack.api_url, HEALTHY, self.settings.healthy_timeout)
+
+    def random_service(self, seed: int | None = None) -> str:
+        """A service name picked at random (the pick is noted for the evidence)."""
+        name = random.Random(seed).choice(self.stack.names)
+        self.notes["random service"] = name
+        return name
+
+    # -- load --------------------------------------------------------------------
+    def start_load(self, spec: LoadSpec) -> None:
+        """Start a background load; one per scenario."""
+        if self.load is not None:
+            raise CheckFailed("a load is already running in this scenario; use one load step")
+        self.load = start_load(spec, self.work_dir)
+
+    def open_load(self, rate: float) -> LoadSpec:
+        """An open-model load of ``rate`` requests per second against the stack's API."""
+        s = self.settings
+        return LoadSpec.open_rate(self.stack.api_url, rate, write_fraction=s.load_write_fraction,
+                                  request_timeout=s.load_request_timeout, max_duration=s.load_max_duration)
+
+    def closed_load(self, users_count: int) -> LoadSpec:
+        """A closed-model load of ``users_count`` concurrent users against the stack's API."""
+        s = self.settings
+        return LoadSpec.closed_users(self.stack.api_url, users_count, write_fraction=s.load_write_fraction,
+                                     request_timeout=s.load_request_timeout, max_duration=s.load_max_duration)
+
+    def observed(self, bound: float | None = None) -> list[Request]:
+        """The load's history, stopping the load first if it still runs.
+
+        The load is kept running until it shows recovery after the last fault
+        (the rule in :func:`support.checkers.recovery`) or until ``bound``
+        seconds (default ``settle_timeout``) plus the rule's span have passed
+        since the fault, so that a Then step never judges a cut-short history.
+        """
+        if self.history is not None:
+            return self.history
+        if self.load is None:
+            raise CheckFailed("no load ran in this scenario: add a 'Given a steady load of N requests per "
+                              "second' (or 'Given heavy load', 'Given N concurrent users') step")
+        s = self.settings
+        reference = self._reference()
+        wait = (bound if bound is not None else s.settle_timeout) + s.recovery_min_span + 1.0
+        self.history = self.load.finish(after=reference, min_successes=s.recovery_min_successes,
+                                        min_span=s.recovery_min_span, deadline=reference + wait)
+        return self.history
+
+    def stop_load(self) -> None:
+        """Stop the load if it runs, keeping its history (idempotent)."""
+        if self.load is not None and self.history is None:
+            self.history = self.load.stop()
+
+    def _reference(self) -> float:
+        windows = self.ledger.windows()
+        if not windows:
+            return time.monotonic()
+        last = windows[-1]
+        return last.recovery_reference if last.recovery_reference is not None else time.monotonic()
+
+    # -- judgements ----------------------------------------------------------------
+    def check_recovered_within(self, seconds: float) -> None:
+        """The API recovered within ``seconds`` of the last fault (its heal, or the act for instant ones)."""
+        windows = self.ledger.windows()
+        if not windows:
+            raise CheckFailed("no fault was injected in this scenario, so there is nothing to recover from")
+        history = self.observed(seconds)
+        s = self.settings
+        self.recovery = checkers.recovery(history, windows[-1].recovery_reference, since=windows[0].injected,
+                                          min_successes=s.recovery_min_successes, min_span=s.recovery_min_span)
+        checkers.check_recovered_within(self.recovery, seconds)
+
+    def check_no_lost_writes(self) -> None:
+        """Every write the API acknowledged is in PostgreSQL with the content sent."""
+        history = self.observed()
+        keys = {r.key for r in history if r.op == "write"}
+        self.durability = checkers.durability(history, database.rows_by_email(self.stack.admin_dsn, keys))
+        checkers.check_no_lost_writes(self.durability)
+
+    def check_error_rate_below(self, percent: float) -> None:
+        checkers.check_error_rate_below(self.observed(), percent)
+
+    def check_no_request_slower_than(self, seconds: float) -> None:
+        checkers.check_no_request_slower_than(self.observed(), seconds)
+
+    def check_failures_are_503(self) -> None:
+        checkers.check_failures_are_503(self.observed())
+
+    def figures(self) -> dict:
+        """The scenario's measured figures as plain JSON-able values (empty without a load)."""
+        if self.history is None:
+            return {}
+        return checkers.metrics(self.history, self.ledger.windows(), self.recovery, self.durability)

@@ -1,0 +1,102 @@
+"""One run of the suite: its settings, its directory, its stack, and the per-scenario routine."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support import database
+from support.config import Settings
+from support.faults import FaultLedger
+from support.health import HEALTHY, wait_for_health
+from support.scenario import ScenarioState
+from support.stack import Stack
+from support.waiting import wait_until
+
+__all__ = ["Suite", "start_suite", "install_signal_handlers"]
+
+
+@dataclass
+class Suite:
+    """What lives for the whole run: settings, run directory and the running stack."""
+
+    settings: Settings
+    run_dir: Path
+    stack: Stack
+    scenarios: int = 0
+    closed: bool = field(default=False, repr=False)
+
+    def begin_scenario(self, name: str) -> ScenarioState:
+        """Make a fresh scenario state: the stack running and healthy, the users table empty."""
+        self.scenarios += 1
+        scenario_dir = self.run_dir / f"scenario-{self.scenarios:03d}"
+        scenario_dir.mkdir()
+        state = ScenarioState(name=name, stack=self.stack, settings=self.settings, work_dir=scenario_dir,
+                              ledger=FaultLedger(journal=self.run_dir / "faults.json"))
+        self.stack.ensure_running(self.settings.start_timeout)
+        wait_for_health(self.stack.api_url, HEALTHY, self.settings.healthy_timeout)
+        # the schema is the API's; it may still be creating it right after a start
+        wait_until(lambda: database.reset_users(self.stack.admin_dsn) or True, self.settings.healthy_timeout,
+                   "resetting the users table")
+        return state
+
+    def end_scenario(self, state: ScenarioState) -> None:
+        """Stop the load, heal every fault and bring every service back, whatever happened."""
+        try:
+            state.stop_load()
+        finally:
+            try:
+                state.ledger.heal_all()
+            finally:
+                self.stack.ensure_running(self.settings.start_timeout)
+
+    def close(self) -> None:
+        """Stop the stack and remove the run directory (kept when ``keep_work_dir`` is set); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.stack.close()
+        finally:
+            if not self.settings.keep_work_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _backend_starter(settings: Settings):
+    if settings.backend == "docker":
+        from support.docker_backend import start_docker_stack
+
+        return start_docker_stack
+    from support.process_backend import start_process_stack
+
+    return start_process_stack
+
+
+def start_suite(settings: Settings) -> Suite:
+    """Make this run's directory and start the stack on the configured backend."""
+    root = settings.work_root_path
+    root.mkdir(parents=True, exist_ok=True)
+    run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"pid": os.getpid(), "backend": settings.backend,
+                                                  "started": time.time()}))
+    try:
+        stack = _backend_starter(settings)(settings, run_dir)
+    except BaseException:
+        if not settings.keep_work_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return Suite(settings, run_dir, stack)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt so cleanups run as they do for Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)

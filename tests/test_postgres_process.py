@@ -1,0 +1,110 @@
+"""The process backend's PostgreSQL, for real: a private cluster on a free loopback port."""
+import secrets
+import shutil
+import signal
+import time
+
+import psycopg2
+import pytest
+
+from support.config import Settings
+from support.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
+from support.process_backend import PostgresProcess
+from support.services import ServiceError
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    settings = Settings()
+    run_as = run_as_for(settings.pg_user)
+    bins = find_pg_binaries("", run_as, settings.work_root_path / "cache")
+    run_dir = settings.work_root_path / f"test-{secrets.token_hex(4)}"
+    run_dir.mkdir(parents=True)
+    run_dir.chmod(0o755)
+    service = PostgresProcess(bins, run_as, run_dir, secrets.token_urlsafe(12))
+    service.initdb()
+    service.start(30)
+    yield service
+    service.close()
+    assert service.pid is None
+    shutil.rmtree(run_dir)
+
+
+def select_one(service):
+    with psycopg2.connect(service.dsn(), connect_timeout=2) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone()[0]
+
+
+def test_listens_on_loopback_only(postgres):
+    assert postgres.address.host == "127.0.0.1"
+    assert select_one(postgres) == 1
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate", "smart"])
+def test_restart_modes_keep_the_port_and_come_back_ready(postgres, mode):
+    port, pid = postgres.address.port, postgres.pid
+    postgres.restart(mode, timeout=20)
+    assert postgres.address.port == port and postgres.pid != pid
+    assert select_one(postgres) == 1
+
+
+def test_kill_brings_it_back_by_the_restart_policy(postgres):
+    pid = postgres.pid
+    started = time.monotonic()
+    postgres.kill(signal.SIGKILL)
+    postgres.wait_ready(15)
+    assert postgres.pid != pid
+    assert time.monotonic() - started < 5
+
+
+def test_stop_keeps_it_down_until_started(postgres):
+    postgres.stop(10)
+    with pytest.raises(psycopg2.OperationalError):
+        select_one(postgres)
+    postgres.start(20)
+    assert select_one(postgres) == 1
+
+
+def test_paused_server_does_not_answer_until_resumed(postgres):
+    postgres.pause()
+    try:
+        with pytest.raises(psycopg2.OperationalError):
+            psycopg2.connect(postgres.dsn(), connect_timeout=2)
+    finally:
+        postgres.resume()
+    postgres.wait_ready(10)
+
+
+def test_logs_can_be_cut_at_a_wall_clock_moment(postgres):
+    moment = time.time()
+    postgres.restart("fast", 20)
+    recent = postgres.logs(since=moment)
+    assert "database system is ready to accept connections" in recent
+    assert len(recent) < len(postgres.logs())
+
+
+def test_wait_ready_failure_names_the_service_and_its_log(postgres):
+    postgres.stop(10)
+    try:
+        with pytest.raises(ServiceError, match=r"postgres becoming ready did not happen within 0.3 s.*postgres.log"):
+            postgres.wait_ready(0.3)
+    finally:
+        postgres.start(20)
+
+
+def test_a_bad_pg_bin_setting_says_how_to_fix_it(tmp_path):
+    with pytest.raises(PgNotFound, match="pg_bin=.* holds no initdb/postgres"):
+        find_pg_binaries(str(tmp_path), run_as_for("nobody"), tmp_path)
+
+
+def test_a_run_dir_postgres_cannot_reach_is_refused_in_one_line(tmp_path):
+    settings = Settings()
+    run_as = run_as_for(settings.pg_user)
+    if run_as.uid is None:
+        pytest.skip("only meaningful when PostgreSQL runs as another user")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    service = PostgresProcess(find_pg_binaries("", run_as, settings.work_root_path / "cache"), run_as, private, "pw")
+    with pytest.raises(ServiceError, match="cannot enter .*set work_root"):
+        service.initdb()
