@@ -26,7 +26,7 @@ from support.stack import Stack
 from support.supervisor import ProcessSpec, SupervisedProcess
 from support.waiting import WaitTimeout, wait_until
 
-__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "REPO_ROOT"]
+__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "child_env", "REPO_ROOT", "RUN_MARKER"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
@@ -114,7 +114,7 @@ class PostgresProcess(_ProcessService):
                 "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={self.socket_dir}",
                 "-c", "max_connections=100", "-c", "shared_buffers=32MB",
                 "-c", "log_line_prefix=%m [%p] %a ", "-c", "logging_collector=off"]
-        spec = ProcessSpec(argv=argv, env=_clean_env(), cwd=run_dir, log_path=run_dir / "postgres.log",
+        spec = ProcessSpec(argv=argv, env=child_env(run_dir), cwd=run_dir, log_path=run_dir / "postgres.log",
                            stop_signal=signal.SIGINT, popen_kwargs=run_as.popen_kwargs())
         super().__init__("postgres", port, SupervisedProcess("postgres", spec))
 
@@ -135,7 +135,7 @@ class PostgresProcess(_ProcessService):
             done = subprocess.run(
                 [self.bins.path("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--pwfile", str(pwfile),
                  "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync", "--no-instructions"],
-                capture_output=True, text=True, timeout=120, env=_clean_env(), cwd=self.data_dir.parent,
+                capture_output=True, text=True, timeout=120, env=child_env(self.data_dir.parent), cwd=self.data_dir.parent,
                 **self.run_as.popen_kwargs())
         finally:
             pwfile.unlink(missing_ok=True)
@@ -166,7 +166,7 @@ class ApiProcess(_ProcessService):
 
     def __init__(self, app: str, database_url: str, run_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         port = free_port()
-        env = _clean_env()
+        env = child_env(run_dir)
         env.update({"DATABASE_URL": database_url, "APP_NAME": "users-api",
                     "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "stack" / "api"), str(REPO_ROOT)]),
                     "PYTHONUNBUFFERED": "1"})
@@ -183,18 +183,30 @@ class ApiProcess(_ProcessService):
         return httpx.get(f"{self.url}/health", timeout=1.0).status_code in (200, 503)
 
 
-def _clean_env() -> dict[str, str]:
+RUN_MARKER = "CHAOS_SUITE_RUN"
+
+
+def child_env(run_dir: Path) -> dict[str, str]:
+    """A minimal environment for a child process, marked with the run directory.
+
+    The marker lets a later run (or a test) find every process this run
+    started, without trusting PIDs that may have been reused.
+    """
     keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV")
-    return {k: v for k, v in os.environ.items() if k in keep}
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env[RUN_MARKER] = str(run_dir)
+    return env
 
 
 def _create_app_database(postgres: PostgresProcess, app_password: str) -> None:
-    with psycopg2.connect(postgres.dsn(), connect_timeout=5) as conn:
-        conn.autocommit = True
+    conn = psycopg2.connect(postgres.dsn(), connect_timeout=5)
+    try:
+        conn.autocommit = True  # CREATE DATABASE refuses to run in a transaction
         with conn.cursor() as cur:
             cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD %s", (app_password,))
             cur.execute(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_ROLE}")
-    conn.close()
+    finally:
+        conn.close()
 
 
 def start_process_stack(settings: Settings, run_dir: Path, api_env: dict[str, str] | None = None) -> Stack:

@@ -90,6 +90,9 @@ def start_suite(settings: Settings) -> Suite:
         if not settings.keep_work_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    (run_dir / "run.json").write_text(json.dumps({
+        "pid": os.getpid(), "backend": settings.backend, "started": time.time(),
+        "addresses": {name: str(stack.service(name).address) for name in stack.names}}))
     return Suite(settings, run_dir, stack)
 
 

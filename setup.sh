@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what the suite needs into .venv (idempotent): bash setup.sh [--dev]
+#   --dev  also the test tools (pytest)
+# PostgreSQL server binaries come from the pgserver package when the machine has none.
+set -euo pipefail
+cd "$(dirname "$0")"
+requirements=requirements.txt
+[[ "${1:-}" == "--dev" ]] && requirements=requirements-dev.txt
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup.sh: Python 3.11 or newer is needed as '$python'; set PYTHON=/path/to/python3.11" >&2
+  exit 2
+fi
+if [[ ! -x .venv/bin/python ]]; then
+  if ! "$python" -m venv .venv 2>/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      rm -rf .venv && "$python" -m venv .venv
+    else
+      echo "setup.sh: '$python -m venv' failed; install python3-venv (Debian) and run again" >&2
+      exit 2
+    fi
+  fi
+fi
+stamp=.venv/.installed-$(cat requirements*.txt stack/api/requirements.txt | sha256sum | cut -c1-16)-$(basename $requirements .txt)
+if [[ ! -e $stamp ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r "$requirements"
+  touch "$stamp"
+fi

@@ -1,0 +1,412 @@
+"""The load worker: ``python -m support.loadgen [spec.json]`` (spec as one JSON line on stdin otherwise).
+
+It sends the load a :class:`support.load.LoadSpec` describes and records every
+request as a :class:`support.history.Request`. The open model launches request
+``i`` as its own task at ``t0 + i / rate`` whatever the earlier ones are doing,
+so a slow or dead service shows up as failures and latency, not as a pause in
+the schedule (no coordinated omission); the lag between scheduled and actual
+start is recorded so a worker that could not keep up is visible.
+
+Outcomes: 2xx ``ok``; 3xx/4xx ``fail``; a read answered 200 with other content
+``fail`` ("wrong content"); no connection (refused, connect timeout: nothing
+was sent) ``fail``; past ``max_in_flight`` ``fail`` ("client overloaded");
+5xx, timeout after connecting, reset or close after sending ``info``.
+
+Protocol. stdin lines: ``stop`` (or end of file, or SIGTERM/SIGINT) stops it;
+``watch <t>`` makes progress lines carry the live recovery figures for requests
+started at or after monotonic ``t``. stdout: ``{"ready": true, "t0": ...}``
+once the schedule starts, then about every ``progress_interval`` s
+``{"t", "sent", "ok", "errors", "fail", "info", "rps", "in_flight",
+"lag_p99_ms", "cpu_s"[, "watch"]}``, and ``{"done": true, ...}`` after the
+history (CSV, :func:`support.history.to_csv`) is written to ``output``.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import json
+import math
+import os
+import random
+import resource
+import signal
+import sys
+import time
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from support.history import FAIL, INFO, OK, Request, to_csv
+from support.load import LoadSpec, LoadSpecError
+
+__all__ = ["Worker", "main"]
+
+monotonic = time.monotonic
+_CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", None)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _p99_ms(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000.0
+
+
+class _Watch:
+    """Live recovery figures over completed requests started at or after ``after``.
+
+    Mirrors :func:`support.checkers.recovery`: the run is the ok requests that
+    started after the latest non-ok one (all of them if there was none).
+    """
+
+    def __init__(self, after: float, records: list[tuple]) -> None:
+        self.after = after
+        self.last_bad: float | None = None
+        self.bad = 0
+        self.oks: list[float] = []
+        for record in records:
+            self.add(record[3], record[7] == OK)
+
+    def add(self, start: float, ok: bool) -> None:
+        if start < self.after:
+            return
+        if ok:
+            if self.last_bad is None or start > self.last_bad:
+                self.oks.append(start)
+            return
+        self.bad += 1
+        if self.last_bad is None or start > self.last_bad:
+            self.last_bad = start
+            self.oks = [s for s in self.oks if s > start]
+
+    def figures(self) -> dict[str, Any]:
+        return {"after": self.after, "last_bad": self.last_bad, "bad": self.bad, "oks": len(self.oks),
+                "first_ok": min(self.oks) if self.oks else None,
+                "last_ok": max(self.oks) if self.oks else None}
+
+
+class Worker:
+    """One load run inside an asyncio loop; see the module docstring."""
+
+    def __init__(self, spec: LoadSpec, output: Path) -> None:
+        self.spec = spec
+        self.output = output
+        self.base = spec.base_url.rstrip("/")
+        self.rng = random.Random(spec.seed)
+        self.seq = count()
+        # records are plain tuples in Request field order: cheap to make, and the
+        # garbage collector stops tracking tuples of atoms, so a long history
+        # does not lengthen its pauses (which would show up as lag)
+        self.records: list[tuple] = []
+        self.acked: list[tuple[int | str, str, str]] = []  # (id, name, email) of acknowledged writes
+        self.tasks: set[asyncio.Task] = set()
+        self.sent = self.ok = self.fail = self.info = 0
+        self.open_requests = 0  # requests sent and not yet answered
+        self.window_done = 0
+        self.window_lags: list[float] = []
+        self.watch: _Watch | None = None
+        self.stopping = asyncio.Event()
+        self.t0 = 0.0
+        self.session: aiohttp.ClientSession | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._next = 0
+        self._stdout_ok = True
+
+    # -- output -------------------------------------------------------------
+    def emit(self, message: dict[str, Any]) -> None:
+        if not self._stdout_ok:
+            return
+        try:
+            sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            # nobody reads us any more: the controller is gone, so stop and keep the history
+            self._stdout_ok = False
+            self.stopping.set()
+
+    # -- one request -----------------------------------------------------------
+    def _choose(self) -> tuple[str, str, str, str, str, Any, tuple[str, str] | None]:
+        """(op, key, body, method, url, json payload, expected (name, email) of a read)."""
+        if not self.acked or self.rng.random() < self.spec.write_fraction:
+            seq = next(self.seq)
+            name, email = f"user-{self.spec.run_id}-{seq}", f"{self.spec.run_id}-{seq}@load.test"
+            return "write", email, f"{name}\t{email}", "POST", f"{self.base}/users", {"name": name, "email": email}, None
+        ident, name, email = self.rng.choice(self.acked)
+        return "read", email, "", "GET", f"{self.base}/users/{ident}", None, (name, email)
+
+    async def request(self, scheduled: float) -> None:
+        start = monotonic()
+        op, key, body, method, url, payload, expected = self._choose()
+        status: int | None = None
+        error = ""
+        data = b""
+        assert self.session is not None
+        self.open_requests += 1
+        try:
+            async with self.session.request(method, url, json=payload, allow_redirects=False) as response:
+                status = response.status
+                data = await response.read()
+        except asyncio.CancelledError:
+            # only at shutdown, past its own timeout: as unknown as a timeout
+            error, outcome = "timeout", INFO
+            self.record(op, key, scheduled, start, monotonic(), status, error, outcome, body)
+            raise
+        except aiohttp.ClientConnectorError as exc:
+            refused = getattr(exc, "os_error", None) and exc.os_error.errno == errno.ECONNREFUSED
+            error, outcome = ("connection refused" if refused else f"could not connect: {exc.os_error}"), FAIL
+        except Exception as exc:  # noqa: BLE001 - every way a request can end must be recorded
+            if _CONNECT_TIMEOUT is not None and isinstance(exc, _CONNECT_TIMEOUT):
+                error, outcome = "connect timeout", FAIL  # no connection, so nothing was sent
+            elif isinstance(exc, TimeoutError):
+                error, outcome = "timeout", INFO
+            elif isinstance(exc, aiohttp.ServerDisconnectedError):
+                error, outcome = "server disconnected", INFO
+            elif isinstance(exc, (ConnectionResetError, aiohttp.ClientOSError)):
+                error, outcome = f"connection error: {exc}", INFO
+            elif isinstance(exc, aiohttp.ClientPayloadError):
+                error, outcome = "incomplete answer", INFO
+            else:
+                error, outcome = f"{type(exc).__name__}: {exc}"[:200], INFO
+        finally:
+            self.open_requests -= 1
+        end = monotonic()
+        if status is not None and not error:
+            outcome = self.judge(status, data, op, expected, body)
+            if outcome is FAIL and status < 300:
+                error = "wrong content"
+        self.record(op, key, scheduled, start, end, status, error, outcome, body)
+
+    def judge(self, status: int, data: bytes, op: str, expected: tuple[str, str] | None, body: str) -> str:
+        """Outcome of an answered request; remembers acknowledged writes for later reads."""
+        if status >= 500:
+            return INFO
+        if status >= 300:
+            return FAIL
+        try:
+            row = json.loads(data)
+        except ValueError:
+            row = None
+        if op == "write":
+            if isinstance(row, dict) and "id" in row:
+                name, email = body.split("\t", 1)
+                self.acked.append((row["id"], name, email))
+            return OK  # the status acknowledged it, whatever the body
+        if not isinstance(row, dict) or expected is None or (row.get("name"), row.get("email")) != expected:
+            return FAIL
+        return OK
+
+    def record(self, op: str, key: str, scheduled: float, start: float, end: float, status: int | None,
+               error: str, outcome: str, body: str) -> None:
+        self.records.append((op, key, scheduled, start, end, status, error, outcome, body))
+        self.window_done += 1
+        if outcome == OK:
+            self.ok += 1
+        elif outcome == FAIL:
+            self.fail += 1
+        else:
+            self.info += 1
+        if self.watch is not None:
+            self.watch.add(start, outcome == OK)
+
+    def launch(self, scheduled: float) -> None:
+        """Start one request now, or record it as refused by the client when too many are open."""
+        self.sent += 1
+        if len(self.tasks) >= self.spec.max_in_flight:  # tasks, not open_requests: some may not have begun yet
+            now = monotonic()
+            self.window_lags.append(now - scheduled)
+            op, key, body, *_ = self._choose()
+            self.record(op, key, scheduled, now, now, None, "client overloaded", FAIL, body)
+            return
+        self.window_lags.append(monotonic() - scheduled)
+        task = asyncio.get_running_loop().create_task(self.request(scheduled))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- models ---------------------------------------------------------------
+    def _tick(self) -> None:
+        """Launch every request due by now, then arm the timer for the next one."""
+        loop = asyncio.get_running_loop()
+        end = self.t0 + self.spec.max_duration
+        now = monotonic()
+        while not self.stopping.is_set():
+            scheduled = self.t0 + self._next / self.spec.rate
+            if scheduled >= end:
+                self.stopping.set()
+                return
+            if scheduled > now:
+                self._timer = loop.call_at(scheduled, self._tick)
+                return
+            self._next += 1
+            self.launch(scheduled)
+            now = monotonic()
+
+    async def user(self) -> None:
+        """One closed-model user: the next request when the last one ended."""
+        end = self.t0 + self.spec.max_duration
+        while not self.stopping.is_set():
+            now = monotonic()
+            if now >= end:
+                self.stopping.set()
+                return
+            self.sent += 1
+            self.window_lags.append(0.0)
+            await self.request(now)
+            if self.spec.think_time:
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), self.spec.think_time)
+                except TimeoutError:
+                    pass
+
+    async def report(self) -> None:
+        interval = self.spec.progress_interval
+        last = monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+            now = monotonic()
+            lags, self.window_lags = self.window_lags, []
+            done, self.window_done = self.window_done, 0
+            message = {
+                "t": round(now - self.t0, 3), "sent": self.sent, "ok": self.ok,
+                "errors": self.fail + self.info, "fail": self.fail, "info": self.info,
+                "rps": round(done / (now - last), 1), "in_flight": self.open_requests,
+                "lag_p99_ms": round(_p99_ms(lags), 3), "cpu_s": round(_cpu_seconds(), 3),
+            }
+            if self.watch is not None:
+                message["watch"] = self.watch.figures()
+            last = now
+            self.emit(message)
+
+    # -- control ----------------------------------------------------------------
+    def command(self, line: str) -> None:
+        """Handle one stdin line (called on the loop)."""
+        words = line.split()
+        if words and words[0] == "stop":
+            self.stopping.set()
+        elif words[0] == "watch" and len(words) == 2:
+            self.watch = _Watch(float(words[1]), self.records)
+
+    async def _read_commands(self, reader: asyncio.StreamReader) -> None:
+        """Forward stdin lines to :meth:`command`; end of file means stop."""
+        while not self.stopping.is_set():
+            line = await reader.readline()
+            if not line:
+                break
+            self.command(line.decode("utf-8", "replace").strip() or "noop")
+        self.stopping.set()
+
+    async def run(self, stdin_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        # stdin read by the loop itself: a thread blocked in read() would hang interpreter shutdown
+        reader: asyncio.StreamReader | None = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                         open(stdin_fd, "rb", 0, closefd=False))
+        except ValueError:  # stdin is a regular file: no commands, stop by signal or max_duration
+            reader = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        # a request for each in-flight slot, and no cap per host: the bound is ours
+        connector = aiohttp.TCPConnector(limit=self.spec.max_in_flight, limit_per_host=0,
+                                         keepalive_timeout=30)
+        timeout = aiohttp.ClientTimeout(total=self.spec.request_timeout)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            self.session = session
+            commands = loop.create_task(self._read_commands(reader)) if reader else None
+            gc.collect()
+            gc.freeze()  # what exists now lives all run long: keep it out of every collection
+            self.t0 = monotonic()
+            self.emit({"ready": True, "t0": self.t0, "model": self.spec.model, "run_id": self.spec.run_id})
+            reporter = loop.create_task(self.report())
+            users: list[asyncio.Task] = []
+            if self.spec.model == "open":
+                self._tick()
+            else:
+                users = [loop.create_task(self.user()) for _ in range(self.spec.users)]
+                self.tasks.update(users)
+            max_end = self.t0 + self.spec.max_duration
+            try:
+                await asyncio.wait_for(self.stopping.wait(), max(0.0, max_end - monotonic()))
+            except TimeoutError:
+                self.stopping.set()
+            if self._timer is not None:
+                self._timer.cancel()
+            # every request carries its own timeout, so this wait ends by itself; the margin covers the loop
+            pending = set(self.tasks)
+            if pending:
+                _, still = await asyncio.wait(pending, timeout=self.spec.request_timeout + 1.0)
+                for task in still:
+                    task.cancel()
+                if still:
+                    await asyncio.wait(still, timeout=1.0)
+            await reporter
+            if commands:
+                commands.cancel()
+
+    def write_history(self) -> int:
+        history = sorted((Request(*record) for record in self.records), key=lambda r: r.start)
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        tmp.write_text(to_csv(history))
+        tmp.replace(self.output)  # the controller never sees a half-written file
+        return len(history)
+
+
+def _read_line(fd: int) -> bytes:
+    """One line from ``fd``, read a byte at a time so nothing after it is consumed."""
+    line = bytearray()
+    while (byte := os.read(fd, 1)) and byte != b"\n":
+        line += byte
+    return bytes(line)
+
+
+def _read_spec(argv: list[str], stdin_fd: int) -> tuple[LoadSpec, Path]:
+    if argv:
+        data = json.loads(Path(argv[0]).read_text())
+    else:
+        data = json.loads(_read_line(stdin_fd))
+    if not isinstance(data, dict):
+        raise LoadSpecError("load spec: expected a JSON object")
+    output = Path(data.pop("output", None) or f"history-{data.get('run_id', 'load')}.csv")
+    return LoadSpec.from_dict(data), output
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one load from a spec file (first argument) or a JSON line on stdin; 0 once the history is written."""
+    argv = sys.argv[1:] if argv is None else argv
+    stdin_fd = sys.stdin.fileno()
+    try:
+        spec, output = _read_spec(argv, stdin_fd)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"loadgen: {error}", file=sys.stderr)
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = spec.max_in_flight + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    worker = Worker(spec, output)
+    runner(worker.run(stdin_fd))
+    count_ = worker.write_history()
+    worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(_cpu_seconds(), 3),
+                 "sent": worker.sent, "ok": worker.ok, "fail": worker.fail, "info": worker.info})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

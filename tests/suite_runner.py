@@ -1,0 +1,64 @@
+"""Running the behave suite as a user would, from a test, and checking what it left behind."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.ports import port_is_free
+from support.process_backend import RUN_MARKER
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class BehaveRun:
+    returncode: int
+    output: str
+    run_dirs: list[Path]
+
+
+def project_with(tmp_path: Path, feature_name: str, feature_text: str) -> Path:
+    """A project directory that shares the suite's steps and hooks but has its own feature."""
+    project = tmp_path / "project"
+    (project / "features").mkdir(parents=True)
+    for name in ("steps", "environment.py", "behave.ini"):
+        (project / name).symlink_to(REPO / name)
+    (project / "features" / feature_name).write_text(feature_text)
+    return project
+
+
+def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = REPO) -> BehaveRun:
+    """``behave ARGS`` (from ``cwd``, the repository by default) with its own work root, run dirs kept."""
+    work_root.mkdir(parents=True, exist_ok=True)
+    work_root.chmod(0o755)
+    argv = [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
+            "-D", f"work_root={work_root}", "-D", "keep_work_dir=true", *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return BehaveRun(done.returncode, done.stdout + done.stderr, sorted(work_root.glob("run-*")))
+
+
+def leftovers(run: BehaveRun) -> list[str]:
+    """Processes still marked with one of the run's directories, and its ports still taken."""
+    found = []
+    marks = {str(d).encode() for d in run.run_dirs}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(RUN_MARKER.encode() + b"=") and entry.split(b"=", 1)[1] in marks:
+                found.append(f"process {pid}: {Path(f'/proc/{pid}/cmdline').read_bytes()[:120]!r}")
+    for run_dir in run.run_dirs:
+        info = json.loads((run_dir / "run.json").read_text())
+        for name, address in info.get("addresses", {}).items():
+            port = int(address.rsplit(":", 1)[1])
+            if not port_is_free(port):
+                found.append(f"port {port} of {name} still taken")
+    return found

@@ -1,0 +1,36 @@
+"""The behave suite itself, run end to end on the process backend, and proof that it can fail."""
+import pytest
+
+from suite_runner import leftovers, project_with, run_behave
+
+
+def test_chaos_suite_passes_and_leaves_nothing_behind(tmp_path):
+    run = run_behave(tmp_path / "work", "--tags=@chaos")
+    assert run.returncode == 0, run.output[-6000:]
+    assert " 0 failed" in run.output and "scenarios passed" in run.output
+    assert len(run.run_dirs) == 1
+    assert leftovers(run) == []
+
+
+def test_postgres_restart_scenario_fails_without_pre_ping_and_dispose(tmp_path):
+    run = run_behave(tmp_path / "work", "-D", "api_app=tests.broken_apis.no_pre_ping:app",
+                     "-n", "The first request after a Postgres restart succeeds")
+    assert run.returncode != 0, run.output[-4000:]
+    assert "the first request after the fault was expected to be answered 200, got 503" in run.output
+    assert leftovers(run) == []
+
+
+def test_unknown_service_fails_at_once_listing_the_valid_ones(tmp_path):
+    project = project_with(tmp_path, "typo.feature", "Feature: typo\n  Scenario: a typo\n"
+                           "    Given the stack is healthy\n    When postgress restarts\n")
+    run = run_behave(tmp_path / "work", cwd=project)
+    assert run.returncode != 0
+    assert "unknown service 'postgress'; this stack has: api, postgres" in run.output
+
+
+def test_malformed_setting_is_one_line_and_starts_nothing(tmp_path):
+    run = run_behave(tmp_path / "work", "-D", "load_heavy=lots", "--tags=@chaos")
+    assert run.returncode == 2
+    assert "chaos-suite: load_heavy='lots' (from -D load_heavy) is not a number" in run.output
+    assert "Traceback" not in run.output
+    assert run.run_dirs == []
