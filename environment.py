@@ -5,6 +5,7 @@ cleanup that runs whatever happened.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -35,8 +36,11 @@ def before_all(context):
         settings = load_settings(context.config.userdata, read_ini_userdata(Path("behave.ini")))
         context.suite = use_fixture(chaos_suite, context, settings)
     except STARTUP_ERRORS as error:
-        print(f"chaos-suite: {one_line(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        # behave would report any exception here as a traceback and "aborted by user";
+        # nothing is running yet (a failed start stops what it started), so exit at once
+        print(f"chaos-suite: {one_line(error)}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
 
 
 def before_scenario(context, scenario):

@@ -49,6 +49,8 @@ class Settings:
     load_write_fraction: float = 0.5
     #: seconds before a load request is given up (recorded as ``info``)
     load_request_timeout: float = 5.0
+    #: seconds a load runs before the step that starts it returns (the "before" phase)
+    load_baseline: float = 1.0
     #: hard bound on a load's life, seconds: it stops by itself after this
     load_max_duration: float = 300.0
     #: recovery rule: this many consecutive successes ...
@@ -70,7 +72,7 @@ class Settings:
             raise SettingsError(
                 f"docker_network={self.docker_network!r} is not supported; use one of: {', '.join(DOCKER_NETWORKS)}")
         for name in ("start_timeout", "healthy_timeout", "load_light", "load_steady", "load_heavy",
-                     "load_request_timeout", "load_max_duration", "settle_timeout"):
+                     "load_request_timeout", "load_max_duration", "settle_timeout", "load_baseline"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}={getattr(self, name)} must be greater than 0")
         if not 0.0 <= self.load_write_fraction <= 1.0:

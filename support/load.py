@@ -22,11 +22,10 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 from urllib.parse import urlsplit
 
 from support.history import Request, from_csv
-from support.waiting import Deadline
 
 __all__ = ["LoadSpec", "LoadSpecError", "LoadError", "LoadRun", "start_load"]
 
@@ -160,7 +159,8 @@ class LoadRun:
 
     ``progress`` is the latest progress line as a dict (``t`` elapsed s,
     ``sent``, ``ok``, ``errors``, ``rps``, ``in_flight``, ``lag_p99_ms``,
-    ``cpu_s``, and ``watch`` once :meth:`finish` asked for it). ``t0`` is the
+    ``cpu_s``). ``watch`` is the latest live recovery figures once :meth:`finish`
+    asked for them (see :mod:`support.loadgen`). ``t0`` is the
     monotonic time the schedule started.
     """
 
@@ -173,6 +173,7 @@ class LoadRun:
         self._proc = proc
         self._cond = threading.Condition()
         self._progress: dict[str, Any] = {}
+        self._watch: dict[str, Any] | None = None
         self._ready: dict[str, Any] | None = None
         self._done: dict[str, Any] | None = None
         self._eof = False
@@ -199,6 +200,12 @@ class LoadRun:
         """The latest progress line (a copy); empty before the first one."""
         with self._cond:
             return dict(self._progress)
+
+    @property
+    def watch(self) -> dict[str, Any] | None:
+        """The latest live recovery figures (after :meth:`finish` started watching), or None."""
+        with self._cond:
+            return dict(self._watch) if self._watch else None
 
     @property
     def t0(self) -> float | None:
@@ -236,6 +243,8 @@ class LoadRun:
                     self._ready = message
                 elif message.get("done"):
                     self._done = message
+                elif "watch" in message and len(message) == 1:
+                    self._watch = message["watch"]
                 else:
                     self._progress = message
                     if "cpu_s" in message:
@@ -245,7 +254,7 @@ class LoadRun:
             self._eof = True
             self._cond.notify_all()
 
-    def _wait_for(self, predicate, deadline: float) -> bool:
+    def _wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Wait on the reader's notifications until ``predicate()`` or monotonic ``deadline``."""
         with self._cond:
             while not predicate():
@@ -334,7 +343,7 @@ class LoadRun:
             self._history = sorted(history, key=lambda r: r.start)
             return self._history
 
-    def finish(self, after: float, settle: float, min_successes: int, min_span: float,
+    def finish(self, after: float, settle: float = 0.0, min_successes: int = 5, min_span: float = 0.5, *,
                deadline: float) -> list[Request]:
         """Keep the load running until it shows recovery since ``after``, then stop it.
 
@@ -358,7 +367,7 @@ class LoadRun:
             nonlocal held_since, held_bad
             if self._eof or self._done is not None:
                 return True
-            watch = self._progress.get("watch")
+            watch = self._watch
             if not watch or watch.get("after") != after:
                 return False
             first, last = watch["first_ok"], watch["last_ok"]
@@ -369,7 +378,7 @@ class LoadRun:
                 held_since, held_bad = time.monotonic(), watch["last_bad"]
             return time.monotonic() - held_since >= settle
 
-        # progress lines arrive every progress_interval s, so each wakes this wait to re-judge
+        # the worker sends its live figures every 0.1 s once watched; each line wakes this wait to re-judge
         self._wait_for(settled, deadline)
         return self.stop()
 

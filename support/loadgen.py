@@ -13,16 +13,18 @@ was sent) ``fail``; past ``max_in_flight`` ``fail`` ("client overloaded");
 5xx, timeout after connecting, reset or close after sending ``info``.
 
 Protocol. stdin lines: ``stop`` (or end of file, or SIGTERM/SIGINT) stops it;
-``watch <t>`` makes progress lines carry the live recovery figures for requests
-started at or after monotonic ``t``. stdout: ``{"ready": true, "t0": ...}``
+``watch <t>`` starts lines ``{"watch": {"after", "last_bad", "bad", "oks",
+"first_ok", "last_ok"}}`` every 0.1 s: live recovery figures over the completed
+requests that started at or after monotonic ``t``. stdout: ``{"ready": true, "t0": ...}``
 once the schedule starts, then about every ``progress_interval`` s
 ``{"t", "sent", "ok", "errors", "fail", "info", "rps", "in_flight",
-"lag_p99_ms", "cpu_s"[, "watch"]}``, and ``{"done": true, ...}`` after the
+"lag_p99_ms", "cpu_s"}``, and ``{"done": true, ...}`` after the
 history (CSV, :func:`support.history.to_csv`) is written to ``output``.
 """
 from __future__ import annotations
 
 import asyncio
+import csv
 import errno
 import gc
 import json
@@ -34,17 +36,20 @@ import signal
 import sys
 import time
 from itertools import count
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from support.history import FAIL, INFO, OK, Request, to_csv
+from support.history import FAIL, INFO, OK, Request
 from support.load import LoadSpec, LoadSpecError
 
 __all__ = ["Worker", "main"]
 
+_FIELDS = [f.name for f in fields(Request)]
 monotonic = time.monotonic
+_WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
 _CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", None)
 
 
@@ -283,10 +288,19 @@ class Worker:
                 "rps": round(done / (now - last), 1), "in_flight": self.open_requests,
                 "lag_p99_ms": round(_p99_ms(lags), 3), "cpu_s": round(_cpu_seconds(), 3),
             }
-            if self.watch is not None:
-                message["watch"] = self.watch.figures()
             last = now
             self.emit(message)
+
+    async def report_watch(self) -> None:
+        """While watched, the live recovery figures every 0.1 s, so the controller sees recovery promptly."""
+        while True:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), _WATCH_INTERVAL)
+                return
+            except TimeoutError:
+                pass
+            if self.watch is not None:
+                self.emit({"watch": self.watch.figures()})
 
     # -- control ----------------------------------------------------------------
     def command(self, line: str) -> None:
@@ -294,8 +308,13 @@ class Worker:
         words = line.split()
         if words and words[0] == "stop":
             self.stopping.set()
-        elif words[0] == "watch" and len(words) == 2:
-            self.watch = _Watch(float(words[1]), self.records)
+        elif words and words[0] == "watch" and len(words) == 2:
+            try:
+                after = float(words[1])
+            except ValueError:
+                print(f"loadgen: ignored bad command {line!r}", file=sys.stderr)
+                return
+            self.watch = _Watch(after, self.records)
 
     async def _read_commands(self, reader: asyncio.StreamReader) -> None:
         """Forward stdin lines to :meth:`command`; end of file means stop."""
@@ -329,6 +348,7 @@ class Worker:
             self.t0 = monotonic()
             self.emit({"ready": True, "t0": self.t0, "model": self.spec.model, "run_id": self.spec.run_id})
             reporter = loop.create_task(self.report())
+            watch_reporter = loop.create_task(self.report_watch())
             users: list[asyncio.Task] = []
             if self.spec.model == "open":
                 self._tick()
@@ -351,15 +371,21 @@ class Worker:
                 if still:
                     await asyncio.wait(still, timeout=1.0)
             await reporter
+            await watch_reporter
             if commands:
                 commands.cancel()
 
     def write_history(self) -> int:
-        history = sorted((Request(*record) for record in self.records), key=lambda r: r.start)
+        """Write the history sorted by start, in :func:`support.history.to_csv`'s format."""
+        records = sorted(self.records, key=lambda record: record[3])
         tmp = self.output.with_name(self.output.name + ".tmp")
-        tmp.write_text(to_csv(history))
+        with open(tmp, "w", newline="") as out:
+            # straight from the tuples: to_csv's dataclasses.astuple deep-copies every field
+            writer = csv.writer(out)
+            writer.writerow(_FIELDS)
+            writer.writerows(["" if v is None else v for v in record] for record in records)
         tmp.replace(self.output)  # the controller never sees a half-written file
-        return len(history)
+        return len(records)
 
 
 def _read_line(fd: int) -> bytes:

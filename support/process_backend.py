@@ -88,10 +88,12 @@ class _ProcessService:
         try:
             wait_until(self.is_ready, timeout, f"{self.name} becoming ready")
         except WaitTimeout as error:
-            tail = "\n".join(self.logs().splitlines()[-30:])
+            lines = self.logs().splitlines()[-30:]
+            fatal = [line.split(" ", 1)[-1] for line in lines if "FATAL" in line or "Error" in line]
             state = "running" if self._process.running else "not running"
-            raise ServiceError(f"{error}; the process is {state}; see its log {self._process.spec.log_path}",
-                               logs=tail) from None
+            said = f"; it said: {fatal[-1].strip()}" if fatal else ""
+            raise ServiceError(f"{error}; the process is {state}{said}; see its log {self._process.spec.log_path}",
+                               logs="\n".join(lines)) from None
 
     def logs(self, since: float | None = None) -> str:
         return read_stamped_log(self._process.spec.log_path, since)
@@ -107,11 +109,11 @@ class PostgresProcess(_ProcessService):
         self.bins = bins
         self.run_as = run_as
         self.data_dir = run_dir / "pgdata"
-        self.socket_dir = run_dir / "pgsocket"
         self.password = password
         port = free_port()
         argv = [bins.path("postgres"), "-D", str(self.data_dir), "-p", str(port),
-                "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={self.socket_dir}",
+                # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
+                "-c", f"listen_addresses={LOOPBACK}", "-c", "unix_socket_directories=",
                 "-c", "max_connections=100", "-c", "shared_buffers=32MB",
                 "-c", "log_line_prefix=%m [%p] %a ", "-c", "logging_collector=off"]
         spec = ProcessSpec(argv=argv, env=child_env(run_dir), cwd=run_dir, log_path=run_dir / "postgres.log",
@@ -124,9 +126,8 @@ class PostgresProcess(_ProcessService):
         if reach.returncode != 0:
             raise ServiceError(f"PostgreSQL runs as {self.run_as.user} and cannot enter {self.data_dir.parent}: "
                                "set work_root to a directory every user can enter (the default is under /tmp)")
-        for path in (self.data_dir, self.socket_dir):
-            path.mkdir(mode=0o700)
-            self.run_as.chown(path)
+        self.data_dir.mkdir(mode=0o700)
+        self.run_as.chown(self.data_dir)
         pwfile = self.data_dir.parent / "pwfile"
         pwfile.write_text(self.password + "\n")
         pwfile.chmod(0o600)

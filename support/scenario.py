@@ -19,6 +19,7 @@ from support.history import Request
 from support.load import LoadRun, LoadSpec, start_load
 from support.stack import Stack
 from support.verdict import CheckFailed
+from support.waiting import wait_until
 
 __all__ = ["ScenarioState"]
 
@@ -74,6 +75,14 @@ class ScenarioState:
         if self.load is not None:
             raise CheckFailed("a load is already running in this scenario; use one load step")
         self.load = start_load(spec, self.work_dir)
+        # a baseline before any fault: the phases "before" is measured on it, and a stack
+        # that cannot serve the load at all is told apart from one that a fault broke
+        baseline = self.settings.load_baseline
+        progress = wait_until(lambda: self.load.progress.get("t", 0) >= baseline and self.load.progress,
+                              baseline + 10.0, "the load's baseline")
+        if not progress.get("ok"):
+            raise CheckFailed(f"the API served none of the load's {progress.get('sent', 0)} requests in its "
+                              f"{baseline:g} s baseline, before any fault")
 
     def open_load(self, rate: float) -> LoadSpec:
         """An open-model load of ``rate`` requests per second against the stack's API."""

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from support.waiting import Deadline
 
-__all__ = ["SupervisedProcess", "ProcessSpec"]
+__all__ = ["SupervisedProcess", "ProcessSpec", "descendants"]
 
 
 @dataclass
@@ -34,7 +34,7 @@ class ProcessSpec:
 
 
 class SupervisedProcess:
-    """One child process (in its own process group) with an ``unless-stopped`` restart policy.
+    """One child process (and the processes it forks) with an ``unless-stopped`` restart policy.
 
     After an unexpected exit (a kill, a crash) it is started again after a
     back-off that starts at 0.1 s and doubles up to 2 s, reset once a run has
@@ -96,7 +96,7 @@ class SupervisedProcess:
             self._wait_exit(proc, 5.0)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to every process of the group; the restart policy then applies."""
+        """Send ``sig`` to the child and every process below it at once; the restart policy then applies."""
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
@@ -106,14 +106,14 @@ class SupervisedProcess:
                 self._paused = False
 
     def pause(self) -> None:
-        """SIGSTOP the whole process group."""
+        """SIGSTOP the child and every process below it."""
         with self._lock:
             if self._proc is not None and self._proc.poll() is None:
                 self._signal_group(self._proc, signal.SIGSTOP)
                 self._paused = True
 
     def resume(self) -> None:
-        """SIGCONT the whole process group; a no-op when not paused."""
+        """SIGCONT every process paused by :meth:`pause`; a no-op when not paused."""
         with self._lock:
             if self._proc is not None and self._paused:
                 self._signal_group(self._proc, signal.SIGCONT)
@@ -131,8 +131,7 @@ class SupervisedProcess:
         with self._lock:
             self._closed = True
             proc = self._proc
-        if proc is not None:
-            # leftovers of the group (e.g. backends of a killed postmaster) must not outlive the run
+        if proc is not None and proc.poll() is None:
             self._signal_group(proc, signal.SIGKILL)
 
     # -- internals -------------------------------------------------------------
@@ -194,10 +193,40 @@ class SupervisedProcess:
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen, sig: int, leader_only: bool = False) -> None:
+        """Signal the child, and unless ``leader_only`` every process below it.
+
+        PostgreSQL backends call setsid(), so a process-group signal would
+        reach the postmaster alone: the tree is walked instead. It is read
+        before any signal is sent; a stop freezes the leader first (it cannot
+        fork more), a resume thaws the children first (nobody wakes up to a
+        frozen parent).
+        """
+        tree = [proc.pid] if leader_only else [proc.pid, *descendants(proc.pid)]
+        if sig == signal.SIGCONT:
+            tree.reverse()
+        for pid in tree:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, parents before their children (from /proc)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop(0)
         try:
-            if leader_only:
-                proc.send_signal(sig)
-            else:
-                os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as handle:
+                    children = [int(c) for c in handle.read().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            todo.extend(children)
+    return found

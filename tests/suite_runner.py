@@ -5,10 +5,10 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.ports import port_is_free
 from support.process_backend import RUN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +32,14 @@ def project_with(tmp_path: Path, feature_name: str, feature_text: str) -> Path:
 
 
 def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = REPO) -> BehaveRun:
-    """``behave ARGS`` (from ``cwd``, the repository by default) with its own work root, run dirs kept."""
-    work_root.mkdir(parents=True, exist_ok=True)
-    work_root.chmod(0o755)
+    """``behave ARGS`` (from ``cwd``, the repository by default) in a fresh work root, run dirs kept.
+
+    The work root is made under /tmp whatever ``work_root`` says, since PostgreSQL runs as an
+    unprivileged user who cannot enter pytest's private temporary directories.
+    """
+    work_root = Path("/tmp/chaos-suite-tests") / f"{work_root.parent.name}-{uuid.uuid4().hex[:8]}"
+    work_root.mkdir(parents=True)
+    work_root.parent.chmod(0o755)
     argv = [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
             "-D", f"work_root={work_root}", "-D", "keep_work_dir=true", *args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
@@ -59,6 +64,21 @@ def leftovers(run: BehaveRun) -> list[str]:
         info = json.loads((run_dir / "run.json").read_text())
         for name, address in info.get("addresses", {}).items():
             port = int(address.rsplit(":", 1)[1])
-            if not port_is_free(port):
-                found.append(f"port {port} of {name} still taken")
+            if port in listening_ports():
+                found.append(f"port {port} of {name} still listening")
     return found
+
+
+def listening_ports() -> set[int]:
+    """TCP ports something listens on (IPv4 and IPv6), from /proc/net/tcp*."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A":  # LISTEN; sockets in TIME_WAIT are not listeners
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports

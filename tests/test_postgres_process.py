@@ -2,7 +2,9 @@
 import secrets
 import shutil
 import signal
+import threading
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -11,6 +13,7 @@ from support.config import Settings
 from support.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
 from support.process_backend import PostgresProcess
 from support.services import ServiceError
+from support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,45 @@ def test_paused_server_does_not_answer_until_resumed(postgres):
     finally:
         postgres.resume()
     postgres.wait_ready(10)
+
+
+def test_pause_freezes_existing_connections_too(postgres):
+    # backends run in sessions of their own: a process-group SIGSTOP would miss them
+    conn = psycopg2.connect(postgres.dsn(), connect_timeout=2)
+    answers = []
+    postgres.pause()
+    try:
+        worker = threading.Thread(target=lambda: answers.append(select_on(conn)))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive() and answers == []
+    finally:
+        postgres.resume()
+    worker.join(5)
+    assert answers == [1]
+    conn.close()
+
+
+def select_on(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone()[0]
+
+
+def test_kill_takes_the_backends_with_it(postgres):
+    conn = psycopg2.connect(postgres.dsn(), connect_timeout=2)
+    backend = conn.get_backend_pid()
+    postgres.kill(signal.SIGKILL)
+    postgres.wait_ready(15)
+    wait_until(lambda: not alive(backend), 2, "the old backend's exit")
+    conn.close()
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_logs_can_be_cut_at_a_wall_clock_moment(postgres):

@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from . import health, routes
 from .config import ConfigError, Settings, load_settings
-from .db import Database, EngineFactory, ErrorHook, dispose_pool, make_engine
+from .db import Database, EngineFactory, ErrorHook, describe_failure, dispose_pool, make_engine
 from .errors import install_error_handlers
 
 __all__ = ["app", "create_app"]
@@ -93,7 +93,7 @@ async def _ensure_schema(db: Database) -> None:
             try:
                 await db.create_schema()
             except Exception as exc:
-                message = f"{type(exc).__name__}: {exc}".splitlines()[0][:200] if str(exc) else type(exc).__name__
+                message = describe_failure(exc)
                 if message != last_error:  # once per distinct cause, not once per second
                     log.warning("schema not created yet, retrying: %s", message)
                     last_error = message

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Generic, TypeVar
@@ -105,6 +106,7 @@ class SingleFlight(Generic[T]):
         self._name = name
         self._lock = threading.Lock()
         self._current: Future[T] | None = None
+        self._started = 0.0  # time.monotonic() when the current call started
 
     @property
     def in_flight(self) -> bool:
@@ -112,17 +114,18 @@ class SingleFlight(Generic[T]):
         current = self._current
         return current is not None and not current.done()
 
-    def future(self) -> Future[T]:
-        """The call in flight, or a new one started now."""
+    def future(self) -> tuple[Future[T], float]:
+        """The call in flight, or a new one started now, and its start on ``time.monotonic()``."""
         with self._lock:
             if self._current is None or self._current.done():
                 future: Future[T] = Future()
                 future.set_running_or_notify_cancel()
+                self._started = time.monotonic()
                 threading.Thread(
                     target=self._run, args=(future,), name=self._name, daemon=True
                 ).start()
                 self._current = future
-            return self._current
+            return self._current, self._started
 
     def _run(self, future: Future[T]) -> None:
         try:
@@ -133,6 +136,16 @@ class SingleFlight(Generic[T]):
             future.set_result(result)
 
     async def run(self, timeout: float) -> T:
-        """Join (or start) the call and wait at most ``timeout`` s; raise ``TimeoutError``."""
+        """Join (or start) the call; raise ``TimeoutError`` once it is ``timeout`` s old.
+
+        The deadline counts from the call's start, not from this caller's arrival: a
+        caller that finds a call already stuck past its deadline is answered at once.
+        """
+        future, started = self.future()
+        if future.done():
+            return future.result()
+        remaining = started + timeout - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{self._name} has had no answer for {timeout:g} s")
         # shield: a caller giving up must not cancel the call other callers share.
-        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self.future())), timeout)
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), remaining)
