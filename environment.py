@@ -12,10 +12,12 @@ from pathlib import Path
 from behave import register_type
 from behave.fixture import fixture, use_fixture
 
-from support import evidence
+from support import evidence, report_meta
 from support.config import load_settings, read_ini_userdata
 from support.errors import STARTUP_ERRORS, one_line
 from support.gherkin_types import TYPES
+from support.progress import ProgressLine
+from support.run_summary import RunSummary
 from support.suite import install_signal_handlers, start_suite
 
 register_type(**TYPES)
@@ -32,6 +34,9 @@ def chaos_suite(context, settings):
 
 def before_all(context):
     install_signal_handlers()
+    context.summary = RunSummary(report_meta.results_dir(context.config.format, context.config.outfiles))
+    report_meta.prepare_results_dir(context.summary.results)  # this run's results only; history/ is kept
+    context.progress = ProgressLine()
     try:
         settings = load_settings(context.config.userdata, read_ini_userdata(Path("behave.ini")))
         context.suite = use_fixture(chaos_suite, context, settings)
@@ -43,8 +48,23 @@ def before_all(context):
         os._exit(2)
 
 
+def after_all(context):
+    context.progress.close()
+    report_meta.write_metadata(context.summary.results, context.suite.stack.versions, context.suite.stack.backend)
+    context.summary.finish()
+
+
 def before_scenario(context, scenario):
     context.chaos = context.suite.begin_scenario(scenario.name)
+    evidence.begin_scenario(context.chaos, scenario.filename, scenario.feature.name, scenario.effective_tags)
+
+
+def before_step(context, step):
+    context.progress.follow(context.chaos)
+
+
+def after_step(context, step):
+    context.progress.pause()
 
 
 def after_scenario(context, scenario):
@@ -53,4 +73,5 @@ def after_scenario(context, scenario):
         context.suite.end_scenario(state)
     finally:
         evidence.attach_scenario(state, failed=scenario.status == "failed")
+        context.summary.add_scenario(state, scenario)
         del context.chaos

@@ -278,10 +278,10 @@ class ContainerService:
         # the engine would restart a container that exits on a signal other than its stop signal
         container.update(restart_policy={"Name": "no", "MaximumRetryCount": 0})
         try:
+            if container.status == "paused":
+                container.unpause()  # a frozen server could not act on the signal
             if container.status != "restarting":
                 container.kill(signal=int(sig))
-                if container.status == "paused":
-                    container.unpause()
             if not self._wait_exit(container, deadline.remaining()):
                 container.kill()
                 self._wait_exit(container, 10.0)

@@ -161,3 +161,28 @@ def _remove_superseded(client, spec: ImageSpec, keep_id: str) -> None:
                     client.images.remove(tag, noprune=False)
                 except docker.errors.APIError:
                     pass  # in use by a container of another run: it goes with a later build
+
+
+def main() -> int:
+    """``python -m support.docker_images``: build (or reuse) the stack's images and print what took how long."""
+    import os
+    import sys
+
+    from support.docker_backend import docker_client
+
+    base = os.environ.get("CHAOS_DOCKER_BASE_IMAGE") or "debian:bookworm-slim"
+    try:
+        client = docker_client(timeout=1800)
+        for name, spec in IMAGE_SPECS.items():
+            image = ensure_image(client, spec, base)
+            print(f"docker-images: {image.tag} {'built' if image.built else 'reused'} in {image.seconds:.1f} s")
+    except ServiceError as error:
+        print(f"docker-images: {error}", file=sys.stderr)
+        if error.logs:
+            print(error.logs, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

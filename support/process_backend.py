@@ -18,6 +18,7 @@ import httpx
 import psycopg2
 
 from support.config import Settings
+from support.leftovers import RUN_MARKER
 from support.logs import read_stamped_log
 from support.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
 from support.ports import LOOPBACK, free_port
@@ -182,9 +183,6 @@ class ApiProcess(_ProcessService):
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
         return httpx.get(f"{self.url}/health", timeout=1.0).status_code in (200, 503)
-
-
-RUN_MARKER = "CHAOS_SUITE_RUN"
 
 
 def child_env(run_dir: Path) -> dict[str, str]:

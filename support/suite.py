@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from support import database
 from support.config import Settings
 from support.faults import FaultLedger
+from support.leftovers import clean_leftovers
 from support.health import HEALTHY, wait_for_health
 from support.scenario import ScenarioState
 from support.stack import Stack
@@ -79,7 +81,12 @@ def _backend_starter(settings: Settings):
 def start_suite(settings: Settings) -> Suite:
     """Make this run's directory and start the stack on the configured backend."""
     root = settings.work_root_path
-    root.mkdir(parents=True, exist_ok=True)
+    if not root.exists():
+        root.mkdir(parents=True)
+        root.chmod(0o755)  # PostgreSQL runs as an unprivileged user and must enter it
+    cleaned = clean_leftovers(root)
+    if cleaned.run_dirs:
+        print(f"chaos-suite: {cleaned.describe()} of runs that were killed", file=sys.stderr)
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir()
     (run_dir / "run.json").write_text(json.dumps({"pid": os.getpid(), "backend": settings.backend,

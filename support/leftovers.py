@@ -1,0 +1,84 @@
+"""Cleaning up after runs that were killed before they could clean up themselves.
+
+Every process a run starts carries ``CHAOS_SUITE_RUN=<run dir>`` in its
+environment, and every run dir holds ``run.json`` with the PID of the suite
+that owns it. A run dir whose owner is gone is a leftover: its marked
+processes are killed (found by the marker, never by name or by a PID that
+may have been reused), its open faults are healed where that means anything
+after the stack is gone (nothing else outlives it), and the directory is removed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Leftovers", "clean_leftovers", "marked_processes", "RUN_MARKER"]
+
+RUN_MARKER = "CHAOS_SUITE_RUN"
+
+
+@dataclass
+class Leftovers:
+    """What a clean-up found and removed."""
+
+    run_dirs: list[Path] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (f"removed {len(self.run_dirs)} leftover run director{'y' if len(self.run_dirs) == 1 else 'ies'}"
+                f" and killed {len(self.processes)} leftover process{'' if len(self.processes) == 1 else 'es'}")
+
+
+def _owner_alive(run_dir: Path) -> bool:
+    try:
+        pid = json.loads((run_dir / "run.json").read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a live PID may be a reused one: the owner is a suite only if its cwd-independent marker matches
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().find(b"python") >= 0
+    except OSError:
+        return False
+
+
+def marked_processes(run_dir: Path) -> list[int]:
+    """PIDs whose environment carries this run dir's marker."""
+    mark = f"{RUN_MARKER}={run_dir}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if mark in environ:
+            found.append(int(pid))
+    return found
+
+
+def clean_leftovers(work_root: Path) -> Leftovers:
+    """Kill the processes and remove the directories of dead runs under ``work_root``."""
+    result = Leftovers()
+    if not work_root.is_dir():
+        return result
+    for run_dir in sorted(work_root.glob("run-*")):
+        if _owner_alive(run_dir):
+            continue
+        for pid in marked_processes(run_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                result.processes.append(pid)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(run_dir, ignore_errors=True)
+        result.run_dirs.append(run_dir)
+    return result

@@ -1,0 +1,84 @@
+"""Cleanup after anything: SIGTERM or SIGINT mid-scenario, and SIGKILL followed by a new run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from support.leftovers import clean_leftovers, marked_processes
+from support.waiting import wait_until
+from suite_runner import REPO, project_with
+
+LONG_FAULT = """Feature: a long fault
+  Scenario: Postgres frozen for a long time
+    Given the stack is healthy
+    And a steady load of 20 requests per second
+    When postgres is paused for 60 seconds
+"""
+
+
+def start_behave(project: Path, work_root: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
+         "-D", f"work_root={work_root}", "-D", "keep_work_dir=true"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def open_fault_journal(work_root: Path) -> Path:
+    def find():
+        for journal in work_root.glob("run-*/faults.json"):
+            if json.loads(journal.read_text() or "{}").get("open_faults"):
+                return journal
+        return None
+    return wait_until(find, 60, "the fault being injected", interval=0.1)
+
+
+@pytest.fixture
+def work_root():
+    root = Path("/tmp/chaos-suite-tests") / f"cleanup-{uuid.uuid4().hex[:8]}"
+    root.mkdir(parents=True)
+    yield root
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_scenario_heals_and_stops_everything(tmp_path, work_root, sig):
+    behave = start_behave(project_with(tmp_path, "long.feature", LONG_FAULT), work_root)
+    try:
+        journal = open_fault_journal(work_root)
+        run_dir = journal.parent
+        assert marked_processes(run_dir)
+        behave.send_signal(sig)
+        output, _ = behave.communicate(timeout=60)
+    finally:
+        if behave.poll() is None:
+            os.killpg(behave.pid, signal.SIGKILL)
+            behave.wait()
+    assert behave.returncode != 0
+    assert marked_processes(run_dir) == [], output.decode()[-3000:]
+    assert json.loads(journal.read_text())["open_faults"] == []
+
+
+def test_a_killed_run_is_cleaned_up_by_the_next_one(tmp_path, work_root):
+    behave = start_behave(project_with(tmp_path, "long.feature", LONG_FAULT), work_root)
+    run_dir = open_fault_journal(work_root).parent
+    os.killpg(behave.pid, signal.SIGKILL)  # the suite and the load die; PostgreSQL and the API do not
+    behave.wait()
+    survivors = marked_processes(run_dir)
+    assert survivors, "a SIGKILLed run leaves its services behind: that is what the next run cleans"
+    found = clean_leftovers(work_root)
+    assert run_dir in found.run_dirs and not run_dir.exists()
+    wait_until(lambda: all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in survivors), 5,
+               "the leftover processes' exit")
+
+
+def _zombie(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
