@@ -2,7 +2,7 @@
 from behave import then
 
 
-@then("the API recovers within {seconds:Seconds} seconds")
+@then("the API recovers within {seconds:Duration}")
 def step_recovers_within(context, seconds):
     context.chaos.check_recovered_within(seconds)
 
@@ -17,7 +17,7 @@ def step_error_rate_below(context, percent):
     context.chaos.check_error_rate_below(percent)
 
 
-@then("no request takes longer than {seconds:Seconds} seconds")
+@then("no request takes longer than {seconds:Duration}")
 def step_no_slow_request(context, seconds):
     context.chaos.check_no_request_slower_than(seconds)
 

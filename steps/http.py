@@ -5,12 +5,12 @@ from support.health import HEALTHY, UNREACHABLE, wait_for_health
 from support.users import check_status, first_request
 
 
-@then("the health endpoint reports the database as unreachable within {seconds:Seconds} seconds")
+@then("the health endpoint reports the database as unreachable within {seconds:Duration}")
 def step_health_unreachable(context, seconds):
     context.chaos.notes["health"] = wait_for_health(context.chaos.stack.api_url, UNREACHABLE, seconds).describe()
 
 
-@then("the health endpoint reports healthy within {seconds:Seconds} seconds")
+@then("the health endpoint reports healthy within {seconds:Duration}")
 def step_health_healthy(context, seconds):
     context.chaos.notes["health"] = wait_for_health(context.chaos.stack.api_url, HEALTHY, seconds).describe()
 

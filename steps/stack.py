@@ -46,11 +46,11 @@ def step_service_started(context, service):
     context.chaos.start_service(service)
 
 
-@when("{service:Service} is down for {seconds:Seconds} seconds")
+@when("{service:Service} is down for {seconds:Duration}")
 def step_service_down_for(context, service, seconds):
     context.chaos.hold(ServiceStop(context.chaos.stack.service(service)), seconds)
 
 
-@when("{service:Service} is paused for {seconds:Seconds} seconds")
+@when("{service:Service} is paused for {seconds:Duration}")
 def step_service_paused_for(context, service, seconds):
     context.chaos.hold(ServicePause(context.chaos.stack.service(service)), seconds)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # matplotlib is imported only when a chart is drawn (it costs
     from support.checkers import Recovery
 
 __all__ = ["WINDOW_S", "Window", "windows", "timeline_figure", "figure_png", "timeline_png",
-           "FAULT_RGB", "SIZE_PX"]
+           "FAULT_RGB", "SIZE_PX", "seconds_text"]
 
 #: width of a counting window, seconds
 WINDOW_S = 0.25
@@ -104,7 +104,8 @@ def windows(history: Sequence[Request], width: float = WINDOW_S, origin: float |
     return out
 
 
-def _seconds(value: float) -> str:
+def seconds_text(value: float) -> str:
+    """A duration for a label: milliseconds below 1 s, else seconds with one decimal."""
     return f"{value:.1f} s" if abs(value) >= 1 else f"{value * 1000:.0f} ms"
 
 
@@ -113,7 +114,7 @@ def timeline_figure(history: Sequence[Request], faults: Sequence[FaultWindow],
                     width: float = WINDOW_S) -> "Figure":
     """The chart as a matplotlib Figure (``SIZE_PX`` pixels at its dpi); see the module doc."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     figure = Figure(figsize=(SIZE_PX[0] / _DPI, SIZE_PX[1] / _DPI), dpi=_DPI, layout="constrained")
     rate_ax, latency_ax = figure.subplots(2, 1, sharex=True, height_ratios=[1.15, 1])
@@ -142,7 +143,10 @@ def timeline_figure(history: Sequence[Request], faults: Sequence[FaultWindow],
     latency_ax.plot(x, p50, color="#5e3c99", linewidth=1.6, label="p50 latency", marker=".", markersize=3,
                     zorder=3)
     latency_ax.set_yscale("log")
+    # plain numbers at 1-2-5 steps read better than 10^n and its minor labels
+    latency_ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     latency_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    latency_ax.yaxis.set_minor_formatter(NullFormatter())
     latency_ax.set_ylabel("latency (ms, log scale)")
     latency_ax.set_xlabel(f"seconds since the load started (windows of {width * 1000:g} ms, by request start)")
     latency_ax.set_xlim(0, x_end)
@@ -153,7 +157,7 @@ def timeline_figure(history: Sequence[Request], faults: Sequence[FaultWindow],
     _draw_faults(rate_ax, latency_ax, faults, origin, x_end)
     _draw_recovery(rate_ax, latency_ax, recovery, origin, bool(faults))
     rate_ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
-    latency_ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
+    latency_ax.legend(loc="best", fontsize=9, framealpha=0.9)
     return figure
 
 
@@ -166,7 +170,7 @@ def _draw_faults(rate_ax, latency_ax, faults: Sequence[FaultWindow], origin: flo
             # opaque and behind everything, so the data stays readable and the shade is findable
             ax.axvspan(start, end, color=colour, zorder=0, linewidth=0)
             ax.axvline(start, color=_FAULT_EDGE, linewidth=1.0, linestyle="-", zorder=2)
-        held = "never healed" if fault.healed is None else _seconds(fault.healed - fault.injected)
+        held = "never healed" if fault.healed is None else seconds_text(fault.healed - fault.injected)
         label = f"{fault.target}: {fault.name} ({held})"
         rate_ax.annotate(label, xy=(start, 1.0), xycoords=("data", "axes fraction"),
                          xytext=(4, -14 - 14 * i), textcoords="offset points", fontsize=9,
@@ -181,8 +185,12 @@ def _draw_recovery(rate_ax, latency_ax, recovery: "Recovery | None", origin: flo
         at = recovery.recovered_at - origin
         for ax in (rate_ax, latency_ax):
             ax.axvline(at, color=_RECOVERY_COLOUR, linewidth=2.0, linestyle="--", zorder=4)
-        text = f"recovered after {_seconds(recovery.recovery_time or 0.0)}"
-        rate_ax.annotate(text, xy=(at, 0.5), xycoords=("data", "axes fraction"), xytext=(6, 0),
+        text = f"recovered after {seconds_text(recovery.recovery_time or 0.0)}"
+        # near the right edge the label goes to the left of the line, so it is never cut off
+        left, right = rate_ax.get_xlim()
+        on_left = at > left + 0.75 * (right - left)
+        rate_ax.annotate(text, xy=(at, 0.5), xycoords=("data", "axes fraction"), xytext=(-6 if on_left else 6, 0),
+                         ha="right" if on_left else "left",
                          textcoords="offset points", fontsize=10, color=_RECOVERY_COLOUR, fontweight="bold",
                          zorder=5, bbox={"boxstyle": "round,pad=0.25", "facecolor": "white",
                                          "edgecolor": _RECOVERY_COLOUR, "alpha": 0.9})

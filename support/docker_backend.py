@@ -33,6 +33,7 @@ import psycopg2
 from support.config import Settings
 from support.docker_images import IMAGE_SPECS, BuiltImage, ensure_image
 from support.docker_labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
+from support.link import POSTGRES_LINK, Link, start_link
 from support.ports import LOOPBACK, free_port
 from support.services import Address, ServiceError
 from support.stack import Stack
@@ -254,14 +255,20 @@ class ContainerService:
             if self.status() in ("running", "paused"):
                 raise ServiceError(f"could not signal {self.name}: {error.explanation or error}") from None
             return  # it went down by itself meanwhile: the signal has nothing left to do
-        if result.exit_code not in (0, None) and self.status() == "running":
+        # 128 + n: the exec itself died with the container (a signal that ends the service ends the exec too)
+        if result.exit_code not in (0, None) and result.exit_code < 128:
             raise ServiceError(f"could not signal {self.name}: {result.output.decode(errors='replace').strip()}")
 
     def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
         """Stop (PostgreSQL: the shutdown ``mode``; others: :meth:`stop`) and start; return once ready."""
         deadline = Deadline(timeout)
         sig = self._shutdown_signal(mode)
-        if sig is None:
+        container = self._inspect()
+        if container is not None and container.status == "running" and sig in (None, self._stop_signal(container)):
+            # the stop signal is what `docker restart` sends: one call, the shortest outage (≈ 0.3 s less
+            # than stop + start as two calls); SIGKILL after the deadline, as `docker stop` does
+            container.restart(timeout=max(1, math.ceil(deadline.remaining())))
+        elif sig is None:
             self.stop(deadline.remaining())
         else:
             self._shutdown(sig, deadline)
@@ -269,6 +276,14 @@ class ContainerService:
 
     def _shutdown_signal(self, mode: str) -> int | None:
         return None
+
+    @staticmethod
+    def _stop_signal(container) -> int:
+        name = container.attrs.get("Config", {}).get("StopSignal") or "SIGTERM"
+        try:
+            return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+        except KeyError:
+            return int(name) if name.isdigit() else int(signal.SIGTERM)
 
     def _shutdown(self, sig: int, deadline: Deadline) -> None:
         """Ask the main process to exit with ``sig`` (through tini) and wait; SIGKILL when the deadline passes."""
@@ -449,11 +464,21 @@ def start_docker_stack(settings: Settings, run_dir: Path, api_env: dict[str, str
         postgres = PostgresContainer(
             client, postgres_spec(run_id, images["postgres"].id, labels, volume.name, pg_port, network,
                                   admin_password, app_password), pg_port, admin_password)
-        db_host, db_port = (LOOPBACK, pg_port) if network is None else (postgres.spec.name, _BRIDGE_PORTS["postgres"])
+        links = {}
+        if network is None:
+            # as in the process backend, the API reaches PostgreSQL through the suite's fault proxy (a process on
+            # 127.0.0.1, which host-networked containers share); the suite's own SQL goes direct
+            link = start_link(run_dir, POSTGRES_LINK, postgres.address)
+            made.append(link)
+            links[("api", "postgres")] = link
+            db_host, db_port = LOOPBACK, link.address.port
+        else:
+            # on a bridge network the API cannot reach the host's loopback: no link faults there
+            db_host, db_port = postgres.spec.name, _BRIDGE_PORTS["postgres"]
         database_url = f"postgresql+psycopg2://{APP_ROLE}:{app_password}@{db_host}:{db_port}/{APP_DATABASE}"
         api = ApiContainer(client, api_spec(run_id, images["api"].id, labels, api_port, network, database_url,
                                             settings.api_app, api_env), api_port)
-        stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url,
+        stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
                       admin_dsn=postgres.dsn(APP_DATABASE), app_dsn=postgres.dsn(APP_DATABASE, APP_ROLE, app_password),
                       secrets=(admin_password, app_password))
         keep = settings.keep_work_dir
@@ -482,11 +507,14 @@ def start_docker_stack(settings: Settings, run_dir: Path, api_env: dict[str, str
 
 
 def _remove_run_resources(client, made: list, keep: bool) -> None:
-    """Remove the run's volume (unless kept) and network, then let the client go."""
+    """Stop the run's link proxy, remove its volume (unless kept) and network, then let the client go."""
     import docker.errors
 
     try:
         for thing in reversed(made):
+            if isinstance(thing, Link):
+                thing.close()
+                continue
             is_volume = thing.__class__.__name__ == "Volume"
             if is_volume and keep:
                 continue

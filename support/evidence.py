@@ -175,8 +175,8 @@ def _attach_chart(state: "ScenarioState", figures: dict[str, Any]) -> None:
     recovery = measured_recovery(state)
     text = ""
     if recovery is not None:
-        text = (f"recovered after {recovery.recovery_time:.2f} s" if recovery.recovered and recovery.recovery_time
-                is not None else "no recovery observed")
+        text = (f"recovered after {chart.seconds_text(recovery.recovery_time)}"
+                if recovery.recovered and recovery.recovery_time is not None else "no recovery observed")
     png = chart.timeline_png(history, windows, recovery, title=redact(state.name, state.stack.secrets),
                              subtitle=redact(_subtitle(figures, text), state.stack.secrets))
     allure.attach(png, name="timeline chart", attachment_type=allure.attachment_type.PNG)

@@ -1,6 +1,8 @@
 """Typed parameters for the Gherkin steps: a typo fails when the step is matched."""
 from __future__ import annotations
 
+import re
+
 from parse import with_pattern
 
 __all__ = ["TYPES"]
@@ -10,6 +12,17 @@ __all__ = ["TYPES"]
 def parse_seconds(text: str) -> float:
     """A duration in seconds, fractional allowed: ``10``, ``0.5``."""
     return float(text)
+
+
+_UNITS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1.0, "second": 1.0, "seconds": 1.0,
+          "minute": 60.0, "minutes": 60.0}
+
+
+@with_pattern(r"\d+(?:\.\d+)? ?(?:milliseconds?|ms|seconds?|s|minutes?)")
+def parse_duration(text: str) -> float:
+    """A duration with its unit, in seconds: ``10 seconds``, ``1 second``, ``0.5 s``, ``250 ms``."""
+    number, unit = re.match(r"([\d.]+) ?([a-z]+)", text).groups()
+    return float(number) * _UNITS[unit]
 
 
 @with_pattern(r"\d+")
@@ -30,4 +43,4 @@ def parse_level(text: str) -> str:
     return text
 
 
-TYPES = {"Seconds": parse_seconds, "Number": parse_seconds, "Count": parse_count, "Service": parse_service, "Level": parse_level}
+TYPES = {"Duration": parse_duration, "Seconds": parse_seconds, "Number": parse_seconds, "Count": parse_count, "Service": parse_service, "Level": parse_level}

@@ -52,7 +52,7 @@ def _owner_alive(run_dir: Path) -> bool:
 
 
 def marked_processes(run_dir: Path) -> list[int]:
-    """PIDs whose environment carries this run dir's marker."""
+    """PIDs whose environment carries this run dir's marker (or that of a directory inside it)."""
     mark = f"{RUN_MARKER}={run_dir}".encode()
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -60,7 +60,7 @@ def marked_processes(run_dir: Path) -> list[int]:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if mark in environ:
+        if any(entry == mark or entry.startswith(mark + b"/") for entry in environ):
             found.append(int(pid))
     return found
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 from urllib.parse import urlsplit
 
+from support.leftovers import RUN_MARKER
 from support.history import Request, from_csv
 
 __all__ = ["LoadSpec", "LoadSpecError", "LoadError", "LoadRun", "start_load"]
@@ -409,6 +410,7 @@ def start_load(spec: LoadSpec, workdir: Path, ready_timeout: float = 20.0) -> Lo
     history_path.unlink(missing_ok=True)
     spec_path.write_text(json.dumps({**spec.to_dict(), "output": str(history_path)}, indent=2))
     env = dict(os.environ)
+    env[RUN_MARKER] = str(workdir)  # a later run finds and kills a worker that a killed run left
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(

@@ -19,6 +19,7 @@ import psycopg2
 
 from support.config import Settings
 from support.leftovers import RUN_MARKER
+from support.link import POSTGRES_LINK, start_link
 from support.logs import read_stamped_log
 from support.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
 from support.ports import LOOPBACK, free_port
@@ -221,14 +222,18 @@ def start_process_stack(settings: Settings, run_dir: Path, api_env: dict[str, st
     app_password = secrets.token_urlsafe(18)
     postgres = PostgresProcess(bins, run_as, run_dir, admin_password)
     postgres.initdb()
-    app_url = (f"postgresql+psycopg2://{APP_ROLE}:{app_password}@{LOOPBACK}:{postgres.address.port}"
+    link = start_link(run_dir, POSTGRES_LINK, postgres.address)
+    # the API reaches PostgreSQL through the fault proxy; the suite's own SQL goes direct
+    app_url = (f"postgresql+psycopg2://{APP_ROLE}:{app_password}@{LOOPBACK}:{link.address.port}"
                f"/{APP_DATABASE}")
     api = ApiProcess(settings.api_app, app_url, run_dir, api_env)
     stack = Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
+                  links={("api", "postgres"): link},
                   admin_dsn=postgres.dsn(APP_DATABASE), app_dsn=postgres.dsn(APP_DATABASE, APP_ROLE, app_password),
                   versions={"postgres": bins.version(), "postgres_binaries": bins.source,
                             "python": sys.version.split()[0]},
                   secrets=(admin_password, app_password))
+    stack.on_close(link.close)
     try:
         postgres.start(settings.start_timeout)
         _create_app_database(postgres, app_password)

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from support.leftovers import RUN_MARKER
 from support.services import Address
 from support.waiting import Deadline
 
@@ -188,7 +189,7 @@ class ProxyServer:
         workdir.mkdir(parents=True, exist_ok=True)
         log_path = workdir / "proxy.log"
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "VIRTUAL_ENV")}
-        env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
+        env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", RUN_MARKER: str(workdir)})
         argv = [sys.executable, "-m", "support.proxy", "--control", f"127.0.0.1:{control_port}", "--exit-with-parent",
                 "--loop", loop]
         with open(log_path, "ab") as log:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from support.link import Link
 
 from support.services import Service, ServiceError
 
@@ -33,6 +36,8 @@ class Stack:
     secrets: tuple[str, ...] = ()
     #: the order services start in; stop runs it backwards
     start_order: tuple[str, ...] = ("postgres", "api")
+    #: proxied links between services, by the pair of service names they join (client, server)
+    links: dict[tuple[str, str], "Link"] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def service(self, name: str) -> Service:
@@ -42,6 +47,16 @@ class Stack:
         except KeyError:
             raise UnknownService(
                 f"unknown service {name!r}; this stack has: {', '.join(sorted(self.services))}") from None
+
+    def link(self, one: str, other: str) -> "Link":
+        """The proxied network link between two services, in either order."""
+        for name in (one, other):
+            self.service(name)
+        found = self.links.get((one, other)) or self.links.get((other, one))
+        if found is None:
+            known = ", ".join(f"{a} and {b}" for a, b in self.links) or "none"
+            raise UnknownService(f"there is no network link between {one} and {other} to break; links: {known}")
+        return found
 
     @property
     def names(self) -> list[str]:
@@ -55,7 +70,9 @@ class Stack:
             self.services[name].start(timeout)
 
     def ensure_running(self, timeout: float) -> None:
-        """Resume paused and start stopped services, in start order (a heal that always applies)."""
+        """Heal every link, resume paused and start stopped services, in start order (a heal that always applies)."""
+        for link in self.links.values():
+            link.heal()
         for name in self.start_order:
             service = self.services[name]
             service.resume()

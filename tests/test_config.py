@@ -52,3 +52,14 @@ def test_repository_behave_ini_is_valid(tmp_path):
     ini = read_ini_userdata(Path(__file__).resolve().parents[1] / "behave.ini")
     assert ini["backend"] == "process"
     load_settings(ini, ini, {})
+
+
+@pytest.mark.parametrize("text, seconds", [("10 seconds", 10.0), ("1 second", 1.0), ("0.5 s", 0.5),
+                                           ("250 ms", 0.25), ("2 minutes", 120.0)])
+def test_durations_in_the_gherkin_carry_their_unit(text, seconds):
+    import parse
+
+    from support.gherkin_types import TYPES
+
+    assert parse.parse("within {d:Duration}", f"within {text}", TYPES)["d"] == pytest.approx(seconds)
+    assert parse.parse("within {d:Duration}", "within 10 parsecs", TYPES) is None
