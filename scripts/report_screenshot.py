@@ -2,7 +2,7 @@
 
     scripts/report.sh
     python scripts/report_screenshot.py [--report reports/allure-report] [--out docs/report.png]
-                                        [--scenario "The API rides out a Postgres restart under load"]
+                                        [--scenario "The API rides out a Postgres crash under heavy load"]
 
 Serves the report on 127.0.0.1 with Python's http.server, drives headless
 Chromium (``chromium`` on the PATH, a fresh profile, background networking off)
@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", type=Path, default=Path("reports/allure-report"))
     parser.add_argument("--out", type=Path, default=Path("docs/report.png"))
-    parser.add_argument("--scenario", default="The API rides out a Postgres restart under load")
+    parser.add_argument("--scenario", default="The API rides out a Postgres crash under heavy load")
     parser.add_argument("--attachment", default="timeline chart")
-    parser.add_argument("--size", default="1600x1250", help="viewport, pixels")
+    parser.add_argument("--size", default="1600x1400", help="viewport, pixels")
     args = parser.parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if chromium is None:

@@ -331,11 +331,11 @@ def written_keys(history: Sequence[Request]) -> list[str]:
 
 
 def durability(history: Sequence[Request], rows: Mapping[str, Sequence[str]]) -> Durability:
-    """Compare the history's writes with ``rows``: key (email) -> (name, email) as read back by SQL.
+    """Compare the history's writes with ``rows``: key -> the compared columns as read back by SQL.
 
     A key's writes are judged together: any ``ok`` write makes it acknowledged,
-    and its content must equal the body (``name``, tab, ``email``) of its last
-    ``ok`` write; otherwise any ``info`` write makes it unknown; otherwise
+    and its stored content must equal the compared fields of its last ``ok``
+    write (``Request.body``: the workload's ``compare`` values, tab-separated); otherwise any ``info`` write makes it unknown; otherwise
     (only ``fail`` writes) it must be absent. Rows for keys the history never
     wrote are ignored (the caller selects the rows).
     """
@@ -353,7 +353,7 @@ def durability(history: Sequence[Request], rows: Mapping[str, Sequence[str]]) ->
         present = key in rows
         if oks:
             acknowledged += 1
-            expected = tuple(max(oks, key=lambda w: w.start).body.split("\t", 1))
+            expected = tuple(max(oks, key=lambda w: w.start).body.split("\t"))
             if not present:
                 lost.append(key)
             elif tuple(rows[key]) != expected:

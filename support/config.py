@@ -32,7 +32,9 @@ class Settings:
     pg_bin: str = ""
     #: unprivileged user that runs PostgreSQL when the suite runs as root
     pg_user: str = "nobody"
-    #: ASGI app the process backend serves as the ``api`` service
+    #: the stack file: how the ``api`` service is run and what workload drives it (bring your own service)
+    stack_file: str = "stack/stack.toml"
+    #: kept for the Docker backend until it reads the stack file; the process backend ignores it
     api_app: str = "users_api.main:app"
     #: where run directories (data, logs, journal) go; empty = system temp dir
     work_root: str = ""
@@ -85,6 +87,13 @@ class Settings:
         if level not in LOAD_LEVELS:
             raise SettingsError(f"unknown load level {level!r}; use one of: {', '.join(LOAD_LEVELS)}")
         return float(getattr(self, f"load_{level}"))
+
+    def stack_definition(self) -> "StackDefinition":
+        """The parsed stack file (a relative path is taken from the suite's directory)."""
+        from support.stack_file import REPO_ROOT, load_stack_file
+
+        path = Path(self.stack_file)
+        return load_stack_file(path if path.is_absolute() else REPO_ROOT / path)
 
     @property
     def work_root_path(self) -> Path:

@@ -6,7 +6,9 @@ from typing import Iterable, Iterator
 
 import psycopg2
 
-__all__ = ["connect", "reset_users", "count_users", "rows_by_email", "activity_snapshot"]
+from support.workload import Workload
+
+__all__ = ["connect", "reset", "count_records", "rows_for_keys", "activity_snapshot"]
 
 
 @contextmanager
@@ -21,27 +23,27 @@ def connect(dsn: str, timeout: float = 5.0) -> Iterator["psycopg2.extensions.con
         conn.close()
 
 
-def reset_users(dsn: str) -> None:
-    """Empty the users table (ids restart at 1), so each scenario starts from the same state."""
+def reset(dsn: str, workload: Workload) -> None:
+    """Empty what the workload writes (its ``reset_sql``), so each scenario starts from the same state."""
     with connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE users RESTART IDENTITY")
+        cur.execute(workload.reset_sql)
 
 
-def count_users(dsn: str) -> int:
-    """How many rows the users table holds."""
+def count_records(dsn: str, workload: Workload) -> int:
+    """How many records the database holds (the workload's ``count_sql``)."""
     with connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM users")
-        return cur.fetchone()[0]
+        cur.execute(workload.count_sql)
+        return int(cur.fetchone()[0])
 
 
-def rows_by_email(dsn: str, emails: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """``{email: (name, email)}`` for the rows whose email is among ``emails``."""
-    keys = list(emails)
-    if not keys:
+def rows_for_keys(dsn: str, workload: Workload, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """``{key: compared column values as text}`` for the stored records among ``keys`` (``find_sql``)."""
+    wanted = list(keys)
+    if not wanted:
         return {}
     with connect(dsn, timeout=30.0) as conn, conn.cursor() as cur:
-        cur.execute("SELECT name, email FROM users WHERE email = ANY(%s)", (keys,))
-        return {email: (name, email) for name, email in cur.fetchall()}
+        cur.execute(workload.find_sql, {"keys": wanted})
+        return {str(row[0]): tuple(str(v) for v in row[1:]) for row in cur.fetchall()}
 
 
 def activity_snapshot(dsn: str) -> list[dict]:
@@ -53,3 +55,16 @@ def activity_snapshot(dsn: str) -> list[dict]:
                          FROM pg_stat_activity WHERE backend_type = 'client backend' ORDER BY pid""")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+# the names the Docker backend's tests were written against, until they move to the workload API
+def reset_users(dsn: str) -> None:
+    reset(dsn, Workload())
+
+
+def count_users(dsn: str) -> int:
+    return count_records(dsn, Workload())
+
+
+def rows_by_email(dsn: str, emails: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    return rows_for_keys(dsn, Workload(), emails)

@@ -5,10 +5,11 @@ from support.config import SettingsError
 from support.pg_binaries import PgNotFound
 from support.services import ServiceError
 from support.stack import UnknownService
+from support.stack_file import StackFileError
 
 __all__ = ["STARTUP_ERRORS", "one_line"]
 
-STARTUP_ERRORS = (SettingsError, PgNotFound, ServiceError, UnknownService, OSError)
+STARTUP_ERRORS = (SettingsError, StackFileError, PgNotFound, ServiceError, UnknownService, OSError)
 
 
 def one_line(error: BaseException) -> str:

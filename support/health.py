@@ -17,7 +17,11 @@ UNREACHABLE = "unreachable"
 
 @dataclass(frozen=True)
 class HealthReading:
-    """One answer of ``GET /health``: status code (None if no answer), body, seconds taken."""
+    """One answer of the health endpoint: status code (None if no answer), body, seconds taken.
+
+    Healthy is a 200; "database unreachable" is a 5xx. When the body says
+    anything about ``database`` (the reference API does), it must agree.
+    """
 
     status: int | None
     body: dict
@@ -26,11 +30,12 @@ class HealthReading:
 
     @property
     def healthy(self) -> bool:
-        return self.status == 200 and self.body.get("database") == "reachable"
+        return self.status == 200 and self.body.get("database", "reachable") == "reachable"
 
     @property
     def database_unreachable(self) -> bool:
-        return self.status == 503 and self.body.get("database") == "unreachable"
+        return (self.status is not None and 500 <= self.status < 600
+                and self.body.get("database", "unreachable") == "unreachable")
 
     def describe(self) -> str:
         if self.status is None:
@@ -38,11 +43,11 @@ class HealthReading:
         return f"{self.status} {self.body} in {self.seconds:.2f} s"
 
 
-def read_health(api_url: str, timeout: float = 2.0) -> HealthReading:
-    """Ask ``GET /health`` once, giving up after ``timeout`` s."""
+def read_health(health_url: str, timeout: float = 2.0) -> HealthReading:
+    """Ask the health endpoint once, giving up after ``timeout`` s."""
     started = time.monotonic()
     try:
-        response = httpx.get(f"{api_url}/health", timeout=timeout)
+        response = httpx.get(health_url, timeout=timeout)
     except httpx.HTTPError as error:
         return HealthReading(None, {}, time.monotonic() - started, f"{type(error).__name__}: {error}")
     try:
@@ -53,8 +58,8 @@ def read_health(api_url: str, timeout: float = 2.0) -> HealthReading:
                          time.monotonic() - started)
 
 
-def wait_for_health(api_url: str, expect: str, timeout: float, interval: float = 0.05) -> HealthReading:
-    """Poll ``GET /health`` until it reports ``expect`` (``healthy`` or ``unreachable``).
+def wait_for_health(health_url: str, expect: str, timeout: float, interval: float = 0.05) -> HealthReading:
+    """Poll the health endpoint until it reports ``expect`` (``healthy`` or ``unreachable``).
 
     Returns the first matching reading; raises :class:`CheckFailed` naming the
     last answer once ``timeout`` seconds have passed.
@@ -64,7 +69,7 @@ def wait_for_health(api_url: str, expect: str, timeout: float, interval: float =
     deadline = Deadline(timeout)
     last = None
     while True:
-        last = read_health(api_url, timeout=max(0.2, min(2.0, deadline.remaining() + 0.5)))
+        last = read_health(health_url, timeout=max(0.2, min(2.0, deadline.remaining() + 0.5)))
         if (last.healthy if expect == HEALTHY else last.database_unreachable):
             return last
         if deadline.expired:

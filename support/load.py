@@ -57,7 +57,8 @@ class LoadSpec:
     ``max_in_flight`` bounds open requests: past it a request is recorded as
     ``fail`` with error ``"client overloaded"``. ``run_id`` prefixes every key
     (lower-case letters, digits and dashes, since it goes into an email).
-    ``progress_interval`` (s) is how often the worker reports. ``base_url``
+    ``progress_interval`` (s) is how often the worker reports. ``workload``
+    describes the requests (:class:`support.workload.Workload`). ``base_url``
     must be on loopback unless ``allow_remote`` is set.
     """
 
@@ -74,6 +75,8 @@ class LoadSpec:
     seed: int | None = None
     progress_interval: float = 0.5
     allow_remote: bool = False
+    #: what a write and a read are (:class:`support.workload.Workload` as a dict); empty = the reference API's
+    workload: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()

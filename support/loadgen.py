@@ -44,6 +44,7 @@ import aiohttp
 
 from support.history import FAIL, INFO, OK, Request
 from support.load import LoadSpec, LoadSpecError
+from support.workload import Workload
 
 __all__ = ["Worker", "main"]
 
@@ -111,7 +112,8 @@ class Worker:
         # garbage collector stops tracking tuples of atoms, so a long history
         # does not lengthen its pauses (which would show up as lag)
         self.records: list[tuple] = []
-        self.acked: list[tuple[int | str, str, str]] = []  # (id, name, email) of acknowledged writes
+        self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
+        self.acked: list[tuple[Any, str, str]] = []  # (id, key, expected) of acknowledged writes
         self.tasks: set[asyncio.Task] = set()
         self.sent = self.ok = self.fail = self.info = 0
         self.open_requests = 0  # requests sent and not yet answered
@@ -138,14 +140,14 @@ class Worker:
             self.stopping.set()
 
     # -- one request -----------------------------------------------------------
-    def _choose(self) -> tuple[str, str, str, str, str, Any, tuple[str, str] | None]:
-        """(op, key, body, method, url, json payload, expected (name, email) of a read)."""
+    def _choose(self) -> tuple[str, str, str, str, str, Any, str | None]:
+        """(op, key, body, method, url, json payload, expected compared values of a read)."""
+        w = self.workload
         if not self.acked or self.rng.random() < self.spec.write_fraction:
-            seq = next(self.seq)
-            name, email = f"user-{self.spec.run_id}-{seq}", f"{self.spec.run_id}-{seq}@load.test"
-            return "write", email, f"{name}\t{email}", "POST", f"{self.base}/users", {"name": name, "email": email}, None
-        ident, name, email = self.rng.choice(self.acked)
-        return "read", email, "", "GET", f"{self.base}/users/{ident}", None, (name, email)
+            key, path, payload, expected = w.record(self.spec.run_id, next(self.seq))
+            return "write", key, expected, w.create_method, f"{self.base}{path}", payload, None
+        ident, key, expected = self.rng.choice(self.acked)
+        return "read", key, "", w.read_method, f"{self.base}{w.read_path_for(ident)}", None, expected
 
     async def request(self, scheduled: float) -> None:
         start = monotonic()
@@ -184,12 +186,12 @@ class Worker:
             self.open_requests -= 1
         end = monotonic()
         if status is not None and not error:
-            outcome = self.judge(status, data, op, expected, body)
+            outcome = self.judge(status, data, op, expected, body, key)
             if outcome is FAIL and status < 300:
                 error = "wrong content"
         self.record(op, key, scheduled, start, end, status, error, outcome, body)
 
-    def judge(self, status: int, data: bytes, op: str, expected: tuple[str, str] | None, body: str) -> str:
+    def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "") -> str:
         """Outcome of an answered request; remembers acknowledged writes for later reads."""
         if status >= 500:
             return INFO
@@ -200,11 +202,10 @@ class Worker:
         except ValueError:
             row = None
         if op == "write":
-            if isinstance(row, dict) and "id" in row:
-                name, email = body.split("\t", 1)
-                self.acked.append((row["id"], name, email))
+            if isinstance(row, dict) and self.workload.id_field in row:
+                self.acked.append((row[self.workload.id_field], key, body))
             return OK  # the status acknowledged it, whatever the body
-        if not isinstance(row, dict) or expected is None or (row.get("name"), row.get("email")) != expected:
+        if expected is None or not self.workload.matches(row, expected):
             return FAIL
         return OK
 

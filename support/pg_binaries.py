@@ -11,6 +11,7 @@ import glob
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ class PgBinaries:
 
     def version(self) -> str:
         out = subprocess.run([self.path("postgres"), "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip().rsplit(" ", 1)[-1] if out.returncode == 0 else "unknown"
+        found = re.search(r"\d+(?:\.\d+)+", out.stdout) if out.returncode == 0 else None
+        return found.group(0) if found else "unknown"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from support.config import Settings
 from support.leftovers import RUN_MARKER
 from support.link import POSTGRES_LINK, start_link
 from support.logs import read_stamped_log
+from support.stack_file import ApiDefinition
 from support.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
 from support.ports import LOOPBACK, free_port
 from support.services import Address, ServiceError
@@ -28,12 +29,10 @@ from support.stack import Stack
 from support.supervisor import ProcessSpec, SupervisedProcess
 from support.waiting import WaitTimeout, wait_until
 
-__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "child_env", "REPO_ROOT", "RUN_MARKER"]
+__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "child_env", "connection_values", "REPO_ROOT", "RUN_MARKER"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
-APP_DATABASE = "users"
-APP_ROLE = "app"
 
 
 class _ProcessService:
@@ -165,25 +164,23 @@ class PostgresProcess(_ProcessService):
 
 
 class ApiProcess(_ProcessService):
-    """The API under uvicorn (one worker); ready when ``GET /health`` answers at all."""
+    """The service under test, run by the stack file's command; ready when its health path answers at all."""
 
-    def __init__(self, app: str, database_url: str, run_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, api: ApiDefinition, values: dict[str, str], run_dir: Path) -> None:
         port = free_port()
+        values = {**values, "host": LOOPBACK, "port": str(port)}
         env = child_env(run_dir)
-        env.update({"DATABASE_URL": database_url, "APP_NAME": "users-api",
-                    "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "stack" / "api"), str(REPO_ROOT)]),
-                    "PYTHONUNBUFFERED": "1"})
-        env.update(extra_env or {})
-        argv = [sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port),
-                "--timeout-graceful-shutdown", "3", "--no-server-header"]
-        spec = ProcessSpec(argv=argv, env=env, cwd=REPO_ROOT, log_path=run_dir / "api.log",
-                           stop_signal=signal.SIGTERM)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(api.environment(values))
+        spec = ProcessSpec(argv=api.argv(values), env=env, cwd=api.cwd, log_path=run_dir / "api.log",
+                           stop_signal=api.stop_signal)
         super().__init__("api", port, SupervisedProcess("api", spec))
         self.url = f"http://{LOOPBACK}:{port}"
+        self.health_url = self.url + api.health_path
 
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
-        return httpx.get(f"{self.url}/health", timeout=1.0).status_code in (200, 503)
+        return httpx.get(self.health_url, timeout=1.0).status_code < 600
 
 
 def child_env(run_dir: Path) -> dict[str, str]:
@@ -198,22 +195,31 @@ def child_env(run_dir: Path) -> dict[str, str]:
     return env
 
 
-def _create_app_database(postgres: PostgresProcess, app_password: str) -> None:
+def _create_app_database(postgres: PostgresProcess, database: str, role: str, password: str) -> None:
     conn = psycopg2.connect(postgres.dsn(), connect_timeout=5)
     try:
         conn.autocommit = True  # CREATE DATABASE refuses to run in a transaction
         with conn.cursor() as cur:
-            cur.execute(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD %s", (app_password,))
-            cur.execute(f"CREATE DATABASE {APP_DATABASE} OWNER {APP_ROLE}")
+            cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
+            cur.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
     finally:
         conn.close()
 
 
-def start_process_stack(settings: Settings, run_dir: Path, api_env: dict[str, str] | None = None) -> Stack:
+def connection_values(host: str, port: int, database: str, user: str, password: str) -> dict[str, str]:
+    """The database placeholders of a stack file's command and environment."""
+    return {"db_host": host, "db_port": str(port), "db_name": database, "db_user": user, "db_password": password,
+            "database_url": f"postgresql://{user}:{password}@{host}:{port}/{database}",
+            "sqlalchemy_url": f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{database}",
+            "python": sys.executable, "repo": str(REPO_ROOT)}
+
+
+def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     """Start PostgreSQL and the API as child processes in ``run_dir``; return the ready stack.
 
     On any failure everything already started is stopped before the error propagates.
     """
+    definition = settings.stack_definition()  # a bad stack file is refused before anything starts
     run_as = run_as_for(settings.pg_user)
     bins = find_pg_binaries(settings.pg_bin, run_as, settings.work_root_path / "cache")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,20 +229,21 @@ def start_process_stack(settings: Settings, run_dir: Path, api_env: dict[str, st
     postgres = PostgresProcess(bins, run_as, run_dir, admin_password)
     postgres.initdb()
     link = start_link(run_dir, POSTGRES_LINK, postgres.address)
+    db, role = definition.database_name, definition.database_user
     # the API reaches PostgreSQL through the fault proxy; the suite's own SQL goes direct
-    app_url = (f"postgresql+psycopg2://{APP_ROLE}:{app_password}@{LOOPBACK}:{link.address.port}"
-               f"/{APP_DATABASE}")
-    api = ApiProcess(settings.api_app, app_url, run_dir, api_env)
+    values = connection_values(LOOPBACK, link.address.port, db, role, app_password)
+    values["stack_dir"] = str(definition.path.parent)
+    api = ApiProcess(definition.api, values, run_dir)
     stack = Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
-                  links={("api", "postgres"): link},
-                  admin_dsn=postgres.dsn(APP_DATABASE), app_dsn=postgres.dsn(APP_DATABASE, APP_ROLE, app_password),
+                  links={("api", "postgres"): link}, workload=definition.workload, health_path=definition.api.health_path,
+                  admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
                   versions={"postgres": bins.version(), "postgres_binaries": bins.source,
                             "python": sys.version.split()[0]},
                   secrets=(admin_password, app_password))
     stack.on_close(link.close)
     try:
         postgres.start(settings.start_timeout)
-        _create_app_database(postgres, app_password)
+        _create_app_database(postgres, db, role, app_password)
         api.start(settings.start_timeout)
     except BaseException:
         stack.close()

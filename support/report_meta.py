@@ -47,30 +47,33 @@ _SETUP_FRAMES = r"\b(?:check_healthy|begin_scenario|ensure_running)\b"
 _HEALTH_NOT_HEALTHY = r"the health endpoint did not report healthy within"
 # misuse of the Gherkin: the scenario asks for something it never set up
 _SUITE_MISUSE = (r"no load ran in this scenario", r"no fault was injected in this scenario",
-                 r"a load is already running in this scenario", r"no users were created in this scenario",
-                 r"no users exist to collide with", r"could not be judged")
+                 r"a load is already running in this scenario", r"no (?:users|records) were created in this scenario",
+                 r"no (?:users|records) exist to (?:collide with|read)", r"could not be judged")
 _STARTUP_EXCEPTIONS = r"support\.services\.ServiceError: "
 
 #: the rules written to ``categories.json``; several rules may share a name (Allure groups by name)
 CATEGORIES: list[dict[str, Any]] = [
     {"name": RECOVERY_TOO_SLOW,
-     "description": "The service did not serve again within the bound after a fault, never did, "
-                    "or failed more requests on the way than the scenario allows.",
+     "description": "The service did not serve again within the bound after a fault (or not by the first "
+                    "request after it), never did, or failed more requests on the way than the scenario allows.",
      "matchedStatuses": ["failed"],
      "messageRegex": _containing(r"did not recover within", r"never recovered:", r"did not show recovery:",
-                                 r"the error rate was .*, not below")},
+                                 r"the error rate was .*, not below", r"requests? failed after .* into the load",
+                                 r"the first request after the fault (?:got no answer|was answered \d+, not)")},
     {"name": RECOVERY_TOO_SLOW,
      "description": "The health endpoint did not report healthy within the bound after a fault.",
      "matchedStatuses": ["failed"],
      "messageRegex": _containing(_HEALTH_NOT_HEALTHY),
      "traceRegex": f"(?!.*{_SETUP_FRAMES}).*"},
     {"name": WRITE_LOST,
-     "description": "A write the API acknowledged is missing or changed in PostgreSQL, or a write it "
-                    "refused was stored anyway.",
+     "description": "A write the API acknowledged is missing or changed in PostgreSQL, a write it refused "
+                    "was stored anyway, or the API served other content than was written.",
      "matchedStatuses": ["failed"],
      "messageRegex": _containing(r"acknowledged writes? lost:", r"acknowledged writes? changed:",
                                  r"answered as not applied exist anyway", r"users did not survive",
-                                 r"rows were lost", r"a failed write left a partial row")},
+                                 r"records that should have survived", r"rows were lost",
+                                 r"a failed write left a (?:partial )?row",
+                                 r"the first request after the fault served wrong content")},
     {"name": SERVICE_HUNG,
      "description": "Requests took longer than the bound or timed out instead of failing fast.",
      "matchedStatuses": ["failed"],
@@ -90,7 +93,7 @@ CATEGORIES: list[dict[str, Any]] = [
     {"name": STACK_FAILED,
      "description": "The stack could not serve the scenario's setup, before any fault.",
      "matchedStatuses": ["failed"],
-     "messageRegex": _containing(r"served none of the load's", r"could not create user \d+ of")},
+     "messageRegex": _containing(r"served none of the load's", r"could not create (?:user|record) \d+ of")},
     {"name": STACK_FAILED,
      "description": "A service could not be started or did not become ready in time.",
      "matchedStatuses": ["broken", "failed"],

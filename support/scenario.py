@@ -61,7 +61,7 @@ class ScenarioState:
     def check_healthy(self) -> None:
         """Every service runs and the API reports healthy within ``healthy_timeout`` s."""
         self.stack.ensure_running(self.settings.start_timeout)
-        wait_for_health(self.stack.api_url, HEALTHY, self.settings.healthy_timeout)
+        wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
 
     def random_service(self, seed: int | None = None) -> str:
         """A service name picked at random (the pick is noted for the evidence)."""
@@ -87,13 +87,15 @@ class ScenarioState:
     def open_load(self, rate: float) -> LoadSpec:
         """An open-model load of ``rate`` requests per second against the stack's API."""
         s = self.settings
-        return LoadSpec.open_rate(self.stack.api_url, rate, write_fraction=s.load_write_fraction,
+        return LoadSpec.open_rate(self.stack.api_url, rate, workload=self.stack.workload.to_dict(),
+                                  write_fraction=s.load_write_fraction,
                                   request_timeout=s.load_request_timeout, max_duration=s.load_max_duration)
 
     def closed_load(self, users_count: int) -> LoadSpec:
         """A closed-model load of ``users_count`` concurrent users against the stack's API."""
         s = self.settings
-        return LoadSpec.closed_users(self.stack.api_url, users_count, write_fraction=s.load_write_fraction,
+        return LoadSpec.closed_users(self.stack.api_url, users_count, workload=self.stack.workload.to_dict(),
+                                     write_fraction=s.load_write_fraction,
                                      request_timeout=s.load_request_timeout, max_duration=s.load_max_duration)
 
     def observed(self, bound: float | None = None) -> list[Request]:
@@ -143,8 +145,9 @@ class ScenarioState:
     def check_no_lost_writes(self) -> None:
         """Every write the API acknowledged is in PostgreSQL with the content sent."""
         history = self.observed()
-        keys = {r.key for r in history if r.op == "write"}
-        self.durability = checkers.durability(history, database.rows_by_email(self.stack.admin_dsn, keys))
+        keys = checkers.written_keys(history)
+        rows = database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys)
+        self.durability = checkers.durability(history, rows)
         checkers.check_no_lost_writes(self.durability)
 
     def check_error_rate_below(self, percent: float) -> None:

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from support.link import Link
 
 from support.services import Service, ServiceError
+from support.workload import Workload
 
 __all__ = ["Stack", "UnknownService"]
 
@@ -36,6 +37,10 @@ class Stack:
     secrets: tuple[str, ...] = ()
     #: the order services start in; stop runs it backwards
     start_order: tuple[str, ...] = ("postgres", "api")
+    #: the path of the API's health endpoint
+    health_path: str = "/health"
+    #: what the suite writes and reads through the API (the reference API's users by default)
+    workload: Workload = field(default_factory=Workload)
     #: proxied links between services, by the pair of service names they join (client, server)
     links: dict[tuple[str, str], "Link"] = field(default_factory=dict)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -47,6 +52,11 @@ class Stack:
         except KeyError:
             raise UnknownService(
                 f"unknown service {name!r}; this stack has: {', '.join(sorted(self.services))}") from None
+
+    @property
+    def health_url(self) -> str:
+        """The API's health endpoint."""
+        return self.api_url + self.health_path
 
     def link(self, one: str, other: str) -> "Link":
         """The proxied network link between two services, in either order."""

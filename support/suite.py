@@ -40,9 +40,9 @@ class Suite:
         state = ScenarioState(name=name, stack=self.stack, settings=self.settings, work_dir=scenario_dir,
                               ledger=FaultLedger(journal=self.run_dir / "faults.json"))
         self.stack.ensure_running(self.settings.start_timeout)
-        wait_for_health(self.stack.api_url, HEALTHY, self.settings.healthy_timeout)
+        wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
         # the schema is the API's; it may still be creating it right after a start
-        wait_until(lambda: database.reset_users(self.stack.admin_dsn) or True, self.settings.healthy_timeout,
+        wait_until(lambda: database.reset(self.stack.admin_dsn, self.stack.workload) or True, self.settings.healthy_timeout,
                    "resetting the users table")
         return state
 
@@ -80,6 +80,7 @@ def _backend_starter(settings: Settings):
 
 def start_suite(settings: Settings) -> Suite:
     """Make this run's directory and start the stack on the configured backend."""
+    settings.stack_definition()  # refuse a bad stack file before making or starting anything
     root = settings.work_root_path
     if not root.exists():
         root.mkdir(parents=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from support.process_backend import RUN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
+BROKEN = REPO / "tests" / "broken_apis"
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The behave suite itself, run end to end on the process backend, and proof that it can fail."""
 import pytest
 
-from suite_runner import leftovers, project_with, run_behave
+from suite_runner import BROKEN, leftovers, project_with, run_behave
 
 
 def test_chaos_suite_passes_and_leaves_nothing_behind(tmp_path):
@@ -13,10 +13,10 @@ def test_chaos_suite_passes_and_leaves_nothing_behind(tmp_path):
 
 
 def test_postgres_restart_scenario_fails_without_pre_ping_and_dispose(tmp_path):
-    run = run_behave(tmp_path / "work", "-D", "api_app=tests.broken_apis.no_pre_ping:app",
+    run = run_behave(tmp_path / "work", "-D", f"stack_file={BROKEN / 'no_pre_ping.toml'}",
                      "-n", "The first request after a Postgres restart succeeds")
     assert run.returncode != 0, run.output[-4000:]
-    assert "the first request after the fault was expected to be answered 200, got 503" in run.output
+    assert "the first request after the fault was answered 503, not 200" in run.output
     assert leftovers(run) == []
 
 
@@ -34,3 +34,10 @@ def test_malformed_setting_is_one_line_and_starts_nothing(tmp_path):
     assert "chaos-suite: load_heavy='lots' (from -D load_heavy) is not a number" in run.output
     assert "Traceback" not in run.output
     assert run.run_dirs == []
+
+
+def test_a_missing_stack_file_is_one_line_and_starts_nothing(tmp_path):
+    run = run_behave(tmp_path / "work", "-D", "stack_file=/nonexistent/stack.toml", "--tags=@chaos")
+    assert run.returncode == 2
+    assert "chaos-suite: /nonexistent/stack.toml: no such stack file" in run.output
+    assert run.run_dirs == [] or leftovers(run) == []

@@ -80,23 +80,33 @@ def cases() -> list[tuple[str, tuple, str]]:
         ("never recovered", (_never_recovered,), RECOVERY_TOO_SLOW),
         ("error rate", (checkers.check_error_rate_below, many, 20), RECOVERY_TOO_SLOW),
         ("health after a fault", (step_health_healthy, dead), RECOVERY_TOO_SLOW),
+        ("failures after healing", (checkers.check_no_failures_after, many, T0 + 0.5, "the heal"), RECOVERY_TOO_SLOW),
         ("lost write", (checkers.check_no_lost_writes, Durability(acknowledged=5, lost=["a"])), WRITE_LOST),
         ("changed write", (checkers.check_no_lost_writes, Durability(acknowledged=5, changed=["a"])), WRITE_LOST),
         ("refused write stored", (checkers.check_no_lost_writes, Durability(acknowledged=5, fail_present=["a"])),
          WRITE_LOST),
-        # these two need a database to be raised for real; the text is the f-string of support/users.py
-        ("users lost", (_raise, CheckFailed("1 of 3 users did not survive: a@x: missing from the database")),
+        # these need a database or a running API to be raised for real; the texts are support/users.py's
+        ("records lost", (_raise, CheckFailed("1 problem(s) with 3 records that should have survived: k1: missing "
+                                              "from the database")), WRITE_LOST),
+        ("refused write left a row", (_raise, CheckFailed("the database holds 4 records, expected 3: a failed write "
+                                                          "left a row")), WRITE_LOST),
+        ("rows lost", (_raise, CheckFailed("the database holds 2 records, expected 3: rows were lost")), WRITE_LOST),
+        ("wrong content", (_raise, CheckFailed("the first request after the fault served wrong content: {}")),
          WRITE_LOST),
-        ("partial row", (_raise, CheckFailed("the database holds 4 users, expected 3: a failed write left a "
-                                             "partial row")), WRITE_LOST),
+        ("first request 503", (_raise, CheckFailed("the first request after the fault was answered 503, not 200: "
+                                                   '{"detail": "database unavailable"}')), RECOVERY_TOO_SLOW),
+        ("first request unanswered", (_raise, CheckFailed("the first request after the fault got no answer: "
+                                                          "ConnectError: refused")), RECOVERY_TOO_SLOW),
+        ("seeding failed", (_raise, CheckFailed("could not create record 1 of 3: 500 oops")), STACK_FAILED),
+        ("no records", (_raise, CheckFailed("no records exist to read: add a 'Given N users exist' step")),
+         SUITE_ERROR),
         ("slow request", (checkers.check_no_request_slower_than, [req(0, latency=5.0)], 3), SERVICE_HUNG),
         ("timed out", (checkers.check_no_request_slower_than, [req(0, INFO, error="timeout", latency=1)], 3),
          SERVICE_HUNG),
         ("500 not 503", (checkers.check_failures_are_503, [req(0, INFO, status=500)]), WRONG_STATUS),
         ("no answer not 503", (checkers.check_failures_are_503, [req(0, FAIL, error="connection refused")]),
          WRONG_STATUS),
-        ("wrong status", (check_status, "ConnectError: refused", 200, "the first request after the fault"),
-         WRONG_STATUS),
+        ("duplicate not 409", (check_status, "ConnectError: refused", 409, "the write"), WRONG_STATUS),
         ("health lies", (wait_for_health, dead, UNREACHABLE, 0.1), WRONG_STATUS),
         ("unhealthy at setup", (check_healthy, dead), STACK_FAILED),
         ("baseline", (_raise, CheckFailed("the API served none of the load's 50 requests in its 1 s baseline, "

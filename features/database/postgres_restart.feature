@@ -14,6 +14,7 @@ Feature: The API rides out PostgreSQL restarts and outages
 
   Scenario: Health tells the truth while Postgres is stopped
     Given the stack is healthy
+    And 2 users exist
     When postgres is stopped
     Then the health endpoint reports the database as unreachable within 2 seconds
     When postgres is started

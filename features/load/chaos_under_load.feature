@@ -12,7 +12,6 @@ Feature: Under load, the API survives faults and loses no acknowledged write
     Then the API recovers within 10 seconds
     And no acknowledged write is lost
     And every failed request is answered with 503
-    And the error rate stays below 20%
 
   @database
   Scenario: The API rides out a Postgres crash under heavy load
