@@ -3,7 +3,10 @@
 #
 #   bash .ci/docker-setup.sh                    install what is missing, start a daemon if none answers,
 #                                               build the base image (and the stack's images) if missing
-#   bash .ci/docker-setup.sh --stop-if-started  stop the daemon, only if this script started it
+#   bash .ci/docker-setup.sh --stop-if-started  stop the daemon, only if this script started it for the
+#                                               same caller (CHAOS_DOCKER_SESSION, default: the calling
+#                                               shell's PID, so .ci/run's trap stops only what .ci/run started)
+#   bash .ci/docker-setup.sh --stop             stop the daemon this script started, whoever asked for it
 #
 # A daemon started here runs with --bridge=none (the suite's containers use host networking, so no
 # container sits on a private-range bridge) and the first storage driver that works on this machine:
@@ -13,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 state_dir=${CHAOS_DOCKER_STATE_DIR:-/var/tmp/chaos-suite-docker}
 pidfile=$state_dir/dockerd.pid
+sessionfile=$state_dir/dockerd.session
+session=${CHAOS_DOCKER_SESSION:-$PPID}
 base_image=${CHAOS_DOCKER_BASE_IMAGE:-debian:bookworm-slim}
 data_root=${CHAOS_DOCKER_DATA_ROOT:-/var/lib/docker}
 
@@ -27,17 +32,17 @@ our_dockerd() {
   [[ -r /proc/$pid/comm && $(cat "/proc/$pid/comm") == dockerd ]] && echo "$pid"
 }
 
-if [[ "${1:-}" == "--stop-if-started" ]]; then
-  if pid=$(our_dockerd); then
+if [[ "${1:-}" == "--stop-if-started" || "${1:-}" == "--stop" ]]; then
+  if pid=$(our_dockerd) && [[ "$1" == "--stop" || $(cat "$sessionfile" 2>/dev/null) == "$session" ]]; then
     started=$(now)
     kill -TERM "$pid"
     deadline=$(( $(date +%s) + 30 ))
     while [[ -e /proc/$pid ]] && (( $(date +%s) < deadline )); do sleep 0.2; done
     if [[ -e /proc/$pid ]]; then say "dockerd $pid did not stop within 30 s; killing it"; kill -KILL "$pid"; fi
-    rm -f "$pidfile"
+    rm -f "$pidfile" "$sessionfile"
     say "stopped the dockerd this script started (PID $pid) in $(took "$started")"
   else
-    say "no dockerd started by this script is running; leaving the engine alone"
+    say "no dockerd started by this script for this caller is running; leaving the engine alone"
   fi
   exit 0
 fi
@@ -83,6 +88,7 @@ else
   nohup dockerd --bridge=none --storage-driver="$driver" --data-root="$data_root" \
     > "$state_dir/dockerd.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
+  echo "$session" > "$sessionfile"
   deadline=$(( $(date +%s) + 60 ))
   until daemon_answers; do
     if [[ ! -e /proc/$(cat "$pidfile") ]]; then

@@ -1,9 +1,42 @@
-"""Steps that break the database from the inside: locks and the like."""
-from behave import when
+"""Steps that break the database from the inside (sessions, slots, locks, read-only, slowness), and judge it."""
+from behave import then, when
 
-from support.db_faults import TableLock
+from support.db_faults import ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock, TerminateBackends, api_role
+from support.rw_checks import (check_answers_within_during_faults, check_writes_refused_reads_served,
+                               effect_window, fault_span)
 
 
-@when("the users table is locked for {seconds:Seconds} seconds")
+@when("all database connections of the api are terminated")
+def step_api_sessions_terminated(context):
+    stack = context.chaos.stack
+    context.chaos.inject(TerminateBackends(stack.admin_dsn, api_role(stack.app_dsn)))
+
+
+@when("the users table is locked for {seconds:Duration}")
 def step_users_table_locked(context, seconds):
     context.chaos.hold(TableLock(context.chaos.stack.admin_dsn, "users"), seconds)
+
+
+@when("postgres runs out of connection slots for {seconds:Duration}")
+def step_out_of_slots(context, seconds):
+    context.chaos.hold(SlotExhaustion(context.chaos.stack.admin_dsn), seconds)
+
+
+@when("the database is read-only for {seconds:Duration}")
+def step_read_only(context, seconds):
+    context.chaos.hold(ReadOnlyDatabase(context.chaos.stack.admin_dsn), seconds)
+
+
+@when("every statement of the api is slowed by {delay:Duration} for {seconds:Duration}")
+def step_statements_slowed(context, delay, seconds):
+    context.chaos.hold(SlowStatements(context.chaos.stack.admin_dsn, delay, "users"), seconds)
+
+
+@then("writes fail with 503 while reads keep working")
+def step_writes_503_reads_ok(context):
+    check_writes_refused_reads_served(context.chaos.observed(), effect_window(context.chaos.ledger))
+
+
+@then("the API answers within {seconds:Duration} while the fault lasts")
+def step_answers_within_during_fault(context, seconds):
+    check_answers_within_during_faults(context.chaos.observed(), fault_span(context.chaos.ledger), seconds)

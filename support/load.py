@@ -378,6 +378,9 @@ class LoadRun:
             if watch["oks"] < min_successes or first is None or last - first < min_span:
                 held_since = None
                 return False
+            oldest_open = watch.get("oldest_open")
+            if oldest_open is not None and oldest_open <= last:
+                return False  # a request launched inside the run is still open and may yet fail
             if held_since is None or watch["last_bad"] != held_bad:
                 held_since, held_bad = time.monotonic(), watch["last_bad"]
             return time.monotonic() - held_since >= settle

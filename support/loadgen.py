@@ -117,6 +117,10 @@ class Worker:
         self.tasks: set[asyncio.Task] = set()
         self.sent = self.ok = self.fail = self.info = 0
         self.open_requests = 0  # requests sent and not yet answered
+        # launch times of the requests still open: a request launched before the
+        # run of successes and still open may yet fail and end the run
+        self.open_starts: dict[int, float] = {}
+        self._tokens = count()
         self.window_done = 0
         self.window_lags: list[float] = []
         self.watch: _Watch | None = None
@@ -157,6 +161,8 @@ class Worker:
         data = b""
         assert self.session is not None
         self.open_requests += 1
+        token = next(self._tokens)
+        self.open_starts[token] = start
         try:
             async with self.session.request(method, url, json=payload, allow_redirects=False) as response:
                 status = response.status
@@ -184,6 +190,7 @@ class Worker:
                 error, outcome = f"{type(exc).__name__}: {exc}"[:200], INFO
         finally:
             self.open_requests -= 1
+            del self.open_starts[token]
         end = monotonic()
         if status is not None and not error:
             outcome = self.judge(status, data, op, expected, body, key)
@@ -301,7 +308,9 @@ class Worker:
             except TimeoutError:
                 pass
             if self.watch is not None:
-                self.emit({"watch": self.watch.figures()})
+                figures = self.watch.figures()
+                figures["oldest_open"] = min(self.open_starts.values(), default=None)
+                self.emit({"watch": figures})
 
     # -- control ----------------------------------------------------------------
     def command(self, line: str) -> None:
