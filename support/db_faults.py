@@ -155,15 +155,20 @@ class TerminateBackends:
                  " WHERE usename = %(role)s AND pid <> pg_backend_pid()"
                  " AND (%(app)s::text IS NULL OR application_name = %(app)s)")
         with admin_connection(self.dsn, self.timeout + 1) as conn, conn.cursor() as cur:
-            # with a timeout, pg_terminate_backend waits until the backend has exited (PostgreSQL 14+)
+            # with a timeout, pg_terminate_backend waits until the backend has exited (PostgreSQL 14+);
+            # it is false, with a warning, for a session that ended by itself meanwhile (the service
+            # closing its other connections once the first one died)
             cur.execute(query, {"role": self.role, "app": self.application_name, "ms": int(self.timeout * 1000)})
             results = cur.fetchall()
+            pids = [pid for pid, _ in results]
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+            remaining = cur.fetchone()[0]
         self.terminated = sum(1 for _, done in results if done)
         if not results:
             raise FaultHadNoEffect(f"no session of role {self.role} was connected to terminate")
-        if self.terminated < len(results):
-            raise TimeoutError(f"{len(results) - self.terminated} of {len(results)} sessions of {self.role}"
-                               f" were still running {self.timeout:g} s after pg_terminate_backend")
+        if remaining:
+            raise TimeoutError(f"{remaining} of {len(results)} sessions of {self.role} were still running"
+                               f" {self.timeout:g} s after pg_terminate_backend")
 
     def heal(self) -> None:
         """Nothing to undo."""

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -17,14 +18,12 @@ import psycopg2
 import pytest
 import yaml
 
-from support import database
 from support.config import Settings
 from support.docker_backend import api_spec, docker_client, postgres_spec, start_docker_stack
 from support.docker_images import IMAGE_SPECS, context_tar, ensure_image, inputs_digest, ImageSpec
 from support.docker_labels import (KEEP_LABEL, OWNER_PID_LABEL, RUN_LABEL, SERVICE_LABEL, Owner, remove_leftovers,
                                    run_labels)
 from support.services import Service, ServiceError
-from support.users import create_users
 from support.waiting import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,13 +128,36 @@ def stack(client, tmp_path_factory):
 def healthy(stack):
     """The module's stack, running and with an empty users table; left running afterwards."""
     stack.ensure_running(30)
-    database.reset_users(stack.admin_dsn)
+    _sql(stack.admin_dsn, "TRUNCATE users RESTART IDENTITY")
     yield stack
     stack.ensure_running(30)
 
 
 def _containers(client, run_id: str) -> dict[str, object]:
     return {c.labels[SERVICE_LABEL]: c for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})}
+
+
+def _sql(dsn: str, query: str, *args) -> list[tuple]:
+    with psycopg2.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute(query, args)
+        return cur.fetchall() if cur.description else []
+
+
+def _create_users(api_url: str, count: int) -> list[dict]:
+    """``count`` users created through the API, each acknowledged with 201."""
+    tag = uuid.uuid4().hex[:8]
+    users = []
+    with httpx.Client(base_url=api_url, timeout=5) as http:
+        for i in range(count):
+            response = http.post("/users", json={"name": f"docker-{tag}-{i}", "email": f"docker-{tag}-{i}@example.test"})
+            assert response.status_code == 201, response.text
+            users.append(response.json())
+    return users
+
+
+def _stored(dsn: str, users: list[dict]) -> set[str]:
+    """The emails of ``users`` that PostgreSQL holds, read with SQL."""
+    return {row[0] for row in _sql(dsn, "SELECT email FROM users WHERE email = ANY(%s)", [u["email"] for u in users])}
 
 
 def _select_one(dsn: str) -> int:
@@ -163,25 +185,25 @@ def test_stack_runs_labelled_containers_on_host_network(client, healthy):
 
 def test_restart_modes_keep_the_data_and_the_port(healthy):
     postgres = healthy.service("postgres")
-    users = create_users(healthy.api_url, 3)
+    users = _create_users(healthy.api_url, 3)
     address = postgres.address
     for mode in ("fast", "immediate"):
         postgres.restart(mode, timeout=30)
         assert postgres.address == address
-        assert set(database.rows_by_email(healthy.admin_dsn, [u.email for u in users])) == {u.email for u in users}
+        assert _stored(healthy.admin_dsn, users) == {u["email"] for u in users}
     with pytest.raises(ValueError, match="unknown restart mode 'sloppy'"):
         postgres.restart("sloppy")
 
 
 def test_killed_postgres_is_restarted_by_the_engine_with_its_data(healthy):
     postgres = healthy.service("postgres")
-    users = create_users(healthy.api_url, 2)
+    users = _create_users(healthy.api_url, 2)
     before = postgres.restarts
     postgres.kill()
     # Docker's own policy brings it back: the restart count is the engine's, not ours
     wait_until(lambda: postgres.restarts == before + 1, 20, "the engine restarting postgres")
     postgres.wait_ready(20)
-    assert set(database.rows_by_email(healthy.admin_dsn, [u.email for u in users])) == {u.email for u in users}
+    assert _stored(healthy.admin_dsn, users) == {u["email"] for u in users}
 
 
 def test_killed_api_is_restarted_by_the_engine(healthy):
@@ -217,10 +239,10 @@ def test_paused_postgres_answers_nothing_until_resumed(healthy):
 
 
 def test_whole_stack_restart_keeps_the_data(healthy):
-    users = create_users(healthy.api_url, 4)
+    users = _create_users(healthy.api_url, 4)
     healthy.restart_all(30)
-    assert database.count_users(healthy.admin_dsn) == 4
-    assert httpx.get(f"{healthy.api_url}/users/{users[0].id}", timeout=5).json()["email"] == users[0].email
+    assert _sql(healthy.admin_dsn, "SELECT count(*) FROM users") == [(4,)]
+    assert httpx.get(f"{healthy.api_url}/users/{users[0]['id']}", timeout=5).json()["email"] == users[0]["email"]
 
 
 def test_logs_are_stamped_and_cut_at_since(healthy):
