@@ -1,5 +1,5 @@
 """Steps that break the database from the inside (sessions, slots, locks, read-only, slowness), and judge it."""
-from behave import then, when
+from behave import given, then, when
 
 from support.db_faults import ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock, TerminateBackends, api_role
 from support.rw_checks import (check_answers_within_during_faults, check_writes_refused_reads_served,
@@ -20,6 +20,11 @@ def step_users_table_locked(context, seconds):
 @when("postgres runs out of connection slots for {seconds:Duration}")
 def step_out_of_slots(context, seconds):
     context.chaos.hold(SlotExhaustion(context.chaos.stack.admin_dsn), seconds)
+
+
+@given("postgres has no connection slot left")
+def step_no_slot_left(context):
+    context.chaos.inject(SlotExhaustion(context.chaos.stack.admin_dsn))  # healed when the scenario ends
 
 
 @when("the database is read-only for {seconds:Duration}")

@@ -235,7 +235,8 @@ class SlotExhaustion:
     def _refill(self) -> None:
         # a slot that frees up (a client closed a connection) is taken back at once, as a leak elsewhere would
         while not self._stop.wait(self.refill_interval):
-            self._take_one()
+            while self._take_one():
+                pass
 
     def inject(self) -> None:
         self._stop.clear()

@@ -14,9 +14,12 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from support.services import ServiceError
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 __all__ = ["ImageSpec", "BuiltImage", "IMAGE_SPECS", "INPUTS_LABEL", "STACK_DIR", "context_tar", "inputs_digest",
            "ensure_image", "base_image_id"]
@@ -96,7 +99,7 @@ def inputs_digest(context: bytes, base_id: str, buildargs: dict[str, str]) -> st
     return digest.hexdigest()
 
 
-def base_image_id(client, base: str) -> str:
+def base_image_id(client: "DockerClient", base: str) -> str:
     """The id of the local base image ``base``; a clear error saying how to get it when it is missing."""
     import docker.errors
 
@@ -109,7 +112,7 @@ def base_image_id(client, base: str) -> str:
             "(root, debootstrap); or set docker_base_image to an image you have") from None
 
 
-def ensure_image(client, spec: ImageSpec, base: str, log_path: Path | None = None,
+def ensure_image(client: "DockerClient", spec: ImageSpec, base: str, log_path: Path | None = None,
                  root: Path = STACK_DIR) -> BuiltImage:
     """The image for ``spec`` on ``base``, built only when no image carries its inputs' digest.
 
@@ -150,7 +153,7 @@ def _write(path: Path | None, lines: list[str]) -> None:
         path.write_text("".join(lines))
 
 
-def _remove_superseded(client, spec: ImageSpec, keep_id: str) -> None:
+def _remove_superseded(client: "DockerClient", spec: ImageSpec, keep_id: str) -> None:
     """Remove older builds of the same image; one still used by a container stays (the engine refuses)."""
     import docker.errors
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 __all__ = ["RUN_LABEL", "SERVICE_LABEL", "OWNER_HOST_LABEL", "OWNER_PID_LABEL", "OWNER_START_LABEL", "KEEP_LABEL",
            "Owner", "run_labels", "process_start_time", "owner_of", "Leftovers", "remove_leftovers"]
@@ -86,7 +89,7 @@ def _dead(labels: Mapping[str, str] | None) -> bool:
     return owner is not None and owner.alive() is False
 
 
-def remove_leftovers(client) -> Leftovers:
+def remove_leftovers(client: "DockerClient") -> Leftovers:
     """Remove the containers, then the volumes and networks, of suite runs whose owner is gone on this host."""
     import docker.errors
 

@@ -263,6 +263,12 @@ def test_images_are_reused_while_inputs_are_unchanged(client):
     assert not again.built and again.id == first.id and again.seconds < 5
 
 
+def test_missing_base_image_says_how_to_get_it(client):
+    with pytest.raises(ServiceError) as caught:
+        ensure_image(client, IMAGE_SPECS["api"], "chaos-suite-test/no-such-base:none")
+    assert "bash stack/docker/build-base-image.sh chaos-suite-test/no-such-base:none" in str(caught.value)
+
+
 def test_leftovers_of_dead_owners_go_and_nothing_else(client, stack):
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -303,6 +309,37 @@ def test_leftovers_of_dead_owners_go_and_nothing_else(client, stack):
                 thing.remove(force=True)
             except Exception:  # noqa: BLE001 - removed by the test itself
                 pass
+
+
+_KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from support.config import Settings
+from support.docker_backend import start_docker_stack
+stack = start_docker_stack(Settings(backend="docker"), Path(sys.argv[1]))
+print(stack.services["api"].spec.labels["chaos-suite.run"], flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next(client, tmp_path):
+    run_dir = tmp_path / f"run-killed-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(run_dir)], cwd=REPO, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        run_id = child.stdout.readline().strip()
+    finally:
+        child.kill()
+        child.wait(10)
+    assert run_id == run_dir.name
+    assert sorted(_containers(client, run_id)) == ["api", "postgres"]  # a SIGKILL cleans up nothing by itself
+
+    removed = remove_leftovers(client)
+
+    assert {f"chaos-suite-{run_id}-api", f"chaos-suite-{run_id}-postgres"} <= set(removed.containers)
+    assert f"chaos-suite-{run_id}-pgdata" in removed.volumes
+    assert _containers(client, run_id) == {}
 
 
 def test_close_removes_the_containers_and_the_volume(client, stack):

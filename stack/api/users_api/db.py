@@ -128,19 +128,35 @@ def make_engine(config: Settings, *, pre_ping: bool = True) -> Engine:
 
 
 def should_discard_pool(exc: BaseException) -> bool:
-    """True for failures that may leave dead connections in the pool."""
-    if isinstance(exc, IntegrityError):
-        return False  # the server answered: the connection is fine
-    if isinstance(exc, OperationalError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    """True for failures that may leave dead connections in the pool.
+
+    The pool is kept when the server answered on a live session (a constraint, a
+    lock or statement timeout, a read-only transaction: SQLSTATE set, outside the
+    "connection exception" class 08 and the "operator intervention" codes 57P*,
+    which end the session) and when a new connection could not be opened (no
+    statement ran: no pooled connection is implicated, and with no connection
+    slot to spare, the pooled ones could not be replaced). Pre-ping still checks
+    each pooled connection on checkout, so after a restart the dead ones go anyway.
+    """
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    if exc.connection_invalidated:
+        return True  # SQLAlchemy saw a disconnect
+    if not isinstance(exc, OperationalError) or exc.statement is None:
+        return False
+    code = getattr(exc.orig, "pgcode", None)
+    if code is None:
+        return True  # the connection failed under a statement: closed, reset, timed out
+    return code.startswith(("08", "57P"))
 
 
 def dispose_pool(engine: Engine, exc: BaseException) -> None:
-    """Drop every pooled connection so the next checkout opens a fresh one."""
+    """Drop every pooled connection if ``exc`` may have left dead ones (:func:`should_discard_pool`)."""
     # After a disconnect the other pooled connections are almost surely dead as well;
     # handing them out one by one would fail one request each. Checked-out connections
     # are not touched: their threads finish (or fail) on their own.
+    if not should_discard_pool(exc):
+        return
     log.debug("discarding pooled connections after: %s", describe_failure(exc))
     engine.dispose()
 
@@ -222,7 +238,7 @@ class Database:
             with Session(self.engine) as session:
                 return work(session, deadline)
         except DBAPIError as exc:
-            if should_discard_pool(exc):
+            if not isinstance(exc, IntegrityError):
                 self.on_database_error(self.engine, exc)
             raise
 
@@ -237,7 +253,7 @@ class Database:
             with self.probe_engine.connect() as conn:
                 conn.execute(text("SELECT 1")).scalar_one()
         except DBAPIError as exc:
-            if should_discard_pool(exc):
+            if not isinstance(exc, IntegrityError):
                 self.on_database_error(self.probe_engine, exc)
             raise
 
@@ -261,7 +277,7 @@ class Database:
             with self.engine.begin() as conn:
                 metadata.create_all(conn, checkfirst=True)  # CREATE TABLE only if missing
         except DBAPIError as exc:
-            if should_discard_pool(exc):
+            if not isinstance(exc, IntegrityError):
                 self.on_database_error(self.engine, exc)
             raise
 

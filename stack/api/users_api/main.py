@@ -111,8 +111,9 @@ def create_app(
 
     ``config``: settings, or ``None`` to read the environment at startup.
     ``engine_factory``: builds the SQLAlchemy engine from the settings.
-    ``on_database_error(engine, exc)``: called in the worker thread after a failure
-    that may have left dead connections in the pool (default: dispose the pool).
+    ``on_database_error(engine, exc)``: called in the worker thread after every
+    database failure but a constraint violation (default: dispose the pool when the
+    failure may have left dead connections in it, :func:`users_api.db.should_discard_pool`).
     """
 
     @contextlib.asynccontextmanager

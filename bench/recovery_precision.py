@@ -1,0 +1,163 @@
+"""How precisely the suite times an outage: outages of known length against what its checkers measure.
+
+    python bench/recovery_precision.py [--quick] [--rate 100] [--durations 1,3,5] [--rounds 1]
+
+Starts the suite's stack (process backend, under /tmp/chaos-suite-bench) and,
+for each duration D, runs two scenarios the way behave runs them
+(``Suite.begin_scenario`` / ``end_scenario``, the fault held on the scenario's
+ledger, the load judged by ``ScenarioState.observed``) under an open load of
+``--rate`` requests per second:
+
+- ``link down``: the api->postgres link cut (``LinkDown``) for exactly D s;
+- ``api paused``: the API frozen (``ServicePause``, SIGSTOP/SIGCONT) for exactly D s.
+
+For each it compares with D:
+
+- ``outage``: the checker's outage window (``checkers.recovery``: first to last
+  start of a non-ok request since the injection);
+- ``downtime``: from the outage's first failure to ``recovered_at`` (the
+  outage plus the recovery time after the heal): what a reader takes as "how
+  long were clients hurt";
+- ``gap``: the longest stretch without any answer at all (from the request
+  ends), which is how a freeze shows when requests wait instead of failing.
+
+``ledger`` is the fault's window as recorded (injection to the end of the heal
+call). Errors are measured minus D, in ms; the worst absolute error is printed
+last against the goal of 100 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import bench_settings, machine, table  # noqa: E402
+from support import checkers  # noqa: E402
+from support.faults import Fault, ServicePause  # noqa: E402
+from support.history import Request  # noqa: E402
+from support.net_faults import LinkDown  # noqa: E402
+from support.suite import Suite, start_suite  # noqa: E402
+
+GOAL = 0.100  # s: the largest acceptable timing error
+FAULTS = ("link down", "api paused")
+
+
+@dataclass
+class Outcome:
+    """One scenario's figures, seconds (None: not observed)."""
+
+    fault: str
+    injected: float
+    ledger: float
+    outage: float
+    failures: int
+    recovery: float | None
+    downtime: float | None
+    gap: float
+    requests: int
+
+    @property
+    def outage_error(self) -> float | None:
+        return self.outage - self.injected if self.failures else None
+
+    @property
+    def downtime_error(self) -> float | None:
+        return None if self.downtime is None else self.downtime - self.injected
+
+    @property
+    def gap_error(self) -> float:
+        return self.gap - self.injected
+
+    def row(self) -> list[str]:
+        def s(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        def err(v: float | None) -> str:
+            return "-" if v is None else f"{v * 1000:+.0f}"
+
+        return [self.fault, f"{self.injected:g}", s(self.ledger), s(self.outage), err(self.outage_error),
+                str(self.failures), "-" if self.recovery is None else f"{self.recovery * 1000:.0f}",
+                s(self.downtime), err(self.downtime_error), s(self.gap), err(self.gap_error), str(self.requests)]
+
+
+def longest_answer_gap(history: list[Request], start: float, end: float) -> float:
+    """The longest time (s) between two consecutive answers (request ends) within [start, end]."""
+    ends = sorted(r.end for r in history if start <= r.end <= end)
+    return max((b - a for a, b in zip(ends, ends[1:])), default=0.0)
+
+
+def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
+    """One scenario: baseline load, the fault held ``seconds``, the load observed until it recovers."""
+    settings = suite.settings
+    state = suite.begin_scenario(f"{kind} for {seconds:g} s")
+    try:
+        state.start_load(state.open_load(rate))
+        fault: Fault = (LinkDown(suite.stack.link("api", "postgres")) if kind == "link down"
+                        else ServicePause(suite.stack.service("api")))
+        state.hold(fault, seconds)
+        history = state.observed(10.0)
+        window = state.ledger.windows()[-1]
+        assert window.healed is not None
+        recovery = checkers.recovery(history, window.recovery_reference, since=window.injected,
+                                     min_successes=settings.recovery_min_successes,
+                                     min_span=settings.recovery_min_span)
+        downtime = None
+        if recovery.recovered_at is not None and recovery.outage_start is not None:
+            downtime = recovery.recovered_at - recovery.outage_start
+        gap = longest_answer_gap(history, window.injected - 0.5, window.healed + 2.0)
+        return Outcome(kind, seconds, window.healed - window.injected, recovery.outage, recovery.failures,
+                       recovery.recovery_time, downtime, gap, len(history))
+    finally:
+        suite.end_scenario(state)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 s outages only (under a minute)")
+    parser.add_argument("--rate", type=float, default=100.0, help="open-model load, requests/s")
+    parser.add_argument("--durations", help="comma-separated outage lengths, s (default 1,3,5; --quick 1)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every outage this many times")
+    args = parser.parse_args()
+    durations = [float(d) for d in (args.durations or ("1" if args.quick else "1,3,5")).split(",")]
+
+    settings = bench_settings()
+    print(f"{machine()}; open load of {args.rate:g} requests/s; outages of {', '.join(f'{d:g}' for d in durations)} s"
+          f" x {args.rounds}", flush=True)
+    results: list[Outcome] = []
+    suite = start_suite(settings)
+    try:
+        for _ in range(args.rounds):
+            for kind in FAULTS:
+                for seconds in durations:
+                    outcome = run_one(suite, kind, seconds, args.rate)
+                    results.append(outcome)
+                    print(f"  {kind} {seconds:g} s: outage {outcome.outage:.3f} s, recovery "
+                          f"{(outcome.recovery or 0) * 1000:.0f} ms, gap {outcome.gap:.3f} s", flush=True)
+    finally:
+        suite.close()
+
+    print()
+    print(table(["fault", "D s", "ledger s", "outage s", "err ms", "failed", "recovery ms", "downtime s", "err ms",
+                 "gap s", "err ms", "requests"], [r.row() for r in results]))
+    print()
+    for kind in FAULTS:
+        mine = [r for r in results if r.fault == kind]
+        for name, errors in (("outage", [r.outage_error for r in mine]),
+                             ("downtime", [r.downtime_error for r in mine]),
+                             ("gap", [r.gap_error for r in mine])):
+            seen = [e for e in errors if e is not None]
+            missing = len(errors) - len(seen)
+            worst = max(seen, key=abs, default=None)
+            verdict = ("not measured" if worst is None else
+                       f"worst error {worst * 1000:+.0f} ms -> {'within' if abs(worst) < GOAL else 'OUTSIDE'}"
+                       f" the {GOAL * 1000:.0f} ms goal")
+            note = f" ({missing} of {len(errors)} saw no failed request)" if missing else ""
+            print(f"{kind:<10} {name:<8} {verdict}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

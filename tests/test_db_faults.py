@@ -1,0 +1,260 @@
+"""Database faults on a real stack: each fault's effect seen through SQL and HTTP, and its heal.
+
+The last tests run the feature's scenarios through behave against broken
+variants of the API (tests/broken_apis/) and show each fails, naming the
+property the variant lacks.
+"""
+import time
+from contextlib import closing
+
+import httpx
+import psycopg2
+import pytest
+from psycopg2 import errors
+
+from support.config import Settings
+from support.db_faults import (FaultHadNoEffect, ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock,
+                               TerminateBackends, api_role)
+from support.suite import start_suite
+from support.waiting import wait_until
+from suite_runner import BROKEN, leftovers, run_behave
+
+CLOSED = "host=127.0.0.1 port=1 dbname=users user=postgres password=x"  # nothing listens on port 1
+
+
+@pytest.fixture(scope="module")
+def suite():
+    suite = start_suite(Settings(work_root="/tmp/chaos-suite-tests"))
+    yield suite
+    suite.close()
+
+
+@pytest.fixture
+def stack(suite):
+    state = suite.begin_scenario("a database fault")
+    yield suite.stack
+    suite.end_scenario(state)
+
+
+def connect(dsn, **kwargs):
+    conn = psycopg2.connect(dsn, connect_timeout=3, **kwargs)
+    conn.autocommit = True
+    return conn
+
+
+def sql(dsn, query, params=None):
+    with closing(connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall() if cur.description else None
+
+
+def api_pids(stack):
+    return {pid for (pid,) in sql(stack.admin_dsn, "SELECT pid FROM pg_stat_activity WHERE usename = %s",
+                                  (api_role(stack.app_dsn),))}
+
+
+def create(stack, email):
+    return httpx.post(f"{stack.api_url}/users", json={"name": "n", "email": email}, timeout=5)
+
+
+def timed(cur, query, params=None):
+    started = time.monotonic()
+    cur.execute(query, params)
+    return time.monotonic() - started
+
+
+# -- terminate ---------------------------------------------------------------------------
+
+def test_terminate_ends_every_api_session_and_the_api_reconnects(stack):
+    assert create(stack, "before@t.test").status_code == 201
+    before = api_pids(stack)
+    bystander = connect(stack.admin_dsn)  # a superuser session: not the API's
+    fault = TerminateBackends(stack.admin_dsn, api_role(stack.app_dsn))
+    fault.inject()
+    assert fault.terminated == len(before) >= 1
+    assert not before & api_pids(stack)
+    with bystander.cursor() as cur:
+        cur.execute("SELECT 1")
+    bystander.close()
+    assert httpx.get(f"{stack.api_url}/users/1", timeout=5).status_code == 200  # pre-ping reconnects
+    assert api_pids(stack) - before
+    fault.heal()
+    fault.heal()
+
+
+def test_terminate_with_no_session_to_end_says_so(stack):
+    with pytest.raises(FaultHadNoEffect, match="no session of role nobody_here"):
+        TerminateBackends(stack.admin_dsn, "nobody_here").inject()
+
+
+def test_terminate_can_select_by_application_name(stack):
+    api_sessions = api_pids(stack)
+    other = connect(stack.app_dsn, application_name="someone-else")
+    fault = TerminateBackends(stack.admin_dsn, api_role(stack.app_dsn), application_name="someone-else")
+    fault.inject()
+    assert fault.terminated == 1
+    with pytest.raises(psycopg2.OperationalError):
+        other.cursor().execute("SELECT 1")
+    other.close()
+    assert api_sessions <= api_pids(stack)  # the API's own sessions were left alone
+
+
+# -- connection slots ---------------------------------------------------------------------
+
+def test_slot_exhaustion_refuses_new_connections_keeps_superusers_and_heals(stack):
+    assert create(stack, "warm@t.test").status_code == 201
+    fault = SlotExhaustion(stack.admin_dsn)
+    started = time.monotonic()
+    fault.inject()
+    took = time.monotonic() - started
+    try:
+        assert fault.held > 50
+        assert "remaining connection slots are reserved" in fault.refused
+        with pytest.raises(psycopg2.OperationalError, match="remaining connection slots are reserved"):
+            connect(stack.app_dsn)
+        assert sql(stack.admin_dsn, "SELECT 1") == [(1,)]  # the reserved slots are the suite's
+        assert httpx.get(f"{stack.api_url}/users/1", timeout=5).status_code == 200  # on its pooled connection
+        # a slot that frees up is taken back: end one of the holder's sessions
+        victim = sql(stack.admin_dsn, "SELECT max(pid) FROM pg_stat_activity WHERE usename = %s", (fault.role,))[0][0]
+        sql(stack.admin_dsn, "SELECT pg_terminate_backend(%s, 3000)", (victim,))
+        held = fault.held
+        wait_until(lambda: sql(stack.admin_dsn, "SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                               (fault.role,))[0][0] == held, 3.0, "the freed slot being taken back")
+        with pytest.raises(psycopg2.OperationalError, match="remaining connection slots are reserved"):
+            connect(stack.app_dsn)
+    finally:
+        fault.heal()
+    assert took < 10
+    connect(stack.app_dsn).close()
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (fault.role,)) == [(0,)]
+    fault.heal()
+
+
+def test_slot_exhaustion_heals_after_failing_half_way(stack):
+    fault = SlotExhaustion(stack.admin_dsn, timeout=0.0)  # no time to open any connection: fails after making its role
+    with pytest.raises(TimeoutError, match="still accepted connections"):
+        fault.inject()
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (fault.role,)) == [(1,)]
+    fault.heal()
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (fault.role,)) == [(0,)]
+    unreachable = SlotExhaustion(CLOSED)
+    with pytest.raises(psycopg2.OperationalError):
+        unreachable.inject()
+    unreachable.heal()
+
+
+# -- table lock ------------------------------------------------------------------------------
+
+def test_table_lock_blocks_statements_until_healed(stack):
+    fault = TableLock(stack.admin_dsn)
+    fault.inject()
+    try:
+        with closing(connect(stack.app_dsn, options="-c lock_timeout=200")) as conn, conn.cursor() as cur:
+            with pytest.raises(errors.LockNotAvailable):
+                cur.execute("SELECT count(*) FROM users")
+        assert create(stack, "locked@t.test").status_code == 503
+    finally:
+        fault.heal()
+    fault.heal()
+    assert sql(stack.app_dsn, "SELECT count(*) FROM users") == [(0,)]
+    assert create(stack, "unlocked@t.test").status_code == 201
+    failed = TableLock(CLOSED)
+    with pytest.raises(psycopg2.OperationalError):
+        failed.inject()
+    failed.heal()
+
+
+# -- read-only ---------------------------------------------------------------------------------
+
+def test_read_only_reaches_existing_sessions_and_heal_makes_them_writable_again(stack):
+    assert create(stack, "first@t.test").status_code == 201
+    existing = connect(stack.app_dsn)  # opened before the fault
+    fault = ReadOnlyDatabase(stack.admin_dsn)
+    try:
+        fault.inject()
+        with existing.cursor() as cur:
+            with pytest.raises(errors.ReadOnlySqlTransaction):
+                cur.execute("INSERT INTO users (name, email) VALUES ('x', 'existing@t.test')")
+            cur.execute("SELECT count(*) FROM users")
+            assert cur.fetchone() == (1,)
+        with closing(connect(stack.app_dsn)) as fresh, fresh.cursor() as cur:
+            with pytest.raises(errors.ReadOnlySqlTransaction):
+                cur.execute("INSERT INTO users (name, email) VALUES ('x', 'fresh@t.test')")
+        refused = create(stack, "during@t.test")
+        assert refused.status_code == 503
+        assert "read-only" in refused.json()["detail"]
+        assert httpx.get(f"{stack.api_url}/users/1", timeout=5).status_code == 200
+    finally:
+        fault.heal()
+    fault.heal()
+    with existing.cursor() as cur:
+        cur.execute("INSERT INTO users (name, email) VALUES ('x', 'existing@t.test')")
+    existing.close()
+    assert create(stack, "after@t.test").status_code == 201
+    assert sql(stack.admin_dsn, "SHOW default_transaction_read_only") == [("off",)]
+    failed = ReadOnlyDatabase(CLOSED)
+    with pytest.raises(psycopg2.OperationalError):
+        failed.inject()
+    failed.heal()
+
+
+# -- slow statements ---------------------------------------------------------------------------
+
+def test_slow_statements_delay_each_statement_once_and_heal_restores_speed(stack):
+    for i in range(5):
+        assert create(stack, f"row{i}@t.test").status_code == 201
+    fault = SlowStatements(stack.admin_dsn, 0.3)
+    try:
+        fault.inject()
+        with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
+            scan = timed(cur, "SELECT count(*) FROM users")  # five rows, one delay
+            insert = timed(cur, "INSERT INTO users (name, email) VALUES ('x', 'slow@t.test')")
+            untouched = timed(cur, "SELECT 1")
+            cur.execute("SET statement_timeout = 100")
+            with pytest.raises(errors.QueryCanceled):
+                cur.execute("SELECT count(*) FROM users")
+        with closing(connect(stack.admin_dsn)) as conn, conn.cursor() as cur:
+            superuser = timed(cur, "SELECT count(*) FROM users")
+        started = time.monotonic()
+        assert httpx.get(f"{stack.api_url}/users/1", timeout=5).status_code == 200
+        http = time.monotonic() - started
+    finally:
+        fault.heal()
+    assert 0.3 <= scan < 0.55 and 0.3 <= insert < 0.55
+    assert untouched < 0.1 and superuser < 0.1
+    assert http >= 0.3
+    fault.heal()
+    with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
+        assert timed(cur, "SELECT count(*) FROM users") < 0.1
+    assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") \
+        == [(False, False)]
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_proc WHERE proname = 'chaos_suite_delay'") == [(0,)]
+
+
+def test_slow_statements_heal_after_a_failed_inject(stack):
+    missing = SlowStatements(stack.admin_dsn, 0.1, table="no_such_table")
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        missing.inject()
+    missing.heal()
+    unreachable = SlowStatements(CLOSED, 0.1)
+    with pytest.raises(psycopg2.OperationalError):
+        unreachable.inject()
+    unreachable.heal()
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_policy") == [(0,)]
+
+
+# -- the scenarios fail against APIs that lack what they rely on -------------------------------------
+
+@pytest.mark.parametrize(("variant", "scenario", "message"), [
+    ("read_only_500", "A read-only database refuses writes with 503",
+     "writes did not fail with 503 while reads kept working"),
+    ("no_pool", "With no connection slot to spare", "the error rate was"),
+    ("discard_pool_on_any_error", "A lock timeout while no connection slot is free",
+     "the API never recovered"),
+])
+def test_db_fault_scenario_fails_against_a_broken_api(tmp_path, variant, scenario, message):
+    run = run_behave(tmp_path / "work", "-i", "db_faults", "-D", f"stack_file={BROKEN / (variant + '.toml')}",
+                     "-n", scenario)
+    assert run.returncode != 0, run.output[-4000:]
+    assert message in run.output, run.output[-4000:]
+    assert leftovers(run) == []
