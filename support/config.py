@@ -34,8 +34,6 @@ class Settings:
     pg_user: str = "nobody"
     #: the stack file: how the ``api`` service is run and what workload drives it (bring your own service)
     stack_file: str = "stack/stack.toml"
-    #: kept for the Docker backend until it reads the stack file; the process backend ignores it
-    api_app: str = "users_api.main:app"
     #: where run directories (data, logs, journal) go; empty = system temp dir
     work_root: str = ""
     keep_work_dir: bool = False

@@ -56,15 +56,3 @@ def activity_snapshot(dsn: str) -> list[dict]:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
-
-# the names the Docker backend's tests were written against, until they move to the workload API
-def reset_users(dsn: str) -> None:
-    reset(dsn, Workload())
-
-
-def count_users(dsn: str) -> int:
-    return count_records(dsn, Workload())
-
-
-def rows_by_email(dsn: str, emails: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    return rows_for_keys(dsn, Workload(), emails)

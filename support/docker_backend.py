@@ -31,6 +31,9 @@ import httpx
 import psycopg2
 
 from support.config import Settings
+from support.process_backend import connection_values
+from support.stack_file import ApiDefinition
+from support.workload import render
 from support.docker_images import IMAGE_SPECS, BuiltImage, ensure_image
 from support.docker_labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
 from support.link import POSTGRES_LINK, Link, start_link
@@ -47,8 +50,7 @@ __all__ = ["ContainerSpec", "ContainerService", "PostgresContainer", "ApiContain
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PG_DATA_MOUNT = "/var/lib/postgresql/data"
-APP_DATABASE = "users"
-APP_ROLE = "app"
+SUITE_MOUNT = "/suite"
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 _UNLESS_STOPPED = {"Name": "unless-stopped", "MaximumRetryCount": 0}
 # the port each service listens on inside its own network namespace on a bridge network
@@ -95,6 +97,7 @@ class ContainerSpec:
     network: str | None = None
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    working_dir: str | None = None
 
     def create_kwargs(self) -> dict[str, Any]:
         """The arguments for ``client.containers.create``."""
@@ -104,6 +107,8 @@ class ContainerSpec:
             restart_policy=dict(_UNLESS_STOPPED), volumes=self.volumes,
             # json-file, whatever the engine's default: the logs API must be able to read it back
             log_config={"Type": "json-file", "Config": {"max-size": "50m", "max-file": "2"}})
+        if self.working_dir:
+            kwargs["working_dir"] = self.working_dir
         if self.network is not None:
             kwargs.update(network=self.network, ports=self.ports, hostname=self.service)
         else:
@@ -112,7 +117,7 @@ class ContainerSpec:
 
 
 def postgres_spec(run_id: str, image: str, labels: dict[str, str], volume: str, port: int, network: str | None,
-                  admin_password: str, app_password: str) -> ContainerSpec:
+                  admin_password: str, app_password: str, database: str = "users", role: str = "app") -> ContainerSpec:
     """The PostgreSQL container: listens on 127.0.0.1:``port`` (host network) or publishes it there (bridge)."""
     inner_port = port if network is None else _BRIDGE_PORTS["postgres"]
     listen = LOOPBACK if network is None else "*"
@@ -120,33 +125,39 @@ def postgres_spec(run_id: str, image: str, labels: dict[str, str], volume: str, 
                "-c", "max_connections=100", "-c", "shared_buffers=32MB", "-c", "log_line_prefix=%m [%p] %a "]
     return ContainerSpec(
         name=f"chaos-suite-{run_id}-postgres", service="postgres", image=image, command=command,
-        environment={"POSTGRES_PASSWORD": admin_password, "APP_USER": APP_ROLE, "APP_PASSWORD": app_password,
-                     "APP_DB": APP_DATABASE},
+        environment={"POSTGRES_PASSWORD": admin_password, "APP_USER": role, "APP_PASSWORD": app_password,
+                     "APP_DB": database},
         labels=labels, network=network,
         ports={} if network is None else {f"{inner_port}/tcp": (LOOPBACK, port)},
         volumes={volume: {"bind": PG_DATA_MOUNT, "mode": "rw"}})
 
 
-def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network: str | None, database_url: str,
-             app: str = "users_api.main:app", extra_env: dict[str, str] | None = None) -> ContainerSpec:
-    """The API container under uvicorn: 127.0.0.1:``port`` (host network) or published there (bridge).
+def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network: str | None,
+             api: ApiDefinition, values: dict[str, str]) -> ContainerSpec:
+    """The service under test in a container: 127.0.0.1:``port`` (host network) or published there (bridge).
 
-    An ``app`` outside the image's ``users_api`` package (a broken variant from
-    ``tests/``) is served from the repository, mounted read-only at /suite.
+    It runs the stack file's command (``[api.docker] command``, else ``[api] command``)
+    in the API image (Python with the reference API's requirements), with the
+    suite's repository mounted read-only at /suite: ``{python}`` is the image's
+    interpreter, ``{repo}`` is /suite and ``{stack_dir}`` the stack file's folder under it.
     """
     inner_port = port if network is None else _BRIDGE_PORTS["api"]
-    host = LOOPBACK if network is None else "0.0.0.0"
-    command = ["python", "-m", "uvicorn", app, "--host", host, "--port", str(inner_port),
-               "--timeout-graceful-shutdown", "3", "--no-server-header"]
-    environment = {"DATABASE_URL": database_url, "APP_NAME": "users-api", **(extra_env or {})}
-    volumes: dict[str, dict[str, str]] = {}
-    if not app.startswith("users_api."):
-        volumes[str(REPO_ROOT)] = {"bind": "/suite", "mode": "ro"}
-        environment["PYTHONPATH"] = "/app:/suite"
+    values = {**values, "host": LOOPBACK if network is None else "0.0.0.0", "port": str(inner_port)}
+    command = [render(part, values) for part in (api.docker_command or api.command)]
+    environment = {"APP_NAME": "users-api", **api.environment(values)}
     return ContainerSpec(
         name=f"chaos-suite-{run_id}-api", service="api", image=image, command=command, environment=environment,
         labels=labels, network=network, ports={} if network is None else {f"{inner_port}/tcp": (LOOPBACK, port)},
-        volumes=volumes)
+        volumes={str(REPO_ROOT): {"bind": SUITE_MOUNT, "mode": "ro"}}, working_dir=_in_mount(api.cwd))
+
+
+def _in_mount(path: Path) -> str:
+    """Where a path of the suite's repository is inside the API container."""
+    try:
+        return str(Path(SUITE_MOUNT) / path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        raise ServiceError(f"the docker backend mounts only the suite's repository ({REPO_ROOT}); {path} is "
+                           "outside it: move your service's files under the repository") from None
 
 
 def _parse_stamp(stamp: str) -> float | None:
@@ -392,6 +403,7 @@ class PostgresContainer(ContainerService):
     def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, admin_password: str) -> None:
         super().__init__(client, spec, port)
         self.password = admin_password
+        self.database = spec.environment.get("APP_DB", "postgres")
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
         """A libpq DSN for this server, on 127.0.0.1."""
@@ -404,7 +416,7 @@ class PostgresContainer(ContainerService):
             raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
 
     def is_ready(self) -> bool:
-        with psycopg2.connect(self.dsn(APP_DATABASE), connect_timeout=2, application_name="chaos-suite-probe") as conn:
+        with psycopg2.connect(self.dsn(self.database), connect_timeout=2, application_name="chaos-suite-probe") as conn:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
                 return cur.fetchone() == (1,)
@@ -413,13 +425,14 @@ class PostgresContainer(ContainerService):
 class ApiContainer(ContainerService):
     """The API under uvicorn in a container; ready when ``GET /health`` answers at all."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int) -> None:
+    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, health_path: str = "/health") -> None:
         super().__init__(client, spec, port)
         self.url = f"http://{LOOPBACK}:{port}"
+        self.health_url = self.url + health_path
 
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
-        return httpx.get(f"{self.url}/health", timeout=1.0).status_code in (200, 503)
+        return httpx.get(self.health_url, timeout=1.0).status_code < 600
 
 
 def _two_free_ports() -> tuple[int, int]:
@@ -430,13 +443,15 @@ def _two_free_ports() -> tuple[int, int]:
     return first, second
 
 
-def start_docker_stack(settings: Settings, run_dir: Path, api_env: dict[str, str] | None = None) -> Stack:
+def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     """Start PostgreSQL and the API as containers of run ``run_dir.name``; return the ready stack.
 
     First removes what dead runs left on the engine, then builds the images
     when their inputs changed. On any failure everything this call created is
     removed before the error propagates.
     """
+    definition = settings.stack_definition()
+    db, role = definition.database_name, definition.database_user
     client = docker_client()
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -470,7 +485,7 @@ def start_docker_stack(settings: Settings, run_dir: Path, api_env: dict[str, str
         made.append(volume)
         postgres = PostgresContainer(
             client, postgres_spec(run_id, images["postgres"].id, labels, volume.name, pg_port, network,
-                                  admin_password, app_password), pg_port, admin_password)
+                                  admin_password, app_password, db, role), pg_port, admin_password)
         links = {}
         if network is None:
             # as in the process backend, the API reaches PostgreSQL through the suite's fault proxy (a process on
@@ -482,11 +497,13 @@ def start_docker_stack(settings: Settings, run_dir: Path, api_env: dict[str, str
         else:
             # on a bridge network the API cannot reach the host's loopback: no link faults there
             db_host, db_port = postgres.spec.name, _BRIDGE_PORTS["postgres"]
-        database_url = f"postgresql+psycopg2://{APP_ROLE}:{app_password}@{db_host}:{db_port}/{APP_DATABASE}"
-        api = ApiContainer(client, api_spec(run_id, images["api"].id, labels, api_port, network, database_url,
-                                            settings.api_app, api_env), api_port)
+        values = {**connection_values(db_host, db_port, db, role, app_password), "python": "python",
+                  "repo": SUITE_MOUNT, "stack_dir": _in_mount(definition.path.parent)}
+        api = ApiContainer(client, api_spec(run_id, images["api"].id, labels, api_port, network, definition.api,
+                                            values), api_port, definition.api.health_path)
         stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
-                      admin_dsn=postgres.dsn(APP_DATABASE), app_dsn=postgres.dsn(APP_DATABASE, APP_ROLE, app_password),
+                      workload=definition.workload, health_path=definition.api.health_path,
+                      admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
                       secrets=(admin_password, app_password))
         keep = settings.keep_work_dir
         stack.on_close(lambda: _remove_run_resources(client, made, keep))

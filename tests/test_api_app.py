@@ -488,3 +488,80 @@ def test_first_request_after_restart_real_vs_no_pre_ping(cluster: Cluster, monke
     assert broken_first.status_code == 503
     assert broken_first.headers["retry-after"] == "1"
     assert broken_second.status_code == 200
+
+
+def _admin(cluster: Cluster):
+    conn = psycopg2.connect(host=str(cluster.root), port=cluster.port, user="postgres", dbname="app")
+    conn.autocommit = True
+    return conn
+
+
+def _error_of(engine, *statements: str) -> sa_exc.DBAPIError:
+    """The SQLAlchemy error the last of ``statements`` raises on a real server."""
+    with pytest.raises(sa_exc.DBAPIError) as caught:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    return caught.value
+
+
+def test_errors_on_a_live_session_keep_the_pool_lost_sessions_discard_it(cluster: Cluster, closed_port: int) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(cluster.url, poolclass=NullPool)
+    admin = _admin(cluster)
+    with admin.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS discard_probe (x int)")
+        cur.execute("GRANT ALL ON discard_probe TO app")
+    holder = _admin(cluster)
+    holder.autocommit = False
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE discard_probe IN ACCESS EXCLUSIVE MODE")
+    lock_timeout = _error_of(engine, "SET lock_timeout = 50", "SELECT * FROM discard_probe")
+    holder.rollback()
+    holder.close()
+    statement_timeout = _error_of(engine, "SET statement_timeout = 50", "SELECT pg_sleep(1)")
+    read_only = _error_of(engine, "SET TRANSACTION READ ONLY", "INSERT INTO discard_probe VALUES (1)")
+    with pytest.raises(sa_exc.DBAPIError) as caught:
+        with engine.connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+            conn.exec_driver_sql("SELECT 1")
+    terminated = caught.value
+    refused = _error_of(create_engine(f"postgresql+psycopg2://app:pw@127.0.0.1:{closed_port}/app"), "SELECT 1")
+    admin.close()
+    assert [e.orig.pgcode for e in (lock_timeout, statement_timeout, read_only)] == ["55P03", "57014", "25006"]
+    assert refused.statement is None  # it never got a connection to run a statement on
+    assert [should_discard_pool(e) for e in (lock_timeout, statement_timeout, read_only, refused)] == [False] * 4
+    assert should_discard_pool(terminated) is True
+
+
+def test_read_only_database_answers_writes_503_reads_200_and_keeps_the_pool(cluster: Cluster) -> None:
+    admin = _admin(cluster)
+    with TestClient(create_app(load_settings({"DATABASE_URL": cluster.url}))) as client:
+        _healthy_client(client)
+        user_id = client.post("/users", json={"name": "Ro", "email": "ro@example.com"}).json()["id"]
+        engine = client.app.state.db.engine
+        try:
+            with admin.cursor() as cur:
+                cur.execute("ALTER ROLE app SET default_transaction_read_only = on")
+            engine.dispose()  # the role's default reaches new sessions only
+            pool = engine.pool
+            refused = client.post("/users", json={"name": "Ro", "email": "ro2@example.com"})
+            kept = (engine.pool is pool, pool.checkedin())
+            read = client.get(f"/users/{user_id}")
+            health = client.get("/health")
+        finally:
+            with admin.cursor() as cur:
+                cur.execute("ALTER ROLE app RESET default_transaction_read_only")
+            admin.close()
+        engine.dispose()
+        accepted = client.post("/users", json={"name": "Ro", "email": "ro3@example.com"})
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json() == {"error": "database unavailable",
+                              "detail": "cannot execute INSERT in a read-only transaction"}
+    assert kept == (True, 1)  # the refusal did not throw the pool's connection away
+    assert (read.status_code, health.status_code, accepted.status_code) == (200, 200, 201)

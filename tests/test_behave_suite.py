@@ -1,4 +1,6 @@
-"""The behave suite itself, run end to end on the process backend, and proof that it can fail."""
+"""The behave suite itself, run end to end on both backends, and proof that it can fail."""
+import os
+
 import pytest
 
 from suite_runner import BROKEN, leftovers, project_with, run_behave
@@ -41,3 +43,19 @@ def test_a_missing_stack_file_is_one_line_and_starts_nothing(tmp_path):
     assert run.returncode == 2
     assert "chaos-suite: /nonexistent/stack.toml: no such stack file" in run.output
     assert run.run_dirs == [] or leftovers(run) == []
+
+
+def test_chaos_suite_passes_on_the_docker_backend(tmp_path):
+    from support.docker_backend import docker_client
+    from support.services import ServiceError
+
+    try:
+        docker_client(timeout=10).close()
+    except ServiceError as error:
+        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
+        pytest.skip(f"no Docker daemon answers: {error}")
+    run = run_behave(tmp_path / "work", "-D", "backend=docker", "--tags=@chaos")
+    assert run.returncode == 0, run.output[-6000:]
+    assert " 0 failed" in run.output and "scenarios passed" in run.output
+    assert leftovers(run) == []

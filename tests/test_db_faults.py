@@ -4,6 +4,7 @@ The last tests run the feature's scenarios through behave against broken
 variants of the API (tests/broken_apis/) and show each fails, naming the
 property the variant lacks.
 """
+import re
 import time
 from contextlib import closing
 
@@ -247,14 +248,14 @@ def test_slow_statements_heal_after_a_failed_inject(stack):
 
 @pytest.mark.parametrize(("variant", "scenario", "message"), [
     ("read_only_500", "A read-only database refuses writes with 503",
-     "writes did not fail with 503 while reads kept working"),
-    ("no_pool", "With no connection slot to spare", "the error rate was"),
+     r"writes did not fail with 503 while reads kept working .* not answered 503: \d+ \(500 x"),
+    ("no_pool", "With no connection slot to spare", r"the error rate was [\d.]+%, not below 1%"),
     ("discard_pool_on_any_error", "A lock timeout while no connection slot is free",
-     "the API never recovered"),
+     r"the API (never recovered|did not recover within 1 s)"),
 ])
 def test_db_fault_scenario_fails_against_a_broken_api(tmp_path, variant, scenario, message):
     run = run_behave(tmp_path / "work", "-i", "db_faults", "-D", f"stack_file={BROKEN / (variant + '.toml')}",
                      "-n", scenario)
     assert run.returncode != 0, run.output[-4000:]
-    assert message in run.output, run.output[-4000:]
+    assert re.search(message, run.output), run.output[-4000:]
     assert leftovers(run) == []

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from support.config import Settings
+from support.stack_file import DEFAULT_STACK_FILE, load_stack_file
 from support.docker_backend import api_spec, docker_client, postgres_spec, start_docker_stack
 from support.docker_images import IMAGE_SPECS, context_tar, ensure_image, inputs_digest, ImageSpec
 from support.docker_labels import (KEEP_LABEL, OWNER_PID_LABEL, RUN_LABEL, SERVICE_LABEL, Owner, remove_leftovers,
@@ -71,10 +72,23 @@ def test_build_context_digest_follows_content_not_times(tmp_path):
     assert inputs_digest(context_tar(spec, tmp_path), "sha256:base1", {"BASE_IMAGE": "b"}) != base
 
 
+REFERENCE = load_stack_file(DEFAULT_STACK_FILE)
+VALUES = {"python": "python", "repo": "/suite", "stack_dir": "/suite/stack",
+          "sqlalchemy_url": "postgresql+psycopg2://app:b@127.0.0.1:15432/users"}
+
+
+def test_the_api_container_runs_the_stack_files_command_from_the_mounted_repository():
+    api = api_spec("run-x", "img", run_labels("run-x"), 18000, None, REFERENCE.api, VALUES).create_kwargs()
+    assert api["environment"]["DATABASE_URL"] == VALUES["sqlalchemy_url"]
+    assert api["environment"]["PYTHONPATH"] == "/suite/stack/api"
+    assert api["working_dir"] == "/suite/stack/api"
+    assert api["volumes"][str(REPO)] == {"bind": "/suite", "mode": "ro"}
+
+
 def test_host_network_specs_listen_on_loopback_ports():
     labels = run_labels("run-x")
     pg = postgres_spec("run-x", "img", labels, "vol", 15432, None, "a", "b").create_kwargs()
-    api = api_spec("run-x", "img", labels, 18000, None, "postgresql+psycopg2://app:b@127.0.0.1:15432/users")
+    api = api_spec("run-x", "img", labels, 18000, None, REFERENCE.api, VALUES)
     assert pg["network_mode"] == "host" and "ports" not in pg
     assert pg["command"][:5] == ["postgres", "-c", "listen_addresses=127.0.0.1", "-p", "15432"]
     assert api.create_kwargs()["command"][3:8] == ["users_api.main:app", "--host", "127.0.0.1", "--port", "18000"]
@@ -85,7 +99,7 @@ def test_host_network_specs_listen_on_loopback_ports():
 def test_bridge_specs_publish_on_loopback_only():
     labels = run_labels("run-x")
     pg = postgres_spec("run-x", "img", labels, "vol", 15432, "chaos-net", "a", "b").create_kwargs()
-    api = api_spec("run-x", "img", labels, 18000, "chaos-net", "postgresql+psycopg2://app:b@pg:5432/users")
+    api = api_spec("run-x", "img", labels, 18000, "chaos-net", REFERENCE.api, VALUES)
     assert pg["network"] == "chaos-net" and "network_mode" not in pg
     assert pg["ports"] == {"5432/tcp": ("127.0.0.1", 15432)}
     assert api.create_kwargs()["ports"] == {"8000/tcp": ("127.0.0.1", 18000)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from users_api.main import create_app
-from variant_kit import replace_route
+from variant_kit import override_route
 
 __all__ = ["app"]
 
@@ -23,4 +23,4 @@ async def _health_without_database() -> JSONResponse:
 
 
 app = create_app()
-replace_route(app, "GET", "/health", _health_without_database)
+override_route(app, "GET", "/health", _health_without_database)
