@@ -15,7 +15,7 @@ from typing import Any, Mapping
 __all__ = ["Settings", "SettingsError", "LOAD_LEVELS", "load_settings", "read_ini_userdata"]
 
 LOAD_LEVELS = ("light", "steady", "heavy")
-BACKENDS = ("process", "docker")
+BACKENDS = ("process", "docker", "attached")
 DOCKER_NETWORKS = ("host", "bridge")
 
 
@@ -59,6 +59,13 @@ class Settings:
     recovery_min_span: float = 0.5
     #: seconds a Then step waits for the load to show recovery before judging
     settle_timeout: float = 30.0
+    #: attached backend: a stack something else started (the suite only loads, reads and breaks the database)
+    attached_api_url: str = ""
+    attached_database_url: str = ""
+    #: attached backend: empty the workload's tables before each scenario (off: it is someone else's data)
+    attached_reset: bool = False
+    #: inject faults into targets off 127.0.0.1 (off: refused with the reason)
+    allow_remote_targets: bool = False
     #: docker backend: "host" (all on 127.0.0.1) or "bridge" (ports published on 127.0.0.1)
     docker_network: str = "host"
     #: docker backend: base image the Dockerfiles build FROM

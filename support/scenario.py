@@ -86,17 +86,17 @@ class ScenarioState:
 
     def open_load(self, rate: float) -> LoadSpec:
         """An open-model load of ``rate`` requests per second against the stack's API."""
-        s = self.settings
-        return LoadSpec.open_rate(self.stack.api_url, rate, workload=self.stack.workload.to_dict(),
-                                  write_fraction=s.load_write_fraction,
-                                  request_timeout=s.load_request_timeout, max_duration=s.load_max_duration)
+        return LoadSpec.open_rate(self.stack.api_url, rate, **self._load_options())
 
     def closed_load(self, users_count: int) -> LoadSpec:
         """A closed-model load of ``users_count`` concurrent users against the stack's API."""
+        return LoadSpec.closed_users(self.stack.api_url, users_count, **self._load_options())
+
+    def _load_options(self) -> dict:
         s = self.settings
-        return LoadSpec.closed_users(self.stack.api_url, users_count, workload=self.stack.workload.to_dict(),
-                                     write_fraction=s.load_write_fraction,
-                                     request_timeout=s.load_request_timeout, max_duration=s.load_max_duration)
+        return {"workload": self.stack.workload.to_dict(), "write_fraction": s.load_write_fraction,
+                "request_timeout": s.load_request_timeout, "max_duration": s.load_max_duration,
+                "allow_remote": s.allow_remote_targets}
 
     def observed(self, bound: float | None = None) -> list[Request]:
         """The load's history, stopping the load first if it still runs.

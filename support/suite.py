@@ -69,6 +69,10 @@ class Suite:
 
 
 def _backend_starter(settings: Settings):
+    if settings.backend == "attached":
+        from support.attached_backend import start_attached_stack
+
+        return start_attached_stack
     if settings.backend == "docker":
         from support.docker_backend import start_docker_stack
 

@@ -1,0 +1,52 @@
+"""An attached stack: the suite loads and judges a stack it did not start, and refuses what is unsafe."""
+import re
+
+import pytest
+
+from support.config import Settings
+from support.suite import start_suite
+from suite_runner import leftovers, project_with, run_behave
+
+FEATURE = """Feature: attached
+  Scenario: A lock on an attached stack is judged like any other
+    Given the stack is healthy
+    And a steady load of 30 requests per second
+    When the users table is locked for 1 second
+    Then the API recovers within 3 seconds
+    And no acknowledged write is lost
+
+  Scenario: A process fault on an attached stack is refused
+    Given the stack is healthy
+    When postgres restarts
+"""
+
+
+@pytest.fixture(scope="module")
+def other_stack():
+    """A stack started by 'someone else': this test, through the process backend."""
+    suite = start_suite(Settings(work_root="/tmp/chaos-suite-tests"))
+    yield suite.stack
+    suite.close()
+
+
+def url_of(dsn: str) -> str:
+    fields = dict(re.findall(r"(\w+)=(\S+)", dsn))
+    return f"postgresql://{fields['user']}:{fields['password']}@{fields['host']}:{fields['port']}/{fields['dbname']}"
+
+
+def test_the_suite_judges_an_attached_stack_and_refuses_to_restart_what_it_did_not_start(tmp_path, other_stack):
+    project = project_with(tmp_path, "attached.feature", FEATURE)
+    run = run_behave(tmp_path / "work", "-D", "backend=attached", "-D", f"attached_api_url={other_stack.api_url}",
+                     "-D", f"attached_database_url={url_of(other_stack.admin_dsn)}", cwd=project)
+    assert "1 scenario passed, 0 failed, 1 error" in run.output, run.output[-4000:]
+    assert "cannot restart postgres: the suite did not start it (attached stack)" in run.output
+    assert other_stack.service("postgres").pid is not None  # untouched
+    assert leftovers(run) == []
+
+
+def test_a_target_off_loopback_is_refused_before_any_traffic(tmp_path):
+    run = run_behave(tmp_path / "work", "-D", "backend=attached", "-D", "attached_api_url=http://10.1.2.3:8000",
+                     "-D", "attached_database_url=postgresql://u:p@10.1.2.3:5432/db", "--tags=@chaos")
+    assert run.returncode == 2
+    assert ("chaos-suite: refusing to inject faults into the API at 10.1.2.3: it is not on 127.0.0.1 and the suite "
+            "did not start it; if you own that stack and mean it, set allow_remote_targets=true") in run.output
