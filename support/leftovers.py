@@ -16,6 +16,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.supervisor import descendants
+
 __all__ = ["Leftovers", "clean_leftovers", "marked_processes", "RUN_MARKER"]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
@@ -73,7 +75,11 @@ def clean_leftovers(work_root: Path) -> Leftovers:
     for run_dir in sorted(work_root.glob("run-*")):
         if _owner_alive(run_dir):
             continue
-        for pid in marked_processes(run_dir):
+        marked = marked_processes(run_dir)
+        # PostgreSQL overwrites its backends' environment with their titles, so they carry no
+        # marker: they are found below the marked postmaster, before it dies and they are orphaned
+        tree = list(dict.fromkeys(marked + [child for pid in marked for child in descendants(pid)]))
+        for pid in tree:
             try:
                 os.kill(pid, signal.SIGKILL)
                 result.processes.append(pid)

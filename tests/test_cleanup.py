@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.leftovers import clean_leftovers, marked_processes
+from support.supervisor import descendants
 from support.waiting import wait_until
 from suite_runner import REPO, project_with
 
@@ -69,8 +70,10 @@ def test_a_killed_run_is_cleaned_up_by_the_next_one(tmp_path, work_root):
     run_dir = open_fault_journal(work_root).parent
     os.killpg(behave.pid, signal.SIGKILL)  # the suite and the load die; PostgreSQL and the API do not
     behave.wait()
-    survivors = marked_processes(run_dir)
-    assert survivors, "a SIGKILLed run leaves its services behind: that is what the next run cleans"
+    marked = marked_processes(run_dir)
+    assert marked, "a SIGKILLed run leaves its services behind: that is what the next run cleans"
+    survivors = marked + [child for pid in marked for child in descendants(pid)]
+    assert len(survivors) > len(marked), "PostgreSQL's backends (unmarked) are among them"
     found = clean_leftovers(work_root)
     assert run_dir in found.run_dirs and not run_dir.exists()
     wait_until(lambda: all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in survivors), 5,
