@@ -206,9 +206,16 @@ class FaultLedger:
             self.heal(fault)
 
     def heal_all(self) -> None:
-        """Heal every fault of the ledger, newest first; every heal runs even if one fails."""
+        """Heal every fault of the ledger; every heal runs even if one fails.
+
+        Faults held open (a stopped database, a cut link) are healed first, newest
+        first; then the instant ones (whose heal is "make sure it runs again"),
+        since a service killed while its database was down can only come back
+        once the database is.
+        """
         problems = []
-        for entry in reversed(self.entries):
+        ordered = sorted(reversed(self.entries), key=lambda e: e.fault.instant)
+        for entry in ordered:
             try:
                 entry.fault.heal()
                 if entry.healed is None:

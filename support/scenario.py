@@ -146,7 +146,9 @@ class ScenarioState:
         """Every write the API acknowledged is in PostgreSQL with the content sent."""
         history = self.observed()
         keys = checkers.written_keys(history)
-        rows = database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys)
+        # a service that hides an outage from its clients may be judged before PostgreSQL is back
+        rows = wait_until(lambda: (database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),),
+                          self.settings.start_timeout, "PostgreSQL accepting the durability read-back")[0]
         self.durability = checkers.durability(history, rows)
         checkers.check_no_lost_writes(self.durability)
 

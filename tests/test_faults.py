@@ -80,6 +80,18 @@ def test_every_heal_runs_when_one_fails(tmp_path):
     assert first.events == ["inject", "heal"]
 
 
+def test_open_faults_are_healed_before_instant_ones(tmp_path):
+    ledger, _ = make_ledger(tmp_path)
+    order = []
+    stop_db, kill_api = Recorder("stop", "postgres"), Recorder("kill", "api", instant=True)
+    stop_db.heal = lambda: order.append("start postgres")
+    kill_api.heal = lambda: order.append("start api")
+    ledger.inject(stop_db)
+    ledger.inject(kill_api)
+    ledger.heal_all()
+    assert order == ["start postgres", "start api"]
+
+
 def test_hold_heals_when_interrupted(tmp_path):
     ledger, clock = make_ledger(tmp_path)
     fault = Recorder()
