@@ -15,11 +15,14 @@ The ways: ``restart`` (``fast`` shutdown, then start), ``restart immediate``
 (crash recovery on start) and ``stop/start`` (down for ``--down`` s).
 
 ``db ready`` is the end of the first successful ``SELECT 1`` that started after
-the last failed one; ``api ready`` the end of the first successful write that
-started after the last failed write. The delay is ``api ready - db ready``
-(negative: the API was back before the direct probe saw PostgreSQL). Printed
-last per way: p50 and max of the delay, the writes that failed after ``db
-ready``, and the goal (within one probe interval; well under 1 s).
+the last failed one; the API's first good write is the first successful write
+that started after the last failed write. Printed last per way: when that write
+started and when it was answered, relative to ``db ready`` (p50 and max;
+negative: the API was back before the direct probe saw PostgreSQL), and how
+many writes started after ``db ready`` failed. The goal "within one probe
+interval" holds when no write started after ``db ready`` failed and the first
+good write started at most one interval after it; "well under 1 s" is judged on
+the answer.
 """
 from __future__ import annotations
 
@@ -79,13 +82,19 @@ class Probe:
         if self._thread is not None:
             self._thread.join(10)
 
-    def ready_at(self, since: float) -> float | None:
-        """End of the first success that started after the last failure since ``since`` (None: not yet)."""
+    def first_run_success(self, since: float) -> tuple[float, float] | None:
+        """(start, end) of the first success that started after the last failure since ``since``; None: not yet
+        (or nothing failed)."""
         mine = [r for r in list(self.records) if r[0] >= since]
         last_failure = max((s for s, _, ok in mine if not ok), default=None)
         if last_failure is None:
             return None
-        return min((e for s, e, ok in mine if ok and s > last_failure), default=None)
+        return min(((s, e) for s, e, ok in mine if ok and s > last_failure), default=None)
+
+    def ready_at(self, since: float) -> float | None:
+        """End of :meth:`first_run_success` (None: not yet)."""
+        first = self.first_run_success(since)
+        return None if first is None else first[1]
 
     def failures(self, since: float) -> int:
         return sum(1 for s, _, ok in list(self.records) if s >= since and not ok)
@@ -95,8 +104,18 @@ class Probe:
 class Trial:
     way: str
     db_down: float  # s from the first failed SELECT 1 to db ready
-    delay: float | None  # s, api ready - db ready
+    started: float | None  # s from db ready to the start of the first write of the API's success run
+    delay: float | None  # s from db ready to that write's answer (api ready - db ready)
     writes_failed_after: int  # writes that started after db ready and failed
+    write_latency: float | None  # s, p50 of the good writes before the fault, for scale
+
+
+def signed_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:+.1f}"
+
+
+def plain_ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
 
 
 def run_trial(way: str, stack, ledger: FaultLedger, interval: float, down: float, seq: itertools.count) -> Trial:
@@ -135,9 +154,11 @@ def run_trial(way: str, stack, ledger: FaultLedger, interval: float, down: float
             db.stop()
             api.stop()
     first_db_failure = min((s for s, _, ok in db.records if s >= began and not ok), default=db_ready)
-    api_ready_final = api.ready_at(began)
-    return Trial(way, db_ready - first_db_failure, None if api_ready_final is None else api_ready_final - db_ready,
-                 sum(1 for s, _, ok in api.records if s >= db_ready and not ok))
+    first_write = api.first_run_success(began)  # taken again: a relapse in the observation moves it
+    return Trial(way, db_ready - first_db_failure, None if first_write is None else first_write[0] - db_ready,
+                 None if first_write is None else first_write[1] - db_ready,
+                 sum(1 for s, _, ok in api.records if s >= db_ready and not ok),
+                 percentile([e - s for s, e, ok in api.records if ok and s < began], 50))
 
 
 def main() -> int:
@@ -162,34 +183,41 @@ def main() -> int:
                     trial = run_trial(way, suite.stack, state.ledger, args.interval, args.down, seq)
                     trials.append(trial)
                     delay = "-" if trial.delay is None else f"{trial.delay * 1000:+.1f} ms"
-                    print(f"  {way:<17} postgres away {trial.db_down:.3f} s, API writes {delay} after SELECT 1,"
-                          f" {trial.writes_failed_after} failed after", flush=True)
+                    started = "-" if trial.started is None else f"{trial.started * 1000:+.1f} ms"
+                    print(f"  {way:<17} postgres away {trial.db_down:.3f} s; first good write started {started},"
+                          f" answered {delay} after SELECT 1; {trial.writes_failed_after} failed after", flush=True)
         finally:
             suite.end_scenario(state)
     finally:
         suite.close()
 
     rows = []
-    worst_all: float | None = None
     for way in WAYS:
         mine = [t for t in trials if t.way == way]
         delays = [t.delay for t in mine if t.delay is not None]
-        p50, worst = percentile(delays, 50), max(delays, default=None)
-        if worst is not None:
-            worst_all = worst if worst_all is None else max(worst_all, worst)
+        starts = [t.started for t in mine if t.started is not None]
         rows.append([way, str(len(mine)), f"{percentile([t.db_down for t in mine], 50) or 0:.3f}",
-                     "-" if p50 is None else f"{p50 * 1000:+.1f}", "-" if worst is None else f"{worst * 1000:+.1f}",
-                     str(sum(t.writes_failed_after for t in mine)), str(len(mine) - len(delays))])
+                     signed_ms(percentile(starts, 50)), signed_ms(max(starts, default=None)),
+                     signed_ms(percentile(delays, 50)), signed_ms(max(delays, default=None)),
+                     str(sum(t.writes_failed_after for t in mine)), str(len(mine) - len(delays)),
+                     plain_ms(percentile([t.write_latency for t in mine if t.write_latency is not None], 50))])
     print()
-    print(table(["way", "trials", "pg away p50 s", "delay p50 ms", "delay max ms", "writes failed after",
-                 "no outage seen"], rows))
+    print(table(["way", "trials", "pg away p50 s", "write starts p50 ms", "max ms", "answered p50 ms", "max ms",
+                 "writes failed after", "no outage seen", "write p50 before ms"], rows))
     print()
-    if worst_all is None:
+    measured = [t for t in trials if t.delay is not None and t.started is not None]
+    if not measured:
         print("goal: not measured (no trial saw the API fail)")
-    else:
-        print(f"goal: API serves writes within one probe interval ({args.interval * 1000:g} ms) of SELECT 1: worst "
-              f"{worst_all * 1000:+.1f} ms -> {'met' if worst_all <= args.interval else 'NOT met'}; "
-              f"well under {GOAL:g} s -> {'met' if worst_all < GOAL else 'NOT met'}")
+        return 0
+    worst_start = max(t.started for t in measured)  # type: ignore[type-var]
+    worst_delay = max(t.delay for t in measured)  # type: ignore[type-var]
+    failed_after = sum(t.writes_failed_after for t in trials)
+    within = worst_start <= args.interval and failed_after == 0
+    print(f"goal: the API serves writes within one probe interval ({args.interval * 1000:g} ms) of SELECT 1: the "
+          f"first good write started at worst {signed_ms(worst_start)} ms after it, {failed_after} writes started "
+          f"after it failed -> {'met' if within else 'NOT met'}")
+    print(f"goal: well under {GOAL:g} s: the first good write answered at worst {signed_ms(worst_delay)} ms after "
+          f"SELECT 1 -> {'met' if worst_delay < GOAL else 'NOT met'}")
     return 0
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bench_settings, machine, table  # noqa: E402
 from support import checkers  # noqa: E402
 from support.faults import Fault, ServicePause  # noqa: E402
-from support.history import Request  # noqa: E402
+from support.history import OK, Request  # noqa: E402
 from support.net_faults import LinkDown  # noqa: E402
 from support.suite import Suite, start_suite  # noqa: E402
 
@@ -65,6 +66,7 @@ class Outcome:
     downtime: float | None
     gap: float
     requests: int
+    kinds: str  # what the failed requests got, most common first
 
     @property
     def outage_error(self) -> float | None:
@@ -90,7 +92,8 @@ class Outcome:
 
         return [self.fault, f"{self.injected:g}", s(self.ledger), s(self.outage), err(self.outage_error),
                 offset(self.first_failure), offset(self.last_failure), str(self.failures), "-" if self.recovery is None else f"{self.recovery * 1000:.0f}",
-                s(self.downtime), err(self.downtime_error), s(self.gap), err(self.gap_error), str(self.requests)]
+                s(self.downtime), err(self.downtime_error), s(self.gap), err(self.gap_error), str(self.requests),
+                self.kinds or "-"]
 
 
 def longest_answer_gap(history: list[Request], start: float, end: float) -> float:
@@ -120,8 +123,11 @@ def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
         gap = longest_answer_gap(history, window.injected - 0.5, window.healed + 2.0)
         first = None if recovery.outage_start is None else recovery.outage_start - window.injected
         last = None if recovery.outage_end is None else window.healed - recovery.outage_end
+        kinds = Counter(str(r.status) if r.status is not None else r.error.split(":")[0]
+                        for r in history if r.start >= window.injected and r.outcome != OK)
         return Outcome(kind, seconds, window.healed - window.injected, recovery.outage, first, last,
-                       recovery.failures, recovery.recovery_time, downtime, gap, len(history))
+                       recovery.failures, recovery.recovery_time, downtime, gap, len(history),
+                       ", ".join(f"{what} x{n}" for what, n in kinds.most_common(3)))
     finally:
         suite.end_scenario(state)
 
@@ -153,7 +159,7 @@ def main() -> int:
 
     print()
     print(table(["fault", "D s", "ledger s", "outage s", "err ms", "1st fail ms", "heal-last ms", "failed",
-                 "recovery ms", "downtime s", "err ms", "answer gap s", "err ms", "requests"],
+                 "recovery ms", "downtime s", "err ms", "answer gap s", "err ms", "requests", "failures"],
                 [r.row() for r in results]))
     print()
     worst_all: float | None = None

@@ -13,10 +13,10 @@ stamps the moments around behave's hooks that the JSON does not carry.
 Phases of a scenario: ``setup`` = the ``before_scenario`` hook (services
 running, healthy, table emptied) and Given steps that are not loads;
 ``baseline`` = Given steps of ``steps/load.py`` (a load and its baseline);
-``fault`` = When steps; ``recovery wait`` = the first Then step of
-``steps/checks.py`` in the scenario (it keeps the load running until it shows
-recovery) and Then steps that poll ("... within N seconds"); ``checks`` = the
-other Then steps; ``teardown`` = the ``after_scenario`` hook (stop the load,
+``fault`` = When steps; ``recovery wait`` = in a scenario with a load, its
+first Then step (it keeps the load running until the load shows recovery),
+and the health polls of ``steps/http.py`` ("... within N seconds");
+``checks`` = the other Then steps; ``teardown`` = the ``after_scenario`` hook (stop the load,
 heal, services back, evidence). Of the run: ``start`` = launch to the first
 scenario (imports, step loading and the stack start in ``before_all``) and
 ``stop`` = the last scenario's end to the process exit (the stack stopped).
@@ -109,17 +109,26 @@ class RunTime:
         return sum(s.status == "passed" for s in self.scenarios)
 
 
-def step_phase(step: dict, judged_load: bool) -> str:
-    """The phase of one step of behave's JSON output (``judged_load``: a checks step already ran)."""
+def step_phase(step: dict, has_load: bool, first_then: bool) -> str:
+    """The phase of one step of behave's JSON output. ``has_load``: the scenario starts a load;
+    ``first_then``: this is its first Then step, which stops the load once it shows recovery."""
     kind = step.get("step_type", step.get("keyword", "")).strip().lower()
-    location = step.get("match", {}).get("location", "")
+    module = step_module(step)
     if kind == "given":
-        return "baseline" if location.startswith("steps/load.py") else "setup"
+        return "baseline" if module == "load" else "setup"
     if kind == "when":
         return "fault"
-    if location.startswith("steps/checks.py"):
-        return "checks" if judged_load else "recovery wait"
-    return "recovery wait" if " within " in f" {step.get('name', '')} " else "checks"
+    if has_load and first_then:
+        return "recovery wait"
+    # the health polls ("... within N seconds") wait for recovery as well
+    return "recovery wait" if module == "http" and " within " in f" {step.get('name', '')} " else "checks"
+
+
+def step_module(step: dict) -> str:
+    """The step module a JSON step matched (``load`` for ``steps/load.py``; behave gives the path relative
+    to its working directory); empty when unknown."""
+    location = Path(step.get("match", {}).get("location", "").rsplit(":", 1)[0])
+    return location.stem if location.parent.name == "steps" else ""
 
 
 def breakdown(json_path: Path, clock_path: Path, launched: float, ended: float, backend: str,
@@ -151,10 +160,13 @@ def breakdown(json_path: Path, clock_path: Path, launched: float, ended: float, 
             if element.get("type") not in ("scenario", "scenario_outline"):
                 continue
             timing = ScenarioTime(element.get("name", "?"), element.get("status", "?"))
-            judged = False
-            for step in element.get("steps", []):
-                phase = step_phase(step, judged)
-                judged = judged or step.get("match", {}).get("location", "").startswith("steps/checks.py")
+            steps = element.get("steps", [])
+            has_load = any(step_module(step) == "load" for step in steps)
+            thens = 0
+            for step in steps:
+                is_then = step.get("step_type", "").lower() == "then"
+                phase = step_phase(step, has_load, is_then and thens == 0)
+                thens += is_then
                 timing.phases[phase] += float(step.get("result", {}).get("duration", 0.0))
             if len(scenarios) < len(hooks):
                 setup, teardown = hooks[len(scenarios)]
@@ -215,7 +227,41 @@ def run_suite(backend: str, work: Path, paths: list[str]) -> RunTime:
             proc.wait(timeout=60)
             raise
     ended = time.monotonic()
-    return breakdown(work / "behave.json", work / "clock.jsonl", launched, ended, backend, code)
+    (work / "run.json").write_text(json.dumps({"backend": backend, "launched": launched, "ended": ended,
+                                               "exit_code": code}))
+    return report_of(work)
+
+
+def report_of(work: Path) -> RunTime:
+    """The :class:`RunTime` of a run directory that :func:`run_suite` made."""
+    run = json.loads((work / "run.json").read_text())
+    return breakdown(work / "behave.json", work / "clock.jsonl", run["launched"], run["ended"], run["backend"],
+                     run["exit_code"])
+
+
+def print_figures(runs: list[RunTime]) -> None:
+    """The breakdown per scenario of each run, then the totals against QA_Recovery_Testing."""
+    for run in runs:
+        print()
+        print(f"backend {run.backend}: per scenario, seconds")
+        rows = [[s.name[:58], *(f"{s.phases[p]:.2f}" for p in PHASES), f"{s.total:.2f}", s.status]
+                for s in run.scenarios]
+        totals = {p: sum(s.phases[p] for s in run.scenarios) for p in PHASES}
+        rows.append(["all scenarios", *(f"{totals[p]:.1f}" for p in PHASES),
+                     f"{sum(totals.values()):.1f}", f"{run.passed}/{len(run.scenarios)}"])
+        print(table(["scenario", *PHASES, "total", "status"], rows))
+    print()
+    low, high, cases = QA_RECOVERY_TESTING
+    rows = []
+    for run in runs:
+        n = len(run.scenarios) or 1
+        rows.append([run.backend, str(len(run.scenarios)), f"{run.wall:.1f}", f"{run.start:.1f}", f"{run.stop:.1f}",
+                     f"{run.wall / n:.1f}", f"{(low / cases) / (run.wall / n):.1f}-{(high / cases) / (run.wall / n):.1f}x",
+                     str(run.exit_code)])
+    rows.append(["QA_Recovery_Testing", str(cases), f"{low:.0f}-{high:.0f}", "-", "-",
+                 f"{low / cases:.0f}-{high / cases:.0f}", "1x", "-"])
+    print(table(["run", "scenarios", "wall s", "start s", "stop s", "s per scenario", "faster per scenario",
+                 "exit"], rows))
 
 
 def main() -> int:
@@ -225,7 +271,11 @@ def main() -> int:
     parser.add_argument("--backends", help="comma-separated: process, docker (default: process, and docker when "
                                            "a daemon answers; --quick: process)")
     parser.add_argument("--keep", action="store_true", help="keep the reports under /tmp/chaos-suite-bench")
+    parser.add_argument("--from", dest="source", metavar="DIR", help="print the figures of runs kept with --keep")
     args = parser.parse_args()
+    if args.source:
+        print_figures([report_of(d) for d in sorted(Path(args.source).iterdir()) if (d / "run.json").exists()])
+        return 0
     if args.backends:
         backends = args.backends.split(",")
     else:
@@ -249,27 +299,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    for run in runs:
-        print()
-        print(f"backend {run.backend}: per scenario, seconds")
-        rows = [[s.name[:58], *(f"{s.phases[p]:.2f}" for p in PHASES), f"{s.total:.2f}", s.status]
-                for s in run.scenarios]
-        totals = {p: sum(s.phases[p] for s in run.scenarios) for p in PHASES}
-        rows.append(["all scenarios", *(f"{totals[p]:.1f}" for p in PHASES),
-                     f"{sum(totals.values()):.1f}", f"{run.passed}/{len(run.scenarios)}"])
-        print(table(["scenario", *PHASES, "total", "status"], rows))
-    print()
-    low, high, cases = QA_RECOVERY_TESTING
-    rows = []
-    for run in runs:
-        n = len(run.scenarios) or 1
-        rows.append([run.backend, str(len(run.scenarios)), f"{run.wall:.1f}", f"{run.start:.1f}", f"{run.stop:.1f}",
-                     f"{run.wall / n:.1f}", f"{(low / cases) / (run.wall / n):.1f}-{(high / cases) / (run.wall / n):.1f}x",
-                     str(run.exit_code)])
-    rows.append(["QA_Recovery_Testing", str(cases), f"{low:.0f}-{high:.0f}", "-", "-",
-                 f"{low / cases:.0f}-{high / cases:.0f}", "1x", "-"])
-    print(table(["run", "scenarios", "wall s", "start s", "stop s", "s per scenario", "faster per scenario",
-                 "exit"], rows))
+    print_figures(runs)
     return 0
 
 

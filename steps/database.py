@@ -1,9 +1,10 @@
 """Steps that break the database from the inside (sessions, slots, locks, read-only, slowness), and judge it."""
 from behave import given, then, when
 
+from support.checkers import check_no_failures_after
 from support.db_faults import ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock, TerminateBackends, api_role
 from support.rw_checks import (check_answers_within_during_faults, check_writes_refused_reads_served,
-                               effect_window, fault_span)
+                               effect_window, fault_over, fault_span)
 
 
 @when("all database connections of the api are terminated")
@@ -45,3 +46,8 @@ def step_writes_503_reads_ok(context):
 @then("the API answers within {seconds:Duration} while the fault lasts")
 def step_answers_within_during_fault(context, seconds):
     check_answers_within_during_faults(context.chaos.observed(), fault_span(context.chaos.ledger), seconds)
+
+
+@then("every request started after the fault succeeds")
+def step_no_failure_after_fault(context):
+    check_no_failures_after(context.chaos.observed(), fault_over(context.chaos.ledger), "the fault")

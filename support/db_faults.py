@@ -10,7 +10,7 @@ which its effect is certain (see :mod:`support.rw_checks`).
 How each fault is made, and how faithful it is:
 
 * :class:`TerminateBackends` - ``pg_terminate_backend`` of every session of
-  the API's database role, waiting until each has exited. The role, not the
+  the API's database role, then a wait until each has exited. The role, not the
   ``application_name``, selects the sessions: the suite creates the role for
   the service whatever it is, while an ``application_name`` is a convention of
   the reference API (which sets ``users-api``: both select the same sessions).
@@ -131,10 +131,10 @@ class TableLock:
 class TerminateBackends:
     """Terminate every session of ``role`` (optionally only those named ``application_name``): an instant fault.
 
-    ``inject`` returns once every terminated backend has exited (at most
-    ``timeout`` s); ``terminated`` says how many there were. Raises
-    :class:`FaultHadNoEffect` when there was none. Nothing to heal: the
-    service must reconnect by itself.
+    ``active_since`` is when every session had been signalled (monotonic s);
+    ``inject`` returns once they have all exited (at most ``timeout`` s later).
+    ``terminated`` says how many there were; :class:`FaultHadNoEffect` is raised
+    when there was none. Nothing to heal: the service must reconnect by itself.
     """
 
     dsn: str
@@ -144,6 +144,7 @@ class TerminateBackends:
     instant: bool = True
     name: str = "sessions terminated"
     terminated: int = 0
+    active_since: float | None = None
 
     @property
     def target(self) -> str:
@@ -151,24 +152,31 @@ class TerminateBackends:
         return f"postgres (sessions of {self.role}{named})"
 
     def inject(self) -> None:
-        query = ("SELECT pid, pg_terminate_backend(pid, %(ms)s) FROM pg_stat_activity"
+        query = ("SELECT pid, pg_terminate_backend(pid), extract(epoch FROM clock_timestamp())::float"
+                 " FROM pg_stat_activity"
                  " WHERE usename = %(role)s AND pid <> pg_backend_pid()"
                  " AND (%(app)s::text IS NULL OR application_name = %(app)s)")
         with admin_connection(self.dsn, self.timeout + 1) as conn, conn.cursor() as cur:
-            # with a timeout, pg_terminate_backend waits until the backend has exited (PostgreSQL 14+);
-            # it is false, with a warning, for a session that ended by itself meanwhile (the service
-            # closing its other connections once the first one died)
-            cur.execute(query, {"role": self.role, "app": self.application_name, "ms": int(self.timeout * 1000)})
+            # signal them all first and wait afterwards: pg_terminate_backend's own wait polls in
+            # 100 ms steps, one session after the other. It is false, with a warning, for a
+            # session that ended by itself meanwhile (the service closing its other connections).
+            cur.execute(query, {"role": self.role, "app": self.application_name})
+            wall, now = time.time(), time.monotonic()
             results = cur.fetchall()
-            pids = [pid for pid, _ in results]
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
-            remaining = cur.fetchone()[0]
-        self.terminated = sum(1 for _, done in results if done)
-        if not results:
-            raise FaultHadNoEffect(f"no session of role {self.role} was connected to terminate")
-        if remaining:
-            raise TimeoutError(f"{remaining} of {len(results)} sessions of {self.role} were still running"
-                               f" {self.timeout:g} s after pg_terminate_backend")
+            if not results:
+                raise FaultHadNoEffect(f"no session of role {self.role} was connected to terminate")
+            # the moment of the last signal, on the server's clock (the machine's wall clock) moved
+            # onto the monotonic one: the answer may reach this process much later on a busy machine
+            self.active_since = min(now, now - (wall - max(signalled_at for _, _, signalled_at in results)))
+            pids = [pid for pid, _, _ in results]
+
+            def exited() -> bool:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+                return cur.fetchone()[0] == 0
+
+            wait_until(exited, self.timeout, f"the {len(pids)} terminated sessions of {self.role} exiting",
+                       interval=0.005)
+        self.terminated = sum(1 for _, signalled, _ in results if signalled)
 
     def heal(self) -> None:
         """Nothing to undo."""
@@ -179,11 +187,13 @@ class SlotExhaustion:
     """Take every connection slot a non-superuser can get, and keep taking those that free up.
 
     ``inject`` makes a throw-away login role, opens connections with it from
-    ``workers`` threads until PostgreSQL refuses one, and starts a thread that
-    tries one more every ``refill_interval`` s while the fault lasts.
-    ``held`` is how many connections it holds. ``heal`` stops that thread,
-    closes them, waits (at most ``timeout`` s) until their backends have exited,
-    and drops the role.
+    ``workers`` threads until PostgreSQL refuses one (within ``timeout`` s),
+    checks in ``pg_stat_activity`` that no slot is left (else
+    :class:`FaultHadNoEffect`), and starts a thread that every
+    ``refill_interval`` s takes every slot that has freed up, while the fault
+    lasts. ``held`` is how many connections it holds, ``refused`` the last
+    refusal. ``heal`` stops that thread, closes them, waits (at most
+    ``timeout`` s) until their backends have exited, and drops the role.
     """
 
     dsn: str

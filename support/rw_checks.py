@@ -18,7 +18,7 @@ from support.faults import FaultLedger
 from support.history import OK, Request
 from support.verdict import CheckFailed
 
-__all__ = ["EffectWindow", "effect_window", "fault_span", "ReadWriteSplit", "read_write_split",
+__all__ = ["EffectWindow", "effect_window", "fault_over", "fault_span", "ReadWriteSplit", "read_write_split",
            "check_writes_refused_reads_served", "check_answers_within_during_faults"]
 
 _LIST_AT_MOST = 3
@@ -55,6 +55,18 @@ def effect_window(ledger: FaultLedger) -> EffectWindow:
     if end is None:
         end = healed
     return EffectWindow(entry.fault.name, start, end, entry.injected, healed)
+
+
+def fault_over(ledger: FaultLedger) -> float:
+    """When the last fault stopped acting, monotonic s: for an instant fault, the moment its act
+    was done (``active_since`` when it records one, else when ``inject()`` returned); for a held
+    fault, when ``heal()`` returned (``inf`` if it was not healed)."""
+    if not ledger.entries:
+        raise CheckFailed("no fault was injected in this scenario, so there is no fault window to judge")
+    entry = ledger.entries[-1]
+    if entry.fault.instant and getattr(entry.fault, "active_since", None) is not None:
+        return entry.fault.active_since
+    return math.inf if entry.healed is None else entry.healed
 
 
 def fault_span(ledger: FaultLedger) -> tuple[float, float]:

@@ -41,6 +41,7 @@ from users_api.db import (  # noqa: E402
     DatabaseUnavailable,
     Deadline,
     DeadlineExceeded,
+    answered_by_server,
     describe_failure,
     should_discard_pool,
     users,
@@ -536,6 +537,8 @@ def test_errors_on_a_live_session_keep_the_pool_lost_sessions_discard_it(cluster
     assert refused.statement is None  # it never got a connection to run a statement on
     assert [should_discard_pool(e) for e in (lock_timeout, statement_timeout, read_only, refused)] == [False] * 4
     assert should_discard_pool(terminated) is True
+    answered = [answered_by_server(e) for e in (lock_timeout, statement_timeout, read_only, terminated, refused)]
+    assert answered == [True, True, True, False, False]
 
 
 def test_read_only_database_answers_writes_503_reads_200_and_keeps_the_pool(cluster: Cluster) -> None:
@@ -551,6 +554,7 @@ def test_read_only_database_answers_writes_503_reads_200_and_keeps_the_pool(clus
             pool = engine.pool
             refused = client.post("/users", json={"name": "Ro", "email": "ro2@example.com"})
             kept = (engine.pool is pool, pool.checkedin())
+            reachable = client.app.state.db.reachability.reachable
             read = client.get(f"/users/{user_id}")
             health = client.get("/health")
         finally:
@@ -564,4 +568,5 @@ def test_read_only_database_answers_writes_503_reads_200_and_keeps_the_pool(clus
     assert refused.json() == {"error": "database unavailable",
                               "detail": "cannot execute INSERT in a read-only transaction"}
     assert kept == (True, 1)  # the refusal did not throw the pool's connection away
+    assert reachable is True  # the server answered: it is not logged as unreachable
     assert (read.status_code, health.status_code, accepted.status_code) == (200, 200, 201)

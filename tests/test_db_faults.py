@@ -246,16 +246,19 @@ def test_slow_statements_heal_after_a_failed_inject(stack):
 
 # -- the scenarios fail against APIs that lack what they rely on -------------------------------------
 
-@pytest.mark.parametrize(("variant", "scenario", "message"), [
-    ("read_only_500", "A read-only database refuses writes with 503",
-     r"writes did not fail with 503 while reads kept working .* not answered 503: \d+ \(500 x"),
+@pytest.mark.parametrize(("variant", "scenarios", "message"), [
+    ("keeps_dead_connections", "Terminated database sessions", r"the API never recovered: failing from"),
     ("no_pool", "With no connection slot to spare", r"the error rate was [\d.]+%, not below 1%"),
     ("discard_pool_on_any_error", "A lock timeout while no connection slot is free",
      r"the API (never recovered|did not recover within 1 s)"),
+    ("no_timeouts", "A locked table|Statements slower than",
+     r"(?s)took longer than 3.5 s.*took longer than 3.5 s.*0 scenarios passed, 2 failed"),
+    ("read_only_500", "A read-only database refuses writes with 503",
+     r"writes did not fail with 503 while reads kept working .* not answered 503: \d+ \(500 x"),
 ])
-def test_db_fault_scenario_fails_against_a_broken_api(tmp_path, variant, scenario, message):
+def test_db_fault_scenarios_fail_against_an_api_without_their_protection(tmp_path, variant, scenarios, message):
     run = run_behave(tmp_path / "work", "-i", "db_faults", "-D", f"stack_file={BROKEN / (variant + '.toml')}",
-                     "-n", scenario)
+                     "-n", scenarios)
     assert run.returncode != 0, run.output[-4000:]
     assert re.search(message, run.output), run.output[-4000:]
     assert leftovers(run) == []

@@ -6,11 +6,12 @@ Feature: PostgreSQL misbehaving from the inside gives fast 503s, never hanging r
   it cannot serve, never a hang), serve again by itself once the fault is gone,
   and lose nothing it acknowledged.
 
-  Scenario: Terminated database sessions are replaced without an outage
+  Scenario: Terminated database sessions are replaced without failing a later request
     Given the stack is healthy
     And a steady load of 50 requests per second
     When all database connections of the api are terminated
     Then the API recovers within 1 second
+    And every request started after the fault succeeds
     And every failed request is answered with 503
     And no acknowledged write is lost
 
@@ -34,7 +35,7 @@ Feature: PostgreSQL misbehaving from the inside gives fast 503s, never hanging r
   Scenario: A locked table gives 503s within the request timeout
     Given the stack is healthy
     And a steady load of 50 requests per second
-    When the users table is locked for 3 seconds
+    When the users table is locked for 4 seconds
     Then the API answers within 3.5 seconds while the fault lasts
     And every failed request is answered with 503
     And the API recovers within 2 seconds
@@ -45,7 +46,7 @@ Feature: PostgreSQL misbehaving from the inside gives fast 503s, never hanging r
     And a steady load of 50 requests per second
     When the database is read-only for 3 seconds
     Then writes fail with 503 while reads keep working
-    And the API answers within 1 second while the fault lasts
+    And the API answers within 2 seconds while the fault lasts
     And the API recovers within 1 second
     And no acknowledged write is lost
 
@@ -54,7 +55,7 @@ Feature: PostgreSQL misbehaving from the inside gives fast 503s, never hanging r
     And a steady load of 50 requests per second
     When every statement of the api is slowed by 20 ms for 3 seconds
     Then the error rate stays below 1%
-    And the API answers within 1 second while the fault lasts
+    And the API answers within 2 seconds while the fault lasts
     And no acknowledged write is lost
 
   Scenario: Statements slower than the statement timeout give 503s, not hanging requests

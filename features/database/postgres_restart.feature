@@ -21,3 +21,13 @@ Feature: The API rides out PostgreSQL restarts and outages
     Then the health endpoint reports healthy within 5 seconds
     And the next request succeeds
 
+
+  Scenario: An API started while Postgres is down answers 503 until it is back
+    Given the stack is healthy
+    And 2 users exist
+    When postgres is stopped
+    And api is killed
+    Then the health endpoint reports the database as unreachable within 5 seconds
+    When postgres is started
+    Then the health endpoint reports healthy within 5 seconds
+    And the 2 users still exist

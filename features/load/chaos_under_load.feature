@@ -40,6 +40,16 @@ Feature: Under load, the API survives faults and loses no acknowledged write
     And the API recovers within 3 seconds
     And no acknowledged write is lost
 
+  @database
+  Scenario: A Postgres frozen for longer than the request timeout gives 503s, never a hang
+    Given the stack is healthy
+    And a steady load of 50 requests per second
+    When postgres is paused for 5 seconds
+    Then no request takes longer than 4 seconds
+    And every failed request is answered with 503
+    And the API recovers within 3 seconds
+    And no acknowledged write is lost
+
   @recovery
   Scenario: A killed API comes back under load
     Given the stack is healthy

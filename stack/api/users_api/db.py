@@ -42,6 +42,7 @@ __all__ = [
     "DeadlineExceeded",
     "EngineFactory",
     "ErrorHook",
+    "answered_by_server",
     "describe_failure",
     "dispose_pool",
     "make_engine",
@@ -127,16 +128,26 @@ def make_engine(config: Settings, *, pre_ping: bool = True) -> Engine:
     )
 
 
+def answered_by_server(exc: BaseException) -> bool:
+    """True when PostgreSQL answered with an error on a session that lives on.
+
+    Such an error has a SQLSTATE outside the "connection exception" class 08 and
+    the "operator intervention" codes 57P* (shutdown, terminated session): a
+    constraint, a lock or statement timeout, a read-only transaction.
+    """
+    code = getattr(getattr(exc, "orig", None), "pgcode", None)
+    return isinstance(exc, DBAPIError) and code is not None and not code.startswith(("08", "57P"))
+
+
 def should_discard_pool(exc: BaseException) -> bool:
     """True for failures that may leave dead connections in the pool.
 
-    The pool is kept when the server answered on a live session (a constraint, a
-    lock or statement timeout, a read-only transaction: SQLSTATE set, outside the
-    "connection exception" class 08 and the "operator intervention" codes 57P*,
-    which end the session) and when a new connection could not be opened (no
-    statement ran: no pooled connection is implicated, and with no connection
-    slot to spare, the pooled ones could not be replaced). Pre-ping still checks
-    each pooled connection on checkout, so after a restart the dead ones go anyway.
+    The pool is kept when the server answered on a live session
+    (:func:`answered_by_server`) and when a new connection could not be opened
+    (no statement ran: no pooled connection is implicated, and with no
+    connection slot to spare the pooled ones could not be replaced). Pre-ping
+    still checks each pooled connection on checkout, so after a restart the
+    dead ones go anyway.
     """
     if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
         return False
@@ -144,10 +155,7 @@ def should_discard_pool(exc: BaseException) -> bool:
         return True  # SQLAlchemy saw a disconnect
     if not isinstance(exc, OperationalError) or exc.statement is None:
         return False
-    code = getattr(exc.orig, "pgcode", None)
-    if code is None:
-        return True  # the connection failed under a statement: closed, reset, timed out
-    return code.startswith(("08", "57P"))
+    return not answered_by_server(exc)  # no SQLSTATE: the connection failed under a statement
 
 
 def dispose_pool(engine: Engine, exc: BaseException) -> None:
@@ -228,6 +236,12 @@ class Database:
             self.reachability.up()
             raise
         except (DBAPIError, PoolTimeoutError, DeadlineExceeded) as exc:
+            if answered_by_server(exc):
+                # Reachable: it refused this work (read-only, lock or statement timeout). Logging
+                # "unreachable" here would be false, and under a read-only database every
+                # write/read pair would log a down and an up.
+                self.reachability.up()
+                raise DatabaseUnavailable(describe_failure(exc)) from None
             self._failed(describe_failure(exc))
         self.reachability.up()
         return result
