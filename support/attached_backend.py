@@ -13,11 +13,9 @@ import signal
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-import psycopg2
-
 from support.config import Settings, SettingsError
 from support.ports import LOOPBACK
+from support.readiness import database_answers, http_answers
 from support.services import Address, ServiceError
 from support.stack import Stack
 from support.waiting import WaitTimeout, wait_until
@@ -101,18 +99,11 @@ def start_attached_stack(settings: Settings, run_dir: Path) -> Stack:
     api_url = settings.attached_api_url.rstrip("/")
     dsn = settings.attached_database_url
 
-    def api_answers() -> bool:
-        return httpx.get(api_url + definition.api.health_path, timeout=1.0).status_code < 600
-
-    def database_answers() -> bool:
-        with psycopg2.connect(dsn, connect_timeout=2, application_name="chaos-suite-probe") as conn:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                return True
-
     services = {
-        "api": AttachedService("api", Address(api.hostname, api.port or 80), api_answers),
-        "postgres": AttachedService("postgres", Address(db.hostname or LOOPBACK, db.port or 5432), database_answers),
+        "api": AttachedService("api", Address(api.hostname, api.port or 80),
+                               lambda: http_answers(api_url + definition.api.health_path)),
+        "postgres": AttachedService("postgres", Address(db.hostname or LOOPBACK, db.port or 5432),
+                                    lambda: database_answers(dsn)),
     }
     workload = definition.workload
     if not settings.attached_reset:

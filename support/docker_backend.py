@@ -27,7 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import psycopg2
 
 from support.config import Settings
@@ -38,6 +37,7 @@ from support.docker_images import IMAGE_SPECS, BuiltImage, ensure_image
 from support.docker_labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
 from support.link import POSTGRES_LINK, Link, start_link
 from support.ports import LOOPBACK, free_port
+from support.readiness import database_answers, http_answers
 from support.services import Address, ServiceError
 from support.stack import Stack
 from support.waiting import Deadline, WaitTimeout, wait_until
@@ -416,10 +416,7 @@ class PostgresContainer(ContainerService):
             raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
 
     def is_ready(self) -> bool:
-        with psycopg2.connect(self.dsn(self.database), connect_timeout=2, application_name="chaos-suite-probe") as conn:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                return cur.fetchone() == (1,)
+        return database_answers(self.dsn(self.database))
 
 
 class ApiContainer(ContainerService):
@@ -432,7 +429,7 @@ class ApiContainer(ContainerService):
 
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
-        return httpx.get(self.health_url, timeout=1.0).status_code < 600
+        return http_answers(self.health_url)
 
 
 def _two_free_ports() -> tuple[int, int]:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import psycopg2
 
 from support.config import Settings
@@ -24,6 +23,7 @@ from support.logs import read_stamped_log
 from support.stack_file import ApiDefinition
 from support.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
 from support.ports import LOOPBACK, free_port
+from support.readiness import database_answers, http_answers
 from support.services import Address, ServiceError
 from support.stack import Stack
 from support.supervisor import ProcessSpec, SupervisedProcess
@@ -157,10 +157,7 @@ class PostgresProcess(_ProcessService):
             raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
 
     def is_ready(self) -> bool:
-        with psycopg2.connect(self.dsn(), connect_timeout=2, application_name="chaos-suite-probe") as conn:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                return cur.fetchone() == (1,)
+        return database_answers(self.dsn())
 
 
 class ApiProcess(_ProcessService):
@@ -180,7 +177,7 @@ class ApiProcess(_ProcessService):
 
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
-        return httpx.get(self.health_url, timeout=1.0).status_code < 600
+        return http_answers(self.health_url)
 
 
 def child_env(run_dir: Path) -> dict[str, str]:
