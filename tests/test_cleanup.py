@@ -28,16 +28,27 @@ def start_behave(project: Path, work_root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
          "-D", f"work_root={work_root}", "-D", "keep_work_dir=true"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        # output to a file, not a pipe nobody reads until the end: a full pipe would stall the run
+        cwd=project, env=env, stdout=open(work_root / "behave.out", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
 
 
-def open_fault_journal(work_root: Path) -> Path:
+def open_fault_journal(work_root: Path, behave: subprocess.Popen) -> Path:
     def find():
+        if behave.poll() is not None:
+            raise AssertionError(f"behave exited with {behave.returncode} before the fault: "
+                                 f"{(work_root / 'behave.out').read_text()[-3000:]}")
         for journal in work_root.glob("run-*/faults.json"):
             if json.loads(journal.read_text() or "{}").get("open_faults"):
                 return journal
         return None
-    return wait_until(find, 60, "the fault being injected", interval=0.1)
+    try:
+        return wait_until(find, 60, "the fault being injected", interval=0.1)
+    except Exception:
+        if behave.poll() is None:
+            os.killpg(behave.pid, signal.SIGKILL)
+            behave.wait()
+        raise
 
 
 @pytest.fixture
@@ -51,23 +62,23 @@ def work_root():
 def test_a_signal_mid_scenario_heals_and_stops_everything(tmp_path, work_root, sig):
     behave = start_behave(project_with(tmp_path, "long.feature", LONG_FAULT), work_root)
     try:
-        journal = open_fault_journal(work_root)
+        journal = open_fault_journal(work_root, behave)
         run_dir = journal.parent
         assert marked_processes(run_dir)
         behave.send_signal(sig)
-        output, _ = behave.communicate(timeout=60)
+        behave.wait(timeout=60)
     finally:
         if behave.poll() is None:
             os.killpg(behave.pid, signal.SIGKILL)
             behave.wait()
     assert behave.returncode != 0
-    assert marked_processes(run_dir) == [], output.decode()[-3000:]
+    assert marked_processes(run_dir) == [], (work_root / "behave.out").read_text()[-3000:]
     assert json.loads(journal.read_text())["open_faults"] == []
 
 
 def test_a_killed_run_is_cleaned_up_by_the_next_one(tmp_path, work_root):
     behave = start_behave(project_with(tmp_path, "long.feature", LONG_FAULT), work_root)
-    run_dir = open_fault_journal(work_root).parent
+    run_dir = open_fault_journal(work_root, behave).parent
     os.killpg(behave.pid, signal.SIGKILL)  # the suite and the load die; PostgreSQL and the API do not
     behave.wait()
     marked = marked_processes(run_dir)
