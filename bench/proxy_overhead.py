@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import replace
 import os
 import secrets
 import shutil
@@ -40,7 +41,8 @@ import psycopg2  # noqa: E402
 
 from support.config import Settings  # noqa: E402
 from support.pg_binaries import find_pg_binaries, run_as_for  # noqa: E402
-from support.process_backend import ApiProcess, PostgresProcess  # noqa: E402
+from support.process_backend import ApiProcess, PostgresProcess, connection_values  # noqa: E402
+from support.stack_file import DEFAULT_STACK_FILE, load_stack_file  # noqa: E402
 from support.proxy_client import ProxyServer  # noqa: E402
 from support.waiting import wait_until  # noqa: E402
 
@@ -145,7 +147,11 @@ def run_api_round(url: str, concurrency: int, seconds: float, into: Result) -> N
 def start_api(postgres: PostgresProcess, port: int, app_password: str, run_dir: Path, app: str) -> ApiProcess:
     """The reference API on its own free port, reaching PostgreSQL at 127.0.0.1:``port``; ready with user 1."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    api = ApiProcess(app, f"postgresql+psycopg2://app:{app_password}@127.0.0.1:{port}/users", run_dir)
+    definition = load_stack_file(DEFAULT_STACK_FILE)
+    values = {**connection_values("127.0.0.1", port, "users", "app", app_password),
+              "stack_dir": str(DEFAULT_STACK_FILE.parent)}
+    command = tuple(app if part == "users_api.main:app" else part for part in definition.api.command)
+    api = ApiProcess(replace(definition.api, command=command), values, run_dir)
     api.start(30)
 
     def user_one_readable() -> bool:
@@ -211,7 +217,7 @@ def main() -> int:
                 conn.close()
             urls = {}
             for path, port in (("direct", postgres.address.port), ("proxied", proxied_port)):
-                apis.append(start_api(postgres, port, app_password, run_dir / path, settings.api_app))
+                apis.append(start_api(postgres, port, app_password, run_dir / path, "users_api.main:app"))
                 urls[path] = apis[-1].url
             workload = f"API GET, {args.api_concurrency} conn"
             for round_index in range(args.rounds):
