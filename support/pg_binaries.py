@@ -104,24 +104,36 @@ def _candidates(configured: str) -> list[tuple[Path, str]]:
 def _readable_by(run_as: RunAs, bindir: Path) -> bool:
     if run_as.uid is None:
         return True
-    probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, timeout=10,
-                           **run_as.popen_kwargs())
+    try:
+        probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, timeout=10,
+                               **run_as.popen_kwargs())
+    except PermissionError:  # e.g. a virtualenv under /root, which others cannot enter
+        return False
     return probe.returncode == 0
 
 
 def _copy_for(run_as: RunAs, bindir: Path, cache_root: Path) -> Path:
-    """Copy an install tree the unprivileged user cannot reach (e.g. under /root) to a shared cache."""
+    """Copy an install tree the unprivileged user cannot reach (e.g. under /root) to a shared cache.
+
+    Wheels keep their shared libraries in a ``<package>.libs`` folder beside the
+    package, found through a relative rpath: the copy keeps that layout.
+    """
     tree = bindir.parent
+    package = tree.parent
     target = cache_root / f"pginstall-{abs(hash(str(tree))) % 10**8}"
-    if not _has_server(target / "bin"):
+    copied_bin = target / package.name / tree.name / bindir.name
+    if not _has_server(copied_bin):
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(tree, staging, symlinks=True)
+        shutil.copytree(tree, staging / package.name / tree.name, symlinks=True)
+        for libs in package.parent.glob(f"{package.name}.libs"):
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
         for root, dirs, files in os.walk(staging):
             os.chmod(root, 0o755)
+        shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     cache_root.chmod(0o755)
-    return target / "bin"
+    return copied_bin
 
 
 def find_pg_binaries(configured: str, run_as: RunAs, cache_root: Path) -> PgBinaries:

@@ -150,3 +150,27 @@ def test_a_run_dir_postgres_cannot_reach_is_refused_in_one_line(tmp_path):
     service = PostgresProcess(find_pg_binaries("", run_as, settings.work_root_path / "cache"), run_as, private, "pw")
     with pytest.raises(ServiceError, match="cannot enter .*set work_root"):
         service.initdb()
+
+
+def test_the_pgserver_binaries_run_a_cluster_even_from_a_private_directory():
+    """The fallback for machines with no PostgreSQL: the binaries that `pip install pgserver` ships."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None:
+        pytest.skip("pgserver is not installed")
+    settings = Settings()
+    run_as = run_as_for(settings.pg_user)
+    bins = find_pg_binaries(str(Path(spec.origin).parent / "pginstall" / "bin"), run_as,
+                            settings.work_root_path / "cache")
+    run_dir = settings.work_root_path / f"test-{secrets.token_hex(4)}"
+    run_dir.mkdir(parents=True)
+    run_dir.chmod(0o755)
+    service = PostgresProcess(bins, run_as, run_dir, "pw")
+    try:
+        service.initdb()
+        service.start(30)
+        assert select_one(service) == 1
+    finally:
+        service.close()
+        shutil.rmtree(run_dir)
