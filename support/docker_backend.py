@@ -137,7 +137,7 @@ def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network
     """The service under test in a container: 127.0.0.1:``port`` (host network) or published there (bridge).
 
     It runs the stack file's command (``[api.docker] command``, else ``[api] command``)
-    in the API image (Python with the reference API's requirements), with the
+    in the API image (``[api.docker] image``, else the reference API's: Python with its requirements), with the
     suite's repository mounted read-only at /suite: ``{python}`` is the image's
     interpreter, ``{repo}`` is /suite and ``{stack_dir}`` the stack file's folder under it.
     """
@@ -496,7 +496,8 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             db_host, db_port = postgres.spec.name, _BRIDGE_PORTS["postgres"]
         values = {**connection_values(db_host, db_port, db, role, app_password), "python": "python",
                   "repo": SUITE_MOUNT, "stack_dir": _in_mount(definition.path.parent)}
-        api = ApiContainer(client, api_spec(run_id, images["api"].id, labels, api_port, network, definition.api,
+        api_image = definition.api.docker_image or images["api"].id
+        api = ApiContainer(client, api_spec(run_id, api_image, labels, api_port, network, definition.api,
                                             values), api_port, definition.api.health_path)
         stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
                       workload=definition.workload, health_path=definition.api.health_path,

@@ -38,9 +38,9 @@ class ApiDefinition:
     env: dict[str, str] = field(default_factory=dict)
     health_path: str = "/health"
     stop_signal: int = signal.SIGTERM
-    #: docker backend: Dockerfile and build context (paths resolved against the stack file)
-    dockerfile: Path | None = None
-    docker_context: Path | None = None
+    #: docker backend: an image to run instead of the reference API's (which has Python and its requirements)
+    docker_image: str = ""
+    #: docker backend: the command in the container, if not ``command``
     docker_command: tuple[str, ...] = ()
 
     def argv(self, values: dict[str, str]) -> list[str]:
@@ -102,11 +102,6 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, Path]:
     # paths a file inherits stay relative to the file that wrote them
     if "api" in base and "cwd" not in api:
         base["api"]["cwd"] = str((base_dir / base["api"].get("cwd", ".")).resolve())
-    docker = base.get("api", {}).get("docker")
-    if docker and "docker" not in api:
-        for key in ("dockerfile", "context"):
-            if key in docker:
-                docker[key] = str((base_dir / docker[key]).resolve())
     return _merge(base, data), path.parent
 
 
@@ -141,14 +136,15 @@ def load_stack_file(path: Path) -> StackDefinition:
     except KeyError:
         raise _fail(path, f"[api] stop_signal={api.get('stop_signal')!r} is not a signal name like SIGTERM") from None
     docker = api.get("docker", {})
+    if not isinstance(docker, dict) or set(docker) - {"image", "command"}:
+        raise _fail(path, "[api.docker] takes image (to run instead of the reference API's) and command only")
     health_path = api.get("health_path", "/health")
     if not isinstance(health_path, str) or not health_path.startswith("/"):
         raise _fail(path, f"[api] health_path={health_path!r} must start with /")
     definition = ApiDefinition(
         command=command, cwd=(base / api.get("cwd", ".")).resolve(), env=dict(env),
         health_path=health_path, stop_signal=stop_signal,
-        dockerfile=(base / docker["dockerfile"]).resolve() if "dockerfile" in docker else None,
-        docker_context=(base / docker.get("context", ".")).resolve() if "dockerfile" in docker else None,
+        docker_image=str(docker.get("image", "")),
         docker_command=_strings(path, "[api.docker] command", docker["command"]) if "command" in docker else ())
     database = data.get("database", {})
     try:
