@@ -38,10 +38,10 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-import psycopg2  # noqa: E402
 
 from bench.common import bench_settings, machine, pause_until, percentile, table  # noqa: E402
 from support.faults import FaultLedger, ServiceRestart, ServiceStop  # noqa: E402
+from support.readiness import database_answers  # noqa: E402
 from support.suite import start_suite  # noqa: E402
 from support.waiting import wait_until  # noqa: E402
 
@@ -122,13 +122,7 @@ def run_trial(way: str, stack, ledger: FaultLedger, interval: float, down: float
     postgres = stack.service("postgres")
 
     def select_one() -> bool:
-        conn = psycopg2.connect(stack.admin_dsn, connect_timeout=1)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-                return cur.fetchone() == (1,)
-        finally:
-            conn.close()
+        return database_answers(stack.admin_dsn)
 
     with httpx.Client(base_url=stack.api_url, timeout=2.0) as client:
         def write() -> bool:
