@@ -15,7 +15,7 @@ def step_api_sessions_terminated(context):
 
 @when("the users table is locked for {seconds:Duration}")
 def step_users_table_locked(context, seconds):
-    context.chaos.hold(TableLock(context.chaos.stack.admin_dsn, "users"), seconds)
+    context.chaos.hold(TableLock(context.chaos.stack.admin_dsn, context.chaos.stack.workload.table), seconds)
 
 
 @when("postgres runs out of connection slots for {seconds:Duration}")
@@ -35,7 +35,7 @@ def step_read_only(context, seconds):
 
 @when("every statement of the api is slowed by {delay:Duration} for {seconds:Duration}")
 def step_statements_slowed(context, delay, seconds):
-    context.chaos.hold(SlowStatements(context.chaos.stack.admin_dsn, delay, "users"), seconds)
+    context.chaos.hold(SlowStatements(context.chaos.stack.admin_dsn, delay, context.chaos.stack.workload.table), seconds)
 
 
 @then("writes fail with 503 while reads keep working")

@@ -56,6 +56,8 @@ class Workload:
     reset_sql: str = "TRUNCATE users RESTART IDENTITY"
     #: SQL counting the records, for "exactly N are stored"
     count_sql: str = "SELECT count(*) FROM users"
+    #: the table the records live in: what "the users table is locked" and slow statements act on
+    table: str = "users"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compare", tuple(self.compare))
