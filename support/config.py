@@ -95,7 +95,8 @@ class Settings:
 
     def stack_definition(self) -> "StackDefinition":
         """The parsed stack file (a relative path is taken from the suite's directory)."""
-        from support.stack_file import REPO_ROOT, load_stack_file
+        from support import REPO_ROOT
+        from support.stack_file import load_stack_file
 
         path = Path(self.stack_file)
         return load_stack_file(path if path.is_absolute() else REPO_ROOT / path)

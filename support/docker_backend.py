@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2
 
+from support import REPO_ROOT
 from support.config import Settings
 from support.process_backend import connection_values
 from support.stack_file import ApiDefinition
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["ContainerSpec", "ContainerService", "PostgresContainer", "ApiContainer", "docker_client",
            "postgres_spec", "api_spec", "start_docker_stack", "PG_DATA_MOUNT", "REPO_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 PG_DATA_MOUNT = "/var/lib/postgresql/data"
 SUITE_MOUNT = "/suite"
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}

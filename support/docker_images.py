@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from support import REPO_ROOT
 from support.services import ServiceError
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ImageSpec", "BuiltImage", "IMAGE_SPECS", "INPUTS_LABEL", "STACK_DIR", "context_tar", "inputs_digest",
            "ensure_image", "base_image_id"]
 
-STACK_DIR = Path(__file__).resolve().parents[1] / "stack"
+STACK_DIR = REPO_ROOT / "stack"
 INPUTS_LABEL = "chaos-suite.inputs"
 _SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from support.supervisor import descendants
 
-__all__ = ["Leftovers", "clean_leftovers", "marked_processes", "RUN_MARKER"]
+__all__ = ["Leftovers", "child_env", "clean_leftovers", "marked_processes", "RUN_MARKER"]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
 
@@ -51,6 +51,18 @@ def _owner_alive(run_dir: Path) -> bool:
         return Path(f"/proc/{pid}/cmdline").read_bytes().find(b"python") >= 0
     except OSError:
         return False
+
+
+def child_env(run_dir: Path) -> dict[str, str]:
+    """A minimal environment for a child process, marked with the run directory.
+
+    The marker lets a later run (or a test) find every process this run
+    started, without trusting PIDs that may have been reused.
+    """
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env[RUN_MARKER] = str(run_dir)
+    return env
 
 
 def marked_processes(run_dir: Path) -> list[int]:

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 from urllib.parse import urlsplit
 
+from support import REPO_ROOT
 from support.leftovers import RUN_MARKER
 from support.history import Request, from_csv
 
 __all__ = ["LoadSpec", "LoadSpecError", "LoadError", "LoadRun", "start_load"]
 
-ROOT = Path(__file__).resolve().parents[1]
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -417,12 +417,12 @@ def start_load(spec: LoadSpec, workdir: Path, ready_timeout: float = 20.0) -> Lo
     spec_path.write_text(json.dumps({**spec.to_dict(), "output": str(history_path)}, indent=2))
     env = dict(os.environ)
     env[RUN_MARKER] = str(workdir)  # a later run finds and kills a worker that a killed run left
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "support.loadgen", str(spec_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            cwd=ROOT, env=env, start_new_session=True,
+            cwd=REPO_ROOT, env=env, start_new_session=True,
         )
     run = LoadRun(spec, workdir, proc, history_path, log_path)
     run._wait_ready(ready_timeout)

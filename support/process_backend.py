@@ -7,7 +7,6 @@ supervised with an ``unless-stopped`` restart policy.
 """
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import psycopg2
 
+from support import REPO_ROOT
 from support.config import Settings
-from support.leftovers import RUN_MARKER
+from support.leftovers import RUN_MARKER, child_env
 from support.link import POSTGRES_LINK, start_link
 from support.logs import read_stamped_log
 from support.stack_file import ApiDefinition
@@ -29,9 +29,8 @@ from support.stack import Stack
 from support.supervisor import ProcessSpec, SupervisedProcess
 from support.waiting import WaitTimeout, wait_until
 
-__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "child_env", "connection_values", "REPO_ROOT", "RUN_MARKER"]
+__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "connection_values"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
@@ -178,18 +177,6 @@ class ApiProcess(_ProcessService):
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
         return http_answers(self.health_url)
-
-
-def child_env(run_dir: Path) -> dict[str, str]:
-    """A minimal environment for a child process, marked with the run directory.
-
-    The marker lets a later run (or a test) find every process this run
-    started, without trusting PIDs that may have been reused.
-    """
-    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env[RUN_MARKER] = str(run_dir)
-    return env
 
 
 def _create_app_database(postgres: PostgresProcess, database: str, role: str, password: str) -> None:

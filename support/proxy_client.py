@@ -27,13 +27,13 @@ from typing import Any
 
 import httpx
 
-from support.leftovers import RUN_MARKER
+from support import REPO_ROOT
+from support.leftovers import child_env
 from support.services import Address
 from support.waiting import Deadline
 
 __all__ = ["ProxyServer", "ProxyClient", "ProxyInfo", "ToxicInfo", "ProxyError"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ProxyError(RuntimeError):
@@ -188,8 +188,8 @@ class ProxyServer:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         log_path = workdir / "proxy.log"
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "HOME", "VIRTUAL_ENV")}
-        env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", RUN_MARKER: str(workdir)})
+        env = child_env(workdir)
+        env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
         argv = [sys.executable, "-m", "support.proxy", "--control", f"127.0.0.1:{control_port}", "--exit-with-parent",
                 "--loop", loop]
         with open(log_path, "ab") as log:

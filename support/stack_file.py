@@ -17,11 +17,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import REPO_ROOT
 from support.workload import Workload, WorkloadError, render
 
 __all__ = ["ApiDefinition", "StackDefinition", "StackFileError", "load_stack_file", "DEFAULT_STACK_FILE"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STACK_FILE = REPO_ROOT / "stack" / "stack.toml"
 
 

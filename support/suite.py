@@ -94,18 +94,21 @@ def start_suite(settings: Settings) -> Suite:
         print(f"chaos-suite: {cleaned.describe()} of runs that were killed", file=sys.stderr)
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"pid": os.getpid(), "backend": settings.backend,
-                                                  "started": time.time()}))
+    _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too
     try:
         stack = _backend_starter(settings)(settings, run_dir)
     except BaseException:
         if not settings.keep_work_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    (run_dir / "run.json").write_text(json.dumps({
-        "pid": os.getpid(), "backend": settings.backend, "started": time.time(),
-        "addresses": {name: str(stack.service(name).address) for name in stack.names}}))
+    _write_run_record(run_dir, settings, {name: str(stack.service(name).address) for name in stack.names})
     return Suite(settings, run_dir, stack)
+
+
+def _write_run_record(run_dir: Path, settings: Settings, addresses: dict[str, str] | None = None) -> None:
+    """``run.json``: the owning suite's PID (what leftover cleaning trusts) and where the services listen."""
+    (run_dir / "run.json").write_text(json.dumps({"pid": os.getpid(), "backend": settings.backend,
+                                                  "started": time.time(), "addresses": addresses or {}}))
 
 
 def install_signal_handlers() -> None:
