@@ -23,7 +23,8 @@ from aiohttp import web
 
 from support.checkers import check_failures_are_503, percentile, recovery, slow_requests
 from support.history import FAIL, INFO, OK, Request, from_csv, to_csv
-from support.load import ROOT, LoadError, LoadRun, LoadSpec, LoadSpecError, start_load
+from support import REPO_ROOT
+from support.load import LoadError, LoadRun, LoadSpec, LoadSpecError, start_load
 from support.ports import LOOPBACK, free_port
 from support.waiting import wait_until
 
@@ -328,7 +329,7 @@ def test_a_stuck_worker_is_killed_and_its_history_reported_lost(
 def test_the_worker_stops_and_writes_its_history_when_told(api: FakeUsersAPI, tmp_path: Path, how: str) -> None:
     output = tmp_path / "history.csv"
     spec = {**LoadSpec.open_rate(api.url, 50, max_duration=20).to_dict(), "output": str(output)}
-    worker = subprocess.Popen([sys.executable, "-m", "support.loadgen"], cwd=ROOT, stdin=subprocess.PIPE,
+    worker = subprocess.Popen([sys.executable, "-m", "support.loadgen"], cwd=REPO_ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert worker.stdin is not None and worker.stdout is not None
