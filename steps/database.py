@@ -20,12 +20,14 @@ def step_users_table_locked(context, seconds):
 
 @when("postgres runs out of connection slots for {seconds:Duration}")
 def step_out_of_slots(context, seconds):
-    context.chaos.hold(SlotExhaustion(context.chaos.stack.admin_dsn), seconds)
+    stack = context.chaos.stack
+    context.chaos.hold(SlotExhaustion(stack.admin_dsn, service_role=api_role(stack.app_dsn)), seconds)
 
 
 @given("postgres has no connection slot left")
 def step_no_slot_left(context):
-    context.chaos.inject(SlotExhaustion(context.chaos.stack.admin_dsn))  # healed when the scenario ends
+    stack = context.chaos.stack
+    context.chaos.inject(SlotExhaustion(stack.admin_dsn, service_role=api_role(stack.app_dsn)))  # healed at the end
 
 
 @when("the database is read-only for {seconds:Duration}")

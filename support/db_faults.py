@@ -19,6 +19,11 @@ How each fault is made, and how faithful it is:
   reserved"), and keeps taking any slot that frees up while held, as a
   connection leak elsewhere would: a client that closes a connection cannot
   get it back. The superuser-reserved slots stay free for the suite itself.
+  A leak re-takes a freed slot only at its next poll, and a busy service that
+  threw its connections away reconnects sooner: it would win that race most of
+  the time. So that it never does, the service's own role (when it is not a
+  superuser) may open no new session while the fault holds (``CONNECTION
+  LIMIT 0``; its open sessions carry on), and the heal restores its limit.
 * :class:`TableLock` - an ``ACCESS EXCLUSIVE`` lock held in an open transaction.
 * :class:`ReadOnlyDatabase` - ``ALTER SYSTEM SET default_transaction_read_only
   = on`` and a configuration reload. ``ALTER DATABASE ... SET`` would reach only
@@ -191,9 +196,12 @@ class SlotExhaustion:
     checks in ``pg_stat_activity`` that no slot is left (else
     :class:`FaultHadNoEffect`), and starts a thread that every
     ``refill_interval`` s takes every slot that has freed up, while the fault
-    lasts. ``held`` is how many connections it holds, ``refused`` the last
-    refusal. ``heal`` stops that thread, closes them, waits (at most
-    ``timeout`` s) until their backends have exited, and drops the role.
+    lasts. With ``service_role`` (the service's database role), that role may
+    open no new session while the fault lasts, so that a slot the service
+    frees is never its own again. ``held`` is how many connections it holds,
+    ``refused`` the last refusal. ``heal`` restores the service role's limit,
+    stops that thread, closes the connections, waits (at most ``timeout`` s)
+    until their backends have exited, and drops the role.
     """
 
     dsn: str
@@ -204,6 +212,7 @@ class SlotExhaustion:
     name: str = "connection slots exhausted"
     target: str = "postgres"
     role: str = _SLOTS_ROLE
+    service_role: str = ""
     active_since: float | None = None
     active_until: float | None = None
     refused: str = ""
@@ -213,6 +222,7 @@ class SlotExhaustion:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _refiller: threading.Thread | None = field(default=None, repr=False)
     _role_made: bool = field(default=False, repr=False)
+    _service_limit: int | None = field(default=None, repr=False)  # the limit to restore, once changed
 
     @property
     def held(self) -> int:
@@ -256,6 +266,7 @@ class SlotExhaustion:
             self._role_made = True  # before the statement: heal drops the role even if its answer is lost
             cur.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER CONNECTION LIMIT -1 PASSWORD %s")
                         .format(sql.Identifier(self.role)), (self._password,))
+            self._lock_out_service(cur)
         deadline = Deadline(self.timeout)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="chaos-slots") as pool:
             for future in [pool.submit(self._fill, deadline) for _ in range(self.workers)]:
@@ -280,9 +291,28 @@ class SlotExhaustion:
         self._refiller = threading.Thread(target=self._refill, name="chaos-slots-refill", daemon=True)
         self._refiller.start()
 
+    def _lock_out_service(self, cur) -> None:
+        if not self.service_role:
+            return
+        cur.execute("SELECT rolconnlimit, rolsuper FROM pg_roles WHERE rolname = %s", (self.service_role,))
+        row = cur.fetchone()
+        if row is None or row[1]:  # no such role, or a superuser (whom no limit binds)
+            return
+        self._service_limit = row[0]  # before the statement: heal restores it even if its answer is lost
+        cur.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT 0").format(sql.Identifier(self.service_role)))
+
+    def _restore_service(self) -> None:
+        if self._service_limit is None:
+            return
+        with admin_connection(self.dsn) as conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT %s").format(sql.Identifier(self.service_role)),
+                        (self._service_limit,))
+        self._service_limit = None
+
     def heal(self) -> None:
         if self.active_since is not None and self.active_until is None:
             self.active_until = time.monotonic()
+        self._restore_service()  # first: the slots freed below are the service's to take
         self._stop.set()
         if self._refiller is not None:
             self._refiller.join(self.timeout)

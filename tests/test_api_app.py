@@ -453,6 +453,18 @@ def test_crud_against_postgres(cluster: Cluster) -> None:
     assert [deleted.status_code, gone.status_code, deleted_again.status_code] == [204, 404, 404]
 
 
+def test_pool_is_filled_after_a_success_so_a_slot_outage_finds_it_full(cluster: Cluster) -> None:
+    settings = load_settings({"DATABASE_URL": cluster.url, "DB_POOL_SIZE": "4"})
+    with TestClient(create_app(settings)) as client:
+        _healthy_client(client)
+        before = client.app.state.db.engine.pool.checkedin()
+        client.get("/users")
+        pool = client.app.state.db.engine.pool
+        filled = wait_until(lambda: pool.checkedin() == 4, 5.0)
+    assert before <= 1  # lazily, the pool opens what requests need
+    assert filled, f"the pool holds {pool.checkedin()} connections, not 4"
+
+
 def test_write_past_its_deadline_leaves_no_row(cluster: Cluster) -> None:
     db = Database(load_settings({"DATABASE_URL": cluster.url}))
     expired = Deadline(time.monotonic() - 1, 3)

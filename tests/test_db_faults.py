@@ -68,6 +68,8 @@ def timed(cur, query, params=None):
 
 def test_terminate_ends_every_api_session_and_the_api_reconnects(stack):
     assert create(stack, "before@t.test").status_code == 201
+    # after a success the API fills its pool (5 connections) in the background
+    wait_until(lambda: len(api_pids(stack)) >= 5, 5.0, "the API filling its connection pool")
     before = api_pids(stack)
     bystander = connect(stack.admin_dsn)  # a superuser session: not the API's
     fault = TerminateBackends(stack.admin_dsn, api_role(stack.app_dsn))
@@ -104,6 +106,9 @@ def test_terminate_can_select_by_application_name(stack):
 
 def test_slot_exhaustion_refuses_new_connections_keeps_superusers_and_heals(stack):
     assert create(stack, "warm@t.test").status_code == 201
+    for _ in range(6):  # the pool hands its connections out in turn: pre-ping revives any a test terminated
+        httpx.get(f"{stack.api_url}/users/1", timeout=5)
+    wait_until(lambda: len(api_pids(stack)) >= 5, 5.0, "the API filling its connection pool")
     fault = SlotExhaustion(stack.admin_dsn)
     started = time.monotonic()
     fault.inject()
@@ -129,6 +134,26 @@ def test_slot_exhaustion_refuses_new_connections_keeps_superusers_and_heals(stac
     connect(stack.app_dsn).close()
     assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (fault.role,)) == [(0,)]
     fault.heal()
+
+
+def test_slot_exhaustion_never_gives_a_freed_slot_back_to_the_service(stack):
+    role = api_role(stack.app_dsn)
+    fault = SlotExhaustion(stack.admin_dsn, service_role=role)
+    fault.inject()
+    try:
+        # free a slot and ask for it at once, before the leak's next poll: the service still gets none
+        victim = sql(stack.admin_dsn, "SELECT max(pid) FROM pg_stat_activity WHERE usename = %s", (fault.role,))[0][0]
+        sql(stack.admin_dsn, "SELECT pg_terminate_backend(%s, 3000)", (victim,))
+        with pytest.raises(psycopg2.OperationalError, match="too many connections for role"):
+            connect(stack.app_dsn)
+    finally:
+        fault.heal()
+    assert sql(stack.admin_dsn, "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,)) == [(-1,)]
+    connect(stack.app_dsn).close()
+    superuser = SlotExhaustion(stack.admin_dsn, service_role="postgres")  # no limit binds a superuser: left alone
+    superuser.inject()
+    superuser.heal()
+    assert sql(stack.admin_dsn, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'postgres'") == [(-1,)]
 
 
 def test_slot_exhaustion_heals_after_failing_half_way(stack):

@@ -209,6 +209,8 @@ class Database:
         self._executor = DaemonThreadPool(max(8, 4 * config.pool_capacity + 4), "users-db")
         self._probe = SingleFlight(self._select_one, "users-health-probe")
         self._schema = SingleFlight(self._create_schema, "users-schema")
+        self._filler = SingleFlight(self._fill_pool, "users-pool-fill")
+        self._next_fill = 0.0  # time.monotonic() before which no new fill starts
 
     # -- request work ---------------------------------------------------------------
 
@@ -244,6 +246,7 @@ class Database:
                 raise DatabaseUnavailable(describe_failure(exc)) from None
             self._failed(describe_failure(exc))
         self.reachability.up()
+        self._keep_pool_full()
         return result
 
     def _in_thread(self, work: Callable[[Session, Deadline], T], deadline: Deadline) -> T:
@@ -255,6 +258,36 @@ class Database:
             if not isinstance(exc, IntegrityError):
                 self.on_database_error(self.engine, exc)
             raise
+
+    # -- a full pool ------------------------------------------------------------------
+
+    def _keep_pool_full(self) -> None:
+        # A pool filled lazily holds only as many connections as requests ever ran at
+        # once; when PostgreSQL then has no slot to spare, the first burst above that
+        # needs a connect that is refused. Filling it (after a success, so the database
+        # answers, at most once a second) keeps pool_size connections ready.
+        now = time.monotonic()
+        if not isinstance(self.engine.pool, QueuePool) or now < self._next_fill or self._filler.in_flight:
+            return
+        if self.engine.pool.overflow() >= 0:
+            return
+        self._next_fill = now + 1.0
+        self._filler.future()
+
+    def _fill_pool(self) -> None:
+        pool = self.engine.pool
+        held = []
+        try:
+            # Idle connections are taken first (FIFO), so holding them all for the few ms
+            # of the connects makes the pool open the missing ones; overflow() reaches 0
+            # when it holds pool_size connections.
+            while pool.overflow() < 0 and len(held) < pool.size():
+                held.append(pool.connect())
+        except Exception as exc:  # noqa: BLE001 - a fill is best effort; requests report failures
+            log.debug("could not fill the connection pool: %s", describe_failure(exc))
+        finally:
+            for conn in held:
+                conn.close()
 
     def _failed(self, detail: str) -> None:
         self.reachability.down(detail)
