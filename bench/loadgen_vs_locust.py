@@ -1,4 +1,4 @@
-"""The suite's load generator against Locust and httpx: throughput, CPU cost, latency, schedule lag.
+"""The suite's load generator against Locust, aiohttp and httpx: throughput, CPU cost, latency, schedule lag.
 
     python bench/loadgen_vs_locust.py [--quick] [--seconds 8] [--rate R] [--users 10] [--only users|hello]
 
@@ -8,13 +8,16 @@ stack (process backend, under /tmp/chaos-suite-bench) and a tiny aiohttp
 runs, one after the other and in a rotating order so drift hits all alike:
 
 - ``suite``: the suite's own worker (``support.loadgen`` through
-  ``support.load.start_load``), aiohttp in its own process;
+  ``support.load.start_load``) on its own protocol-level client
+  (``support.http_client``) in its own process, real-time scheduled in the
+  open model where allowed (as in the suite);
 - ``locust``: Locust ``FastHttpUser`` headless (``python -m locust --headless
   -u N -r N -t Ts --csv``, ``bench/locustfile.py``);
-- ``httpx``: ``httpx.AsyncClient`` in a worker written like the suite's
-  (this file with ``--httpx-worker``), so the choice of client stays justified.
+- ``aiohttp`` and ``httpx``: ``aiohttp.ClientSession`` and ``httpx.AsyncClient``
+  in a worker written like the suite's (this file with ``--client-worker``), so
+  the choice of client stays justified by numbers.
 
-Two workloads per target: ``open R/s`` (the suite and httpx launch requests on a
+Two workloads per target: ``open R/s`` (the suite, aiohttp and httpx launch requests on a
 fixed schedule; Locust runs N users at ``constant_throughput(R/N)``) with R the
 suite's ``heavy`` level from behave.ini, and ``closed N`` (N users, each sending
 its next request when the last one ends, no wait). The ``users`` target mixes
@@ -30,7 +33,7 @@ runs the open model, a control process keeps the same schedule with a bare
 machine's scheduler alone costs, so the worker's own share of the lag shows. Printed last: requests/s,
 requests per CPU-second of the generator, p50/p99 latency, p99 schedule lag
 (start minus scheduled time, open model only), errors, then the ratios
-suite/Locust and suite/httpx and the issue's goals.
+suite/Locust, suite/aiohttp and suite/httpx and the issue's goals.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from bench.common import (ROOT, bench_settings, cpu_seconds, machine, ms, pause_until, percentile,  # noqa: E402
@@ -62,7 +66,7 @@ from support.ports import LOOPBACK, free_port  # noqa: E402
 from support.waiting import wait_until  # noqa: E402
 from support.workload import Workload  # noqa: E402
 
-GENERATORS = ("suite", "locust", "httpx")
+GENERATORS = ("suite", "locust", "aiohttp", "httpx")
 #: the hello server's workload for the suite's worker: every read is GET /hello/{id}, nothing compared
 HELLO_WORKLOAD = Workload(create_path="/hello", create_body={"email": "{key}"}, read_path="/hello/{id}", compare=())
 LAG_GOAL = 0.005  # s, p99 schedule lag of the open model at the heavy level
@@ -241,37 +245,40 @@ def run_locust(job: Job, window: Window, work: Path) -> list[Measured]:
     return [summarize(job.target, job.workload, "locust", records, start, end, cpu)]
 
 
-def run_httpx(job: Job, window: Window, work: Path) -> list[Measured]:
-    """This file's httpx worker in its own process."""
-    ready, output = work / "httpx-ready", work / "httpx-records.json"
+def run_client_worker(kind: str, job: Job, window: Window, work: Path) -> list[Measured]:
+    """This file's worker on the ``kind`` client library (httpx or aiohttp) in its own process."""
+    ready, output = work / f"{kind}-ready", work / f"{kind}-records.json"
     for path in (ready, output):
         path.unlink(missing_ok=True)
-    spec = {"url": job.url, "target": job.target, "model": job.model, "rate": job.rate, "users": job.users,
-            "write_fraction": job.write_fraction, "run_id": f"httpx-{secrets.token_hex(3)}",
+    spec = {"client": kind, "url": job.url, "target": job.target, "model": job.model, "rate": job.rate,
+            "users": job.users, "write_fraction": job.write_fraction, "run_id": f"{kind}-{secrets.token_hex(3)}",
             "max_duration": window.warmup + window.seconds + 30, "ready": str(ready), "output": str(output)}
-    spec_path = work / "httpx-spec.json"
+    spec_path = work / f"{kind}-spec.json"
     spec_path.write_text(json.dumps(spec))
-    with open(work / "httpx.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--httpx-worker", str(spec_path)], cwd=ROOT,
+    with open(work / f"{kind}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--client-worker", str(spec_path)], cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
-        t_ready = wait_for_file(ready, proc, 30, "the httpx worker")
+        t_ready = wait_for_file(ready, proc, 30, f"the {kind} worker")
         start, end, cpu = measure_cpu(proc.pid, t_ready, window)
     finally:
         stop_process(proc, 20)
     if not output.exists():
-        raise SystemExit(f"the httpx worker wrote no records; its log: {work / 'httpx.log'}")
+        raise SystemExit(f"the {kind} worker wrote no records; its log: {work / f'{kind}.log'}")
     records = [tuple(r) for r in json.loads(output.read_text())]
-    return [summarize(job.target, job.workload, "httpx", records, start, end, cpu)]  # type: ignore[arg-type]
+    return [summarize(job.target, job.workload, kind, records, start, end, cpu)]  # type: ignore[arg-type]
 
 
-RUNNERS = {"suite": run_suite, "locust": run_locust, "httpx": run_httpx}
+RUNNERS = {"suite": run_suite, "locust": run_locust,
+           "aiohttp": lambda job, window, work: run_client_worker("aiohttp", job, window, work),
+           "httpx": lambda job, window, work: run_client_worker("httpx", job, window, work)}
 
 
-# -- the httpx worker (a separate process) --------------------------------------------------------
+# -- the client-library worker (a separate process) -------------------------------------------------
 
-class HttpxWorker:
-    """The suite's worker's schedule and bookkeeping with ``httpx.AsyncClient`` as the client."""
+class ClientWorker:
+    """The suite's worker's schedule and bookkeeping on a client library: ``httpx.AsyncClient`` or
+    ``aiohttp.ClientSession`` (what the suite's worker used before its own client)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
@@ -281,7 +288,7 @@ class HttpxWorker:
         self.records: list[tuple[float | None, float, float, bool]] = []
         self.tasks: set[asyncio.Task] = set()
         self.stopping = asyncio.Event()
-        self.client: httpx.AsyncClient | None = None
+        self.client: Any = None
         self.t0 = 0.0
         self._next = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -302,19 +309,26 @@ class HttpxWorker:
             method, path, payload, op, expected = "GET", f"/users/{ident}", None, "read", (name, email)
         ok = False
         try:
-            response = await self.client.request(method, path, json=payload)
-            row = json.loads(response.content) if response.status_code < 300 else None
+            status, content = await self.send(method, path, payload)
+            row = json.loads(content) if status < 300 else None
             if op == "write":
-                ok = response.status_code == 201 and isinstance(row, dict)
+                ok = status == 201 and isinstance(row, dict)
                 if ok:
                     self.acked.append((row["id"], payload["name"], payload["email"]))  # type: ignore[index]
             elif op == "read":
                 ok = isinstance(row, dict) and (row.get("name"), row.get("email")) == expected
             else:
                 ok = isinstance(row, dict)
-        except (httpx.HTTPError, OSError, ValueError):
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError):
             ok = False
         self.records.append((scheduled, start, time.monotonic(), ok))
+
+    async def send(self, method: str, path: str, payload: Any) -> tuple[int, bytes]:
+        if self.spec["client"] == "httpx":
+            response = await self.client.request(method, path, json=payload)
+            return response.status_code, response.content
+        async with self.client.request(method, self.spec["url"] + path, json=payload) as response:
+            return response.status, await response.read()
 
     def launch(self, scheduled: float) -> None:
         task = asyncio.get_running_loop().create_task(self.request(scheduled))
@@ -343,8 +357,14 @@ class HttpxWorker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         limit = max(self.spec["users"], 1000)
-        limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=30)
-        async with httpx.AsyncClient(base_url=self.spec["url"], limits=limits, timeout=5.0) as client:
+        if self.spec["client"] == "httpx":
+            limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=30)
+            session: Any = httpx.AsyncClient(base_url=self.spec["url"], limits=limits, timeout=5.0)
+        else:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0,
+                                                                           keepalive_timeout=30),
+                                            timeout=aiohttp.ClientTimeout(total=5.0))
+        async with session as client:
             self.client = client
             self.t0 = time.monotonic()
             Path(self.spec["ready"]).write_text(repr(self.t0))
@@ -363,14 +383,14 @@ class HttpxWorker:
         Path(self.spec["output"]).write_text(json.dumps(self.records))
 
 
-def httpx_worker_main(spec_path: str) -> int:
+def client_worker_main(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
-        asyncio.run(HttpxWorker(spec).run())
-    else:  # the suite's worker uses uvloop when present: the same loop for both
-        uvloop.run(HttpxWorker(spec).run())
+        asyncio.run(ClientWorker(spec).run())
+    else:  # the suite's worker uses uvloop when present: the same loop for all
+        uvloop.run(ClientWorker(spec).run())
     return 0
 
 
@@ -497,12 +517,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="open-model rate, requests/s (default: behave.ini load_heavy)")
     parser.add_argument("--users", type=int, default=10, help="concurrent users of the closed model")
     parser.add_argument("--only", choices=("users", "hello"), help="one target only")
-    parser.add_argument("--httpx-worker", metavar="SPEC", help=argparse.SUPPRESS)
+    parser.add_argument("--client-worker", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--hello-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--timer-control", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.httpx_worker:
-        return httpx_worker_main(args.httpx_worker)
+    if args.client_worker:
+        return client_worker_main(args.client_worker)
     if args.hello_server:
         return hello_server_main(args.hello_server)
     if args.timer_control:
@@ -539,7 +559,7 @@ def main() -> int:
                     else 0.0) for target in targets for model in ("open", "closed")]
         for round_index in range(rounds):
             for index, job in enumerate(jobs):
-                shift = (index + round_index) % 3  # each generator goes first, second and third in turn
+                shift = (index + round_index) % len(GENERATORS)  # each generator takes every place in turn
                 for generator in GENERATORS[shift:] + GENERATORS[:shift]:
                     this_round = RUNNERS[generator](job, window, work)
                     for measured in this_round:
@@ -568,15 +588,15 @@ def main() -> int:
     for target, workload in ((j.target, j.workload) for j in jobs):
         ours = by[(target, workload, "suite")]
         row = [target, workload]
-        for other in ("locust", "httpx"):
+        for other in ("locust", "aiohttp", "httpx"):
             theirs = by[(target, workload, other)]
             row += [ratio(ours.per_cpu_second, theirs.per_cpu_second), ratio(ours.per_second, theirs.per_second)]
             if other == "locust" and ours.per_cpu_second and theirs.per_cpu_second:
                 cpu_ratios.append(ours.per_cpu_second / theirs.per_cpu_second)
         ratio_rows.append(row)
     print()
-    print(table(["target", "workload", "suite/locust req/CPU-s", "req/s", "suite/httpx req/CPU-s", "req/s"],
-                ratio_rows))
+    print(table(["target", "workload", "suite/locust req/CPU-s", "req/s", "suite/aiohttp req/CPU-s", "req/s",
+                 "suite/httpx req/CPU-s", "req/s"], ratio_rows))
     lags = [percentile(m.lags, 99) for m in results.values() if m.generator == "suite" and m.lags]
     worst_lag = max((lag for lag in lags if lag is not None), default=None)
     worst_ratio = min(cpu_ratios, default=None)

@@ -18,9 +18,11 @@ For each it compares with D:
 - ``downtime``: from the outage's first failure to ``recovered_at`` (the
   outage plus the recovery time after the heal): what a reader takes as "how
   long were clients hurt";
-- ``answer gap``: the longest stretch without any answer at all (from the
-  request ends), which is how a freeze shows when requests wait instead of
-  failing (judged for the pause only: a cut link keeps answering 503s).
+- ``silence``: the suite's ``longest_silence`` figure (``checkers.longest_silence``,
+  in every scenario's figures.json): the longest stretch without any answer
+  from the last answer before the injection on, which is how a freeze shows
+  when requests wait instead of failing (judged for the pause only: a cut
+  link keeps answering 503s).
 
 ``1st fail`` is how long after the injection the first failed request started,
 ``heal-last`` how long before the heal the last one did: they show where the
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bench_settings, machine, table  # noqa: E402
 from support import checkers  # noqa: E402
 from support.faults import Fault, ServicePause  # noqa: E402
-from support.history import OK, Request  # noqa: E402
+from support.history import OK  # noqa: E402
 from support.net_faults import LinkDown  # noqa: E402
 from support.suite import Suite, start_suite  # noqa: E402
 
@@ -64,7 +66,7 @@ class Outcome:
     failures: int
     recovery: float | None
     downtime: float | None
-    gap: float
+    silence: float
     requests: int
     kinds: str  # what the failed requests got, most common first
 
@@ -77,8 +79,8 @@ class Outcome:
         return None if self.downtime is None else self.downtime - self.injected
 
     @property
-    def gap_error(self) -> float:
-        return self.gap - self.injected
+    def silence_error(self) -> float:
+        return self.silence - self.injected
 
     def row(self) -> list[str]:
         def s(v: float | None) -> str:
@@ -92,14 +94,8 @@ class Outcome:
 
         return [self.fault, f"{self.injected:g}", s(self.ledger), s(self.outage), err(self.outage_error),
                 offset(self.first_failure), offset(self.last_failure), str(self.failures), "-" if self.recovery is None else f"{self.recovery * 1000:.0f}",
-                s(self.downtime), err(self.downtime_error), s(self.gap), err(self.gap_error), str(self.requests),
+                s(self.downtime), err(self.downtime_error), s(self.silence), err(self.silence_error), str(self.requests),
                 self.kinds or "-"]
-
-
-def longest_answer_gap(history: list[Request], start: float, end: float) -> float:
-    """The longest time (s) between two consecutive answers (request ends) within [start, end]."""
-    ends = sorted(r.end for r in history if start <= r.end <= end)
-    return max((b - a for a, b in zip(ends, ends[1:])), default=0.0)
 
 
 def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
@@ -120,13 +116,13 @@ def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
         downtime = None
         if recovery.recovered_at is not None and recovery.outage_start is not None:
             downtime = recovery.recovered_at - recovery.outage_start
-        gap = longest_answer_gap(history, window.injected - 0.5, window.healed + 2.0)
+        silence = checkers.longest_silence(history, window.injected).seconds
         first = None if recovery.outage_start is None else recovery.outage_start - window.injected
         last = None if recovery.outage_end is None else window.healed - recovery.outage_end
         kinds = Counter(str(r.status) if r.status is not None else r.error.split(":")[0]
                         for r in history if r.start >= window.injected and r.outcome != OK)
         return Outcome(kind, seconds, window.healed - window.injected, recovery.outage, first, last,
-                       recovery.failures, recovery.recovery_time, downtime, gap, len(history),
+                       recovery.failures, recovery.recovery_time, downtime, silence, len(history),
                        ", ".join(f"{what} x{n}" for what, n in kinds.most_common(3)))
     finally:
         suite.end_scenario(state)
@@ -153,22 +149,22 @@ def main() -> int:
                     outcome = run_one(suite, kind, seconds, args.rate)
                     results.append(outcome)
                     print(f"  {kind} {seconds:g} s: outage {outcome.outage:.3f} s, recovery "
-                          f"{(outcome.recovery or 0) * 1000:.0f} ms, gap {outcome.gap:.3f} s", flush=True)
+                          f"{(outcome.recovery or 0) * 1000:.0f} ms, silence {outcome.silence:.3f} s", flush=True)
     finally:
         suite.close()
 
     print()
     print(table(["fault", "D s", "ledger s", "outage s", "err ms", "1st fail ms", "heal-last ms", "failed",
-                 "recovery ms", "downtime s", "err ms", "answer gap s", "err ms", "requests", "failures"],
+                 "recovery ms", "downtime s", "err ms", "silence s", "err ms", "requests", "failures"],
                 [r.row() for r in results]))
     print()
     worst_all: float | None = None
-    # a cut link answers fast 503s (no gap); a frozen API answers late but answers (no failures)
-    measures = {"link down": ("outage", "downtime"), "api paused": ("outage", "downtime", "answer gap")}
+    # a cut link answers fast 503s (no silence); a frozen API answers late but answers (no failures)
+    measures = {"link down": ("outage", "downtime"), "api paused": ("outage", "downtime", "silence")}
     for kind in FAULTS:
         mine = [r for r in results if r.fault == kind]
         for name in measures[kind]:
-            errors = [{"outage": r.outage_error, "downtime": r.downtime_error, "answer gap": r.gap_error}[name]
+            errors = [{"outage": r.outage_error, "downtime": r.downtime_error, "silence": r.silence_error}[name]
                       for r in mine]
             seen = [e for e in errors if e is not None]
             worst = max(seen, key=abs, default=None)

@@ -25,7 +25,7 @@ from support.verdict import CheckFailed  # the suite's one failure type, an Asse
 __all__ = [
     "CheckFailed", "NO_LOAD", "Recovery", "PhaseStats", "Durability", "Not503",
     "recovery", "recovery_after_faults", "phases", "error_rate", "percentile", "durability",
-    "written_keys", "slow_requests", "failures_not_503", "failures_after", "metrics",
+    "written_keys", "slow_requests", "failures_not_503", "failures_after", "metrics", "Silence", "longest_silence",
     "check_recovered_within", "check_no_lost_writes", "check_error_rate_below",
     "check_no_request_slower_than", "check_failures_are_503", "check_no_failures_after",
 ]
@@ -412,6 +412,39 @@ def check_no_request_slower_than(history: Sequence[Request] | None, seconds: flo
 
 
 @dataclass(frozen=True)
+class Silence:
+    """The longest stretch without any answer: between the answers (request ends) at ``after`` and ``before``."""
+
+    after: float | None
+    before: float | None
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.after is None or self.before is None else self.before - self.after
+
+
+def longest_silence(history: Sequence[Request], since: float, until: float | None = None) -> Silence:
+    """The longest time the service answered nothing, from the last answer before ``since`` to ``until``.
+
+    An answer is the end of a request that got an HTTP status (any status: a
+    503 is an answer; a client timeout or a refused connect is not). This is how
+    a freeze shows when requests wait instead of failing, which the outage
+    window of :func:`recovery` cannot see. ``until`` defaults to the last answer.
+    """
+    ends = sorted(r.end for r in history if r.status is not None)
+    before_since = [t for t in ends if t < since]
+    inside = [t for t in ends if t >= since and (until is None or t <= until)]
+    points = before_since[-1:] + inside
+    if until is not None and points:
+        points.append(until)  # a silence still going on at ``until`` counts up to it
+    best = Silence(None, None)
+    for a, b in zip(points, points[1:]):
+        if b - a > best.seconds:
+            best = Silence(a, b)
+    return best
+
+
+@dataclass(frozen=True)
 class Not503:
     """Non-ok requests not answered with 503: ``statuses`` got another HTTP status,
     ``transport`` got no answer at all (refused, reset, timeout, client overloaded)."""
@@ -499,6 +532,10 @@ def metrics(history: Sequence[Request], windows: Sequence[FaultWindow], recovery
         "faults": [{"name": w.name, "target": w.target, "injected_at": rel(w.injected), "healed_at": rel(w.healed),
                     "instant": w.instant} for w in windows],
     }
+    if windows and history:
+        silence = longest_silence(history, min(w.injected for w in windows))
+        out["longest_silence"] = {"seconds": _num(silence.seconds), "after_answer_at": rel(silence.after),
+                                  "next_answer_at": rel(silence.before)}
     if recovery is not None:
         out["recovery"] = {
             "recovered": recovery.recovered, "recovery_time_s": _num(recovery.recovery_time),

@@ -1,8 +1,9 @@
 """The load worker: ``python -m support.loadgen [spec.json]`` (spec as one JSON line on stdin otherwise).
 
 It sends the load a :class:`support.load.LoadSpec` describes and records every
-request as a :class:`support.history.Request`. The open model launches request
-``i`` as its own task at ``t0 + i / rate`` whatever the earlier ones are doing,
+request as a :class:`support.history.Request`, sent with
+:class:`support.http_client.HttpClient`. The open model sends request ``i`` at
+``t0 + i / rate`` whatever the earlier ones are doing,
 so a slow or dead service shows up as failures and latency, not as a pause in
 the schedule (no coordinated omission); the lag between scheduled and actual
 start is recorded so a worker that could not keep up is visible.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import errno
 import gc
 import json
 import math
@@ -39,10 +39,10 @@ from itertools import count
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from support.history import FAIL, INFO, OK, Request
+from support.http_client import Answer, HttpClient
 from support.load import LoadSpec, LoadSpecError
 from support.workload import Workload
 
@@ -51,7 +51,6 @@ __all__ = ["Worker", "main"]
 _FIELDS = [f.name for f in fields(Request)]
 monotonic = time.monotonic
 _WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
-_CONNECT_TIMEOUT = getattr(aiohttp, "ConnectionTimeoutError", None)
 
 
 def _cpu_seconds() -> float:
@@ -105,7 +104,7 @@ class Worker:
     def __init__(self, spec: LoadSpec, output: Path) -> None:
         self.spec = spec
         self.output = output
-        self.base = spec.base_url.rstrip("/")
+        self.prefix = urlsplit(spec.base_url).path.rstrip("/")  # a base URL may carry a path
         self.rng = random.Random(spec.seed)
         self.seq = count()
         # records are plain tuples in Request field order: cheap to make, and the
@@ -114,9 +113,7 @@ class Worker:
         self.records: list[tuple] = []
         self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
         self.acked: list[tuple[Any, str, str]] = []  # (id, key, expected) of acknowledged writes
-        self.tasks: set[asyncio.Task] = set()
         self.sent = self.ok = self.fail = self.info = 0
-        self.open_requests = 0  # requests sent and not yet answered
         # launch times of the requests still open: a request launched before the
         # run of successes and still open may yet fail and end the run
         self.open_starts: dict[int, float] = {}
@@ -125,8 +122,10 @@ class Worker:
         self.window_lags: list[float] = []
         self.watch: _Watch | None = None
         self.stopping = asyncio.Event()
+        self.drained = asyncio.Event()  # set when stopping and no request is open
         self.t0 = 0.0
-        self.session: aiohttp.ClientSession | None = None
+        self.client: HttpClient | None = None
+        self.priority = "normal"  # or "realtime": see _keep_schedule_first
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0
         self._stdout_ok = True
@@ -145,58 +144,43 @@ class Worker:
 
     # -- one request -----------------------------------------------------------
     def _choose(self) -> tuple[str, str, str, str, str, Any, str | None]:
-        """(op, key, body, method, url, json payload, expected compared values of a read)."""
+        """(op, key, body, method, path, json payload, expected compared values of a read)."""
         w = self.workload
         if not self.acked or self.rng.random() < self.spec.write_fraction:
             key, path, payload, expected = w.record(self.spec.run_id, next(self.seq))
-            return "write", key, expected, w.create_method, f"{self.base}{path}", payload, None
+            return "write", key, expected, w.create_method, self.prefix + path, payload, None
         ident, key, expected = self.rng.choice(self.acked)
-        return "read", key, "", w.read_method, f"{self.base}{w.read_path_for(ident)}", None, expected
+        return "read", key, "", w.read_method, self.prefix + w.read_path_for(ident), None, expected
 
-    async def request(self, scheduled: float) -> None:
+    def request(self, scheduled: float, then: Any = None) -> None:
+        """Send one request now; record it when it ends, then call ``then()`` if given."""
         start = monotonic()
-        op, key, body, method, url, payload, expected = self._choose()
-        status: int | None = None
-        error = ""
-        data = b""
-        assert self.session is not None
-        self.open_requests += 1
+        op, key, body, method, path, payload, expected = self._choose()
+        if len(self.open_starts) >= self.spec.max_in_flight:
+            self.record(op, key, scheduled, start, start, None, "client overloaded", FAIL, body)
+            return
         token = next(self._tokens)
         self.open_starts[token] = start
-        try:
-            async with self.session.request(method, url, json=payload, allow_redirects=False) as response:
-                status = response.status
-                data = await response.read()
-        except asyncio.CancelledError:
-            # only at shutdown, past its own timeout: as unknown as a timeout
-            error, outcome = "timeout", INFO
-            self.record(op, key, scheduled, start, monotonic(), status, error, outcome, body)
-            raise
-        except aiohttp.ClientConnectorError as exc:
-            refused = getattr(exc, "os_error", None) and exc.os_error.errno == errno.ECONNREFUSED
-            error, outcome = ("connection refused" if refused else f"could not connect: {exc.os_error}"), FAIL
-        except Exception as exc:  # noqa: BLE001 - every way a request can end must be recorded
-            if _CONNECT_TIMEOUT is not None and isinstance(exc, _CONNECT_TIMEOUT):
-                error, outcome = "connect timeout", FAIL  # no connection, so nothing was sent
-            elif isinstance(exc, TimeoutError):
-                error, outcome = "timeout", INFO
-            elif isinstance(exc, aiohttp.ServerDisconnectedError):
-                error, outcome = "server disconnected", INFO
-            elif isinstance(exc, (ConnectionResetError, aiohttp.ClientOSError)):
-                error, outcome = f"connection error: {exc}", INFO
-            elif isinstance(exc, aiohttp.ClientPayloadError):
-                error, outcome = "incomplete answer", INFO
-            else:
-                error, outcome = f"{type(exc).__name__}: {exc}"[:200], INFO
-        finally:
-            self.open_requests -= 1
+
+        def answered(answer: Answer) -> None:
+            end = monotonic()
             del self.open_starts[token]
-        end = monotonic()
-        if status is not None and not error:
-            outcome = self.judge(status, data, op, expected, body, key)
-            if outcome is FAIL and status < 300:
-                error = "wrong content"
-        self.record(op, key, scheduled, start, end, status, error, outcome, body)
+            if answer.status is None:
+                # nothing sent (refused, no connection, over the client's bound): known not applied
+                outcome = INFO if answer.sent else FAIL
+                self.record(op, key, scheduled, start, end, None, answer.error, outcome, body)
+            else:
+                outcome = self.judge(answer.status, answer.body, op, expected, body, key)
+                error = "wrong content" if outcome is FAIL and answer.status < 300 else ""
+                self.record(op, key, scheduled, start, end, answer.status, error, outcome, body)
+            if self.stopping.is_set() and not self.open_starts:
+                self.drained.set()
+            if then is not None:
+                then()
+
+        data = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        assert self.client is not None
+        self.client.send(method, path, data, answered)
 
     def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "") -> str:
         """Outcome of an answered request; remembers acknowledged writes for later reads."""
@@ -230,18 +214,10 @@ class Worker:
             self.watch.add(start, outcome == OK)
 
     def launch(self, scheduled: float) -> None:
-        """Start one request now, or record it as refused by the client when too many are open."""
+        """Start one request of the open model now (the client refuses it at once past ``max_in_flight``)."""
         self.sent += 1
-        if len(self.tasks) >= self.spec.max_in_flight:  # tasks, not open_requests: some may not have begun yet
-            now = monotonic()
-            self.window_lags.append(now - scheduled)
-            op, key, body, *_ = self._choose()
-            self.record(op, key, scheduled, now, now, None, "client overloaded", FAIL, body)
-            return
         self.window_lags.append(monotonic() - scheduled)
-        task = asyncio.get_running_loop().create_task(self.request(scheduled))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.request(scheduled)
 
     # -- models ---------------------------------------------------------------
     def _tick(self) -> None:
@@ -261,22 +237,18 @@ class Worker:
             self.launch(scheduled)
             now = monotonic()
 
-    async def user(self) -> None:
-        """One closed-model user: the next request when the last one ended."""
-        end = self.t0 + self.spec.max_duration
-        while not self.stopping.is_set():
-            now = monotonic()
-            if now >= end:
-                self.stopping.set()
-                return
-            self.sent += 1
-            self.window_lags.append(0.0)
-            await self.request(now)
-            if self.spec.think_time:
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), self.spec.think_time)
-                except TimeoutError:
-                    pass
+    def user(self) -> None:
+        """One closed-model user's next request, sent when its last one ended (after ``think_time``)."""
+        if self.stopping.is_set() or monotonic() >= self.t0 + self.spec.max_duration:
+            self.stopping.set()
+            return
+        self.sent += 1
+        self.window_lags.append(0.0)
+        loop = asyncio.get_running_loop()
+        if self.spec.think_time:
+            self.request(monotonic(), lambda: loop.call_later(self.spec.think_time, self.user))
+        else:
+            self.request(monotonic(), lambda: loop.call_soon(self.user))  # call_soon: no recursion
 
     async def report(self) -> None:
         interval = self.spec.progress_interval
@@ -293,7 +265,7 @@ class Worker:
             message = {
                 "t": round(now - self.t0, 3), "sent": self.sent, "ok": self.ok,
                 "errors": self.fail + self.info, "fail": self.fail, "info": self.info,
-                "rps": round(done / (now - last), 1), "in_flight": self.open_requests,
+                "rps": round(done / (now - last), 1), "in_flight": len(self.open_starts),
                 "lag_p99_ms": round(_p99_ms(lags), 3), "cpu_s": round(_cpu_seconds(), 3),
             }
             last = now
@@ -346,44 +318,38 @@ class Worker:
             reader = None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        # a request for each in-flight slot, and no cap per host: the bound is ours
-        connector = aiohttp.TCPConnector(limit=self.spec.max_in_flight, limit_per_host=0,
-                                         keepalive_timeout=30)
-        timeout = aiohttp.ClientTimeout(total=self.spec.request_timeout)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self.session = session
-            commands = loop.create_task(self._read_commands(reader)) if reader else None
-            gc.collect()
-            gc.freeze()  # what exists now lives all run long: keep it out of every collection
-            self.t0 = monotonic()
-            self.emit({"ready": True, "t0": self.t0, "model": self.spec.model, "run_id": self.spec.run_id})
-            reporter = loop.create_task(self.report())
-            watch_reporter = loop.create_task(self.report_watch())
-            users: list[asyncio.Task] = []
-            if self.spec.model == "open":
-                self._tick()
-            else:
-                users = [loop.create_task(self.user()) for _ in range(self.spec.users)]
-                self.tasks.update(users)
-            max_end = self.t0 + self.spec.max_duration
+        self.client = HttpClient(self.spec.base_url, limit=self.spec.max_in_flight, timeout=self.spec.request_timeout)
+        commands = loop.create_task(self._read_commands(reader)) if reader else None
+        gc.collect()
+        gc.freeze()  # what exists now lives all run long: keep it out of every collection
+        self.t0 = monotonic()
+        self.emit({"ready": True, "t0": self.t0, "model": self.spec.model, "run_id": self.spec.run_id,
+                   "priority": self.priority})
+        reporter = loop.create_task(self.report())
+        watch_reporter = loop.create_task(self.report_watch())
+        if self.spec.model == "open":
+            self._tick()
+        else:
+            for _ in range(self.spec.users):
+                self.user()
+        max_end = self.t0 + self.spec.max_duration
+        try:
+            await asyncio.wait_for(self.stopping.wait(), max(0.0, max_end - monotonic()))
+        except TimeoutError:
+            self.stopping.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        # every request carries its own timeout, so the open ones end by themselves; the margin covers the loop
+        if self.open_starts:
             try:
-                await asyncio.wait_for(self.stopping.wait(), max(0.0, max_end - monotonic()))
+                await asyncio.wait_for(self.drained.wait(), self.spec.request_timeout + 1.0)
             except TimeoutError:
-                self.stopping.set()
-            if self._timer is not None:
-                self._timer.cancel()
-            # every request carries its own timeout, so this wait ends by itself; the margin covers the loop
-            pending = set(self.tasks)
-            if pending:
-                _, still = await asyncio.wait(pending, timeout=self.spec.request_timeout + 1.0)
-                for task in still:
-                    task.cancel()
-                if still:
-                    await asyncio.wait(still, timeout=1.0)
-            await reporter
-            await watch_reporter
-            if commands:
-                commands.cancel()
+                pass
+        self.client.close()
+        await reporter
+        await watch_reporter
+        if commands:
+            commands.cancel()
 
     def write_history(self) -> int:
         """Write the history sorted by start, in :func:`support.history.to_csv`'s format."""
@@ -396,6 +362,27 @@ class Worker:
             writer.writerows(["" if v is None else v for v in record] for record in records)
         tmp.replace(self.output)  # the controller never sees a half-written file
         return len(records)
+
+
+def _keep_schedule_first(spec: LoadSpec) -> str:
+    """Run an open-model worker under ``SCHED_FIFO`` where allowed; the scheduling class it got.
+
+    On two busy cores the service and its database keep both CPUs: a worker at
+    normal priority wakes for its next launch only when the kernel gets round to
+    it, milliseconds late, and that lag is charged to the schedule. A real-time
+    worker preempts them at once. It is safe because an open-model worker's CPU
+    is bounded by its rate (well under a tenth of a core at the suite's levels),
+    unlike a closed-model worker, which may spin as fast as answers come and so
+    keeps the normal class. Without the privilege (not root, or a container
+    without CAP_SYS_NICE) the worker runs as before.
+    """
+    if spec.model != "open" or not hasattr(os, "sched_setscheduler"):
+        return "normal"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        return "normal"
+    return "realtime"
 
 
 def _read_line(fd: int) -> bytes:
@@ -437,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runner = uvloop.run
     worker = Worker(spec, output)
+    worker.priority = _keep_schedule_first(spec)
     runner(worker.run(stdin_fd))
     count_ = worker.write_history()
     worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(_cpu_seconds(), 3),

@@ -8,8 +8,8 @@ import pytest
 from support.checkers import (
     NO_LOAD, CheckFailed, check_error_rate_below, check_failures_are_503, check_no_failures_after,
     check_no_lost_writes, check_no_request_slower_than, check_recovered_within, durability, error_rate,
-    failures_after, failures_not_503, metrics, percentile, phases, recovery, recovery_after_faults,
-    slow_requests, written_keys,
+    failures_after, failures_not_503, longest_silence, metrics, percentile, phases, recovery,
+    recovery_after_faults, slow_requests, written_keys,
 )
 from support.history import FAIL, INFO, OK, Request
 from support.timeline import FaultWindow
@@ -294,3 +294,30 @@ def test_metrics_are_plain_json_numbers() -> None:
     empty = metrics([], [], None)
     json.dumps(empty, allow_nan=False)
     assert empty["requests"] == 0 and "recovery" not in empty
+
+
+# -- silence ---------------------------------------------------------------------------------
+
+def test_a_freeze_is_the_longest_silence_though_no_request_failed() -> None:
+    # answers every 0.1 s until 2.0; frozen until 4.5, when the waiting requests are answered at once
+    waiting = [req(2.0 + i * 0.1, latency=4.5 - (2.0 + i * 0.1) + 0.01) for i in range(25)]
+    history = steady(0, 2.0) + waiting + steady(4.6, 6.0)
+    silence = longest_silence(history, since=T0 + 2.05)
+    assert recovery(history, T0 + 4.5).failures == 0  # the outage window cannot see it
+    assert silence.seconds == pytest.approx(4.51 - 1.91)
+    assert (silence.after, silence.before) == (pytest.approx(T0 + 1.91), pytest.approx(T0 + 4.51))
+
+
+def test_failed_answers_are_answers_timeouts_and_refusals_are_not() -> None:
+    fast_503s = steady(0, 3.0, INFO)
+    assert longest_silence(fast_503s, since=T0).seconds == pytest.approx(0.1)
+    timeouts = [req(1.0 + i * 0.1, INFO, status=None, error="timeout", latency=0.5) for i in range(10)]
+    history = steady(0, 1.0) + timeouts + steady(2.0, 3.0)
+    assert longest_silence(history, since=T0 + 1.0).seconds == pytest.approx(2.01 - 0.91)
+
+
+def test_a_silence_still_going_on_counts_up_to_until_and_no_answers_is_none() -> None:
+    history = steady(0, 1.0)
+    assert longest_silence(history, since=T0 + 0.5, until=T0 + 3.0).seconds == pytest.approx(3.0 - 0.91)
+    assert longest_silence([], since=T0).seconds == 0.0
+    assert longest_silence([], since=T0).after is None
