@@ -24,6 +24,11 @@ its next request when the last one ends, no wait). The ``users`` target mixes
 writes (``POST /users``) and content-checked reads of acknowledged writes
 (``GET /users/{id}``) as the suite does; ``hello`` reads ``GET /hello/1``.
 
+``--busy N`` keeps N CPU-burning processes running throughout, as on a busy
+shared machine: the schedule lag then shows what the suite's real-time
+scheduling class is worth (the other generators and the control run in the
+normal class).
+
 Every generator runs in its own process; after a warm-up its CPU time (user +
 system, /proc/<pid>/stat) is read at both edges of a measured window and the
 requests that ended in the window are counted. ``--rounds`` repeats every run
@@ -517,6 +522,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="open-model rate, requests/s (default: behave.ini load_heavy)")
     parser.add_argument("--users", type=int, default=10, help="concurrent users of the closed model")
     parser.add_argument("--only", choices=("users", "hello"), help="one target only")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="N processes that only burn CPU run throughout, as on a busy shared machine")
     parser.add_argument("--client-worker", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--hello-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--timer-control", metavar="SPEC", help=argparse.SUPPRESS)
@@ -540,11 +547,13 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     targets = [t for t in ("users", "hello") if args.only in (None, t)]
     print(f"{machine()}; open model at {rate:g}/s, closed model with {args.users} users; "
-          f"{rounds} round(s) of {window.warmup:g} s warm-up + {window.seconds:g} s measured per run", flush=True)
+          f"{rounds} round(s) of {window.warmup:g} s warm-up + {window.seconds:g} s measured per run"
+          f"{f'; {args.busy} CPU burners running' if args.busy else ''}", flush=True)
     work = Path(settings.work_root) / f"bench-loadgen-{secrets.token_hex(4)}"
     work.mkdir(parents=True)
     suite = None
     hello: subprocess.Popen | None = None
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     results: dict[tuple[str, str, str], Measured] = {}
     jobs: list[Job] = []
     try:
@@ -572,6 +581,8 @@ def main() -> int:
                     print(f"  {job.target:<5} {job.workload:<12} {generator:<6} {measured.per_second:>8,.0f} req/s  "
                           f"{measured.per_cpu_second or 0:>8,.0f} req/CPU-s", flush=True)
     finally:
+        for burner in burners:
+            stop_process(burner, 5)
         if hello is not None:
             stop_process(hello, 10)
         if suite is not None:

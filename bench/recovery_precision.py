@@ -29,8 +29,10 @@ For each it compares with D:
 outage window's error comes from (at R requests/s it cannot be finer than 1/R).
 
 ``ledger`` is the fault's window as recorded (injection to the end of the heal
-call). Errors are measured minus D, in ms; the worst absolute error is printed
-last against the goal of 100 ms.
+call). Errors are measured minus D, in ms. Each fault is judged by the measure
+that times it (the link cut by its outage window and downtime, the pause by its
+silence; the pause's outage window is shown but not judged, see ``main``); the
+worst absolute error is printed last against the goal of 100 ms.
 """
 from __future__ import annotations
 
@@ -159,20 +161,30 @@ def main() -> int:
                 [r.row() for r in results]))
     print()
     worst_all: float | None = None
-    # a cut link answers fast 503s (no silence); a frozen API answers late but answers (no failures)
-    measures = {"link down": ("outage", "downtime"), "api paused": ("outage", "downtime", "silence")}
+    # Each fault is judged by the measure that times it: a cut link answers fast 503s (the
+    # outage window; no silence), a frozen API answers late but answers (the silence). The
+    # pause's outage window is shown, not judged: it covers requests that timed out during
+    # the freeze and the 503s the API gave while working off its backlog after SIGCONT,
+    # which are real failures after the heal, not an error in timing the freeze.
+    measures = {"link down": ("outage", "downtime"), "api paused": ("silence",)}
+    shown = {"api paused": ("outage", "downtime")}
     for kind in FAULTS:
         mine = [r for r in results if r.fault == kind]
-        for name in measures[kind]:
+        for name in measures[kind] + shown.get(kind, ()):
             errors = [{"outage": r.outage_error, "downtime": r.downtime_error, "silence": r.silence_error}[name]
                       for r in mine]
             seen = [e for e in errors if e is not None]
             worst = max(seen, key=abs, default=None)
-            if worst is not None and (worst_all is None or abs(worst) > abs(worst_all)):
+            judged = name in measures[kind]
+            if judged and worst is not None and (worst_all is None or abs(worst) > abs(worst_all)):
                 worst_all = worst
-            verdict = ("not measured" if worst is None else
-                       f"worst error {worst * 1000:+.0f} ms -> {'within' if abs(worst) < GOAL else 'OUTSIDE'}"
-                       f" the {GOAL * 1000:.0f} ms goal")
+            if worst is None:
+                verdict = "not measured"
+            elif judged:
+                verdict = (f"worst error {worst * 1000:+.0f} ms -> {'within' if abs(worst) < GOAL else 'OUTSIDE'}"
+                           f" the {GOAL * 1000:.0f} ms goal")
+            else:
+                verdict = f"largest difference {worst * 1000:+.0f} ms (shown, not judged: failures, not the freeze)"
             missing = len(errors) - len(seen)
             note = f" ({missing} of {len(errors)} runs saw no failed request)" if missing else ""
             print(f"{kind:<10} {name:<10} {verdict}{note}")
