@@ -60,7 +60,7 @@ from psycopg2 import sql
 from support.waiting import Deadline, wait_until
 
 __all__ = ["TableLock", "TerminateBackends", "SlotExhaustion", "ReadOnlyDatabase", "SlowStatements",
-           "FaultHadNoEffect", "api_role", "admin_connection"]
+           "FaultHadNoEffect", "api_role", "admin_connection", "database_identity", "heal_residue"]
 
 SUITE_APPLICATION = "chaos-suite-fault"
 _SLOTS_ROLE = "chaos_suite_slots"
@@ -71,6 +71,12 @@ _DELAY_MARKER = "chaos_suite.slept_at"
 
 class FaultHadNoEffect(RuntimeError):
     """A fault could not find what to break; a scenario built on it would test nothing."""
+
+
+def database_identity(dsn: str) -> str:
+    """``host:port/dbname`` of a libpq DSN (no user, no password): which database a fault touched."""
+    params = psycopg2.extensions.parse_dsn(dsn)
+    return f"{params.get('host', 'localhost')}:{params.get('port', '5432')}/{params.get('dbname', '')}"
 
 
 def api_role(app_dsn: str) -> str:
@@ -291,6 +297,11 @@ class SlotExhaustion:
         self._refiller = threading.Thread(target=self._refill, name="chaos-slots-refill", daemon=True)
         self._refiller.start()
 
+    def residue(self) -> dict:
+        """What a run killed while this fault holds leaves in the database (see :func:`heal_residue`)."""
+        return {"kind": "slot_exhaustion", "database": database_identity(self.dsn), "role": self.role,
+                "service_role": self.service_role, "service_limit": self._service_limit}
+
     def _lock_out_service(self, cur) -> None:
         if not self.service_role:
             return
@@ -376,6 +387,10 @@ class ReadOnlyDatabase:
     active_until: float | None = None
     _changed: bool = field(default=False, repr=False)
 
+    def residue(self) -> dict:
+        """What a run killed while this fault holds leaves in the database (see :func:`heal_residue`)."""
+        return {"kind": "read_only", "database": database_identity(self.dsn)}
+
     def inject(self) -> None:
         with admin_connection(self.dsn, self.timeout) as conn, conn.cursor() as cur:
             self._changed = True  # before the statement: its answer may be lost after it took effect
@@ -423,6 +438,11 @@ class SlowStatements:
     def target(self) -> str:
         return f"postgres ({self.table} table)"
 
+    def residue(self) -> dict:
+        """What a run killed while this fault holds leaves in the database (see :func:`heal_residue`)."""
+        return {"kind": "slow_statements", "database": database_identity(self.dsn), "table": self.table,
+                "was": None if self._was is None else list(self._was)}
+
     def inject(self) -> None:
         table = sql.Identifier(self.table)
         body = sql.SQL("""
@@ -469,3 +489,54 @@ class SlowStatements:
             cur.execute(sql.SQL("DROP FUNCTION IF EXISTS public.{}()").format(sql.Identifier(_DELAY_FUNCTION)))
             conn.commit()
         self._changed = False
+
+
+def heal_residue(dsn: str, residue: dict) -> str:
+    """Undo what a fault's ``residue()`` says a killed run left in the database at ``dsn``; what was done.
+
+    A run killed by SIGKILL cannot heal; its journal keeps the residues of its
+    open faults, and the next run against the same database heals them. The
+    process and Docker backends' databases die with their run; an attached
+    database does not. Each heal is the fault's own, idempotent. Where the
+    journal was written before the fault recorded its prior state (a kill in
+    the middle of ``inject``): the read-only default is reset; the slowing
+    policy and function are dropped and row security is switched off only if
+    no other policy is left on the table; a service role left at ``CONNECTION
+    LIMIT 0`` gets the default (-1) back.
+    """
+    kind = residue.get("kind")
+    if kind == "read_only":
+        fault = ReadOnlyDatabase(dsn)
+        fault._changed = True
+        fault.heal()
+        return "reset the server-wide read-only default"
+    if kind == "slow_statements":
+        table = str(residue["table"])
+        fault = SlowStatements(dsn, 0.0, table)
+        was = residue.get("was")
+        if was is None:
+            with admin_connection(dsn) as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_policy WHERE polrelid = %s::regclass AND polname <> %s",
+                            (table, _DELAY_POLICY))
+                others = cur.fetchone()[0]
+                cur.execute("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass",
+                            (table,))
+                now = cur.fetchone()
+            was = [False, False] if others == 0 else [bool(now[0]), bool(now[1])]
+        fault._was, fault._changed = (bool(was[0]), bool(was[1])), True
+        fault.heal()
+        return f"removed the statement-slowing policy from table {table}"
+    if kind == "slot_exhaustion":
+        service_role = str(residue.get("service_role") or "")
+        limit = residue.get("service_limit")
+        fault = SlotExhaustion(dsn, role=str(residue["role"]), service_role=service_role)
+        if service_role and limit is None:
+            with admin_connection(dsn) as conn, conn.cursor() as cur:
+                cur.execute("SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (service_role,))
+                row = cur.fetchone()
+            limit = -1 if row is not None and row[0] == 0 else None  # 0 is the fault's, never a service's own
+        fault._service_limit, fault._role_made = limit, True
+        fault.heal()
+        return f"dropped role {fault.role}" + (f" and gave {service_role} back its connection limit"
+                                               if limit is not None else "")
+    raise ValueError(f"unknown fault residue {kind!r}")

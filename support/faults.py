@@ -183,7 +183,7 @@ class FaultLedger:
             raise
         if fault.instant:
             entry.healed = self.clock()
-            self._write_journal()
+        self._write_journal()  # again: the fault now knows what it changed (its residue)
         return fault
 
     def heal(self, fault: Fault) -> None:
@@ -250,7 +250,13 @@ class FaultLedger:
     def _write_journal(self, done: bool = False) -> None:
         if self.journal is None:
             return
-        open_faults = [] if done else [r for r in self.as_records() if r["healed_at"] is None]
+        open_faults = []
+        if not done:
+            for entry, record in zip(self.entries, self.as_records()):
+                if record["healed_at"] is None:
+                    # what outlives the run if it is killed now: see support.db_faults.heal_residue
+                    residue = getattr(entry.fault, "residue", None)
+                    open_faults.append({**record, "residue": residue() if residue else None})
         tmp = self.journal.with_suffix(".tmp")
         tmp.write_text(json.dumps({"open_faults": open_faults}))
         tmp.replace(self.journal)

@@ -4,8 +4,11 @@ Every process a run starts carries ``CHAOS_SUITE_RUN=<run dir>`` in its
 environment, and every run dir holds ``run.json`` with the PID of the suite
 that owns it. A run dir whose owner is gone is a leftover: its marked
 processes are killed (found by the marker, never by name or by a PID that
-may have been reused), its open faults are healed where that means anything
-after the stack is gone (nothing else outlives it), and the directory is removed.
+may have been reused), and the directory is removed. Its open faults die with
+its stack on the process and Docker backends; an attached database outlives
+the run, so the residues of a dead attached run's open faults (its journal,
+``faults.json``) are kept under ``<work_root>/residues/`` until a run against
+that database heals them (:func:`heal_residues`).
 """
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ from pathlib import Path
 
 from support.supervisor import descendants
 
-__all__ = ["Leftovers", "child_env", "clean_leftovers", "marked_processes", "RUN_MARKER"]
+__all__ = ["Leftovers", "child_env", "clean_leftovers", "heal_residues", "marked_processes", "RUN_MARKER"]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
+RESIDUES = "residues"  # under the work root: faults that dead runs left in databases that outlive them
 
 
 @dataclass
@@ -97,6 +101,55 @@ def clean_leftovers(work_root: Path) -> Leftovers:
                 result.processes.append(pid)
             except ProcessLookupError:
                 pass
+        _keep_residues(run_dir, work_root / RESIDUES)
         shutil.rmtree(run_dir, ignore_errors=True)
         result.run_dirs.append(run_dir)
     return result
+
+
+def _keep_residues(run_dir: Path, into: Path) -> None:
+    try:
+        if json.loads((run_dir / "run.json").read_text()).get("backend") != "attached":
+            return  # its database was its own and is gone
+        journal = json.loads((run_dir / "faults.json").read_text())
+    except (OSError, ValueError, AttributeError):
+        return
+    residues = [f["residue"] for f in journal.get("open_faults", []) if isinstance(f, dict) and f.get("residue")]
+    if residues:
+        into.mkdir(exist_ok=True)
+        (into / f"{run_dir.name}.json").write_text(json.dumps(residues))
+
+
+def heal_residues(work_root: Path, admin_dsn: str) -> list[str]:
+    """Heal every kept residue in the database of ``admin_dsn``; one line for each heal.
+
+    Residues of other databases are kept for a run that reaches them. Raises
+    :class:`support.services.ServiceError` (one line) if a heal fails: a run
+    must not start on a database a killed run left broken.
+    """
+    from support.db_faults import database_identity, heal_residue
+    from support.services import ServiceError
+
+    here = database_identity(admin_dsn)
+    done = []
+    for path in sorted((work_root / RESIDUES).glob("*.json")):
+        try:
+            residues = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        left = []
+        for residue in residues:
+            if residue.get("database") != here:
+                left.append(residue)
+                continue
+            try:
+                done.append(f"{heal_residue(admin_dsn, residue)} in {here} (left by the killed {path.stem})")
+            except Exception as error:  # noqa: BLE001 - any failure stops the start with one line
+                raise ServiceError(f"could not heal the {residue.get('kind')} fault that the killed {path.stem}"
+                                   f" left in {here}: {type(error).__name__}: {' '.join(str(error).split())}"
+                                   f"; heal it by hand, then delete {path}") from None
+        if left:
+            path.write_text(json.dumps(left))
+        else:
+            path.unlink()
+    return done

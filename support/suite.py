@@ -13,7 +13,7 @@ from pathlib import Path
 from support import database
 from support.config import Settings
 from support.faults import FaultLedger
-from support.leftovers import clean_leftovers
+from support.leftovers import clean_leftovers, heal_residues
 from support.health import HEALTHY, wait_for_health
 from support.scenario import ScenarioState
 from support.stack import Stack
@@ -97,6 +97,9 @@ def start_suite(settings: Settings) -> Suite:
     _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too
     try:
         stack = _backend_starter(settings)(settings, run_dir)
+        if settings.backend == "attached":
+            for line in heal_residues(root, stack.admin_dsn):
+                print(f"chaos-suite: {line}", file=sys.stderr)
     except BaseException:
         if not settings.keep_work_dir:
             shutil.rmtree(run_dir, ignore_errors=True)

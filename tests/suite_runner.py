@@ -49,6 +49,18 @@ def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = RE
     return BehaveRun(done.returncode, done.stdout + done.stderr, sorted(work_root.glob("run-*")))
 
 
+def start_behave(project: Path, work_root: Path, *args: str) -> subprocess.Popen:
+    """``behave ARGS`` from ``project`` in the background, in its own session, output in ``work_root/behave.out``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
+         "-D", f"work_root={work_root}", "-D", "keep_work_dir=true", *args],
+        # output to a file, not a pipe nobody reads until the end: a full pipe would stall the run
+        cwd=project, env=env, stdout=open(work_root / "behave.out", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
+
+
 def leftovers(run: BehaveRun) -> list[str]:
     """Processes still marked with one of the run's directories, and its ports still taken."""
     found = []

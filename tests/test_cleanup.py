@@ -3,7 +3,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from support.leftovers import clean_leftovers, marked_processes
 from support.supervisor import descendants
 from support.waiting import wait_until
-from suite_runner import REPO, project_with
+from suite_runner import project_with, start_behave
 
 LONG_FAULT = """Feature: a long fault
   Scenario: Postgres frozen for a long time
@@ -20,17 +19,6 @@ LONG_FAULT = """Feature: a long fault
     And a steady load of 20 requests per second
     When postgres is paused for 60 seconds
 """
-
-
-def start_behave(project: Path, work_root: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.Popen(
-        [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
-         "-D", f"work_root={work_root}", "-D", "keep_work_dir=true"],
-        # output to a file, not a pipe nobody reads until the end: a full pipe would stall the run
-        cwd=project, env=env, stdout=open(work_root / "behave.out", "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
 
 
 def open_fault_journal(work_root: Path, behave: subprocess.Popen) -> Path:

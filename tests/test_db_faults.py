@@ -15,7 +15,7 @@ from psycopg2 import errors
 
 from support.config import Settings
 from support.db_faults import (FaultHadNoEffect, ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock,
-                               TerminateBackends, api_role)
+                               TerminateBackends, api_role, database_identity, heal_residue)
 from support.suite import start_suite
 from support.waiting import wait_until
 from suite_runner import BROKEN, leftovers, run_behave
@@ -267,6 +267,28 @@ def test_slow_statements_heal_after_a_failed_inject(stack):
         unreachable.inject()
     unreachable.heal()
     assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_policy") == [(0,)]
+
+
+def test_residues_of_faults_a_killed_run_left_are_healed_from_the_journal_alone(stack):
+    rls = "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'"
+    slow = SlowStatements(stack.admin_dsn, 0.2)
+    slow.inject()
+    recorded = slow.residue()  # what the journal holds once the fault is in place
+    assert heal_residue(stack.admin_dsn, recorded) == "removed the statement-slowing policy from table users"
+    assert sql(stack.admin_dsn, rls) == [(False, False)]
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_policy") == [(0,)]
+    # killed in the middle of inject: the journal never learnt the table's row-security state
+    SlowStatements(stack.admin_dsn, 0.2).inject()
+    heal_residue(stack.admin_dsn, {**recorded, "was": None})
+    assert sql(stack.admin_dsn, rls) == [(False, False)]  # no other policy: row security off again
+    role = api_role(stack.app_dsn)
+    sql(stack.admin_dsn, f'ALTER ROLE "{role}" CONNECTION LIMIT 0')  # left by a kill before the journal had the limit
+    lines = heal_residue(stack.admin_dsn, {"kind": "slot_exhaustion", "database": database_identity(stack.admin_dsn),
+                                           "role": "chaos_suite_slots", "service_role": role, "service_limit": None})
+    assert lines == f"dropped role chaos_suite_slots and gave {role} back its connection limit"
+    assert sql(stack.admin_dsn, "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,)) == [(-1,)]
+    with pytest.raises(ValueError, match="unknown fault residue"):
+        heal_residue(stack.admin_dsn, {"kind": "meteor"})
 
 
 # -- the scenarios fail against APIs that lack what they rely on -------------------------------------
