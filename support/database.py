@@ -1,21 +1,44 @@
 """Reading and resetting the stack's database directly, through SQL, not through the API."""
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import psycopg2
 
+from support.waiting import Deadline
 from support.workload import Workload
 
-__all__ = ["connect", "reset", "count_records", "rows_for_keys", "activity_snapshot"]
+__all__ = ["connect", "open_connection", "reset", "count_records", "rows_for_keys", "activity_snapshot"]
+
+_ALL_SLOTS_BUSY = "sorry, too many clients already"
+
+
+def open_connection(dsn: str, timeout: float = 5.0, **params: Any) -> "psycopg2.extensions.connection":
+    """``psycopg2.connect``, retried for up to ``timeout`` s while every backend slot is taken for a moment.
+
+    Under a slot-exhaustion fault, clients whose connects PostgreSQL is about to
+    refuse each hold a backend slot while they authenticate, and a burst of them
+    can take the superuser-reserved slots too ("sorry, too many clients
+    already"). The suite's own connections wait that out; any other error, or
+    the deadline, raises.
+    """
+    deadline = Deadline(timeout)
+    while True:
+        try:
+            return psycopg2.connect(dsn, connect_timeout=max(2, int(timeout)), **params)
+        except psycopg2.OperationalError as error:
+            if _ALL_SLOTS_BUSY not in str(error) or deadline.expired:
+                raise
+        time.sleep(min(0.02, deadline.remaining()))
 
 
 @contextmanager
 def connect(dsn: str, timeout: float = 5.0) -> Iterator["psycopg2.extensions.connection"]:
     """An autocommit connection that is always closed; statements time out after ``timeout`` s."""
-    conn = psycopg2.connect(dsn, connect_timeout=max(2, int(timeout)), application_name="chaos-suite",
-                            options=f"-c statement_timeout={int(timeout * 1000)}")
+    conn = open_connection(dsn, timeout, application_name="chaos-suite",
+                           options=f"-c statement_timeout={int(timeout * 1000)}")
     try:
         conn.autocommit = True
         yield conn

@@ -57,6 +57,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
+from support.database import open_connection
 from support.waiting import Deadline, wait_until
 
 __all__ = ["TableLock", "TerminateBackends", "SlotExhaustion", "ReadOnlyDatabase", "SlowStatements",
@@ -92,9 +93,9 @@ def admin_connection(dsn: str, timeout: float = 5.0) -> Iterator["psycopg2.exten
     works while the read-only fault holds.
     """
     ms = int(timeout * 1000)
-    conn = psycopg2.connect(dsn, connect_timeout=max(2, int(timeout)), application_name=SUITE_APPLICATION,
-                            options=f"-c statement_timeout={ms} -c lock_timeout={ms}"
-                                    " -c default_transaction_read_only=off")
+    conn = open_connection(dsn, timeout, application_name=SUITE_APPLICATION,
+                           options=f"-c statement_timeout={ms} -c lock_timeout={ms}"
+                                   " -c default_transaction_read_only=off")
     try:
         conn.autocommit = True
         yield conn
@@ -119,7 +120,7 @@ class TableLock:
         return f"postgres ({self.table} table)"
 
     def inject(self) -> None:
-        conn = psycopg2.connect(self.dsn, connect_timeout=5, application_name="chaos-suite-lock")
+        conn = open_connection(self.dsn, 5.0, application_name="chaos-suite-lock")
         self._conn = conn
         with conn.cursor() as cur:  # psycopg2 opened a transaction: the lock lives until rollback
             cur.execute("SET lock_timeout = '5s'")
@@ -323,15 +324,17 @@ class SlotExhaustion:
     def heal(self) -> None:
         if self.active_since is not None and self.active_until is None:
             self.active_until = time.monotonic()
-        self._restore_service()  # first: the slots freed below are the service's to take
-        self._stop.set()
-        if self._refiller is not None:
-            self._refiller.join(self.timeout)
-            self._refiller = None
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for conn in conns:
-            conn.close()
+        try:
+            self._restore_service()  # first: the slots freed below are the service's to take
+        finally:  # the slots are given back even if that failed (a later heal retries it)
+            self._stop.set()
+            if self._refiller is not None:
+                self._refiller.join(self.timeout)
+                self._refiller = None
+            with self._lock:
+                conns, self._conns = self._conns, []
+            for conn in conns:
+                conn.close()
         if not self._role_made:
             return
         with admin_connection(self.dsn) as conn, conn.cursor() as cur:

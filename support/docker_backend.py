@@ -34,7 +34,7 @@ from support.config import Settings
 from support.process_backend import connection_values
 from support.stack_file import ApiDefinition
 from support.workload import render
-from support.docker_images import IMAGE_SPECS, BuiltImage, ensure_image
+from support.docker_images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.docker_labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
 from support.link import POSTGRES_LINK, Link, start_link
 from support.ports import LOOPBACK, free_port
@@ -137,9 +137,11 @@ def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network
     """The service under test in a container: 127.0.0.1:``port`` (host network) or published there (bridge).
 
     It runs the stack file's command (``[api.docker] command``, else ``[api] command``)
-    in the API image (``[api.docker] image``, else the reference API's: Python with its requirements), with the
-    suite's repository mounted read-only at /suite: ``{python}`` is the image's
-    interpreter, ``{repo}`` is /suite and ``{stack_dir}`` the stack file's folder under it.
+    in the API image (built from ``[api.docker] build``, or ``[api.docker] image``, else the
+    reference API's: Python with its requirements), with the suite's repository mounted
+    read-only at /suite: ``{python}`` is ``python``, ``{repo}`` is /suite and ``{stack_dir}``
+    the stack file's folder under it. It starts in ``[api] cwd`` under /suite, except in an
+    image built from the service's own Dockerfile, whose ``WORKDIR`` holds its code.
     """
     inner_port = port if network is None else _BRIDGE_PORTS["api"]
     values = {**values, "host": LOOPBACK if network is None else "0.0.0.0", "port": str(inner_port)}
@@ -148,7 +150,8 @@ def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network
     return ContainerSpec(
         name=f"chaos-suite-{run_id}-api", service="api", image=image, command=command, environment=environment,
         labels=labels, network=network, ports={} if network is None else {f"{inner_port}/tcp": (LOOPBACK, port)},
-        volumes={str(REPO_ROOT): {"bind": SUITE_MOUNT, "mode": "ro"}}, working_dir=_in_mount(api.cwd))
+        volumes={str(REPO_ROOT): {"bind": SUITE_MOUNT, "mode": "ro"}},
+        working_dir=None if api.docker_build is not None else _in_mount(api.cwd))
 
 
 def _in_mount(path: Path) -> str:
@@ -456,9 +459,17 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     try:
         swept = remove_leftovers(client)
         timings["leftovers_s"] = time.monotonic() - started
+        own = definition.api.docker_build
         for name in ("postgres", "api"):
-            images[name] = ensure_image(client, IMAGE_SPECS[name], settings.docker_base_image,
-                                        run_dir / f"docker-build-{name}.log")
+            if name == "api" and own is not None:  # the service's own Dockerfile
+                images[name] = ensure_image(client, service_image_spec(own, definition.api.docker_dockerfile),
+                                            settings.docker_base_image, run_dir / "docker-build-api.log",
+                                            root=own, base_required=False)
+            elif name == "api" and definition.api.docker_image:
+                continue  # the user's image: nothing to build
+            else:
+                images[name] = ensure_image(client, IMAGE_SPECS[name], settings.docker_base_image,
+                                            run_dir / f"docker-build-{name}.log")
             timings[f"image_{name}_s"] = images[name].seconds
     except BaseException:
         client.close()
@@ -555,5 +566,6 @@ def _versions(client: "DockerClient", postgres: PostgresContainer, images: dict[
             cur.execute("SHOW server_version")
             server = cur.fetchone()[0]
     return {"postgres": server, "docker_engine": client.version().get("Version", "unknown"),
-            "postgres_image": images["postgres"].tag, "api_image": images["api"].tag,
+            "postgres_image": images["postgres"].tag,
+            "api_image": images["api"].tag if "api" in images else settings.stack_definition().api.docker_image,
             "docker_network": settings.docker_network}

@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from docker import DockerClient
 
 __all__ = ["ImageSpec", "BuiltImage", "IMAGE_SPECS", "INPUTS_LABEL", "STACK_DIR", "context_tar", "inputs_digest",
-           "ensure_image", "base_image_id"]
+           "ensure_image", "base_image_id", "service_image_spec"]
 
 STACK_DIR = REPO_ROOT / "stack"
 INPUTS_LABEL = "chaos-suite.inputs"
-_SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
+_SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".git", ".venv", "node_modules"}
 _SKIP_SUFFIXES = {".pyc", ".pyo"}
 
 
@@ -50,6 +50,12 @@ IMAGE_SPECS = {
 }
 
 
+def service_image_spec(context: Path, dockerfile: str = "Dockerfile") -> ImageSpec:
+    """A user's service image built from the folder ``context`` (all of it, less caches and .git)."""
+    slug = hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:8]
+    return ImageSpec(f"service-{context.name.lower().replace('_', '-')}-{slug}", dockerfile, (".",))
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     """An image ready to run: its id, the tag it carries, whether this call built it and how long it took (s)."""
@@ -67,8 +73,8 @@ def _files(root: Path, entry: str) -> Iterator[tuple[str, Path]]:
     if path.is_file():
         yield entry, path
         return
-    for child in sorted(path.rglob("*")):
-        relative = child.relative_to(root)
+    for child in sorted(path.resolve().rglob("*")):
+        relative = child.relative_to(root.resolve())
         if child.is_file() and not _SKIP_PARTS & set(relative.parts) and child.suffix not in _SKIP_SUFFIXES:
             yield relative.as_posix(), child
 
@@ -114,11 +120,14 @@ def base_image_id(client: "DockerClient", base: str) -> str:
 
 
 def ensure_image(client: "DockerClient", spec: ImageSpec, base: str, log_path: Path | None = None,
-                 root: Path = STACK_DIR) -> BuiltImage:
+                 root: Path = STACK_DIR, base_required: bool = True) -> BuiltImage:
     """The image for ``spec`` on ``base``, built only when no image carries its inputs' digest.
 
     Builds run their ``RUN`` steps on the host's network (apt and pip need
-    it). The build output goes to ``log_path``; a failed build raises
+    it). ``base`` is passed as the ``BASE_IMAGE`` build argument; a user's
+    Dockerfile may ignore it (``base_required`` False: a missing base is then
+    no error, and the build finds its own ``FROM`` image or fails saying so).
+    The build output goes to ``log_path``; a failed build raises
     :class:`ServiceError` with its last lines.
     """
     import docker.errors
@@ -126,7 +135,13 @@ def ensure_image(client: "DockerClient", spec: ImageSpec, base: str, log_path: P
     started = time.monotonic()
     buildargs = {"BASE_IMAGE": base}
     context = context_tar(spec, root)
-    digest = inputs_digest(context, base_image_id(client, base), buildargs)
+    try:
+        base_id = base_image_id(client, base)
+    except ServiceError:
+        if base_required:
+            raise
+        base_id = ""
+    digest = inputs_digest(context, base_id, buildargs)
     tag = f"{spec.repository}:{digest[:16]}"
     existing = client.images.list(filters={"label": f"{INPUTS_LABEL}={digest}"})
     if existing:
@@ -142,7 +157,8 @@ def ensure_image(client: "DockerClient", spec: ImageSpec, base: str, log_path: P
         lines = [chunk.get("stream") or chunk.get("error", "") for chunk in error.build_log]
         tail = "".join(lines)[-3000:]
         _write(log_path, lines)
-        raise ServiceError(f"building the {spec.name} image from stack/{spec.dockerfile} failed: {error.msg}"
+        where = root / spec.dockerfile
+        raise ServiceError(f"building the {spec.name} image from {where} failed: {error.msg}"
                            + (f"; full output in {log_path}" if log_path else ""), logs=tail) from None
     _write(log_path, lines)
     _remove_superseded(client, spec, image.id)

@@ -42,6 +42,9 @@ class ApiDefinition:
     docker_image: str = ""
     #: docker backend: the command in the container, if not ``command``
     docker_command: tuple[str, ...] = ()
+    #: docker backend: a build context to build the service's own image from (with ``docker_dockerfile`` in it)
+    docker_build: Path | None = None
+    docker_dockerfile: str = "Dockerfile"
 
     def argv(self, values: dict[str, str]) -> list[str]:
         """The command with its placeholders filled."""
@@ -136,8 +139,19 @@ def load_stack_file(path: Path) -> StackDefinition:
     except KeyError:
         raise _fail(path, f"[api] stop_signal={api.get('stop_signal')!r} is not a signal name like SIGTERM") from None
     docker = api.get("docker", {})
-    if not isinstance(docker, dict) or set(docker) - {"image", "command"}:
-        raise _fail(path, "[api.docker] takes image (to run instead of the reference API's) and command only")
+    if not isinstance(docker, dict) or set(docker) - {"image", "build", "dockerfile", "command"}:
+        raise _fail(path, "[api.docker] takes image (an image to run instead of the reference API's) or build (a "
+                          "folder with a Dockerfile to build it from) and dockerfile, and command")
+    if "image" in docker and "build" in docker:
+        raise _fail(path, "[api.docker] takes image or build, not both")
+    if "dockerfile" in docker and "build" not in docker:
+        raise _fail(path, "[api.docker] dockerfile names a file in the build folder: add build = \"folder\"")
+    build = None
+    dockerfile = str(docker.get("dockerfile", "Dockerfile"))
+    if "build" in docker:
+        build = (base / str(docker["build"])).resolve()
+        if not (build / dockerfile).is_file():
+            raise _fail(path, f"[api.docker] build = {docker['build']!r}: there is no {build / dockerfile}")
     health_path = api.get("health_path", "/health")
     if not isinstance(health_path, str) or not health_path.startswith("/"):
         raise _fail(path, f"[api] health_path={health_path!r} must start with /")
@@ -145,7 +159,8 @@ def load_stack_file(path: Path) -> StackDefinition:
         command=command, cwd=(base / api.get("cwd", ".")).resolve(), env=dict(env),
         health_path=health_path, stop_signal=stop_signal,
         docker_image=str(docker.get("image", "")),
-        docker_command=_strings(path, "[api.docker] command", docker["command"]) if "command" in docker else ())
+        docker_command=_strings(path, "[api.docker] command", docker["command"]) if "command" in docker else (),
+        docker_build=build, docker_dockerfile=dockerfile)
     database = data.get("database", {})
     try:
         workload = Workload.from_dict(data.get("workload", {}))

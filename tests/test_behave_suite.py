@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from suite_runner import leftovers, project_with, run_behave
+from suite_runner import REPO, leftovers, project_with, run_behave
 
 
 def test_chaos_suite_passes_and_leaves_nothing_behind(tmp_path):
@@ -37,7 +37,7 @@ def test_a_missing_stack_file_is_one_line_and_starts_nothing(tmp_path):
     assert run.run_dirs == [] or leftovers(run) == []
 
 
-def test_chaos_suite_passes_on_the_docker_backend(tmp_path):
+def _require_docker() -> None:
     from support.docker_backend import docker_client
     from support.services import ServiceError
 
@@ -47,7 +47,30 @@ def test_chaos_suite_passes_on_the_docker_backend(tmp_path):
         if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
             pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
         pytest.skip(f"no Docker daemon answers: {error}")
+
+
+def test_chaos_suite_passes_on_the_docker_backend(tmp_path):
+    _require_docker()
     run = run_behave(tmp_path / "work", "-D", "backend=docker", "--tags=@chaos")
     assert run.returncode == 0, run.output[-6000:]
     assert " 0 failed" in run.output and "scenarios passed" in run.output
+    assert leftovers(run) == []
+
+
+def test_a_service_the_project_does_not_ship_runs_on_docker_from_its_own_dockerfile(tmp_path):
+    _require_docker()
+    run = run_behave(tmp_path / "work", "-D", "backend=docker",
+                     "-D", f"stack_file={REPO / 'examples' / 'notes_service' / 'stack.toml'}",
+                     "-n", "The API rides out a Postgres restart under load|Data survives an API restart")
+    assert run.returncode == 0, run.output[-6000:]
+    assert "2 scenarios passed, 0 failed" in run.output
+    from support.docker_backend import docker_client
+    from support.docker_images import service_image_spec
+
+    client = docker_client(timeout=10)
+    try:
+        built = client.images.list(name=service_image_spec(REPO / "examples" / "notes_service").repository)
+    finally:
+        client.close()
+    assert built and "python3" in " ".join(built[0].attrs["Config"]["Cmd"])  # the notes service's own image
     assert leftovers(run) == []

@@ -35,7 +35,10 @@ def test_extends_overrides_key_by_key_and_keeps_inherited_paths(tmp_path):
     ('[api]\ncommand = "s {port}"\n[workload]\ncompare = ["age"]\n', "compare names 'age'"),
     ('[api]\ncommand = "s {port}"\n[workload]\ncolour = "red"\n', "unknown workload field(s) colour"),
     ('[apii]\n', "unknown section(s) apii"),
-    ('[api]\ncommand = "s {port}"\n[api.docker]\ndockerfile = "x"\n', "[api.docker] takes image"),
+    ('[api]\ncommand = "s {port}"\n[api.docker]\nfiles = "x"\n', "[api.docker] takes image"),
+    ('[api]\ncommand = "s {port}"\n[api.docker]\nimage = "x"\nbuild = "."\n', "takes image or build, not both"),
+    ('[api]\ncommand = "s {port}"\n[api.docker]\ndockerfile = "x"\n', "add build = \"folder\""),
+    ('[api]\ncommand = "s {port}"\n[api.docker]\nbuild = "nowhere"\n', "there is no"),
     ('[api\n', "not valid TOML"),
 ])
 def test_malformed_stack_files_are_refused_in_one_line(tmp_path, text, fragment):
