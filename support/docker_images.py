@@ -51,9 +51,9 @@ IMAGE_SPECS = {
 
 
 def service_image_spec(context: Path, dockerfile: str = "Dockerfile") -> ImageSpec:
-    """A user's service image built from the folder ``context`` (all of it, less caches and .git)."""
-    slug = hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:8]
-    return ImageSpec(f"service-{context.name.lower().replace('_', '-')}-{slug}", dockerfile, (".",))
+    """A user's service image built from the folder ``context`` (all of it, less caches and .git),
+    named after the folder; whether it is rebuilt depends on the content only."""
+    return ImageSpec(f"service-{context.resolve().name.lower().replace('_', '-')}", dockerfile, (".",))
 
 
 @dataclass(frozen=True)

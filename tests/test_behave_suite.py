@@ -69,7 +69,8 @@ def test_a_service_the_project_does_not_ship_runs_on_docker_from_its_own_dockerf
 
     client = docker_client(timeout=10)
     try:
-        built = client.images.list(name=service_image_spec(REPO / "examples" / "notes_service").repository)
+        name = service_image_spec(REPO / "examples" / "notes_service").name
+        built = client.images.list(filters={"label": f"chaos-suite.image={name}"})
     finally:
         client.close()
     assert built and "python3" in " ".join(built[0].attrs["Config"]["Cmd"])  # the notes service's own image
