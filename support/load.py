@@ -217,6 +217,11 @@ class LoadRun:
         return self._ready.get("t0") if self._ready else None
 
     @property
+    def priority(self) -> str | None:
+        """The worker's scheduling class, ``realtime`` or ``normal`` (see :mod:`support.loadgen`)."""
+        return self._ready.get("priority") if self._ready else None
+
+    @property
     def cpu_seconds(self) -> float | None:
         """CPU seconds (user + system) the worker has used so far, or in all once it finished."""
         if self._done and "cpu_s" in self._done:

@@ -55,6 +55,7 @@ _WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
 # within it is sent now rather than after a second wake-up (which cost about a fifth of the worker's
 # CPU at 150/s). So a request may start up to 1 ms before its scheduled time; its lag is then negative.
 _TIMER_RESOLUTION = 0.001
+_REALTIME_MAX_RATE = 1000.0  # requests/s: about a fifth of a core for this worker on a 2-core VM
 
 
 def _cpu_seconds() -> float:
@@ -375,12 +376,13 @@ def _keep_schedule_first(spec: LoadSpec) -> str:
     normal priority wakes for its next launch only when the kernel gets round to
     it, milliseconds late, and that lag is charged to the schedule. A real-time
     worker preempts them at once. It is safe because an open-model worker's CPU
-    is bounded by its rate (well under a tenth of a core at the suite's levels),
-    unlike a closed-model worker, which may spin as fast as answers come and so
-    keeps the normal class. Without the privilege (not root, or a container
+    is bounded by its rate (well under a tenth of a core at the suite's levels;
+    above ``_REALTIME_MAX_RATE`` requests/s it would no longer be small, and the
+    worker keeps the normal class), unlike a closed-model worker, which may spin
+    as fast as answers come and so keeps the normal class. Without the privilege (not root, or a container
     without CAP_SYS_NICE) the worker runs as before.
     """
-    if spec.model != "open" or not hasattr(os, "sched_setscheduler"):
+    if spec.model != "open" or spec.rate > _REALTIME_MAX_RATE or not hasattr(os, "sched_setscheduler"):
         return "normal"
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))

@@ -282,6 +282,25 @@ def test_statuses_and_content_decide_outcomes(api: FakeUsersAPI, loads: list[Loa
 
 # -- the closed model ---------------------------------------------------------------
 
+def _realtime_allowed() -> bool:
+    probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def test_only_an_open_model_worker_at_a_modest_rate_runs_in_the_realtime_class(
+        api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
+    expected = "realtime" if _realtime_allowed() else "normal"
+    open_run = load(loads, tmp_path, LoadSpec.open_rate(api.url, 50, max_duration=5.0))
+    fast_run = load(loads, tmp_path, LoadSpec.open_rate(api.url, 5000, max_duration=0.5, run_id="fast"))
+    closed_run = load(loads, tmp_path, LoadSpec.closed_users(api.url, 2, max_duration=5.0, run_id="closed"))
+    policy = os.sched_getscheduler(open_run.pid)
+    assert (open_run.priority, fast_run.priority, closed_run.priority) == (expected, "normal", "normal")
+    assert policy == (os.SCHED_FIFO if expected == "realtime" else os.SCHED_OTHER)
+    assert os.sched_getscheduler(closed_run.pid) == os.SCHED_OTHER
+    for run in (open_run, fast_run, closed_run):
+        run.stop()
+
+
 def test_closed_model_keeps_n_users_in_flight(api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
     api.delay = 0.05
     run = load(loads, tmp_path, LoadSpec.closed_users(api.url, 4, max_duration=1.0, progress_interval=0.2))
