@@ -141,7 +141,8 @@ def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network
     reference API's: Python with its requirements), with the suite's repository mounted
     read-only at /suite: ``{python}`` is ``python``, ``{repo}`` is /suite and ``{stack_dir}``
     the stack file's folder under it. It starts in ``[api] cwd`` under /suite, except in an
-    image built from the service's own Dockerfile, whose ``WORKDIR`` holds its code.
+    image built from the service's own Dockerfile, whose ``WORKDIR`` holds its code (that
+    service, and its stack file, may then live outside the repository).
     """
     inner_port = port if network is None else _BRIDGE_PORTS["api"]
     values = {**values, "host": LOOPBACK if network is None else "0.0.0.0", "port": str(inner_port)}
@@ -459,18 +460,15 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     try:
         swept = remove_leftovers(client)
         timings["leftovers_s"] = time.monotonic() - started
+        base = settings.docker_base_image
+        images["postgres"] = ensure_image(client, IMAGE_SPECS["postgres"], base, run_dir / "docker-build-postgres.log")
         own = definition.api.docker_build
-        for name in ("postgres", "api"):
-            if name == "api" and own is not None:  # the service's own Dockerfile
-                images[name] = ensure_image(client, service_image_spec(own, definition.api.docker_dockerfile),
-                                            settings.docker_base_image, run_dir / "docker-build-api.log",
-                                            root=own, base_required=False)
-            elif name == "api" and definition.api.docker_image:
-                continue  # the user's image: nothing to build
-            else:
-                images[name] = ensure_image(client, IMAGE_SPECS[name], settings.docker_base_image,
-                                            run_dir / f"docker-build-{name}.log")
-            timings[f"image_{name}_s"] = images[name].seconds
+        if own is not None:  # the service's own Dockerfile
+            images["api"] = ensure_image(client, service_image_spec(own, definition.api.docker_dockerfile), base,
+                                         run_dir / "docker-build-api.log", root=own, base_required=False)
+        elif not definition.api.docker_image:  # else the user's image: nothing to build
+            images["api"] = ensure_image(client, IMAGE_SPECS["api"], base, run_dir / "docker-build-api.log")
+        timings.update({f"image_{name}_s": image.seconds for name, image in images.items()})
     except BaseException:
         client.close()
         raise
@@ -506,7 +504,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             # on a bridge network the API cannot reach the host's loopback: no link faults there
             db_host, db_port = postgres.spec.name, _BRIDGE_PORTS["postgres"]
         values = {**connection_values(db_host, db_port, db, role, app_password), "python": "python",
-                  "repo": SUITE_MOUNT, "stack_dir": _in_mount(definition.path.parent)}
+                  "repo": SUITE_MOUNT}
+        if definition.api.docker_build is None:  # a service built into its own image may live anywhere
+            values["stack_dir"] = _in_mount(definition.path.parent)
         api_image = definition.api.docker_image or images["api"].id
         api = ApiContainer(client, api_spec(run_id, api_image, labels, api_port, network, definition.api,
                                             values), api_port, definition.api.health_path)
