@@ -196,15 +196,14 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpClient:
-    """Requests to one origin over at most ``limit`` keep-alive connections, each bounded by ``timeout`` s.
+    """Requests to one origin over keep-alive connections (one per open request), each bounded by ``timeout`` s.
 
     :meth:`send` never blocks and never raises for a network failure: the
-    callback gets every outcome. Past ``limit`` open requests it answers at
-    once with ``Answer(None, error="client overloaded", sent=False)``. Use it
-    from the loop's thread only.
+    callback gets every outcome. How many requests may be open at once is the
+    caller's to bound. Use it from the loop's thread only.
     """
 
-    def __init__(self, base_url: str, *, limit: int, timeout: float) -> None:
+    def __init__(self, base_url: str, *, timeout: float) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -214,9 +213,7 @@ class HttpClient:
         default = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = (host if default else f"{host}:{self.port}").encode()
-        self.limit = limit
         self.timeout = timeout
-        self.open = 0  # requests sent or connecting, not yet answered
         self._idle: deque[_Connection] = deque()
         self._all: set[_Connection] = set()
         self._loop = asyncio.get_running_loop()
@@ -224,15 +221,11 @@ class HttpClient:
     def send(self, method: str, path: str, body: bytes | None, callback: Callback,
              content_type: str = "application/json") -> None:
         """Send one request now (on an idle connection, or a new one); ``callback(answer)`` once it ends."""
-        if self.open >= self.limit:
-            callback(Answer(None, error="client overloaded", sent=False))
-            return
         verb = method.upper().encode()
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (verb, path.encode(), self._host_header)
         if body is not None:
             head += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type.encode(), len(body))
         call = _Call(head + b"\r\n" + (body or b""), verb == b"HEAD", callback)
-        self.open += 1
         call.timer = self._loop.call_later(self.timeout, self._expire, call)
         while self._idle:
             conn = self._idle.pop()  # the most recently used: warm, least likely closed by the server's idle timeout
@@ -274,7 +267,6 @@ class HttpClient:
         if call.done:
             return
         call.done = True
-        self.open -= 1
         if call.timer is not None:
             call.timer.cancel()
         call.callback(answer)

@@ -38,7 +38,7 @@ import time
 from itertools import count
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from support.history import FAIL, INFO, OK, Request
@@ -51,10 +51,10 @@ __all__ = ["Worker", "main"]
 _FIELDS = [f.name for f in fields(Request)]
 monotonic = time.monotonic
 _WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
-# The event loop's timers have millisecond resolution and fire up to that much early: a request due
-# within it is sent now rather than after a second wake-up (which cost about a fifth of the worker's
-# CPU at 150/s). So a request may start up to 1 ms before its scheduled time; its lag is then negative.
-_TIMER_RESOLUTION = 0.001
+#: The event loop's timers have millisecond resolution and fire up to that much early: a request due
+#: within it is sent now rather than after a second wake-up (measurably more CPU per request at
+#: 150/s). So a request may start up to 1 ms before its scheduled time; its lag is then negative.
+TIMER_RESOLUTION = 0.001
 _REALTIME_MAX_RATE = 1000.0  # requests/s: about a fifth of a core for this worker on a 2-core VM
 
 
@@ -157,7 +157,7 @@ class Worker:
         ident, key, expected = self.rng.choice(self.acked)
         return "read", key, "", w.read_method, self.prefix + w.read_path_for(ident), None, expected
 
-    def request(self, scheduled: float, then: Any = None) -> None:
+    def request(self, scheduled: float, then: Callable[[], object] | None = None) -> None:
         """Send one request now; record it when it ends, then call ``then()`` if given."""
         start = monotonic()
         op, key, body, method, path, payload, expected = self._choose()
@@ -219,7 +219,7 @@ class Worker:
             self.watch.add(start, outcome == OK)
 
     def launch(self, scheduled: float) -> None:
-        """Start one request of the open model now (the client refuses it at once past ``max_in_flight``)."""
+        """Start one request of the open model now (recorded as refused at once past ``max_in_flight``)."""
         self.sent += 1
         self.window_lags.append(monotonic() - scheduled)
         self.request(scheduled)
@@ -235,7 +235,7 @@ class Worker:
             if scheduled >= end:
                 self.stopping.set()
                 return
-            if scheduled > now + _TIMER_RESOLUTION:
+            if scheduled > now + TIMER_RESOLUTION:
                 self._timer = loop.call_at(scheduled, self._tick)
                 return
             self._next += 1
@@ -323,7 +323,7 @@ class Worker:
             reader = None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        self.client = HttpClient(self.spec.base_url, limit=self.spec.max_in_flight, timeout=self.spec.request_timeout)
+        self.client = HttpClient(self.spec.base_url, timeout=self.spec.request_timeout)
         commands = loop.create_task(self._read_commands(reader)) if reader else None
         gc.collect()
         gc.freeze()  # what exists now lives all run long: keep it out of every collection
@@ -376,11 +376,11 @@ def _keep_schedule_first(spec: LoadSpec) -> str:
     normal priority wakes for its next launch only when the kernel gets round to
     it, milliseconds late, and that lag is charged to the schedule. A real-time
     worker preempts them at once. It is safe because an open-model worker's CPU
-    is bounded by its rate (well under a tenth of a core at the suite's levels;
-    above ``_REALTIME_MAX_RATE`` requests/s it would no longer be small, and the
-    worker keeps the normal class), unlike a closed-model worker, which may spin
-    as fast as answers come and so keeps the normal class. Without the privilege (not root, or a container
-    without CAP_SYS_NICE) the worker runs as before.
+    is bounded by its rate: well under a tenth of a core at the suite's levels.
+    Above ``_REALTIME_MAX_RATE`` requests/s that share is no longer small, and a
+    closed-model worker may spin as fast as answers come: both keep the normal
+    class, as does a worker without the privilege (not root, or a container
+    without CAP_SYS_NICE).
     """
     if spec.model != "open" or spec.rate > _REALTIME_MAX_RATE or not hasattr(os, "sched_setscheduler"):
         return "normal"

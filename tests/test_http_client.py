@@ -49,11 +49,11 @@ class Script:
 
 
 async def _run(answers: list, requests: list[tuple[str, str, bytes | None]], *, timeout: float = 2.0,
-               limit: int = 10, sequential: bool = True) -> tuple[list[Answer], Script]:
+               sequential: bool = True) -> tuple[list[Answer], Script]:
     script = Script(answers)
     server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = HttpClient(f"http://127.0.0.1:{port}", limit=limit, timeout=timeout)
+    client = HttpClient(f"http://127.0.0.1:{port}", timeout=timeout)
     results: list[Answer] = []
     try:
         for method, path, body in requests:
@@ -114,7 +114,7 @@ def test_refused_connect_is_not_sent_and_a_silent_server_is_a_timeout():
     sock.close()  # nothing listens there now
 
     async def refused() -> Answer:
-        client = HttpClient(f"http://127.0.0.1:{port}", limit=1, timeout=2)
+        client = HttpClient(f"http://127.0.0.1:{port}", timeout=2)
         done = asyncio.get_running_loop().create_future()
         client.send("GET", "/", None, done.set_result)
         return await asyncio.wait_for(done, 3)
@@ -135,7 +135,7 @@ def test_closed_without_answer_and_cut_mid_answer_are_unknown_outcomes():
             await writer.drain()
             writer.close()
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        client = HttpClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", limit=1, timeout=2)
+        client = HttpClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=2)
         done = asyncio.get_running_loop().create_future()
         client.send("GET", "/", None, done.set_result)
         try:
@@ -146,10 +146,10 @@ def test_closed_without_answer_and_cut_mid_answer_are_unknown_outcomes():
     assert asyncio.run(cut_mid_answer()) == Answer(None, error="incomplete answer")
 
 
-def test_past_its_limit_the_client_refuses_at_once_without_sending():
-    results, script = run([None, None], [("GET", "/", None)] * 3, timeout=0.3, limit=2, sequential=False)
-    assert results[0] == Answer(None, error="client overloaded", sent=False)
-    assert sorted(a.error for a in results[1:]) == ["timeout", "timeout"]
+def test_concurrent_requests_each_get_a_connection_and_their_own_timeout():
+    results, script = run([None, None], [("GET", "/", None)] * 2, timeout=0.3, sequential=False)
+    assert [a.error for a in results] == ["timeout", "timeout"]
+    assert script.connections == 2
 
 
 def test_a_malformed_answer_is_reported_not_raised():
@@ -159,6 +159,6 @@ def test_a_malformed_answer_is_reported_not_raised():
 
 def test_only_http_urls():
     async def make():
-        HttpClient("ftp://127.0.0.1/", limit=1, timeout=1)
+        HttpClient("ftp://127.0.0.1/", timeout=1)
     with pytest.raises(ValueError, match="not an http"):
         asyncio.run(make())
