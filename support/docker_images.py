@@ -73,8 +73,9 @@ def _files(root: Path, entry: str) -> Iterator[tuple[str, Path]]:
     if path.is_file():
         yield entry, path
         return
+    base = root.resolve()
     for child in sorted(path.resolve().rglob("*")):
-        relative = child.relative_to(root.resolve())
+        relative = child.relative_to(base)
         if child.is_file() and not _SKIP_PARTS & set(relative.parts) and child.suffix not in _SKIP_SUFFIXES:
             yield relative.as_posix(), child
 

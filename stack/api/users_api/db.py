@@ -266,13 +266,11 @@ class Database:
         # once; when PostgreSQL then has no slot to spare, the first burst above that
         # needs a connect that is refused. Filling it (after a success, so the database
         # answers, at most once a second) keeps pool_size connections ready.
-        now = time.monotonic()
-        if not isinstance(self.engine.pool, QueuePool) or now < self._next_fill or self._filler.in_flight:
-            return
-        if self.engine.pool.overflow() >= 0:
+        now, pool = time.monotonic(), self.engine.pool
+        if now < self._next_fill or not isinstance(pool, QueuePool) or pool.overflow() >= 0:
             return
         self._next_fill = now + 1.0
-        self._filler.future()
+        self._filler.future()  # joins a fill still in flight rather than starting another
 
     def _fill_pool(self) -> None:
         pool = self.engine.pool
