@@ -67,6 +67,7 @@ import httpx  # noqa: E402
 from bench.common import (ROOT, bench_settings, cpu_seconds, machine, ms, pause_until, percentile,  # noqa: E402
                           table)
 from support.load import LoadSpec, start_load  # noqa: E402
+from support.loadgen import TIMER_RESOLUTION  # noqa: E402
 from support.ports import LOOPBACK, free_port  # noqa: E402
 from support.waiting import wait_until  # noqa: E402
 from support.workload import Workload  # noqa: E402
@@ -341,12 +342,13 @@ class ClientWorker:
         task.add_done_callback(self.tasks.discard)
 
     def _tick(self) -> None:
-        """Launch every request due by now, then arm the timer for the next one (as the suite's worker)."""
+        """Launch every request due by now, then arm the timer for the next one (as the suite's worker,
+        with its rule for a request due within the timer resolution)."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         while not self.stopping.is_set():
             scheduled = self.t0 + self._next / self.spec["rate"]
-            if scheduled > now:
+            if scheduled > now + TIMER_RESOLUTION:
                 self._timer = loop.call_at(scheduled, self._tick)
                 return
             self._next += 1
