@@ -296,6 +296,7 @@ def test_residues_of_faults_a_killed_run_left_are_healed_from_the_journal_alone(
 @pytest.mark.parametrize(("variant", "scenarios", "message"), [
     ("keeps_dead_connections", "Terminated database sessions", r"the API never recovered: failing from"),
     ("no_pool", "With no connection slot to spare", r"the error rate was [\d.]+%, not below 1%"),
+    ("tiny_pool", "Slightly slow statements", r"the error rate was [\d.]+%, not below 1%"),
     ("discard_pool_on_any_error", "A lock timeout while no connection slot is free",
      r"the API (never recovered|did not recover within 1 s)"),
     ("no_timeouts", "A locked table|Statements slower than",
