@@ -12,13 +12,15 @@ from pathlib import Path
 from behave import register_type
 from behave.fixture import fixture, use_fixture
 
-from support import evidence, report_meta
-from support.config import load_settings, read_ini_userdata
-from support.errors import STARTUP_ERRORS, one_line
-from support.gherkin_types import TYPES
-from support.progress import ProgressLine
-from support.run_summary import RunSummary
-from support.suite import install_signal_handlers, start_suite
+from support.evidence import allure as evidence
+
+from support.evidence import report_meta
+from support.core.config import load_settings, read_ini_userdata
+from support.run.startup_errors import STARTUP_ERRORS, one_line
+from support.run.gherkin_types import TYPES
+from support.evidence.progress import ProgressLine
+from support.evidence.summary import RunSummary
+from support.run.suite import install_signal_handlers, start_suite
 
 register_type(**TYPES)
 

@@ -113,7 +113,7 @@ fi
 python=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
 if "$python" -c 'import docker' 2>/dev/null; then
   step=$(now)
-  CHAOS_DOCKER_BASE_IMAGE=$base_image "$python" -m support.docker_images
+  CHAOS_DOCKER_BASE_IMAGE=$base_image "$python" -m support.backends.docker.images
   say "stack images ready in $(took "$step")"
 else
   say "no Python with the Docker SDK yet: the stack's images are built by the first docker run"

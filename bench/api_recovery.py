@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.common import bench_settings, machine, pause_until, percentile, table  # noqa: E402
-from support.faults import FaultLedger, ServiceRestart, ServiceStop  # noqa: E402
-from support.readiness import database_answers  # noqa: E402
-from support.suite import start_suite  # noqa: E402
-from support.waiting import wait_until  # noqa: E402
+from support.faults.ledger import FaultLedger, ServiceRestart, ServiceStop  # noqa: E402
+from support.stack.readiness import database_answers  # noqa: E402
+from support.run.suite import start_suite  # noqa: E402
+from support.core.waiting import wait_until  # noqa: E402
 
 WAYS = ("restart", "restart immediate", "stop/start")
 GOAL = 1.0  # s: "well under 1 s"

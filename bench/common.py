@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from support.config import Settings, load_settings, read_ini_userdata
+from support.core.config import Settings, load_settings, read_ini_userdata
 
 __all__ = ["ROOT", "WORK_ROOT", "bench_settings", "cpu_seconds", "percentile", "ms", "table", "machine",
            "pause_until"]
@@ -32,7 +32,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank ``p``-th percentile (0 < p <= 100), as in :func:`support.checkers.percentile`; None if empty."""
+    """Nearest-rank ``p``-th percentile (0 < p <= 100), as in :func:`support.checks.checkers.percentile`; None if empty."""
     ordered = sorted(values)
     if not ordered:
         return None

@@ -7,9 +7,9 @@ stack (process backend, under /tmp/chaos-suite-bench) and a tiny aiohttp
 "hello" server that does no work, both on 127.0.0.1. Against each target it
 runs, one after the other and in a rotating order so drift hits all alike:
 
-- ``suite``: the suite's own worker (``support.loadgen`` through
-  ``support.load.start_load``) on its own protocol-level client
-  (``support.http_client``) in its own process, real-time scheduled in the
+- ``suite``: the suite's own worker (``support.load.worker`` through
+  ``support.load.controller.start_load``) on its own protocol-level client
+  (``support.load.client``) in its own process, real-time scheduled in the
   open model where allowed (as in the suite);
 - ``locust``: Locust ``FastHttpUser`` headless (``python -m locust --headless
   -u N -r N -t Ts --csv``, ``bench/locustfile.py``);
@@ -66,11 +66,11 @@ import httpx  # noqa: E402
 
 from bench.common import (ROOT, bench_settings, cpu_seconds, machine, ms, pause_until, percentile,  # noqa: E402
                           table)
-from support.load import LoadSpec, start_load  # noqa: E402
-from support.loadgen import TIMER_RESOLUTION  # noqa: E402
-from support.ports import LOOPBACK, free_port  # noqa: E402
-from support.waiting import wait_until  # noqa: E402
-from support.workload import Workload  # noqa: E402
+from support.load.controller import LoadSpec, start_load  # noqa: E402
+from support.load.worker import TIMER_RESOLUTION  # noqa: E402
+from support.core.ports import LOOPBACK, free_port  # noqa: E402
+from support.core.waiting import wait_until  # noqa: E402
+from support.stack.workload import Workload  # noqa: E402
 
 GENERATORS = ("suite", "locust", "aiohttp", "httpx")
 #: the hello server's workload for the suite's worker: every read is GET /hello/{id}, nothing compared
@@ -541,7 +541,7 @@ def main() -> int:
         print("locust is not installed: pip install -r bench/requirements.txt", file=sys.stderr)
         return 2
 
-    from support.suite import start_suite
+    from support.run.suite import start_suite
 
     settings = bench_settings()
     rate = args.rate or settings.load_heavy

@@ -39,12 +39,12 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import psycopg2  # noqa: E402
 
-from support.config import Settings  # noqa: E402
-from support.pg_binaries import find_pg_binaries, run_as_for  # noqa: E402
-from support.process_backend import ApiProcess, PostgresProcess, connection_values  # noqa: E402
-from support.stack_file import DEFAULT_STACK_FILE, load_stack_file  # noqa: E402
-from support.proxy_client import ProxyServer  # noqa: E402
-from support.waiting import wait_until  # noqa: E402
+from support.core.config import Settings  # noqa: E402
+from support.backends.process.pg_binaries import find_pg_binaries, run_as_for  # noqa: E402
+from support.backends.process.backend import ApiProcess, PostgresProcess, connection_values  # noqa: E402
+from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file  # noqa: E402
+from support.proxy.client import ProxyServer  # noqa: E402
+from support.core.waiting import wait_until  # noqa: E402
 
 
 @dataclass

@@ -46,10 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_settings, machine, table  # noqa: E402
 from support import checkers  # noqa: E402
-from support.faults import Fault, ServicePause  # noqa: E402
-from support.history import OK  # noqa: E402
-from support.net_faults import LinkDown  # noqa: E402
-from support.suite import Suite, start_suite  # noqa: E402
+from support.faults.ledger import Fault, ServicePause  # noqa: E402
+from support.load.history import OK  # noqa: E402
+from support.faults.network import LinkDown  # noqa: E402
+from support.run.suite import Suite, start_suite  # noqa: E402
 
 GOAL = 0.100  # s: the largest acceptable timing error
 FAULTS = ("link down", "api paused")

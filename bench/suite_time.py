@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from behave.formatter.base import Formatter  # noqa: E402
 
 from bench.common import ROOT, WORK_ROOT, machine, table  # noqa: E402
-from support.config import read_ini_userdata  # noqa: E402
+from support.core.config import read_ini_userdata  # noqa: E402
 
 PHASES = ("setup", "baseline", "fault", "recovery wait", "checks", "teardown")
 QA_RECOVERY_TESTING = (240.0, 300.0, 7)  # s for its seven cases, as its README reports

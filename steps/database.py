@@ -1,9 +1,9 @@
 """Steps that break the database from the inside (sessions, slots, locks, read-only, slowness), and judge it."""
 from behave import given, then, when
 
-from support.checkers import check_no_failures_after
-from support.db_faults import ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock, TerminateBackends, api_role
-from support.rw_checks import (check_answers_within_during_faults, check_writes_refused_reads_served,
+from support.checks.checkers import check_no_failures_after
+from support.faults.database import ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock, TerminateBackends, api_role
+from support.checks.during_faults import (check_answers_within_during_faults, check_writes_refused_reads_served,
                                effect_window, fault_over, fault_span)
 
 

@@ -1,8 +1,8 @@
 """Steps that talk to the API directly: its health endpoint and single requests."""
 from behave import then
 
-from support.health import HEALTHY, UNREACHABLE, wait_for_health
-from support.users import check_next_read
+from support.checks.health import HEALTHY, UNREACHABLE, wait_for_health
+from support.checks.records import check_next_read
 
 
 @then("the health endpoint reports the database as unreachable within {seconds:Duration}")

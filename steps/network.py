@@ -1,7 +1,7 @@
 """Steps that break the network between two services, through the suite's fault proxy."""
 from behave import when
 
-from support.net_faults import LinkDown, LinkLatency, LinkReset
+from support.faults.network import LinkDown, LinkLatency, LinkReset
 
 
 @when("the network between {a:Service} and {b:Service} adds {ms:Number} ms of latency for {seconds:Duration}")

@@ -1,7 +1,7 @@
 """Steps about the stack as a whole and its services' life: start, stop, kill, restart, pause."""
 from behave import given, when
 
-from support.faults import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
+from support.faults.ledger import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
 
 
 @given("the stack is healthy")

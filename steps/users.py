@@ -1,7 +1,7 @@
 """Steps about the records ("users" of the reference API) the scenario stores and expects to find again."""
 from behave import given, then, when
 
-from support.users import check_status, check_user_count, check_users_intact, create_users, try_duplicate_write
+from support.checks.records import check_status, check_user_count, check_users_intact, create_users, try_duplicate_write
 
 
 @given("{n:Count} users exist")

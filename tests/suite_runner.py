@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.leftovers import RUN_MARKER
+from support.core.run_dirs import RUN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = REPO / "tests" / "broken_apis"

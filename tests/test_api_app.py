@@ -49,7 +49,7 @@ from users_api.db import (  # noqa: E402
 from users_api.main import create_app  # noqa: E402
 from users_api.threads import DaemonThreadPool, SingleFlight  # noqa: E402
 
-from support.pg_binaries import PgNotFound, find_pg_binaries, run_as_for  # noqa: E402
+from support.backends.process.pg_binaries import PgNotFound, find_pg_binaries, run_as_for  # noqa: E402
 
 URL = "postgresql+psycopg2://app:s3cret-pw@127.0.0.1:5432/app"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from support.config import Settings
-from support.suite import start_suite
-from support.waiting import wait_until
+from support.core.config import Settings
+from support.run.suite import start_suite
+from support.core.waiting import wait_until
 from suite_runner import leftovers, project_with, run_behave, start_behave
 
 FEATURE = """Feature: attached

@@ -39,8 +39,8 @@ def test_a_missing_stack_file_is_one_line_and_starts_nothing(tmp_path):
 
 
 def _require_docker() -> None:
-    from support.docker_backend import docker_client
-    from support.services import ServiceError
+    from support.backends.docker.backend import docker_client
+    from support.stack.services import ServiceError
 
     try:
         docker_client(timeout=10).close()
@@ -66,8 +66,8 @@ def test_a_service_the_project_does_not_ship_runs_on_docker_from_its_own_dockerf
                      "-n", "The API rides out a Postgres restart under load|Data survives an API restart")
     assert run.returncode == 0, run.output[-6000:]
     assert "2 scenarios passed, 0 failed" in run.output
-    from support.docker_backend import docker_client
-    from support.docker_images import service_image_spec
+    from support.backends.docker.backend import docker_client
+    from support.backends.docker.images import service_image_spec
 
     client = docker_client(timeout=10)
     try:

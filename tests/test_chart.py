@@ -6,10 +6,10 @@ import io
 import pytest
 from PIL import Image
 
-from support.chart import FAULT_RGB, SIZE_PX, Window, figure_png, timeline_figure, timeline_png, windows
-from support.checkers import recovery
-from support.history import FAIL, INFO, OK, Request
-from support.timeline import FaultWindow
+from support.evidence.chart import FAULT_RGB, SIZE_PX, Window, figure_png, timeline_figure, timeline_png, windows
+from support.checks.checkers import recovery
+from support.load.history import FAIL, INFO, OK, Request
+from support.faults.timeline import FaultWindow
 
 T0 = 5000.0  # a monotonic origin far from zero, as real ones are
 

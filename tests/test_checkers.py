@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from support.checkers import (
+from support.checks.checkers import (
     NO_LOAD, CheckFailed, check_error_rate_below, check_failures_are_503, check_no_failures_after,
     check_no_lost_writes, check_no_request_slower_than, check_recovered_within, durability, error_rate,
     failures_after, failures_not_503, longest_silence, metrics, percentile, phases, recovery,
     recovery_after_faults, slow_requests, written_keys,
 )
-from support.history import FAIL, INFO, OK, Request
-from support.timeline import FaultWindow
+from support.load.history import FAIL, INFO, OK, Request
+from support.faults.timeline import FaultWindow
 
 T0 = 1000.0  # a monotonic origin far from zero, as real ones are
 

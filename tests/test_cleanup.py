@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from support.leftovers import clean_leftovers, marked_processes
-from support.supervisor import descendants
-from support.waiting import wait_until
+from support.core.run_dirs import clean_leftovers, marked_processes
+from support.core.process_tree import descendants
+from support.core.waiting import wait_until
 from suite_runner import project_with, start_behave
 
 LONG_FAULT = """Feature: a long fault

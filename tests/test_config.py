@@ -1,6 +1,6 @@
 import pytest
 
-from support.config import Settings, SettingsError, load_settings, read_ini_userdata
+from support.core.config import Settings, SettingsError, load_settings, read_ini_userdata
 
 
 def test_defaults_when_nothing_is_given():
@@ -59,7 +59,7 @@ def test_repository_behave_ini_is_valid(tmp_path):
 def test_durations_in_the_gherkin_carry_their_unit(text, seconds):
     import parse
 
-    from support.gherkin_types import TYPES
+    from support.run.gherkin_types import TYPES
 
     assert parse.parse("within {d:Duration}", f"within {text}", TYPES)["d"] == pytest.approx(seconds)
     assert parse.parse("within {d:Duration}", "within 10 parsecs", TYPES) is None

@@ -2,7 +2,7 @@
 import psycopg2
 import pytest
 
-from support import database
+from support.stack import database
 
 
 def test_a_busy_server_is_retried_until_it_has_a_slot(monkeypatch):

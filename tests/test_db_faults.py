@@ -13,11 +13,11 @@ import psycopg2
 import pytest
 from psycopg2 import errors
 
-from support.config import Settings
-from support.db_faults import (FaultHadNoEffect, ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock,
+from support.core.config import Settings
+from support.faults.database import (FaultHadNoEffect, ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock,
                                TerminateBackends, api_role, database_identity, heal_residue)
-from support.suite import start_suite
-from support.waiting import wait_until
+from support.run.suite import start_suite
+from support.core.waiting import wait_until
 from suite_runner import BROKEN, leftovers, run_behave
 
 CLOSED = "host=127.0.0.1 port=1 dbname=users user=postgres password=x"  # nothing listens on port 1

@@ -18,14 +18,14 @@ import psycopg2
 import pytest
 import yaml
 
-from support.config import Settings
-from support.stack_file import DEFAULT_STACK_FILE, load_stack_file
-from support.docker_backend import api_spec, docker_client, postgres_spec, start_docker_stack
-from support.docker_images import IMAGE_SPECS, context_tar, ensure_image, inputs_digest, ImageSpec
-from support.docker_labels import (KEEP_LABEL, OWNER_PID_LABEL, RUN_LABEL, SERVICE_LABEL, Owner, remove_leftovers,
+from support.core.config import Settings
+from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file
+from support.backends.docker.backend import api_spec, docker_client, postgres_spec, start_docker_stack
+from support.backends.docker.images import IMAGE_SPECS, context_tar, ensure_image, inputs_digest, ImageSpec
+from support.backends.docker.labels import (KEEP_LABEL, OWNER_PID_LABEL, RUN_LABEL, SERVICE_LABEL, Owner, remove_leftovers,
                                    run_labels)
-from support.services import Service, ServiceError
-from support.waiting import WaitTimeout, wait_until
+from support.stack.services import Service, ServiceError
+from support.core.waiting import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -328,8 +328,8 @@ def test_leftovers_of_dead_owners_go_and_nothing_else(client, stack):
 _KILLED_RUN = """
 import sys, time
 from pathlib import Path
-from support.config import Settings
-from support.docker_backend import start_docker_stack
+from support.core.config import Settings
+from support.backends.docker.backend import start_docker_stack
 stack = start_docker_stack(Settings(backend="docker"), Path(sys.argv[1]))
 print(stack.services["api"].spec.labels["chaos-suite.run"], flush=True)
 time.sleep(600)

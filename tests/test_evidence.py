@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import allure_commons
 import pytest
 
-from support import evidence
-from support.config import Settings
-from support.faults import FaultLedger
-from support.history import INFO, OK, Request
-from support.ports import free_port
+from support.evidence import allure as evidence
+from support.core.config import Settings
+from support.faults.ledger import FaultLedger
+from support.load.history import INFO, OK, Request
+from support.core.ports import free_port
 
 PASSWORD = "s3cret-Pa55word"
 T0 = 7000.0
@@ -103,7 +103,7 @@ def test_the_figures_carry_a_recovery_even_without_a_recovery_step(captured) -> 
 
 
 def test_activity_samples_are_picked_before_and_during_each_fault() -> None:
-    from support.timeline import FaultWindow
+    from support.faults.timeline import FaultWindow
 
     samples = [{"t": t} for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)]
     windows = [FaultWindow("stop", "postgres", 0.7, 1.6), FaultWindow("kill (SIGKILL)", "api", 2.2, 2.2, True)]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from support.faults import FaultLedger, HealErrors
+from support.faults.ledger import FaultLedger, HealErrors
 
 
 class Clock:

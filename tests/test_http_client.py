@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from support.http_client import Answer, HttpClient
+from support.load.client import Answer, HttpClient
 
 
 class Script:

@@ -21,12 +21,12 @@ from typing import Iterator
 import pytest
 from aiohttp import web
 
-from support.checkers import check_failures_are_503, percentile, recovery, slow_requests
-from support.history import FAIL, INFO, OK, Request, from_csv, to_csv
+from support.checks.checkers import check_failures_are_503, percentile, recovery, slow_requests
+from support.load.history import FAIL, INFO, OK, Request, from_csv, to_csv
 from support import REPO_ROOT
-from support.load import LoadError, LoadRun, LoadSpec, LoadSpecError, start_load
-from support.ports import LOOPBACK, free_port
-from support.waiting import wait_until
+from support.load.controller import LoadError, LoadRun, LoadSpec, LoadSpecError, start_load
+from support.core.ports import LOOPBACK, free_port
+from support.core.waiting import wait_until
 
 
 class FakeUsersAPI:
@@ -329,7 +329,7 @@ def test_stop_leaves_no_process_and_is_idempotent(api: FakeUsersAPI, loads: list
     history = run.stop()
     assert process_gone(run.pid) and not run.running
     assert run.stop() is history
-    assert run.history_path.read_bytes().decode() == to_csv(history)  # the format of support.history
+    assert run.history_path.read_bytes().decode() == to_csv(history)  # the format of support.load.history
     assert run.cpu_seconds and run.cpu_seconds > 0
 
 
@@ -348,7 +348,7 @@ def test_a_stuck_worker_is_killed_and_its_history_reported_lost(
 def test_the_worker_stops_and_writes_its_history_when_told(api: FakeUsersAPI, tmp_path: Path, how: str) -> None:
     output = tmp_path / "history.csv"
     spec = {**LoadSpec.open_rate(api.url, 50, max_duration=20).to_dict(), "output": str(output)}
-    worker = subprocess.Popen([sys.executable, "-m", "support.loadgen"], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+    worker = subprocess.Popen([sys.executable, "-m", "support.load.worker"], cwd=REPO_ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, start_new_session=True)
     try:
         assert worker.stdin is not None and worker.stdout is not None
@@ -372,9 +372,9 @@ def test_the_worker_stops_and_writes_its_history_when_told(api: FakeUsersAPI, tm
 
 def test_a_worker_that_exits_before_it_is_ready_is_reported(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import support.load
+    import support.load.controller
 
-    monkeypatch.setattr(support.load.sys, "executable", "/bin/false")  # a "python" that exits at once with 1
+    monkeypatch.setattr(support.load.controller.sys, "executable", "/bin/false")  # a "python" that exits at once with 1
     with pytest.raises(LoadError, match="exited with code 1 before it was ready"):
         start_load(LoadSpec.open_rate(f"http://{LOOPBACK}:1", 10), tmp_path)
 

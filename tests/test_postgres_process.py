@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from support.config import Settings
-from support.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
-from support.process_backend import PostgresProcess
-from support.services import ServiceError
-from support.waiting import wait_until
+from support.core.config import Settings
+from support.backends.process.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
+from support.backends.process.backend import PostgresProcess
+from support.stack.services import ServiceError
+from support.core.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

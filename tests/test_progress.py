@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.progress import ProgressLine, describe_load, describe_state, progress_enabled
+from support.evidence.progress import ProgressLine, describe_load, describe_state, progress_enabled
 
 
 class Tty(io.StringIO):

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.proxy import FaultProxyServer
-from support.proxy_client import ProxyError, ProxyServer
-from support.waiting import wait_until
+from support.proxy.server import FaultProxyServer
+from support.proxy.client import ProxyError, ProxyServer
+from support.core.waiting import wait_until
 
 
 class EchoServer:
@@ -411,7 +411,7 @@ def test_a_server_that_cannot_start_says_why(tmp_path):
 
 
 def test_server_process_exits_with_its_parent(tmp_path):
-    code = ("import sys, pathlib; from support.proxy_client import ProxyServer; "
+    code = ("import sys, pathlib; from support.proxy.client import ProxyServer; "
             "s = ProxyServer.start(pathlib.Path(sys.argv[1])); print(s.pid, flush=True)")
     parent = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                             timeout=20, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

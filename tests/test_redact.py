@@ -1,4 +1,4 @@
-from support.redact import redact
+from support.core.redact import redact
 
 
 def test_passwords_in_urls_and_dsns_are_masked():

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from support import report_meta
-from support.chart import timeline_png
-from support.history import OK, Request
-from support.timeline import FaultWindow
+from support.evidence import report_meta
+from support.evidence.chart import timeline_png
+from support.load.history import OK, Request
+from support.faults.timeline import FaultWindow
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "reports" / ".tools" / "node_modules" / ".bin" / "allure"
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.skipif(
     reason="needs Java and the Allure tool (or npm to install it: scripts/report.sh does)")
 
 FAILURES = {
-    "Slow recovery": ("support.verdict.CheckFailed: the API did not recover within 1 s: recovered after 3.0 s "
+    "Slow recovery": ("support.checks.verdict.CheckFailed: the API did not recover within 1 s: recovered after 3.0 s "
                       "(outage 2.9 s from 4.0 s to 6.9 s, 30 failed requests)\n", report_meta.RECOVERY_TOO_SLOW),
-    "Lost write": ("support.verdict.CheckFailed: 1 acknowledged write lost: k1 (of 5 acknowledged writes; unknown "
+    "Lost write": ("support.checks.verdict.CheckFailed: 1 acknowledged write lost: k1 (of 5 acknowledged writes; unknown "
                    "writes: 0 present, 0 absent)\n", report_meta.WRITE_LOST),
     "Broken suite": ("KeyError: 'x'\n", report_meta.SUITE_ERROR),
 }

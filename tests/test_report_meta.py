@@ -9,17 +9,19 @@ import traceback
 import pytest
 from allure_commons.utils import format_exception
 
-from support import checkers, report_meta
-from support.checkers import CheckFailed, Durability
-from support.health import HEALTHY, UNREACHABLE, wait_for_health
-from support.history import FAIL, INFO, OK, Request
-from support.ports import free_port
-from support.report_meta import (
+from support.checks import checkers
+
+from support.evidence import report_meta
+from support.checks.checkers import CheckFailed, Durability
+from support.checks.health import HEALTHY, UNREACHABLE, wait_for_health
+from support.load.history import FAIL, INFO, OK, Request
+from support.core.ports import free_port
+from support.evidence.report_meta import (
     CATEGORIES, RECOVERY_TOO_SLOW, SERVICE_HUNG, STACK_FAILED, SUITE_ERROR, WRITE_LOST, WRONG_STATUS, categorize,
     environment_properties, executor_info, format_properties, prepare_results_dir, results_dir, scenario_labels,
 )
-from support.services import ServiceError
-from support.users import check_status
+from support.stack.services import ServiceError
+from support.checks.records import check_status
 
 T0 = 100.0
 PRODUCT_CATEGORIES = {RECOVERY_TOO_SLOW, WRITE_LOST, SERVICE_HUNG, WRONG_STATUS, STACK_FAILED, SUITE_ERROR}
@@ -85,7 +87,7 @@ def cases() -> list[tuple[str, tuple, str]]:
         ("changed write", (checkers.check_no_lost_writes, Durability(acknowledged=5, changed=["a"])), WRITE_LOST),
         ("refused write stored", (checkers.check_no_lost_writes, Durability(acknowledged=5, fail_present=["a"])),
          WRITE_LOST),
-        # these need a database or a running API to be raised for real; the texts are support/users.py's
+        # these need a database or a running API to be raised for real; the texts are support/checks/records.py's
         ("records lost", (_raise, CheckFailed("1 problem(s) with 3 records that should have survived: k1: missing "
                                               "from the database")), WRITE_LOST),
         ("refused write left a row", (_raise, CheckFailed("the database holds 4 records, expected 3: a failed write "

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from support import checkers
-from support.checkers import Durability
-from support.history import INFO, OK, Request
-from support.run_summary import RunSummary, ScenarioRow, format_table, measured_recovery, row_from_figures, summary_json
-from support.timeline import FaultWindow
+from support.checks import checkers
+from support.checks.checkers import Durability
+from support.load.history import INFO, OK, Request
+from support.evidence.summary import RunSummary, ScenarioRow, format_table, measured_recovery, row_from_figures, summary_json
+from support.faults.timeline import FaultWindow
 
 T0 = 2000.0
 

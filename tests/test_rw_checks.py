@@ -2,11 +2,11 @@ import math
 
 import pytest
 
-from support.faults import FaultLedger
-from support.history import FAIL, INFO, OK, Request
-from support.rw_checks import (EffectWindow, check_answers_within_during_faults, check_writes_refused_reads_served,
+from support.faults.ledger import FaultLedger
+from support.load.history import FAIL, INFO, OK, Request
+from support.checks.during_faults import (EffectWindow, check_answers_within_during_faults, check_writes_refused_reads_served,
                                effect_window, fault_span, read_write_split)
-from support.verdict import CheckFailed
+from support.checks.verdict import CheckFailed
 
 WINDOW = EffectWindow("read-only", start=10.0, end=13.0, injected=9.9, healed=13.1)
 

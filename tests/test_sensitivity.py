@@ -4,12 +4,11 @@ import time
 import psycopg2
 import pytest
 
-from support import checkers
-from support.config import Settings
-from support.faults import ServiceKill, ServiceStop
-from support.waiting import Deadline
-from support.suite import start_suite
-from support.verdict import CheckFailed
+from support.core.config import Settings
+from support.faults.ledger import ServiceKill, ServiceStop
+from support.core.waiting import Deadline
+from support.run.suite import start_suite
+from support.checks.verdict import CheckFailed
 from suite_runner import leftovers, project_with, run_behave
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from support.stack_file import DEFAULT_STACK_FILE, StackFileError, load_stack_file
-from support.workload import Workload
+from support.stack.stack_file import DEFAULT_STACK_FILE, StackFileError, load_stack_file
+from support.stack.workload import Workload
 
 
 def write(tmp_path, text, name="stack.toml"):

@@ -1,11 +1,10 @@
 import os
-import signal
 import sys
 
 import pytest
 
-from support.supervisor import ProcessSpec, SupervisedProcess
-from support.waiting import WaitTimeout, wait_until
+from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.core.waiting import WaitTimeout, wait_until
 
 
 @pytest.fixture

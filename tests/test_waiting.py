@@ -1,6 +1,6 @@
 import pytest
 
-from support.waiting import Deadline, WaitTimeout, wait_until
+from support.core.waiting import Deadline, WaitTimeout, wait_until
 
 
 class FakeClock:

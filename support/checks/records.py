@@ -1,0 +1,119 @@
+"""Records of the workload ("users" for the reference API): created through the API, verified
+through the API and through SQL."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from support.stack import database
+from support.checks.verdict import CheckFailed
+from support.stack.workload import Workload
+
+__all__ = ["User", "create_users", "check_users_intact", "check_next_read", "try_duplicate_write",
+           "check_user_count", "check_status"]
+
+
+@dataclass(frozen=True)
+class User:
+    """A record the scenario created and the API acknowledged: its id, key and compared values."""
+
+    id: Any
+    key: str
+    expected: str
+    body: dict
+
+
+def create_users(api_url: str, workload: Workload, count: int, timeout: float = 5.0) -> list[User]:
+    """Create ``count`` records through the API; every one must be acknowledged with a 2xx."""
+    run = f"seed-{uuid.uuid4().hex[:8]}"
+    users = []
+    with httpx.Client(base_url=api_url, timeout=timeout) as client:
+        for i in range(count):
+            key, path, body, expected = workload.record(run, i)
+            response = client.request(workload.create_method, path, json=body)
+            if not response.is_success:
+                raise CheckFailed(f"could not create record {i + 1} of {count}: "
+                                  f"{response.status_code} {response.text[:200]}")
+            users.append(User(response.json().get(workload.id_field), key, expected, body))
+    return users
+
+
+def check_users_intact(api_url: str, dsn: str, workload: Workload, users: list[User],
+                       timeout: float = 5.0) -> None:
+    """Every record in ``users`` is served by the API's read path and stored in the database unchanged."""
+    if not users:
+        raise CheckFailed("no records were created in this scenario: add a 'Given N users exist' step")
+    wrong = []
+    with httpx.Client(base_url=api_url, timeout=timeout) as client:
+        for user in users:
+            response = client.request(workload.read_method, workload.read_path_for(user.id))
+            if response.status_code != 200:
+                wrong.append(f"{user.key}: API answered {response.status_code}")
+            elif not workload.matches(response.json(), user.expected):
+                wrong.append(f"{user.key}: API serves {response.text[:120]}")
+    stored = database.rows_for_keys(dsn, workload, [u.key for u in users])
+    for user in users:
+        if user.key not in stored:
+            wrong.append(f"{user.key}: missing from the database")
+        elif "\t".join(stored[user.key]) != user.expected:
+            wrong.append(f"{user.key}: changed in the database")
+    if wrong:
+        raise CheckFailed(f"{len(wrong)} problem(s) with {len(users)} records that should have survived: "
+                          + "; ".join(wrong[:10]))
+
+
+def check_next_read(api_url: str, workload: Workload, users: list[User], timeout: float = 5.0) -> None:
+    """One read of a record the scenario created is answered 200 with its content.
+
+    The read must reach the database, so a pool that kept dead connections across
+    a database restart fails it.
+    """
+    if not users:
+        raise CheckFailed("no records exist to read: add a 'Given N users exist' step")
+    try:
+        with httpx.Client(base_url=api_url, timeout=timeout) as client:
+            response = client.request(workload.read_method, workload.read_path_for(users[0].id))
+    except httpx.HTTPError as error:
+        raise CheckFailed(f"the first request after the fault got no answer: {type(error).__name__}: {error}") from None
+    if response.status_code != 200:
+        raise CheckFailed(f"the first request after the fault was answered {response.status_code}, not 200: "
+                          f"{response.text[:200]}")
+    if not workload.matches(response.json(), users[0].expected):
+        raise CheckFailed(f"the first request after the fault served wrong content: {response.text[:200]}")
+
+
+def try_duplicate_write(api_url: str, workload: Workload, existing: list[User], timeout: float = 5.0) -> httpx.Response:
+    """Try to create a record with a key that is already taken."""
+    if not existing:
+        raise CheckFailed("no records exist to collide with: add a 'Given N users exist' step")
+    body = dict(existing[0].body)
+    body = {k: ("duplicate" if k != _key_field(workload) and isinstance(v, str) else v) for k, v in body.items()}
+    with httpx.Client(base_url=api_url, timeout=timeout) as client:
+        return client.request(workload.create_method, workload.create_path, json=body)
+
+
+def _key_field(workload: Workload) -> str:
+    return next(name for name, value in workload.create_body.items() if "{key}" in str(value))
+
+
+def check_status(response: httpx.Response | str, status: int, what: str) -> None:
+    """``response`` was the HTTP ``status`` with a JSON body; else fail naming ``what`` and the answer."""
+    if isinstance(response, str) or response.status_code != status:
+        got = response if isinstance(response, str) else f"{response.status_code} {response.text[:200]}"
+        raise CheckFailed(f"{what} was expected to be answered {status}, got {got}")
+    try:
+        response.json()
+    except ValueError:
+        raise CheckFailed(f"the {status} answer to {what} has no JSON body: {response.text[:200]!r}") from None
+
+
+def check_user_count(dsn: str, workload: Workload, expected: int) -> None:
+    """The database holds exactly ``expected`` records."""
+    actual = database.count_records(dsn, workload)
+    if actual > expected:
+        raise CheckFailed(f"the database holds {actual} records, expected {expected}: a failed write left a row")
+    if actual < expected:
+        raise CheckFailed(f"the database holds {actual} records, expected {expected}: rows were lost")

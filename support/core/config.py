@@ -1,0 +1,163 @@
+"""One typed settings object for a run, with clear errors at start.
+
+Precedence, highest first: ``behave -D name=value``, the environment variable
+``CHAOS_<NAME>`` (upper case), the ``[behave.userdata]`` section of
+``behave.ini``, then the defaults written here.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Settings", "SettingsError", "LOAD_LEVELS", "load_settings", "read_ini_userdata"]
+
+LOAD_LEVELS = ("light", "steady", "heavy")
+BACKENDS = ("process", "docker", "attached")
+DOCKER_NETWORKS = ("host", "bridge")
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or malformed; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run can be told, with units in the names or docs."""
+
+    backend: str = "process"
+    #: directory of PostgreSQL server binaries; empty = discover
+    pg_bin: str = ""
+    #: unprivileged user that runs PostgreSQL when the suite runs as root
+    pg_user: str = "nobody"
+    #: the stack file: how the ``api`` service is run and what workload drives it (bring your own service)
+    stack_file: str = "stack/stack.toml"
+    #: where run directories (data, logs, journal) go; empty = system temp dir
+    work_root: str = ""
+    keep_work_dir: bool = False
+    #: seconds a service may take to become ready after a start or restart
+    start_timeout: float = 30.0
+    #: seconds the stack may take to report healthy before each scenario
+    healthy_timeout: float = 20.0
+    #: requests per second of the named load levels
+    load_light: float = 20.0
+    load_steady: float = 50.0
+    load_heavy: float = 150.0
+    #: share of a load's requests that are writes (0..1); the rest read back earlier writes
+    load_write_fraction: float = 0.5
+    #: seconds before a load request is given up (recorded as ``info``)
+    load_request_timeout: float = 5.0
+    #: seconds a load runs before the step that starts it returns (the "before" phase)
+    load_baseline: float = 1.0
+    #: hard bound on a load's life, seconds: it stops by itself after this
+    load_max_duration: float = 300.0
+    #: recovery rule: this many consecutive successes ...
+    recovery_min_successes: int = 5
+    #: ... spanning at least this many seconds, with nothing failing after them
+    recovery_min_span: float = 0.5
+    #: seconds a Then step waits for the load to show recovery before judging
+    settle_timeout: float = 30.0
+    #: attached backend: a stack something else started (the suite only loads, reads and breaks the database)
+    attached_api_url: str = ""
+    attached_database_url: str = ""
+    #: attached backend: empty the workload's tables before each scenario (off: it is someone else's data)
+    attached_reset: bool = False
+    #: inject faults into targets off 127.0.0.1 (off: refused with the reason)
+    allow_remote_targets: bool = False
+    #: docker backend: "host" (all on 127.0.0.1) or "bridge" (ports published on 127.0.0.1)
+    docker_network: str = "host"
+    #: docker backend: base image the Dockerfiles build FROM
+    docker_base_image: str = "debian:bookworm-slim"
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"backend={self.backend!r} is not a backend; use one of: {', '.join(BACKENDS)}")
+        if self.docker_network not in DOCKER_NETWORKS:
+            raise SettingsError(
+                f"docker_network={self.docker_network!r} is not supported; use one of: {', '.join(DOCKER_NETWORKS)}")
+        for name in ("start_timeout", "healthy_timeout", "load_light", "load_steady", "load_heavy",
+                     "load_request_timeout", "load_max_duration", "settle_timeout", "load_baseline"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name}={getattr(self, name)} must be greater than 0")
+        if not 0.0 <= self.load_write_fraction <= 1.0:
+            raise SettingsError(f"load_write_fraction={self.load_write_fraction} must be between 0 and 1")
+        if self.recovery_min_successes < 1 or self.recovery_min_span < 0:
+            raise SettingsError("recovery_min_successes must be >= 1 and recovery_min_span >= 0")
+
+    def load_rate(self, level: str) -> float:
+        """Requests per second of a named load level (``light``, ``steady``, ``heavy``)."""
+        if level not in LOAD_LEVELS:
+            raise SettingsError(f"unknown load level {level!r}; use one of: {', '.join(LOAD_LEVELS)}")
+        return float(getattr(self, f"load_{level}"))
+
+    @property
+    def work_root_path(self) -> Path:
+        """The directory under which each run makes its own directory."""
+        import tempfile
+
+        return Path(self.work_root) if self.work_root else Path(tempfile.gettempdir()) / "chaos-suite"
+
+
+_FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
+
+
+def _convert(name: str, raw: Any, source: str) -> Any:
+    kind = type(_FIELDS[name].default)
+    text = str(raw).strip()
+    if kind is str:
+        return text
+    try:
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return kind(text)
+    except ValueError:
+        expected = {bool: "true or false", int: "a whole number", float: "a number"}[kind]
+        raise SettingsError(f"{name}={text!r} (from {source}) is not {expected}") from None
+
+
+def read_ini_userdata(path: Path) -> dict[str, str]:
+    """The ``[behave.userdata]`` section of a behave.ini file, or {} if absent."""
+    parser = configparser.ConfigParser()
+    parser.optionxform = str  # keep names as written
+    if path.is_file():
+        parser.read(path)
+    return dict(parser["behave.userdata"]) if parser.has_section("behave.userdata") else {}
+
+
+def load_settings(userdata: Mapping[str, Any], ini: Mapping[str, str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from behave's userdata (ini merged with ``-D``), the ini alone, and env.
+
+    A userdata value that differs from the ini's (or is absent from it) came
+    from ``-D`` and wins over the environment; otherwise ``CHAOS_<NAME>`` wins
+    over the ini. Unknown names are refused with the list of valid ones.
+    """
+    ini = dict(ini or {})
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    for name, raw in userdata.items():
+        if name not in _FIELDS:
+            if name.startswith("x_"):  # user extensions pass through untouched
+                extra[name] = str(raw)
+                continue
+            raise SettingsError(
+                f"unknown setting {name!r}; valid settings: {', '.join(sorted(_FIELDS))}")
+    for name in _FIELDS:
+        env_name = f"CHAOS_{name.upper()}"
+        from_cli = name in userdata and (name not in ini or str(userdata[name]) != str(ini[name]))
+        if from_cli:
+            values[name] = _convert(name, userdata[name], f"-D {name}")
+        elif env_name in environ:
+            values[name] = _convert(name, environ[env_name], f"environment {env_name}")
+        elif name in userdata:
+            values[name] = _convert(name, userdata[name], "behave.ini")
+    return replace(Settings(), **values, extra=extra) if values or extra else Settings()

@@ -1,0 +1,120 @@
+"""Cleaning up after runs that were killed before they could clean up themselves.
+
+Every process a run starts carries ``CHAOS_SUITE_RUN=<run dir>`` in its
+environment, and every run dir holds ``run.json`` with the PID of the suite
+that owns it. A run dir whose owner is gone is a leftover: its marked
+processes are killed (found by the marker, never by name or by a PID that
+may have been reused), and the directory is removed. Its open faults die with
+its stack on the process and Docker backends; an attached database outlives
+the run, so the residues of a dead attached run's open faults (its journal,
+``faults.json``) are kept under ``<work_root>/residues/`` until a run against
+that database heals them (:func:`support.faults.residues.heal_residues`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support.core.process_tree import descendants
+
+__all__ = ["Leftovers", "child_env", "clean_leftovers", "marked_processes", "RUN_MARKER"]
+
+RUN_MARKER = "CHAOS_SUITE_RUN"
+RESIDUES = "residues"  # under the work root: faults that dead runs left in databases that outlive them
+
+
+@dataclass
+class Leftovers:
+    """What a clean-up found and removed."""
+
+    run_dirs: list[Path] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return (f"removed {len(self.run_dirs)} leftover run director{'y' if len(self.run_dirs) == 1 else 'ies'}"
+                f" and killed {len(self.processes)} leftover process{'' if len(self.processes) == 1 else 'es'}")
+
+
+def _owner_alive(run_dir: Path) -> bool:
+    try:
+        pid = json.loads((run_dir / "run.json").read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a live PID may be a reused one: the owner is a suite only if its cwd-independent marker matches
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().find(b"python") >= 0
+    except OSError:
+        return False
+
+
+def child_env(run_dir: Path) -> dict[str, str]:
+    """A minimal environment for a child process, marked with the run directory.
+
+    The marker lets a later run (or a test) find every process this run
+    started, without trusting PIDs that may have been reused.
+    """
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env[RUN_MARKER] = str(run_dir)
+    return env
+
+
+def marked_processes(run_dir: Path) -> list[int]:
+    """PIDs whose environment carries this run dir's marker (or that of a directory inside it)."""
+    mark = f"{RUN_MARKER}={run_dir}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(entry == mark or entry.startswith(mark + b"/") for entry in environ):
+            found.append(int(pid))
+    return found
+
+
+def clean_leftovers(work_root: Path) -> Leftovers:
+    """Kill the processes and remove the directories of dead runs under ``work_root``."""
+    result = Leftovers()
+    if not work_root.is_dir():
+        return result
+    for run_dir in sorted(work_root.glob("run-*")):
+        if _owner_alive(run_dir):
+            continue
+        marked = marked_processes(run_dir)
+        # PostgreSQL overwrites its backends' environment with their titles, so they carry no
+        # marker: they are found below the marked postmaster, before it dies and they are orphaned
+        tree = list(dict.fromkeys(marked + [child for pid in marked for child in descendants(pid)]))
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                result.processes.append(pid)
+            except ProcessLookupError:
+                pass
+        _keep_residues(run_dir, work_root / RESIDUES)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        result.run_dirs.append(run_dir)
+    return result
+
+
+def _keep_residues(run_dir: Path, into: Path) -> None:
+    try:
+        if json.loads((run_dir / "run.json").read_text()).get("backend") != "attached":
+            return  # its database was its own and is gone
+        journal = json.loads((run_dir / "faults.json").read_text())
+    except (OSError, ValueError, AttributeError):
+        return
+    residues = [f["residue"] for f in journal.get("open_faults", []) if isinstance(f, dict) and f.get("residue")]
+    if residues:
+        into.mkdir(exist_ok=True)
+        (into / f"{run_dir.name}.json").write_text(json.dumps(residues))

@@ -1,0 +1,88 @@
+"""Network faults on a proxied link, in Toxiproxy's vocabulary."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from support.proxy.link import Link
+
+__all__ = ["LinkLatency", "LinkDown", "LinkReset", "LinkToxic"]
+
+
+@dataclass
+class LinkToxic:
+    """Any Toxiproxy toxic on a link (``latency``, ``bandwidth``, ``timeout``, ``slow_close``, ``limit_data``...).
+
+    ``attributes`` are Toxiproxy's (ms, KB/s, bytes); ``stream`` is
+    ``downstream`` (server to client) or ``upstream``.
+    """
+
+    link: Link
+    type: str
+    attributes: dict
+    stream: str = "downstream"
+    instant: bool = False
+
+    @property
+    def name(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.attributes.items())
+        return f"{self.type} ({shown})" if shown else self.type
+
+    @property
+    def target(self) -> str:
+        return f"{self.link.name} link"
+
+    @property
+    def toxic_name(self) -> str:
+        return f"chaos_{self.type}_{self.stream}"
+
+    def inject(self) -> None:
+        self.link.client.add_toxic(self.link.name, self.type, name=self.toxic_name, stream=self.stream,
+                                   **self.attributes)
+
+    def heal(self) -> None:
+        self.link.client.remove_toxic(self.link.name, self.toxic_name, missing_ok=True)
+
+
+def LinkLatency(link: Link, ms: float, jitter_ms: float = 0) -> LinkToxic:
+    """Every reply from PostgreSQL arrives ``ms`` later (± ``jitter_ms``): each round trip is that much slower."""
+    return LinkToxic(link, "latency", {"latency": int(ms), "jitter": int(jitter_ms)})
+
+
+@dataclass
+class LinkDown:
+    """The whole link is down: new connections are refused and open ones cut."""
+
+    link: Link
+    instant: bool = False
+    name: str = "down"
+
+    @property
+    def target(self) -> str:
+        return f"{self.link.name} link"
+
+    def inject(self) -> None:
+        self.link.client.set_enabled(self.link.name, False)
+
+    def heal(self) -> None:
+        self.link.client.set_enabled(self.link.name, True)
+
+
+@dataclass
+class LinkReset:
+    """Every open connection on the link is reset (RST) at once; new ones work again right after."""
+
+    link: Link
+    instant: bool = True
+    name: str = "reset_peer"
+
+    @property
+    def target(self) -> str:
+        return f"{self.link.name} link"
+
+    def inject(self) -> None:
+        # the proxy resets existing connections as soon as a reset_peer toxic with timeout 0 appears
+        self.link.client.add_toxic(self.link.name, "reset_peer", name="chaos_reset", stream="downstream", timeout=0)
+        self.link.client.remove_toxic(self.link.name, "chaos_reset", missing_ok=True)
+
+    def heal(self) -> None:
+        self.link.client.remove_toxic(self.link.name, "chaos_reset", missing_ok=True)

@@ -1,0 +1,442 @@
+"""The load worker: ``python -m support.load.worker [spec.json]`` (spec as one JSON line on stdin otherwise).
+
+It sends the load a :class:`support.load.controller.LoadSpec` describes and records every
+request as a :class:`support.load.history.Request`, sent with
+:class:`support.load.client.HttpClient`. The open model sends request ``i`` at
+``t0 + i / rate`` whatever the earlier ones are doing,
+so a slow or dead service shows up as failures and latency, not as a pause in
+the schedule (no coordinated omission); the lag between scheduled and actual
+start is recorded so a worker that could not keep up is visible.
+
+Outcomes: 2xx ``ok``; 3xx/4xx ``fail``; a read answered 200 with other content
+``fail`` ("wrong content"); no connection (refused, connect timeout: nothing
+was sent) ``fail``; past ``max_in_flight`` ``fail`` ("client overloaded");
+5xx, timeout after connecting, reset or close after sending ``info``.
+
+Protocol. stdin lines: ``stop`` (or end of file, or SIGTERM/SIGINT) stops it;
+``watch <t>`` starts lines ``{"watch": {"after", "last_bad", "bad", "oks",
+"first_ok", "last_ok"}}`` every 0.1 s: live recovery figures over the completed
+requests that started at or after monotonic ``t``. stdout: ``{"ready": true, "t0": ...}``
+once the schedule starts, then about every ``progress_interval`` s
+``{"t", "sent", "ok", "errors", "fail", "info", "rps", "in_flight",
+"lag_p99_ms", "cpu_s"}``, and ``{"done": true, ...}`` after the
+history (CSV, :func:`support.load.history.to_csv`) is written to ``output``.
+"""
+from __future__ import annotations
+
+import asyncio
+import csv
+import gc
+import json
+import math
+import os
+import random
+import resource
+import signal
+import sys
+import time
+from itertools import count
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from support.load.history import FAIL, INFO, OK, Request
+from support.load.client import Answer, HttpClient
+from support.load.controller import LoadSpec, LoadSpecError
+from support.stack.workload import Workload
+
+__all__ = ["Worker", "main"]
+
+_FIELDS = [f.name for f in fields(Request)]
+monotonic = time.monotonic
+_WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
+#: The event loop's timers have millisecond resolution and fire up to that much early: a request due
+#: within it is sent now rather than after a second wake-up (measurably more CPU per request at
+#: 150/s). So a request may start up to 1 ms before its scheduled time; its lag is then negative.
+TIMER_RESOLUTION = 0.001
+_REALTIME_MAX_RATE = 1000.0  # requests/s: about a fifth of a core for this worker on a 2-core VM
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _p99_ms(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000.0
+
+
+class _Watch:
+    """Live recovery figures over completed requests started at or after ``after``.
+
+    Mirrors :func:`support.checks.checkers.recovery`: the run is the ok requests that
+    started after the latest non-ok one (all of them if there was none).
+    """
+
+    def __init__(self, after: float, records: list[tuple]) -> None:
+        self.after = after
+        self.last_bad: float | None = None
+        self.bad = 0
+        self.oks: list[float] = []
+        for record in records:
+            self.add(record[3], record[7] == OK)
+
+    def add(self, start: float, ok: bool) -> None:
+        if start < self.after:
+            return
+        if ok:
+            if self.last_bad is None or start > self.last_bad:
+                self.oks.append(start)
+            return
+        self.bad += 1
+        if self.last_bad is None or start > self.last_bad:
+            self.last_bad = start
+            self.oks = [s for s in self.oks if s > start]
+
+    def figures(self) -> dict[str, Any]:
+        return {"after": self.after, "last_bad": self.last_bad, "bad": self.bad, "oks": len(self.oks),
+                "first_ok": min(self.oks) if self.oks else None,
+                "last_ok": max(self.oks) if self.oks else None}
+
+
+class Worker:
+    """One load run inside an asyncio loop; see the module docstring."""
+
+    def __init__(self, spec: LoadSpec, output: Path) -> None:
+        self.spec = spec
+        self.output = output
+        self.prefix = urlsplit(spec.base_url).path.rstrip("/")  # a base URL may carry a path
+        self.rng = random.Random(spec.seed)
+        self.seq = count()
+        # records are plain tuples in Request field order: cheap to make, and the
+        # garbage collector stops tracking tuples of atoms, so a long history
+        # does not lengthen its pauses (which would show up as lag)
+        self.records: list[tuple] = []
+        self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
+        self.acked: list[tuple[Any, str, str]] = []  # (id, key, expected) of acknowledged writes
+        self.sent = self.ok = self.fail = self.info = 0
+        # launch times of the requests still open: a request launched before the
+        # run of successes and still open may yet fail and end the run
+        self.open_starts: dict[int, float] = {}
+        self._tokens = count()
+        self.window_done = 0
+        self.window_lags: list[float] = []
+        self.watch: _Watch | None = None
+        self.stopping = asyncio.Event()
+        self.drained = asyncio.Event()  # set when stopping and no request is open
+        self.t0 = 0.0
+        self.client: HttpClient | None = None
+        self.priority = "normal"  # or "realtime": see _keep_schedule_first
+        self._timer: asyncio.TimerHandle | None = None
+        self._next = 0
+        self._stdout_ok = True
+
+    # -- output -------------------------------------------------------------
+    def emit(self, message: dict[str, Any]) -> None:
+        if not self._stdout_ok:
+            return
+        try:
+            sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            # nobody reads us any more: the controller is gone, so stop and keep the history
+            self._stdout_ok = False
+            self.stopping.set()
+
+    # -- one request -----------------------------------------------------------
+    def _choose(self) -> tuple[str, str, str, str, str, Any, str | None]:
+        """(op, key, body, method, path, json payload, expected compared values of a read)."""
+        w = self.workload
+        if not self.acked or self.rng.random() < self.spec.write_fraction:
+            key, path, payload, expected = w.record(self.spec.run_id, next(self.seq))
+            return "write", key, expected, w.create_method, self.prefix + path, payload, None
+        ident, key, expected = self.rng.choice(self.acked)
+        return "read", key, "", w.read_method, self.prefix + w.read_path_for(ident), None, expected
+
+    def request(self, scheduled: float, then: Callable[[], object] | None = None) -> None:
+        """Send one request now; record it when it ends, then call ``then()`` if given."""
+        start = monotonic()
+        op, key, body, method, path, payload, expected = self._choose()
+        if len(self.open_starts) >= self.spec.max_in_flight:
+            self.record(op, key, scheduled, start, start, None, "client overloaded", FAIL, body)
+            return
+        token = next(self._tokens)
+        self.open_starts[token] = start
+
+        def answered(answer: Answer) -> None:
+            end = monotonic()
+            del self.open_starts[token]
+            if answer.status is None:
+                # nothing sent (refused, no connection, over the client's bound): known not applied
+                outcome = INFO if answer.sent else FAIL
+                self.record(op, key, scheduled, start, end, None, answer.error, outcome, body)
+            else:
+                outcome = self.judge(answer.status, answer.body, op, expected, body, key)
+                error = "wrong content" if outcome is FAIL and answer.status < 300 else ""
+                self.record(op, key, scheduled, start, end, answer.status, error, outcome, body)
+            if self.stopping.is_set() and not self.open_starts:
+                self.drained.set()
+            if then is not None:
+                then()
+
+        data = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        assert self.client is not None
+        self.client.send(method, path, data, answered)
+
+    def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "") -> str:
+        """Outcome of an answered request; remembers acknowledged writes for later reads."""
+        if status >= 500:
+            return INFO
+        if status >= 300:
+            return FAIL
+        try:
+            row = json.loads(data)
+        except ValueError:
+            row = None
+        if op == "write":
+            if isinstance(row, dict) and self.workload.id_field in row:
+                self.acked.append((row[self.workload.id_field], key, body))
+            return OK  # the status acknowledged it, whatever the body
+        if expected is None or not self.workload.matches(row, expected):
+            return FAIL
+        return OK
+
+    def record(self, op: str, key: str, scheduled: float, start: float, end: float, status: int | None,
+               error: str, outcome: str, body: str) -> None:
+        self.records.append((op, key, scheduled, start, end, status, error, outcome, body))
+        self.window_done += 1
+        if outcome == OK:
+            self.ok += 1
+        elif outcome == FAIL:
+            self.fail += 1
+        else:
+            self.info += 1
+        if self.watch is not None:
+            self.watch.add(start, outcome == OK)
+
+    def launch(self, scheduled: float) -> None:
+        """Start one request of the open model now (recorded as refused at once past ``max_in_flight``)."""
+        self.sent += 1
+        self.window_lags.append(monotonic() - scheduled)
+        self.request(scheduled)
+
+    # -- models ---------------------------------------------------------------
+    def _tick(self) -> None:
+        """Launch every request due by now, then arm the timer for the next one."""
+        loop = asyncio.get_running_loop()
+        end = self.t0 + self.spec.max_duration
+        now = monotonic()
+        while not self.stopping.is_set():
+            scheduled = self.t0 + self._next / self.spec.rate
+            if scheduled >= end:
+                self.stopping.set()
+                return
+            if scheduled > now + TIMER_RESOLUTION:
+                self._timer = loop.call_at(scheduled, self._tick)
+                return
+            self._next += 1
+            self.launch(scheduled)
+            now = monotonic()
+
+    def user(self) -> None:
+        """One closed-model user's next request, sent when its last one ended (after ``think_time``)."""
+        if self.stopping.is_set() or monotonic() >= self.t0 + self.spec.max_duration:
+            self.stopping.set()
+            return
+        self.sent += 1
+        self.window_lags.append(0.0)
+        loop = asyncio.get_running_loop()
+        if self.spec.think_time:
+            self.request(monotonic(), lambda: loop.call_later(self.spec.think_time, self.user))
+        else:
+            self.request(monotonic(), lambda: loop.call_soon(self.user))  # call_soon: no recursion
+
+    async def report(self) -> None:
+        interval = self.spec.progress_interval
+        last = monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+                return
+            except TimeoutError:
+                pass
+            now = monotonic()
+            lags, self.window_lags = self.window_lags, []
+            done, self.window_done = self.window_done, 0
+            message = {
+                "t": round(now - self.t0, 3), "sent": self.sent, "ok": self.ok,
+                "errors": self.fail + self.info, "fail": self.fail, "info": self.info,
+                "rps": round(done / (now - last), 1), "in_flight": len(self.open_starts),
+                "lag_p99_ms": round(_p99_ms(lags), 3), "cpu_s": round(_cpu_seconds(), 3),
+            }
+            last = now
+            self.emit(message)
+
+    async def report_watch(self) -> None:
+        """While watched, the live recovery figures every 0.1 s, so the controller sees recovery promptly."""
+        while True:
+            try:
+                await asyncio.wait_for(self.stopping.wait(), _WATCH_INTERVAL)
+                return
+            except TimeoutError:
+                pass
+            if self.watch is not None:
+                figures = self.watch.figures()
+                figures["oldest_open"] = min(self.open_starts.values(), default=None)
+                self.emit({"watch": figures})
+
+    # -- control ----------------------------------------------------------------
+    def command(self, line: str) -> None:
+        """Handle one stdin line (called on the loop)."""
+        words = line.split()
+        if words and words[0] == "stop":
+            self.stopping.set()
+        elif words and words[0] == "watch" and len(words) == 2:
+            try:
+                after = float(words[1])
+            except ValueError:
+                print(f"loadgen: ignored bad command {line!r}", file=sys.stderr)
+                return
+            self.watch = _Watch(after, self.records)
+
+    async def _read_commands(self, reader: asyncio.StreamReader) -> None:
+        """Forward stdin lines to :meth:`command`; end of file means stop."""
+        while not self.stopping.is_set():
+            line = await reader.readline()
+            if not line:
+                break
+            self.command(line.decode("utf-8", "replace").strip() or "noop")
+        self.stopping.set()
+
+    async def run(self, stdin_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        # stdin read by the loop itself: a thread blocked in read() would hang interpreter shutdown
+        reader: asyncio.StreamReader | None = asyncio.StreamReader()
+        try:
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                         open(stdin_fd, "rb", 0, closefd=False))
+        except ValueError:  # stdin is a regular file: no commands, stop by signal or max_duration
+            reader = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        self.client = HttpClient(self.spec.base_url, timeout=self.spec.request_timeout)
+        commands = loop.create_task(self._read_commands(reader)) if reader else None
+        gc.collect()
+        gc.freeze()  # what exists now lives all run long: keep it out of every collection
+        self.t0 = monotonic()
+        self.emit({"ready": True, "t0": self.t0, "model": self.spec.model, "run_id": self.spec.run_id,
+                   "priority": self.priority})
+        reporter = loop.create_task(self.report())
+        watch_reporter = loop.create_task(self.report_watch())
+        if self.spec.model == "open":
+            self._tick()
+        else:
+            for _ in range(self.spec.users):
+                self.user()
+        max_end = self.t0 + self.spec.max_duration
+        try:
+            await asyncio.wait_for(self.stopping.wait(), max(0.0, max_end - monotonic()))
+        except TimeoutError:
+            self.stopping.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        # every request carries its own timeout, so the open ones end by themselves; the margin covers the loop
+        if self.open_starts:
+            try:
+                await asyncio.wait_for(self.drained.wait(), self.spec.request_timeout + 1.0)
+            except TimeoutError:
+                pass
+        self.client.close()
+        await reporter
+        await watch_reporter
+        if commands:
+            commands.cancel()
+
+    def write_history(self) -> int:
+        """Write the history sorted by start, in :func:`support.load.history.to_csv`'s format."""
+        records = sorted(self.records, key=lambda record: record[3])
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        with open(tmp, "w", newline="") as out:
+            # straight from the tuples: to_csv's dataclasses.astuple deep-copies every field
+            writer = csv.writer(out)
+            writer.writerow(_FIELDS)
+            writer.writerows(["" if v is None else v for v in record] for record in records)
+        tmp.replace(self.output)  # the controller never sees a half-written file
+        return len(records)
+
+
+def _keep_schedule_first(spec: LoadSpec) -> str:
+    """Run an open-model worker under ``SCHED_FIFO`` where allowed; the scheduling class it got.
+
+    On two busy cores the service and its database keep both CPUs: a worker at
+    normal priority wakes for its next launch only when the kernel gets round to
+    it, milliseconds late, and that lag is charged to the schedule. A real-time
+    worker preempts them at once. It is safe because an open-model worker's CPU
+    is bounded by its rate: well under a tenth of a core at the suite's levels.
+    Above ``_REALTIME_MAX_RATE`` requests/s that share is no longer small, and a
+    closed-model worker may spin as fast as answers come: both keep the normal
+    class, as does a worker without the privilege (not root, or a container
+    without CAP_SYS_NICE).
+    """
+    if spec.model != "open" or spec.rate > _REALTIME_MAX_RATE or not hasattr(os, "sched_setscheduler"):
+        return "normal"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        return "normal"
+    return "realtime"
+
+
+def _read_line(fd: int) -> bytes:
+    """One line from ``fd``, read a byte at a time so nothing after it is consumed."""
+    line = bytearray()
+    while (byte := os.read(fd, 1)) and byte != b"\n":
+        line += byte
+    return bytes(line)
+
+
+def _read_spec(argv: list[str], stdin_fd: int) -> tuple[LoadSpec, Path]:
+    if argv:
+        data = json.loads(Path(argv[0]).read_text())
+    else:
+        data = json.loads(_read_line(stdin_fd))
+    if not isinstance(data, dict):
+        raise LoadSpecError("load spec: expected a JSON object")
+    output = Path(data.pop("output", None) or f"history-{data.get('run_id', 'load')}.csv")
+    return LoadSpec.from_dict(data), output
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one load from a spec file (first argument) or a JSON line on stdin; 0 once the history is written."""
+    argv = sys.argv[1:] if argv is None else argv
+    stdin_fd = sys.stdin.fileno()
+    try:
+        spec, output = _read_spec(argv, stdin_fd)
+    except (OSError, ValueError, TypeError) as error:
+        print(f"loadgen: {error}", file=sys.stderr)
+        return 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = spec.max_in_flight + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    try:
+        import uvloop  # type: ignore[import-not-found]
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    worker = Worker(spec, output)
+    worker.priority = _keep_schedule_first(spec)
+    runner(worker.run(stdin_fd))
+    count_ = worker.write_history()
+    worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(_cpu_seconds(), 3),
+                 "sent": worker.sent, "ok": worker.ok, "fail": worker.fail, "info": worker.info})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

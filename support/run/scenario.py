@@ -1,0 +1,172 @@
+"""The state of one scenario: what it started, injected, created and observed.
+
+Steps keep their results here and nowhere else on behave's context; the
+judgements the Then steps make are methods here, so each step stays one line.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from support.checks import checkers
+
+from support.stack import database
+
+from support.checks import records as users
+from support.core.config import Settings
+from support.faults.ledger import Fault, FaultLedger
+from support.checks.health import HEALTHY, wait_for_health
+from support.load.history import Request
+from support.load.controller import LoadRun, LoadSpec, start_load
+from support.stack.stack import Stack
+from support.checks.verdict import CheckFailed
+from support.core.waiting import wait_until
+
+__all__ = ["ScenarioState"]
+
+
+@dataclass
+class ScenarioState:
+    """One scenario's collaborators and results."""
+
+    name: str
+    stack: Stack
+    settings: Settings
+    work_dir: Path
+    ledger: FaultLedger
+    users: list[users.User] = field(default_factory=list)
+    load: LoadRun | None = None
+    history: list[Request] | None = None
+    response: Any = None
+    recovery: checkers.Recovery | None = None
+    durability: checkers.Durability | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    # -- faults ------------------------------------------------------------------
+    def inject(self, fault: Fault) -> None:
+        """Inject a fault now; it is healed at the end of the scenario at the latest."""
+        self.ledger.inject(fault)
+
+    def hold(self, fault: Fault, seconds: float) -> None:
+        """Inject a fault, keep it ``seconds``, heal it."""
+        self.ledger.hold(fault, seconds)
+
+    def start_service(self, name: str) -> None:
+        """Start a service; a stop fault injected on it earlier counts as healed now."""
+        service = self.stack.service(name)
+        open_stops = [w for w in self.ledger.open_faults() if w.target == name]
+        for fault in open_stops:
+            self.ledger.heal(fault)
+        service.start(self.settings.start_timeout)
+
+    def check_healthy(self) -> None:
+        """Every service runs and the API reports healthy within ``healthy_timeout`` s."""
+        self.stack.ensure_running(self.settings.start_timeout)
+        wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
+
+    def random_service(self, seed: int | None = None) -> str:
+        """A service name picked at random (the pick is noted for the evidence)."""
+        name = random.Random(seed).choice(self.stack.names)
+        self.notes["random service"] = name
+        return name
+
+    # -- load --------------------------------------------------------------------
+    def start_load(self, spec: LoadSpec) -> None:
+        """Start a background load; one per scenario."""
+        if self.load is not None:
+            raise CheckFailed("a load is already running in this scenario; use one load step")
+        self.load = start_load(spec, self.work_dir)
+        # a baseline before any fault: the phases "before" is measured on it, and a stack
+        # that cannot serve the load at all is told apart from one that a fault broke
+        baseline = self.settings.load_baseline
+        progress = wait_until(lambda: self.load.progress.get("t", 0) >= baseline and self.load.progress,
+                              baseline + 10.0, "the load's baseline")
+        if not progress.get("ok"):
+            raise CheckFailed(f"the API served none of the load's {progress.get('sent', 0)} requests in its "
+                              f"{baseline:g} s baseline, before any fault")
+
+    def open_load(self, rate: float) -> LoadSpec:
+        """An open-model load of ``rate`` requests per second against the stack's API."""
+        return LoadSpec.open_rate(self.stack.api_url, rate, **self._load_options())
+
+    def closed_load(self, users_count: int) -> LoadSpec:
+        """A closed-model load of ``users_count`` concurrent users against the stack's API."""
+        return LoadSpec.closed_users(self.stack.api_url, users_count, **self._load_options())
+
+    def _load_options(self) -> dict:
+        s = self.settings
+        return {"workload": self.stack.workload.to_dict(), "write_fraction": s.load_write_fraction,
+                "request_timeout": s.load_request_timeout, "max_duration": s.load_max_duration,
+                "allow_remote": s.allow_remote_targets}
+
+    def observed(self, bound: float | None = None) -> list[Request]:
+        """The load's history, stopping the load first if it still runs.
+
+        The load is kept running until it shows recovery after the last fault
+        (the rule in :func:`support.checks.checkers.recovery`) or until ``bound``
+        seconds (default ``settle_timeout``) plus the rule's span have passed
+        since the fault, so that a Then step never judges a cut-short history.
+        """
+        if self.history is not None:
+            return self.history
+        if self.load is None:
+            raise CheckFailed("no load ran in this scenario: add a 'Given a steady load of N requests per "
+                              "second' (or 'Given heavy load', 'Given N concurrent users') step")
+        s = self.settings
+        reference = self._reference()
+        wait = (bound if bound is not None else s.settle_timeout) + s.recovery_min_span + 1.0
+        self.history = self.load.finish(after=reference, min_successes=s.recovery_min_successes,
+                                        min_span=s.recovery_min_span, deadline=reference + wait)
+        return self.history
+
+    def stop_load(self) -> None:
+        """Stop the load if it runs, keeping its history (idempotent)."""
+        if self.load is not None and self.history is None:
+            self.history = self.load.stop()
+
+    def _reference(self) -> float:
+        windows = self.ledger.windows()
+        if not windows:
+            return time.monotonic()
+        last = windows[-1]
+        return last.recovery_reference if last.recovery_reference is not None else time.monotonic()
+
+    # -- judgements ----------------------------------------------------------------
+    def check_recovered_within(self, seconds: float) -> None:
+        """The API recovered within ``seconds`` of the last fault (its heal, or the act for instant ones)."""
+        windows = self.ledger.windows()
+        if not windows:
+            raise CheckFailed("no fault was injected in this scenario, so there is nothing to recover from")
+        history = self.observed(seconds)
+        s = self.settings
+        self.recovery = checkers.recovery(history, windows[-1].recovery_reference, since=windows[0].injected,
+                                          min_successes=s.recovery_min_successes, min_span=s.recovery_min_span)
+        checkers.check_recovered_within(self.recovery, seconds)
+
+    def check_no_lost_writes(self) -> None:
+        """Every write the API acknowledged is in PostgreSQL with the content sent."""
+        history = self.observed()
+        keys = checkers.written_keys(history)
+        # a service that hides an outage from its clients may be judged before PostgreSQL is back
+        rows = wait_until(lambda: (database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),),
+                          self.settings.start_timeout, "PostgreSQL accepting the durability read-back")[0]
+        self.durability = checkers.durability(history, rows)
+        checkers.check_no_lost_writes(self.durability)
+
+    def check_error_rate_below(self, percent: float) -> None:
+        checkers.check_error_rate_below(self.observed(), percent)
+
+    def check_no_request_slower_than(self, seconds: float) -> None:
+        checkers.check_no_request_slower_than(self.observed(), seconds)
+
+    def check_failures_are_503(self) -> None:
+        checkers.check_failures_are_503(self.observed())
+
+    def figures(self) -> dict:
+        """The scenario's measured figures as plain JSON-able values (empty without a load)."""
+        if self.history is None:
+            return {}
+        return checkers.metrics(self.history, self.ledger.windows(), self.recovery, self.durability)

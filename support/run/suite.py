@@ -1,0 +1,125 @@
+"""One run of the suite: its settings, its directory, its stack, and the per-scenario routine."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from support.stack import database
+from support.core.config import Settings
+from support.faults.ledger import FaultLedger
+from support.core.run_dirs import clean_leftovers
+from support.faults.residues import heal_residues
+from support.checks.health import HEALTHY, wait_for_health
+from support.run.scenario import ScenarioState
+from support.stack.stack import Stack
+from support.stack.stack_file import stack_definition
+from support.core.waiting import wait_until
+
+__all__ = ["Suite", "start_suite", "install_signal_handlers"]
+
+
+@dataclass
+class Suite:
+    """What lives for the whole run: settings, run directory and the running stack."""
+
+    settings: Settings
+    run_dir: Path
+    stack: Stack
+    scenarios: int = 0
+    closed: bool = field(default=False, repr=False)
+
+    def begin_scenario(self, name: str) -> ScenarioState:
+        """Make a fresh scenario state: the stack running and healthy, the users table empty."""
+        self.scenarios += 1
+        scenario_dir = self.run_dir / f"scenario-{self.scenarios:03d}"
+        scenario_dir.mkdir()
+        state = ScenarioState(name=name, stack=self.stack, settings=self.settings, work_dir=scenario_dir,
+                              ledger=FaultLedger(journal=self.run_dir / "faults.json"))
+        self.stack.ensure_running(self.settings.start_timeout)
+        wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
+        # the schema is the API's; it may still be creating it right after a start
+        wait_until(lambda: database.reset(self.stack.admin_dsn, self.stack.workload) or True, self.settings.healthy_timeout,
+                   "resetting the users table")
+        return state
+
+    def end_scenario(self, state: ScenarioState) -> None:
+        """Stop the load, heal every fault and bring every service back, whatever happened."""
+        try:
+            state.stop_load()
+        finally:
+            try:
+                state.ledger.heal_all()
+            finally:
+                self.stack.ensure_running(self.settings.start_timeout)
+
+    def close(self) -> None:
+        """Stop the stack and remove the run directory (kept when ``keep_work_dir`` is set); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.stack.close()
+        finally:
+            if not self.settings.keep_work_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _backend_starter(settings: Settings):
+    if settings.backend == "attached":
+        from support.backends.attached import start_attached_stack
+
+        return start_attached_stack
+    if settings.backend == "docker":
+        from support.backends.docker.backend import start_docker_stack
+
+        return start_docker_stack
+    from support.backends.process.backend import start_process_stack
+
+    return start_process_stack
+
+
+def start_suite(settings: Settings) -> Suite:
+    """Make this run's directory and start the stack on the configured backend."""
+    stack_definition(settings)  # refuse a bad stack file before making or starting anything
+    root = settings.work_root_path
+    if not root.exists():
+        root.mkdir(parents=True)
+        root.chmod(0o755)  # PostgreSQL runs as an unprivileged user and must enter it
+    cleaned = clean_leftovers(root)
+    if cleaned.run_dirs:
+        print(f"chaos-suite: {cleaned.describe()} of runs that were killed", file=sys.stderr)
+    run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    run_dir.mkdir()
+    _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too
+    try:
+        stack = _backend_starter(settings)(settings, run_dir)
+        if settings.backend == "attached":
+            for line in heal_residues(root, stack.admin_dsn):
+                print(f"chaos-suite: {line}", file=sys.stderr)
+    except BaseException:
+        if not settings.keep_work_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    _write_run_record(run_dir, settings, {name: str(stack.service(name).address) for name in stack.names})
+    return Suite(settings, run_dir, stack)
+
+
+def _write_run_record(run_dir: Path, settings: Settings, addresses: dict[str, str] | None = None) -> None:
+    """``run.json``: the owning suite's PID (what leftover cleaning trusts) and where the services listen."""
+    (run_dir / "run.json").write_text(json.dumps({"pid": os.getpid(), "backend": settings.backend,
+                                                  "started": time.time(), "addresses": addresses or {}}))
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt so cleanups run as they do for Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
