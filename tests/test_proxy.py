@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.proxy.server import FaultProxyServer
+from support.proxy.control import FaultProxyServer
 from support.proxy.client import ProxyError, ProxyServer
 from support.core.waiting import wait_until
 

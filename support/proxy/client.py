@@ -1,6 +1,6 @@
-"""Running the fault proxy (:mod:`support.proxy.server`) as a child process and driving it over HTTP.
+"""Running the fault proxy (:mod:`support.proxy.__main__`) as a child process and driving it over HTTP.
 
-    server = ProxyServer.start(run_dir)                 # python -m support.proxy.server, own process group
+    server = ProxyServer.start(run_dir)                 # python -m support.proxy, own process group
     client = server.client()                            # or ProxyClient(server.control_url)
     pg = client.create_proxy("postgres", "127.0.0.1:5432")  # pg.port: where the API should connect
     client.add_toxic("postgres", "latency", latency=200, jitter=20)
@@ -15,6 +15,7 @@ list, busy port, ...).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -29,8 +30,8 @@ import httpx
 
 from support import REPO_ROOT
 from support.core.run_dirs import child_env
-from support.stack.services import Address
 from support.core.waiting import Deadline
+from support.stack.services import Address
 
 __all__ = ["ProxyServer", "ProxyClient", "ProxyInfo", "ToxicInfo", "ProxyError"]
 
@@ -169,7 +170,7 @@ class ProxyClient:
 
 
 class ProxyServer:
-    """``python -m support.proxy.server`` as a child process in its own process group."""
+    """``python -m support.proxy`` as a child process in its own process group."""
 
     def __init__(self, process: subprocess.Popen, control_url: str, log_path: Path, loop: str = "asyncio") -> None:
         self._process: subprocess.Popen | None = process
@@ -190,7 +191,7 @@ class ProxyServer:
         log_path = workdir / "proxy.log"
         env = child_env(workdir)
         env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
-        argv = [sys.executable, "-m", "support.proxy.server", "--control", f"127.0.0.1:{control_port}", "--exit-with-parent",
+        argv = [sys.executable, "-m", "support.proxy", "--control", f"127.0.0.1:{control_port}", "--exit-with-parent",
                 "--loop", loop]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -253,15 +254,11 @@ def _read_ready_line(process: subprocess.Popen, timeout: float, log_path: Path) 
 def _stop_group(process: subprocess.Popen, timeout: float) -> None:
     if process.poll() is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait(timeout)

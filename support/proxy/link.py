@@ -1,7 +1,7 @@
 """The network link between the API and PostgreSQL, through the suite's fault proxy.
 
 The API never connects to PostgreSQL directly: its database URL points at a
-proxy (:mod:`support.proxy.server`) that the suite controls, so the link can be slowed,
+proxy (:mod:`support.proxy`) that the suite controls, so the link can be slowed,
 cut or reset in Toxiproxy's terms. The suite's own administrative connections
 go straight to PostgreSQL, so a broken link never blinds the checks.
 """
