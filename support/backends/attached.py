@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from support.core.config import Settings, SettingsError
 from support.core.ports import LOOPBACK
+from support.core.targets import TargetNotAllowed, check_target
 from support.stack.readiness import database_answers, http_answers
 from support.stack.services import Address, ServiceError
 from support.stack.stack import Stack
@@ -23,15 +24,14 @@ from support.core.waiting import WaitTimeout, wait_until
 
 __all__ = ["AttachedService", "start_attached_stack", "check_target_allowed"]
 
-_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
-
 
 def check_target_allowed(what: str, host: str, settings: Settings) -> None:
-    """Refuse a target off the loopback interface unless ``allow_remote_targets`` is set."""
-    if host in _LOOPBACK_NAMES or host.startswith("127.") or settings.allow_remote_targets:
-        return
-    raise SettingsError(f"refusing to inject faults into {what} at {host}: it is not on 127.0.0.1 and the suite "
-                        "did not start it; if you own that stack and mean it, set allow_remote_targets=true")
+    """Refuse a target whose addresses are off the loopback interface unless ``allow_remote_targets`` is set."""
+    try:
+        check_target(host, settings.allow_remote_targets)
+    except TargetNotAllowed as error:
+        raise SettingsError(f"refusing to inject faults into {what} at {host}: {error} and the suite did not start "
+                            "it; if you own that stack and mean it, set allow_remote_targets=true") from None
 
 
 class AttachedService:
