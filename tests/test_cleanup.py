@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from support.backends.reaper import reaper_of
 from support.core.run_dirs import clean_leftovers, marked_processes
 from support.core.process_tree import descendants
 from support.core.waiting import wait_until
@@ -67,7 +68,9 @@ def test_a_signal_mid_scenario_heals_and_stops_everything(tmp_path, work_root, s
 def test_a_killed_run_is_cleaned_up_by_the_next_one(tmp_path, work_root):
     behave = start_behave(project_with(tmp_path, "long.feature", LONG_FAULT), work_root)
     run_dir = open_fault_journal(work_root, behave).parent
-    os.killpg(behave.pid, signal.SIGKILL)  # the suite and the load die; PostgreSQL and the API do not
+    # a power cut: the reaper (tests/test_reaper.py) dies with the suite and the load; PostgreSQL and the API do not
+    os.kill(reaper_of(run_dir), signal.SIGKILL)
+    os.killpg(behave.pid, signal.SIGKILL)
     behave.wait()
     marked = marked_processes(run_dir)
     assert marked, "a SIGKILLed run leaves its services behind: that is what the next run cleans"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.stack import database
+from support.backends.reaper import Reaper, describe_removed, start_reaper
 from support.core.config import Settings
 from support.faults.ledger import FaultLedger
 from support.core.run_dirs import clean_leftovers
@@ -32,6 +33,8 @@ class Suite:
     run_dir: Path
     stack: Stack
     scenarios: int = 0
+    #: what removes the run's processes and containers if this process dies (None: not started)
+    reaper: Reaper | None = field(default=None, repr=False)
     closed: bool = field(default=False, repr=False)
 
     def begin_scenario(self, name: str) -> ScenarioState:
@@ -66,6 +69,8 @@ class Suite:
         try:
             self.stack.close()
         finally:
+            if self.reaper is not None:
+                self.reaper.close()  # its sweep finds nothing after a clean close; it exits before we do
             if not self.settings.keep_work_dir:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -93,21 +98,25 @@ def start_suite(settings: Settings) -> Suite:
         root.chmod(0o755)  # PostgreSQL runs as an unprivileged user and must enter it
     cleaned = clean_leftovers(root)
     if cleaned.run_dirs:
-        print(f"chaos-suite: {cleaned.describe()} of runs that were killed", file=sys.stderr)
+        removed = describe_removed({"run directory": [d.name for d in cleaned.run_dirs], "process": cleaned.processes})
+        print(f"chaos-suite: removed what runs that were killed left: {removed}", file=sys.stderr)
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir()
     _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too
+    reaper = start_reaper(run_dir, docker=settings.backend == "docker") if settings.backend != "attached" else None
     try:
         stack = _backend_starter(settings)(settings, run_dir)
         if settings.backend == "attached":
             for line in heal_residues(root, stack.admin_dsn):
                 print(f"chaos-suite: {line}", file=sys.stderr)
     except BaseException:
+        if reaper is not None:
+            reaper.close()
         if not settings.keep_work_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     _write_run_record(run_dir, settings, {name: str(stack.service(name).address) for name in stack.names})
-    return Suite(settings, run_dir, stack)
+    return Suite(settings, run_dir, stack, reaper=reaper)
 
 
 def _write_run_record(run_dir: Path, settings: Settings, addresses: dict[str, str] | None = None) -> None:

@@ -21,6 +21,7 @@ import math
 import os
 import secrets
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from support.stack.stack_file import ApiDefinition, stack_definition
 from support.stack.workload import render
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.backends.docker.labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
+from support.backends.reaper import describe_removed
 from support.proxy.link import POSTGRES_LINK, Link, start_link
 from support.core.ports import LOOPBACK, free_port
 from support.stack.readiness import database_answers, http_answers
@@ -459,6 +461,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     images: dict[str, BuiltImage] = {}
     try:
         swept = remove_leftovers(client)
+        _report_leftovers(swept)
         timings["leftovers_s"] = time.monotonic() - started
         base = settings.docker_base_image
         images["postgres"] = ensure_image(client, IMAGE_SPECS["postgres"], base, run_dir / "docker-build-postgres.log")
@@ -537,6 +540,15 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         "volume": f"chaos-suite-{run_id}-pgdata", "leftovers_removed": swept.containers + swept.volumes + swept.networks,
         "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
     return stack
+
+
+def _report_leftovers(swept) -> None:
+    """One line naming what dead runs left on the engine and was removed, and what could not be."""
+    if swept.containers or swept.volumes or swept.networks:
+        removed = describe_removed({"container": swept.containers, "volume": swept.volumes, "network": swept.networks})
+        print(f"chaos-suite: removed what runs that were killed left on the Docker engine: {removed}", file=sys.stderr)
+    for name, reason in swept.failed.items():
+        print(f"chaos-suite: could not remove {name}, left by a run that was killed: {reason}", file=sys.stderr)
 
 
 def _remove_run_resources(client: "DockerClient", made: list, keep: bool) -> None:
