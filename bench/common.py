@@ -1,7 +1,6 @@
 """What the benchmarks share: the settings they run with, CPU time from /proc, percentiles, the table."""
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import replace
@@ -9,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from support.core.config import Settings, load_settings, read_ini_userdata
+from support.load.history import percentile  # the suite's one percentile (nearest rank), re-exported
 
 __all__ = ["ROOT", "WORK_ROOT", "bench_settings", "cpu_seconds", "percentile", "ms", "table", "machine",
            "pause_until"]
@@ -29,14 +29,6 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     after = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
     return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank ``p``-th percentile (0 < p <= 100), as in :func:`support.checks.checkers.percentile`; None if empty."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def ms(seconds: float | None, digits: int = 1) -> str:

@@ -66,7 +66,8 @@ import httpx  # noqa: E402
 
 from bench.common import (ROOT, bench_settings, cpu_seconds, machine, ms, pause_until, percentile,  # noqa: E402
                           table)
-from support.load.controller import LoadSpec, start_load  # noqa: E402
+from support.load.controller import start_load  # noqa: E402
+from support.load.spec import LoadSpec  # noqa: E402
 from support.load.worker import TIMER_RESOLUTION  # noqa: E402
 from support.core.ports import LOOPBACK, free_port  # noqa: E402
 from support.core.waiting import wait_until  # noqa: E402

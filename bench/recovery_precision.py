@@ -13,12 +13,12 @@ ledger, the load judged by ``ScenarioState.observed``) under an open load of
 
 For each it compares with D:
 
-- ``outage``: the checker's outage window (``checkers.recovery``: first to last
+- ``outage``: the checker's outage window (``support.checks.recovery.recovery``: first to last
   start of a non-ok request since the injection);
 - ``downtime``: from the outage's first failure to ``recovered_at`` (the
   outage plus the recovery time after the heal): what a reader takes as "how
   long were clients hurt";
-- ``silence``: the suite's ``longest_silence`` figure (``checkers.longest_silence``,
+- ``silence``: the suite's ``longest_silence`` figure (``support.checks.latency.longest_silence``,
   in every scenario's figures.json): the longest stretch without any answer
   from the last answer before the injection on, which is how a freeze shows
   when requests wait instead of failing (judged for the pause only: a cut
@@ -45,7 +45,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bench_settings, machine, table  # noqa: E402
-from support import checkers  # noqa: E402
+from support.checks.latency import longest_silence  # noqa: E402
+from support.checks.recovery import recovery as measure_recovery  # noqa: E402
 from support.faults.ledger import Fault, ServicePause  # noqa: E402
 from support.load.history import OK  # noqa: E402
 from support.faults.network import LinkDown  # noqa: E402
@@ -112,13 +113,13 @@ def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
         history = state.observed(10.0)
         window = state.ledger.windows()[-1]
         assert window.healed is not None
-        recovery = checkers.recovery(history, window.recovery_reference, since=window.injected,
+        recovery = measure_recovery(history, window.recovery_reference, since=window.injected,
                                      min_successes=settings.recovery_min_successes,
                                      min_span=settings.recovery_min_span)
         downtime = None
         if recovery.recovered_at is not None and recovery.outage_start is not None:
             downtime = recovery.recovered_at - recovery.outage_start
-        silence = checkers.longest_silence(history, window.injected).seconds
+        silence = longest_silence(history, window.injected).seconds
         first = None if recovery.outage_start is None else recovery.outage_start - window.injected
         last = None if recovery.outage_end is None else window.healed - recovery.outage_end
         kinds = Counter(str(r.status) if r.status is not None else r.error.split(":")[0]

@@ -6,10 +6,10 @@ import io
 import pytest
 from PIL import Image
 
+from support.checks.recovery import recovery
 from support.evidence.chart import FAULT_RGB, SIZE_PX, Window, figure_png, timeline_figure, timeline_png, windows
-from support.checks.checkers import recovery
-from support.load.history import FAIL, INFO, OK, Request
 from support.faults.timeline import FaultWindow
+from support.load.history import FAIL, INFO, OK, Request
 
 T0 = 5000.0  # a monotonic origin far from zero, as real ones are
 

@@ -5,14 +5,17 @@ import json
 
 import pytest
 
-from support.checks.checkers import (
-    NO_LOAD, CheckFailed, check_error_rate_below, check_failures_are_503, check_no_failures_after,
-    check_no_lost_writes, check_no_request_slower_than, check_recovered_within, durability, error_rate,
-    failures_after, failures_not_503, longest_silence, metrics, percentile, phases, recovery,
-    recovery_after_faults, slow_requests, written_keys,
-)
-from support.load.history import FAIL, INFO, OK, Request
+from support.checks.durability import check_no_lost_writes, durability, written_keys
+from support.checks.error_rates import check_error_rate_below, error_rate, phases
+from support.checks.latency import check_no_request_slower_than, longest_silence, slow_requests
+from support.checks.messages import NO_LOAD
+from support.checks.metrics import metrics
+from support.checks.recovery import check_recovered_within, recovery, recovery_after_faults
+from support.checks.statuses import check_failures_are_503, check_no_failures_after, failures_after, failures_not_503
+from support.checks.verdict import CheckFailed
 from support.faults.timeline import FaultWindow
+from support.load.history import FAIL, INFO, OK, Request, percentile
+from support.load.recovery import RecoveryRule
 
 T0 = 1000.0  # a monotonic origin far from zero, as real ones are
 
@@ -143,6 +146,37 @@ def test_no_history_is_no_load() -> None:
             assert str(failed.value) == NO_LOAD
     with pytest.raises(CheckFailed, match="no load ran"):
         check_no_lost_writes(None)
+
+
+def test_the_incremental_rule_gives_the_same_answer_in_any_order() -> None:
+    # the worker feeds the rule as requests complete, out of start order; the checker feeds the history
+    flaps = [req(5.0, INFO), req(5.2), req(5.3), req(5.4, INFO), req(5.5), req(5.6, FAIL)]
+    history = steady(0, 4) + steady(4, 5, INFO) + flaps + steady(5.7, 9)
+    expected = recovery(history, reference=T0 + 4.5, since=T0 + 4)
+    for order in (history, history[::-1], sorted(history, key=lambda r: r.end), history[1::2] + history[::2]):
+        rule = RecoveryRule(T0 + 4.5)
+        for r in order:
+            rule.add(r.start, r.outcome == OK)
+        assert rule.holds
+        assert rule.recovered_at == pytest.approx(expected.recovered_at)
+        assert rule.last_failure == pytest.approx(expected.last_failure)
+        assert (rule.successes, rule.span) == (expected.run_successes, pytest.approx(expected.run_span))
+
+
+def test_the_rule_holds_only_once_the_run_is_long_enough_and_reports_its_figures() -> None:
+    rule = RecoveryRule(T0 + 5, min_successes=3, min_span=0.2)
+    rule.add(T0 + 4.9, False)  # before the reference: does not count
+    assert (rule.failures, rule.last_failure, rule.holds, rule.recovered_at) == (0, None, False, None)
+    for t in (5.1, 5.2):
+        rule.add(T0 + t, True)
+    assert not rule.holds  # 2 successes
+    rule.add(T0 + 5.25, False)  # a failure ends the run
+    for t in (5.3, 5.4, 5.5):
+        rule.add(T0 + t, True)
+    assert rule.holds and rule.recovered_at == pytest.approx(T0 + 5.3)
+    assert rule.figures() == {"after": T0 + 5, "last_bad": T0 + 5.25, "bad": 1, "oks": 3, "first_ok": T0 + 5.3,
+                              "last_ok": T0 + 5.5, "recovered": True}
+    json.dumps(rule.figures())  # the worker sends them as JSON
 
 
 # -- phases, rates, percentiles ---------------------------------------------------------

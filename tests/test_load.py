@@ -21,12 +21,15 @@ from typing import Iterator
 import pytest
 from aiohttp import web
 
-from support.checks.checkers import check_failures_are_503, percentile, recovery, slow_requests
-from support.load.history import FAIL, INFO, OK, Request, from_csv, to_csv
 from support import REPO_ROOT
-from support.load.controller import LoadError, LoadRun, LoadSpec, LoadSpecError, start_load
+from support.checks.latency import slow_requests
+from support.checks.recovery import recovery
+from support.checks.statuses import check_failures_are_503
 from support.core.ports import LOOPBACK, free_port
 from support.core.waiting import wait_until
+from support.load.controller import LoadError, LoadRun, start_load
+from support.load.history import FAIL, INFO, OK, Request, from_csv, percentile, to_csv
+from support.load.spec import LoadSpec, LoadSpecError
 
 
 class FakeUsersAPI:

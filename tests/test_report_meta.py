@@ -9,10 +9,11 @@ import traceback
 import pytest
 from allure_commons.utils import format_exception
 
-from support.checks import checkers
+from support.checks import durability, error_rates, latency, recovery, statuses
 
 from support.evidence import report_meta
-from support.checks.checkers import CheckFailed, Durability
+from support.checks.durability import Durability
+from support.checks.verdict import CheckFailed
 from support.checks.health import HEALTHY, UNREACHABLE, wait_for_health
 from support.load.history import FAIL, INFO, OK, Request
 from support.core.ports import free_port
@@ -57,17 +58,17 @@ def step_health_healthy(url: str) -> None:
 def _slow_recovery() -> None:
     history = [req(t / 10) for t in range(40)] + [req(4 + t / 10, INFO) for t in range(30)] + \
               [req(7 + t / 10) for t in range(30)]
-    checkers.check_recovered_within(checkers.recovery(history, T0 + 4, since=T0 + 4), 1.0)
+    recovery.check_recovered_within(recovery.recovery(history, T0 + 4, since=T0 + 4), 1.0)
 
 
 def _never_recovered() -> None:
     history = [req(t / 10) for t in range(40)] + [req(4 + t / 10, INFO) for t in range(30)]
-    checkers.check_recovered_within(checkers.recovery(history, T0 + 4, since=T0 + 4), 10.0)
+    recovery.check_recovered_within(recovery.recovery(history, T0 + 4, since=T0 + 4), 10.0)
 
 
 def _never_healed() -> None:
     history = [req(t / 10) for t in range(40)]
-    checkers.check_recovered_within(checkers.recovery(history, None, since=T0 + 2), 10.0)
+    recovery.check_recovered_within(recovery.recovery(history, None, since=T0 + 2), 10.0)
 
 
 def _raise(error: BaseException) -> None:
@@ -80,12 +81,12 @@ def cases() -> list[tuple[str, tuple, str]]:
     return [
         ("recovered too late", (_slow_recovery,), RECOVERY_TOO_SLOW),
         ("never recovered", (_never_recovered,), RECOVERY_TOO_SLOW),
-        ("error rate", (checkers.check_error_rate_below, many, 20), RECOVERY_TOO_SLOW),
+        ("error rate", (error_rates.check_error_rate_below, many, 20), RECOVERY_TOO_SLOW),
         ("health after a fault", (step_health_healthy, dead), RECOVERY_TOO_SLOW),
-        ("failures after healing", (checkers.check_no_failures_after, many, T0 + 0.5, "the heal"), RECOVERY_TOO_SLOW),
-        ("lost write", (checkers.check_no_lost_writes, Durability(acknowledged=5, lost=["a"])), WRITE_LOST),
-        ("changed write", (checkers.check_no_lost_writes, Durability(acknowledged=5, changed=["a"])), WRITE_LOST),
-        ("refused write stored", (checkers.check_no_lost_writes, Durability(acknowledged=5, fail_present=["a"])),
+        ("failures after healing", (statuses.check_no_failures_after, many, T0 + 0.5, "the heal"), RECOVERY_TOO_SLOW),
+        ("lost write", (durability.check_no_lost_writes, Durability(acknowledged=5, lost=["a"])), WRITE_LOST),
+        ("changed write", (durability.check_no_lost_writes, Durability(acknowledged=5, changed=["a"])), WRITE_LOST),
+        ("refused write stored", (durability.check_no_lost_writes, Durability(acknowledged=5, fail_present=["a"])),
          WRITE_LOST),
         # these need a database or a running API to be raised for real; the texts are support/checks/records.py's
         ("records lost", (_raise, CheckFailed("1 problem(s) with 3 records that should have survived: k1: missing "
@@ -102,11 +103,11 @@ def cases() -> list[tuple[str, tuple, str]]:
         ("seeding failed", (_raise, CheckFailed("could not create record 1 of 3: 500 oops")), STACK_FAILED),
         ("no records", (_raise, CheckFailed("no records exist to read: add a 'Given N users exist' step")),
          SUITE_ERROR),
-        ("slow request", (checkers.check_no_request_slower_than, [req(0, latency=5.0)], 3), SERVICE_HUNG),
-        ("timed out", (checkers.check_no_request_slower_than, [req(0, INFO, error="timeout", latency=1)], 3),
+        ("slow request", (latency.check_no_request_slower_than, [req(0, latency=5.0)], 3), SERVICE_HUNG),
+        ("timed out", (latency.check_no_request_slower_than, [req(0, INFO, error="timeout", latency=1)], 3),
          SERVICE_HUNG),
-        ("500 not 503", (checkers.check_failures_are_503, [req(0, INFO, status=500)]), WRONG_STATUS),
-        ("no answer not 503", (checkers.check_failures_are_503, [req(0, FAIL, error="connection refused")]),
+        ("500 not 503", (statuses.check_failures_are_503, [req(0, INFO, status=500)]), WRONG_STATUS),
+        ("no answer not 503", (statuses.check_failures_are_503, [req(0, FAIL, error="connection refused")]),
          WRONG_STATUS),
         ("duplicate not 409", (check_status, "ConnectError: refused", 409, "the write"), WRONG_STATUS),
         ("health lies", (wait_for_health, dead, UNREACHABLE, 0.1), WRONG_STATUS),
@@ -115,7 +116,7 @@ def cases() -> list[tuple[str, tuple, str]]:
                                           "before any fault")), STACK_FAILED),
         ("service error", (_raise, ServiceError("postgres did not become ready within 30 s; see its log")),
          STACK_FAILED),
-        ("no load", (checkers.check_error_rate_below, [], 5), SUITE_ERROR),
+        ("no load", (error_rates.check_error_rate_below, [], 5), SUITE_ERROR),
         ("never healed", (_never_healed,), SUITE_ERROR),
         ("a bug in the suite", (_raise, KeyError("x")), SUITE_ERROR),
     ]

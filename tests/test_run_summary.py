@@ -7,11 +7,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.checks import checkers
-from support.checks.checkers import Durability
-from support.load.history import INFO, OK, Request
-from support.evidence.summary import RunSummary, ScenarioRow, format_table, measured_recovery, row_from_figures, summary_json
+from support.checks.durability import Durability
+from support.checks.metrics import metrics
+from support.checks.recovery import recovery_after_faults
+from support.checks.verdict import CheckFailed
+from support.evidence.summary import (
+    RunSummary,
+    ScenarioRow,
+    format_table,
+    measured_recovery,
+    row_from_figures,
+    summary_json,
+)
 from support.faults.timeline import FaultWindow
+from support.load.history import INFO, OK, Request
 
 T0 = 2000.0
 
@@ -30,8 +39,8 @@ def outage() -> tuple[list[Request], list[FaultWindow]]:
 
 def test_a_row_carries_the_figures_the_checks_judged() -> None:
     history, windows = outage()
-    recovery = checkers.recovery_after_faults(history, windows)
-    figures = checkers.metrics(history, windows, recovery, Durability(acknowledged=90, lost=["k1"], changed=["k2"]))
+    recovery = recovery_after_faults(history, windows)
+    figures = metrics(history, windows, recovery, Durability(acknowledged=90, lost=["k1"], changed=["k2"]))
     row = row_from_figures("Postgres restart", "Outages", "passed", 12.34567, figures)
     assert row.recovered is True
     assert row.recovery_time_s == pytest.approx(1.0)
@@ -91,7 +100,7 @@ def test_recovery_is_measured_when_no_step_judged_it() -> None:
 def test_run_summary_collects_behave_scenarios_prints_and_writes_json(tmp_path) -> None:
     history, windows = outage()
     failed_step = SimpleNamespace(keyword="Then", name="no acknowledged write is lost", status=None,
-                                  exception=checkers.CheckFailed("1 acknowledged write lost: k1"))
+                                  exception=CheckFailed("1 acknowledged write lost: k1"))
     scenario = SimpleNamespace(name="Postgres restart", status=SimpleNamespace(name="failed"), duration=3.5,
                                feature=SimpleNamespace(name="Outages"),
                                steps=[SimpleNamespace(keyword="Given", name="x", status=None, exception=None),

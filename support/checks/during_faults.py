@@ -1,7 +1,7 @@
 """Judgements over the load's history *while a fault lasts*: reads against writes, and answer times.
 
 Times are ``time.monotonic()`` seconds, durations seconds; messages give times
-as seconds into the load, as :mod:`support.checks.checkers` does. A request *overlaps*
+as seconds into the load (:mod:`support.checks.messages`). A request *overlaps*
 a window when it started before the window's end and ended after its start;
 it is *inside* when it started at or after the start and ended at or before
 the end.
@@ -9,19 +9,20 @@ the end.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
-from support.checks.checkers import NO_LOAD, slow_requests
+from support.checks.latency import is_timeout, slow_requests
+from support.checks.messages import REQUESTS_AT_MOST, describe, listing, no_fault, origin, require, seconds
+from support.checks.verdict import CheckFailed
 from support.faults.ledger import FaultLedger
 from support.load.history import OK, Request
-from support.checks.verdict import CheckFailed
 
 __all__ = ["EffectWindow", "effect_window", "fault_over", "fault_span", "ReadWriteSplit", "read_write_split",
            "check_writes_refused_reads_served", "check_answers_within_during_faults"]
 
-_LIST_AT_MOST = 3
+#: why a judgement over the fault window cannot run in a scenario without a fault
+_NO_WINDOW = no_fault("no fault window to judge")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def effect_window(ledger: FaultLedger) -> EffectWindow:
     includes the time ``inject()`` and ``heal()`` took).
     """
     if not ledger.entries:
-        raise CheckFailed("no fault was injected in this scenario, so there is no fault window to judge")
+        raise CheckFailed(_NO_WINDOW)
     entry = ledger.entries[-1]
     healed = math.inf if entry.healed is None else entry.healed
     start = getattr(entry.fault, "active_since", None)
@@ -62,7 +63,7 @@ def fault_over(ledger: FaultLedger) -> float:
     was done (``active_since`` when it records one, else when ``inject()`` returned); for a held
     fault, when ``heal()`` returned (``inf`` if it was not healed)."""
     if not ledger.entries:
-        raise CheckFailed("no fault was injected in this scenario, so there is no fault window to judge")
+        raise CheckFailed(_NO_WINDOW)
     entry = ledger.entries[-1]
     if entry.fault.instant and getattr(entry.fault, "active_since", None) is not None:
         return entry.fault.active_since
@@ -73,20 +74,10 @@ def fault_span(ledger: FaultLedger) -> tuple[float, float]:
     """From the first injection to the last heal (``inf`` if a fault is not healed), monotonic s."""
     windows = ledger.windows()
     if not windows:
-        raise CheckFailed("no fault was injected in this scenario, so there is no fault window to judge")
+        raise CheckFailed(_NO_WINDOW)
     heals = [w.healed for w in windows]
     end = math.inf if any(h is None for h in heals) else max(h for h in heals if h is not None)
     return min(w.injected for w in windows), end
-
-
-def _s(seconds: float) -> str:
-    return f"{seconds:.1f} s" if abs(seconds) >= 1 else f"{seconds:.3f} s"
-
-
-def _describe(r: Request, origin: float) -> str:
-    answer = f"status {r.status}" if r.status is not None else "no answer"
-    error = f", {r.error}" if r.error else ""
-    return f"{r.op} {r.key} at {_s(r.start - origin)} ({answer}{error}, {_s(r.latency)})"
 
 
 @dataclass(frozen=True)
@@ -137,13 +128,6 @@ def read_write_split(history: Sequence[Request], start: float, end: float, statu
     return ReadWriteSplit(writes_inside, reads, not_refused, wrong, reads_failed)
 
 
-def _listing(requests: list[Request], origin: float) -> str:
-    shown = "; ".join(_describe(r, origin) for r in requests[:_LIST_AT_MOST])
-    more = f" and {len(requests) - _LIST_AT_MOST} more" if len(requests) > _LIST_AT_MOST else ""
-    counts = Counter(r.status if r.status is not None else (r.error or "no answer") for r in requests)
-    return f"{len(requests)} ({', '.join(f'{k} x{n}' for k, n in counts.most_common())}): {shown}{more}"
-
-
 def check_writes_refused_reads_served(history: Sequence[Request] | None, window: EffectWindow,
                                       status: int = 503) -> None:
     """Fail unless, by :func:`read_write_split`, every write inside the window got ``status``, every
@@ -152,12 +136,11 @@ def check_writes_refused_reads_served(history: Sequence[Request] | None, window:
     Fails too when no write fell inside the window or no read overlapped it: the
     property was then not exercised.
     """
-    if not history:
-        raise CheckFailed(NO_LOAD)
-    origin = min(r.start for r in history)
+    history = require(history)
+    since = origin(history)
     split = read_write_split(history, window.start, window.end, status)
-    where = (f"the {window.name} fault took effect at {_s(window.start - origin)} and"
-             + (" was never healed" if math.isinf(window.end) else f" its heal began at {_s(window.end - origin)}"))
+    where = (f"the {window.name} fault took effect at {seconds(window.start - since)} and"
+             + (" was never healed" if math.isinf(window.end) else f" its heal began at {seconds(window.end - since)}"))
     if split.writes_inside == 0 or split.reads_overlapping == 0:
         raise CheckFailed(f"the fault window held {split.writes_inside} writes and {split.reads_overlapping} reads,"
                           f" too few to judge whether writes fail with {status} while reads work ({where};"
@@ -165,12 +148,12 @@ def check_writes_refused_reads_served(history: Sequence[Request] | None, window:
     problems = []
     if split.writes_not_refused:
         problems.append(f"writes inside the window not answered {status}: "
-                        + _listing(split.writes_not_refused, origin))
+                        + listing(split.writes_not_refused, since))
     if split.writes_wrongly_answered:
         problems.append(f"writes at the window's edges neither ok nor {status}: "
-                        + _listing(split.writes_wrongly_answered, origin))
+                        + listing(split.writes_wrongly_answered, since))
     if split.reads_failed:
-        problems.append("reads that failed: " + _listing(split.reads_failed, origin))
+        problems.append("reads that failed: " + listing(split.reads_failed, since))
     if problems:
         raise CheckFailed(f"writes did not fail with {status} while reads kept working ({where};"
                           f" {split.writes_inside} writes inside, {split.reads_overlapping} reads overlapping): "
@@ -178,23 +161,22 @@ def check_writes_refused_reads_served(history: Sequence[Request] | None, window:
 
 
 def check_answers_within_during_faults(history: Sequence[Request] | None, span: tuple[float, float],
-                                       seconds: float) -> None:
+                                       bound: float) -> None:
     """Fail if a request that started in ``span`` (first injection to last heal, monotonic s) took longer
-    than ``seconds`` or timed out (its real latency is unknown, so it is not under any bound)."""
-    if not history:
-        raise CheckFailed(NO_LOAD)
+    than ``bound`` seconds or timed out (its real latency is unknown, so it is not under any bound)."""
+    history = require(history)
     start, end = span
     during = [r for r in history if start <= r.start < end]
     if not during:
         raise CheckFailed("no request of the load started while the fault lasted: nothing to judge"
                           " (hold the fault longer or raise the load)")
-    slow = slow_requests(during, seconds)
+    slow = slow_requests(during, bound)
     if not slow:
         return
-    origin = min(r.start for r in history)
-    timeouts = sum(r.error in ("timeout", "connect timeout") for r in slow)
-    worst = sorted(slow, key=lambda r: r.latency, reverse=True)[:_LIST_AT_MOST]
+    since = origin(history)
+    timeouts = sum(is_timeout(r) for r in slow)
+    worst = sorted(slow, key=lambda r: r.latency, reverse=True)[:REQUESTS_AT_MOST]
     raise CheckFailed(
-        f"{len(slow)} of the {len(during)} requests started while the fault lasted ({_s(start - origin)} to"
-        f" {'the end' if math.isinf(end) else _s(end - origin)}) took longer than {seconds:g} s ({timeouts} timed"
-        f" out); slowest: " + "; ".join(_describe(r, origin) for r in worst))
+        f"{len(slow)} of the {len(during)} requests started while the fault lasted ({seconds(start - since)} to"
+        f" {'the end' if math.isinf(end) else seconds(end - since)}) took longer than {bound:g} s ({timeouts} timed"
+        f" out); slowest: " + "; ".join(describe(r, since) for r in worst))

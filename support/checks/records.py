@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from support.stack import database
 from support.checks.verdict import CheckFailed
+from support.stack import database
 from support.stack.workload import Workload
 
 __all__ = ["User", "create_users", "check_users_intact", "check_next_read", "try_duplicate_write",

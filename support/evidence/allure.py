@@ -23,7 +23,7 @@ from allure_commons.model2 import Label
 
 from support.evidence import chart
 
-from support.checks import checkers
+from support.checks.metrics import metrics
 
 from support.stack import database
 from support.checks.health import read_health
@@ -239,7 +239,7 @@ def _figures(state: "ScenarioState") -> dict[str, Any]:
     """The scenario's figures, with the recovery measured by the suite's rule even when no step judged it."""
     if not state.history:
         return {}
-    return checkers.metrics(state.history, state.ledger.windows(), measured_recovery(state), state.durability)
+    return metrics(state.history, state.ledger.windows(), measured_recovery(state), state.durability)
 
 
 def attach_scenario(state: "ScenarioState", failed: bool) -> None:

@@ -16,13 +16,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from support.load.history import OK, Request
 from support.faults.timeline import FaultWindow
+from support.load.history import OK, Request, percentile
 
 if TYPE_CHECKING:  # matplotlib is imported only when a chart is drawn (it costs ~0.3 s)
     from matplotlib.figure import Figure
 
-    from support.checks.checkers import Recovery
+    from support.checks.recovery import Recovery
 
 __all__ = ["WINDOW_S", "Window", "windows", "timeline_figure", "figure_png", "timeline_png",
            "FAULT_RGB", "SIZE_PX", "seconds_text"]
@@ -70,13 +70,6 @@ class Window:
         return self.start + self.width / 2
 
 
-def _percentile(ordered: Sequence[float], p: float) -> float | None:
-    # nearest rank, as support.checks.checkers.percentile defines it (kept local: the chart needs no checker)
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def windows(history: Sequence[Request], width: float = WINDOW_S, origin: float | None = None,
             until: float | None = None) -> list[Window]:
     """Consecutive windows of ``width`` s from ``origin`` (default: the first start, monotonic s)
@@ -97,10 +90,10 @@ def windows(history: Sequence[Request], width: float = WINDOW_S, origin: float |
             buckets[index].append(r)
     out = []
     for i, members in enumerate(buckets):
-        latencies = sorted(r.latency for r in members)
+        latencies = [r.latency for r in members]
         out.append(Window(start=i * width, width=width, requests=len(members),
                           errors=sum(r.outcome != OK for r in members),
-                          p50=_percentile(latencies, 50), p99=_percentile(latencies, 99)))
+                          p50=percentile(latencies, 50), p99=percentile(latencies, 99)))
     return out
 
 

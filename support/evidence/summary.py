@@ -2,7 +2,7 @@
 
 Printed as a table on the terminal and written as ``summary.json`` (for
 machines) into the results folder. Rows are built from a scenario's figures
-(:func:`support.checks.checkers.metrics`), so the numbers are the ones the checks
+(:func:`support.checks.metrics.metrics`), so the numbers are the ones the checks
 judged and the evidence shows.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
-from support.checks import checkers
+from support.checks.metrics import metrics
+from support.checks.recovery import Recovery, recovery_after_faults
 
 __all__ = ["ScenarioRow", "RunSummary", "row_from_figures", "measured_recovery", "format_table",
            "summary_json"]
@@ -47,7 +48,7 @@ class ScenarioRow:
     message: str = ""
 
 
-def measured_recovery(state: Any) -> "checkers.Recovery | None":
+def measured_recovery(state: Any) -> Recovery | None:
     """The recovery a scenario judged, or the one its load shows after its faults by the suite's rule
     (so that a scenario without a recovery step still gets a figure); None without a load or a fault.
     ``state`` is a :class:`support.run.scenario.ScenarioState`."""
@@ -58,13 +59,12 @@ def measured_recovery(state: Any) -> "checkers.Recovery | None":
     if not history or not windows:
         return None
     settings = state.settings
-    return checkers.recovery_after_faults(history, windows, settings.recovery_min_successes,
-                                          settings.recovery_min_span)
+    return recovery_after_faults(history, windows, settings.recovery_min_successes, settings.recovery_min_span)
 
 
 def row_from_figures(name: str, feature: str, status: str, duration_s: float, figures: Mapping[str, Any],
                      message: str = "") -> ScenarioRow:
-    """A row from a scenario's figures (the dict of :func:`support.checks.checkers.metrics`, {} without a load)."""
+    """A row from a scenario's figures (the dict of :func:`support.checks.metrics.metrics`, {} without a load)."""
     recovery = figures.get("recovery") or {}
     durability = figures.get("durability")
     faults = [f"{f['target']} {f['name']}" for f in figures.get("faults", [])]
@@ -185,8 +185,7 @@ class RunSummary:
         figures: dict[str, Any] = {}
         if state is not None and getattr(state, "history", None):
             try:
-                figures = checkers.metrics(state.history, state.ledger.windows(), measured_recovery(state),
-                                           state.durability)
+                figures = metrics(state.history, state.ledger.windows(), measured_recovery(state), state.durability)
             except Exception as error:  # noqa: BLE001 - a summary row must not break the run's end
                 figures = {"requests": len(state.history)}
                 state.notes["summary error"] = f"{type(error).__name__}: {error}"

@@ -1,4 +1,11 @@
 """The load: its spec, the controller that runs the worker process, the worker, its HTTP client, the history.
 
+- ``spec``        what load to send (:class:`LoadSpec`), validated
+- ``controller``  starts the worker process, watches it, stops it, reads its history
+- ``worker``      the process that sends the load (``python -m support.load.worker``)
+- ``client``      the worker's HTTP/1.1 client
+- ``history``     one record per request, its CSV form, and the one percentile
+- ``recovery``    the recovery rule, applied live by the worker and to the history by the checks
+
 Layer 6: may import ``core``, ``stack``, ``proxy``, ``backends`` and ``faults``.
 """

@@ -3,148 +3,34 @@
 The worker (:mod:`support.load.worker`) runs in a process of its own so that the
 suite's own work (behave, SQL, fault injection) cannot delay its schedule. This
 module talks to it over three pipes: the spec goes in a JSON file, commands go
-to its stdin (``stop``, ``watch <t>``), and its stdout carries one JSON object
+to its stdin (``stop``, ``watch <t> <min_successes> <min_span>``), and its stdout carries one JSON object
 per line (``{"ready": ...}``, progress about every 0.5 s, ``{"done": ...}``),
 read by a thread so the latest progress is always at hand without polling files.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Literal
-from urllib.parse import urlsplit
+from typing import Any, Callable
 
 from support import REPO_ROOT
 from support.core.run_dirs import RUN_MARKER
 from support.load.history import Request, from_csv
+from support.load.recovery import MIN_SPAN, MIN_SUCCESSES
+from support.load.spec import LoadSpec
 
-__all__ = ["LoadSpec", "LoadSpecError", "LoadError", "LoadRun", "start_load"]
-
-_RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-class LoadSpecError(ValueError):
-    """A load spec is malformed; the one-line message says which field and why."""
+__all__ = ["LoadError", "LoadRun", "start_load"]
 
 
 class LoadError(RuntimeError):
     """The load worker failed to start, crashed, or had to be killed; the message carries its log tail."""
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """What load to send, and for how long at most.
-
-    ``model`` ``"open"`` launches ``rate`` requests per second on a fixed
-    schedule whatever the answers; ``"closed"`` runs ``users`` concurrent users,
-    each sending its next request when its last one ends (after ``think_time`` s).
-    ``write_fraction`` (0..1) of requests create users, the rest read back users
-    whose creation was acknowledged. ``request_timeout`` (s) bounds each request;
-    ``max_duration`` (s) bounds the schedule (the worker then waits up to
-    ``request_timeout`` for answers, writes its history and exits by itself).
-    ``max_in_flight`` bounds open requests: past it a request is recorded as
-    ``fail`` with error ``"client overloaded"``. ``run_id`` prefixes every key
-    (lower-case letters, digits and dashes, since it goes into an email).
-    ``progress_interval`` (s) is how often the worker reports. ``workload``
-    describes the requests (:class:`support.stack.workload.Workload`). ``base_url``
-    must be on loopback unless ``allow_remote`` is set.
-    """
-
-    base_url: str
-    model: Literal["open", "closed"] = "open"
-    rate: float = 50.0
-    users: int = 10
-    write_fraction: float = 0.5
-    request_timeout: float = 5.0
-    max_duration: float = 300.0
-    max_in_flight: int = 1000
-    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
-    think_time: float = 0.0
-    seed: int | None = None
-    progress_interval: float = 0.5
-    allow_remote: bool = False
-    #: what a write and a read are (:class:`support.stack.workload.Workload` as a dict); empty = the reference API's
-    workload: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    # -- constructors -------------------------------------------------------
-    @classmethod
-    def open_rate(cls, base_url: str, rate: float, **options: Any) -> "LoadSpec":
-        """An open-model load of ``rate`` requests per second."""
-        return cls(base_url=base_url, model="open", rate=rate, **options)
-
-    @classmethod
-    def closed_users(cls, base_url: str, users: int, **options: Any) -> "LoadSpec":
-        """A closed-model load of ``users`` concurrent users."""
-        return cls(base_url=base_url, model="closed", users=users, **options)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LoadSpec":
-        """Build from a plain dict (e.g. parsed JSON); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise LoadSpecError(f"load spec: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as a JSON-able dict."""
-        return asdict(self)
-
-    def with_(self, **changes: Any) -> "LoadSpec":
-        """A copy with some fields changed (and validated)."""
-        return replace(self, **changes)
-
-    # -- validation -----------------------------------------------------------
-    def validate(self) -> None:
-        """Raise :class:`LoadSpecError` naming the first bad field."""
-        def bad(name: str, why: str) -> LoadSpecError:
-            return LoadSpecError(f"load spec: {name}={getattr(self, name)!r} {why}")
-
-        parts = urlsplit(self.base_url) if isinstance(self.base_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise bad("base_url", "must be an http(s) URL such as http://127.0.0.1:8000")
-        if not self.allow_remote and parts.hostname not in _LOOPBACK_HOSTS:
-            raise bad("base_url", "is not on loopback (127.0.0.1); set allow_remote=True to load another host")
-        if self.model not in ("open", "closed"):
-            raise bad("model", "must be 'open' or 'closed'")
-        if not _finite(self.rate) or self.rate <= 0:
-            raise bad("rate", "must be a number of requests per second > 0")
-        if not isinstance(self.users, int) or isinstance(self.users, bool) or self.users < 1:
-            raise bad("users", "must be an integer >= 1")
-        if not _finite(self.write_fraction) or not 0 <= self.write_fraction <= 1:
-            raise bad("write_fraction", "must be between 0 and 1")
-        for name in ("request_timeout", "max_duration", "progress_interval"):
-            if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
-                raise bad(name, "must be a number of seconds > 0")
-        if not _finite(self.think_time) or self.think_time < 0:
-            raise bad("think_time", "must be a number of seconds >= 0")
-        if not isinstance(self.max_in_flight, int) or isinstance(self.max_in_flight, bool) or self.max_in_flight < 1:
-            raise bad("max_in_flight", "must be an integer >= 1")
-        if self.model == "closed" and self.users > self.max_in_flight:
-            raise bad("users", f"exceeds max_in_flight={self.max_in_flight}")
-        if not isinstance(self.run_id, str) or not _RUN_ID.match(self.run_id):
-            raise bad("run_id", "must be 1-40 lower-case letters, digits or dashes, starting with a letter or digit")
-        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
-            raise bad("seed", "must be an integer or None")
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _proc_cpu_seconds(pid: int) -> float | None:
@@ -352,23 +238,22 @@ class LoadRun:
             self._history = sorted(history, key=lambda r: r.start)
             return self._history
 
-    def finish(self, after: float, settle: float = 0.0, min_successes: int = 5, min_span: float = 0.5, *,
-               deadline: float) -> list[Request]:
+    def finish(self, after: float, settle: float = 0.0, min_successes: int = MIN_SUCCESSES,
+               min_span: float = MIN_SPAN, *, deadline: float) -> list[Request]:
         """Keep the load running until it shows recovery since ``after``, then stop it.
 
-        Recovery is the rule of :func:`support.checks.checkers.recovery` applied live
-        to the requests completed so far that started at or after monotonic
-        ``after``: at least ``min_successes`` ok requests spanning at least
-        ``min_span`` s with no non-ok request started after the first of them.
-        Once the rule holds, the load runs ``settle`` s more (a failure in
-        that time starts the wait again) so a relapse shows in the history.
-        At monotonic ``deadline`` it stops whatever it saw. Returns
-        :meth:`stop`'s history; judge it with the checkers, which also count
-        the requests that were still in flight here.
+        The worker applies the recovery rule (:class:`support.load.recovery.RecoveryRule`,
+        with ``min_successes`` and ``min_span`` s) live to the requests completed so
+        far, from monotonic ``after``, and reports whether it holds. Once it holds
+        and no request launched inside the run is still open, the load runs
+        ``settle`` s more (a failure in that time starts the wait again) so a
+        relapse shows in the history. At monotonic ``deadline`` it stops whatever
+        it saw. Returns :meth:`stop`'s history; judge it with the checkers, which
+        also count the requests that were still in flight here.
         """
         if self._history is not None or self._error is not None:
             return self.stop()
-        self._send(f"watch {after!r}")
+        self._send(f"watch {after!r} {min_successes:d} {min_span!r}")
         held_since: float | None = None  # when the rule began to hold with the current last failure
         held_bad: float | None = None
 
@@ -379,12 +264,11 @@ class LoadRun:
             watch = self._watch
             if not watch or watch.get("after") != after:
                 return False
-            first, last = watch["first_ok"], watch["last_ok"]
-            if watch["oks"] < min_successes or first is None or last - first < min_span:
+            if not watch["recovered"]:
                 held_since = None
                 return False
             oldest_open = watch.get("oldest_open")
-            if oldest_open is not None and oldest_open <= last:
+            if oldest_open is not None and oldest_open <= watch["last_ok"]:
                 return False  # a request launched inside the run is still open and may yet fail
             if held_since is None or watch["last_bad"] != held_bad:
                 held_since, held_bad = time.monotonic(), watch["last_bad"]

@@ -1,4 +1,4 @@
-"""The record of every request a load sent, as Jepsen records its operations.
+"""The record of every request a load sent, as Jepsen records its operations, and the one percentile.
 
 Times are ``time.monotonic()`` seconds, which is one clock for every process on
 the machine, so a load worker's history lines up with the fault timeline kept by
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import astuple, dataclass, fields
 from typing import Iterable, Literal
 
-__all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "to_csv", "from_csv"]
+__all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "to_csv", "from_csv", "percentile"]
 
 Outcome = Literal["ok", "fail", "info"]
 OK: Outcome = "ok"
@@ -49,6 +50,19 @@ class Request:
     def lag(self) -> float:
         """Seconds the launch came after its scheduled time."""
         return self.start - self.scheduled
+
+
+def percentile(values: Iterable[float], p: float) -> float | None:
+    """The ``p``-th percentile (0 < p <= 100) by nearest rank: the smallest value with at
+    least ``p`` % of the values at or below it, in the values' unit; None for no values.
+
+    The suite's one percentile: the worker's lag, the checkers' phases and the chart's
+    windows all use it, so a p99 means the same number everywhere.
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 _FIELDS = [f.name for f in fields(Request)]

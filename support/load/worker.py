@@ -1,6 +1,6 @@
 """The load worker: ``python -m support.load.worker [spec.json]`` (spec as one JSON line on stdin otherwise).
 
-It sends the load a :class:`support.load.controller.LoadSpec` describes and records every
+It sends the load a :class:`support.load.spec.LoadSpec` describes and records every
 request as a :class:`support.load.history.Request`, sent with
 :class:`support.load.client.HttpClient`. The open model sends request ``i`` at
 ``t0 + i / rate`` whatever the earlier ones are doing,
@@ -14,9 +14,11 @@ was sent) ``fail``; past ``max_in_flight`` ``fail`` ("client overloaded");
 5xx, timeout after connecting, reset or close after sending ``info``.
 
 Protocol. stdin lines: ``stop`` (or end of file, or SIGTERM/SIGINT) stops it;
-``watch <t>`` starts lines ``{"watch": {"after", "last_bad", "bad", "oks",
-"first_ok", "last_ok"}}`` every 0.1 s: live recovery figures over the completed
-requests that started at or after monotonic ``t``. stdout: ``{"ready": true, "t0": ...}``
+``watch <t> [<min_successes> <min_span>]`` starts lines ``{"watch": {"after",
+"last_bad", "bad", "oks", "first_ok", "last_ok", "recovered", "oldest_open"}}``
+every 0.1 s: the recovery rule (:class:`support.load.recovery.RecoveryRule`)
+applied live to the completed requests that started at or after monotonic
+``t``, and the launch of the oldest request still open. stdout: ``{"ready": true, "t0": ...}``
 once the schedule starts, then about every ``progress_interval`` s
 ``{"t", "sent", "ok", "errors", "fail", "info", "rps", "in_flight",
 "lag_p99_ms", "cpu_s"}``, and ``{"done": true, ...}`` after the
@@ -28,22 +30,22 @@ import asyncio
 import csv
 import gc
 import json
-import math
 import os
 import random
 import resource
 import signal
 import sys
 import time
-from itertools import count
 from dataclasses import fields
+from itertools import count
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from support.load.history import FAIL, INFO, OK, Request
 from support.load.client import Answer, HttpClient
-from support.load.controller import LoadSpec, LoadSpecError
+from support.load.history import FAIL, INFO, OK, Request, percentile
+from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
+from support.load.spec import LoadSpec, LoadSpecError
 from support.stack.workload import Workload
 
 __all__ = ["Worker", "main"]
@@ -61,46 +63,6 @@ _REALTIME_MAX_RATE = 1000.0  # requests/s: about a fifth of a core for this work
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _p99_ms(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] * 1000.0
-
-
-class _Watch:
-    """Live recovery figures over completed requests started at or after ``after``.
-
-    Mirrors :func:`support.checks.checkers.recovery`: the run is the ok requests that
-    started after the latest non-ok one (all of them if there was none).
-    """
-
-    def __init__(self, after: float, records: list[tuple]) -> None:
-        self.after = after
-        self.last_bad: float | None = None
-        self.bad = 0
-        self.oks: list[float] = []
-        for record in records:
-            self.add(record[3], record[7] == OK)
-
-    def add(self, start: float, ok: bool) -> None:
-        if start < self.after:
-            return
-        if ok:
-            if self.last_bad is None or start > self.last_bad:
-                self.oks.append(start)
-            return
-        self.bad += 1
-        if self.last_bad is None or start > self.last_bad:
-            self.last_bad = start
-            self.oks = [s for s in self.oks if s > start]
-
-    def figures(self) -> dict[str, Any]:
-        return {"after": self.after, "last_bad": self.last_bad, "bad": self.bad, "oks": len(self.oks),
-                "first_ok": min(self.oks) if self.oks else None,
-                "last_ok": max(self.oks) if self.oks else None}
 
 
 class Worker:
@@ -125,7 +87,7 @@ class Worker:
         self._tokens = count()
         self.window_done = 0
         self.window_lags: list[float] = []
-        self.watch: _Watch | None = None
+        self.watch: RecoveryRule | None = None  # the recovery rule, applied live once watched
         self.stopping = asyncio.Event()
         self.drained = asyncio.Event()  # set when stopping and no request is open
         self.t0 = 0.0
@@ -271,7 +233,7 @@ class Worker:
                 "t": round(now - self.t0, 3), "sent": self.sent, "ok": self.ok,
                 "errors": self.fail + self.info, "fail": self.fail, "info": self.info,
                 "rps": round(done / (now - last), 1), "in_flight": len(self.open_starts),
-                "lag_p99_ms": round(_p99_ms(lags), 3), "cpu_s": round(_cpu_seconds(), 3),
+                "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3), "cpu_s": round(_cpu_seconds(), 3),
             }
             last = now
             self.emit(message)
@@ -295,13 +257,18 @@ class Worker:
         words = line.split()
         if words and words[0] == "stop":
             self.stopping.set()
-        elif words and words[0] == "watch" and len(words) == 2:
+        elif words and words[0] == "watch" and len(words) in (2, 4):
             try:
                 after = float(words[1])
+                min_successes, min_span = (int(words[2]), float(words[3])) if len(words) == 4 else (
+                    MIN_SUCCESSES, MIN_SPAN)
             except ValueError:
                 print(f"loadgen: ignored bad command {line!r}", file=sys.stderr)
                 return
-            self.watch = _Watch(after, self.records)
+            rule = RecoveryRule(after, min_successes, min_span)
+            for record in self.records:  # the requests that completed before the watch began
+                rule.add(record[3], record[7] == OK)
+            self.watch = rule
 
     async def _read_commands(self, reader: asyncio.StreamReader) -> None:
         """Forward stdin lines to :meth:`command`; end of file means stop."""

@@ -11,19 +11,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.checks import checkers
-
-from support.stack import database
-
+from support.checks import durability as durable
+from support.checks import during_faults, error_rates, latency, statuses
 from support.checks import records as users
-from support.core.config import Settings
-from support.faults.ledger import Fault, FaultLedger
-from support.checks.health import HEALTHY, wait_for_health
-from support.load.history import Request
-from support.load.controller import LoadRun, LoadSpec, start_load
-from support.stack.stack import Stack
+from support.checks import recovery as recovery_checks
+from support.checks.durability import Durability
+from support.checks.health import HEALTHY, UNREACHABLE, wait_for_health
+from support.checks.messages import no_fault
+from support.checks.metrics import metrics
+from support.checks.recovery import Recovery
 from support.checks.verdict import CheckFailed
+from support.core.config import Settings
 from support.core.waiting import wait_until
+from support.faults.ledger import Fault, FaultLedger
+from support.load.controller import LoadRun, start_load
+from support.load.history import Request
+from support.load.spec import LoadSpec
+from support.stack import database
+from support.stack.stack import Stack
 
 __all__ = ["ScenarioState"]
 
@@ -41,8 +46,8 @@ class ScenarioState:
     load: LoadRun | None = None
     history: list[Request] | None = None
     response: Any = None
-    recovery: checkers.Recovery | None = None
-    durability: checkers.Durability | None = None
+    recovery: Recovery | None = None
+    durability: Durability | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     # -- faults ------------------------------------------------------------------
@@ -106,7 +111,7 @@ class ScenarioState:
         """The load's history, stopping the load first if it still runs.
 
         The load is kept running until it shows recovery after the last fault
-        (the rule in :func:`support.checks.checkers.recovery`) or until ``bound``
+        (the rule of :class:`support.load.recovery.RecoveryRule`) or until ``bound``
         seconds (default ``settle_timeout``) plus the rule's span have passed
         since the fault, so that a Then step never judges a cut-short history.
         """
@@ -134,39 +139,93 @@ class ScenarioState:
         last = windows[-1]
         return last.recovery_reference if last.recovery_reference is not None else time.monotonic()
 
-    # -- judgements ----------------------------------------------------------------
+    # -- records -------------------------------------------------------------------
+    def create_users(self, count: int) -> None:
+        """Create ``count`` records through the API; each must be acknowledged."""
+        self.users = users.create_users(self.stack.api_url, self.stack.workload, count)
+
+    def try_duplicate_write(self) -> None:
+        """Try to create a record whose key is taken; the answer is kept for the Then step."""
+        self.response = users.try_duplicate_write(self.stack.api_url, self.stack.workload, self.users)
+
+    # -- judgements: each calls one checker of support.checks and keeps its result ----------
     def check_recovered_within(self, seconds: float) -> None:
         """The API recovered within ``seconds`` of the last fault (its heal, or the act for instant ones)."""
         windows = self.ledger.windows()
         if not windows:
-            raise CheckFailed("no fault was injected in this scenario, so there is nothing to recover from")
+            raise CheckFailed(no_fault("nothing to recover from"))
         history = self.observed(seconds)
         s = self.settings
-        self.recovery = checkers.recovery(history, windows[-1].recovery_reference, since=windows[0].injected,
-                                          min_successes=s.recovery_min_successes, min_span=s.recovery_min_span)
-        checkers.check_recovered_within(self.recovery, seconds)
+        self.recovery = recovery_checks.recovery(history, windows[-1].recovery_reference, since=windows[0].injected,
+                                                 min_successes=s.recovery_min_successes, min_span=s.recovery_min_span)
+        recovery_checks.check_recovered_within(self.recovery, seconds)
 
     def check_no_lost_writes(self) -> None:
         """Every write the API acknowledged is in PostgreSQL with the content sent."""
         history = self.observed()
-        keys = checkers.written_keys(history)
+        keys = durable.written_keys(history)
         # a service that hides an outage from its clients may be judged before PostgreSQL is back
         rows = wait_until(lambda: (database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),),
                           self.settings.start_timeout, "PostgreSQL accepting the durability read-back")[0]
-        self.durability = checkers.durability(history, rows)
-        checkers.check_no_lost_writes(self.durability)
+        self.durability = durable.durability(history, rows)
+        durable.check_no_lost_writes(self.durability)
 
     def check_error_rate_below(self, percent: float) -> None:
-        checkers.check_error_rate_below(self.observed(), percent)
+        """Fewer than ``percent`` % of the load's requests were non-ok."""
+        error_rates.check_error_rate_below(self.observed(), percent)
 
     def check_no_request_slower_than(self, seconds: float) -> None:
-        checkers.check_no_request_slower_than(self.observed(), seconds)
+        """No request of the load took longer than ``seconds`` or timed out."""
+        latency.check_no_request_slower_than(self.observed(), seconds)
 
     def check_failures_are_503(self) -> None:
-        checkers.check_failures_are_503(self.observed())
+        """Every non-ok request of the load was answered 503."""
+        statuses.check_failures_are_503(self.observed())
+
+    def check_writes_refused_reads_served(self) -> None:
+        """While the last fault acted, writes were answered 503 and reads were served."""
+        during_faults.check_writes_refused_reads_served(self.observed(), during_faults.effect_window(self.ledger))
+
+    def check_answers_within_during_faults(self, seconds: float) -> None:
+        """Every request started while the faults lasted was answered within ``seconds``."""
+        during_faults.check_answers_within_during_faults(self.observed(), during_faults.fault_span(self.ledger),
+                                                         seconds)
+
+    def check_no_failures_after_fault(self) -> None:
+        """No request that started after the last fault stopped acting failed."""
+        statuses.check_no_failures_after(self.observed(), during_faults.fault_over(self.ledger), "the fault")
+
+    def check_health_within(self, expect: str, seconds: float) -> None:
+        """The health endpoint reports ``expect`` (``healthy`` or ``unreachable``) within ``seconds``;
+        the answer that showed it is noted for the evidence."""
+        self.notes["health"] = wait_for_health(self.stack.health_url, expect, seconds).describe()
+
+    def check_healthy_within(self, seconds: float) -> None:
+        """The health endpoint reports healthy within ``seconds``."""
+        self.check_health_within(HEALTHY, seconds)
+
+    def check_database_unreachable_within(self, seconds: float) -> None:
+        """The health endpoint reports the database as unreachable within ``seconds``."""
+        self.check_health_within(UNREACHABLE, seconds)
+
+    def check_next_request_succeeds(self) -> None:
+        """One read of a record the scenario created is answered 200 with its content."""
+        users.check_next_read(self.stack.api_url, self.stack.workload, self.users)
+
+    def check_users_intact(self, count: int) -> None:
+        """The first ``count`` records the scenario created are served by the API and stored unchanged."""
+        users.check_users_intact(self.stack.api_url, self.stack.admin_dsn, self.stack.workload, self.users[:count])
+
+    def check_write_refused(self, status: int) -> None:
+        """The write the scenario tried was answered ``status`` with a JSON body."""
+        users.check_status(self.response, status, "the write")
+
+    def check_user_count(self, count: int) -> None:
+        """The database holds exactly ``count`` records."""
+        users.check_user_count(self.stack.admin_dsn, self.stack.workload, count)
 
     def figures(self) -> dict:
         """The scenario's measured figures as plain JSON-able values (empty without a load)."""
         if self.history is None:
             return {}
-        return checkers.metrics(self.history, self.ledger.windows(), self.recovery, self.durability)
+        return metrics(self.history, self.ledger.windows(), self.recovery, self.durability)
