@@ -3,6 +3,7 @@
 - ``spec``        what load to send (:class:`LoadSpec`), validated
 - ``controller``  starts the worker process, watches it, stops it, reads its history
 - ``worker``      the process that sends the load (``python -m support.load.worker``)
+- ``os_resources`` what that process asks of the OS: real-time scheduling, open files, CPU time
 - ``client``      the worker's HTTP/1.1 client
 - ``history``     one record per request, its CSV form, and the one percentile
 - ``recovery``    the recovery rule, applied live by the worker and to the history by the checks

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from support import REPO_ROOT
 from support.core.run_dirs import RUN_MARKER
 from support.load.history import Request, from_csv
+from support.load.os_resources import cpu_seconds_of
 from support.load.recovery import MIN_SPAN, MIN_SUCCESSES
 from support.load.spec import LoadSpec
 
@@ -31,17 +32,6 @@ __all__ = ["LoadError", "LoadRun", "start_load"]
 
 class LoadError(RuntimeError):
     """The load worker failed to start, crashed, or had to be killed; the message carries its log tail."""
-
-
-def _proc_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a live process, from /proc (None if it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces; fields after its closing parenthesis are fixed
-    after = stat[stat.rindex(")") + 2:].split()
-    return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class LoadRun:
@@ -112,7 +102,7 @@ class LoadRun:
         """CPU seconds (user + system) the worker has used so far, or in all once it finished."""
         if self._done and "cpu_s" in self._done:
             return float(self._done["cpu_s"])
-        live = _proc_cpu_seconds(self.pid) if self.running else None
+        live = cpu_seconds_of(self.pid) if self.running else None
         if live is not None:
             self._last_cpu = live
         return self._last_cpu if self._last_cpu is not None else self.progress.get("cpu_s")

@@ -10,9 +10,9 @@ import csv
 import io
 import math
 from dataclasses import astuple, dataclass, fields
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sequence, TextIO
 
-__all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "to_csv", "from_csv", "percentile"]
+__all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "write_csv", "to_csv", "from_csv", "percentile"]
 
 Outcome = Literal["ok", "fail", "info"]
 OK: Outcome = "ok"
@@ -68,13 +68,19 @@ def percentile(values: Iterable[float], p: float) -> float | None:
 _FIELDS = [f.name for f in fields(Request)]
 
 
+def write_csv(out: TextIO, rows: Iterable[Sequence[object]]) -> None:
+    """Write the history's CSV to ``out``: a header row, then one row per request given as a tuple
+    in :class:`Request` field order (None written as empty). The load worker writes its plain
+    tuples straight through this, without making a Request of each."""
+    writer = csv.writer(out)
+    writer.writerow(_FIELDS)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+
+
 def to_csv(history: Iterable[Request]) -> str:
     """The history as CSV text with a header row."""
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(_FIELDS)
-    for request in history:
-        writer.writerow(["" if v is None else v for v in astuple(request)])
+    write_csv(out, (astuple(request) for request in history))
     return out.getvalue()
 
 

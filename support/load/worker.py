@@ -27,42 +27,33 @@ history (CSV, :func:`support.load.history.to_csv`) is written to ``output``.
 from __future__ import annotations
 
 import asyncio
-import csv
 import gc
 import json
 import os
 import random
-import resource
 import signal
 import sys
 import time
-from dataclasses import fields
 from itertools import count
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from support.load.client import Answer, HttpClient
-from support.load.history import FAIL, INFO, OK, Request, percentile
+from support.load.history import FAIL, INFO, OK, percentile, write_csv
+from support.load.os_resources import allow_open_files, keep_schedule_first, own_cpu_seconds
 from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
 from support.load.spec import LoadSpec, LoadSpecError
 from support.stack.workload import Workload
 
 __all__ = ["Worker", "main"]
 
-_FIELDS = [f.name for f in fields(Request)]
 monotonic = time.monotonic
 _WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
 #: The event loop's timers have millisecond resolution and fire up to that much early: a request due
 #: within it is sent now rather than after a second wake-up (measurably more CPU per request at
 #: 150/s). So a request may start up to 1 ms before its scheduled time; its lag is then negative.
 TIMER_RESOLUTION = 0.001
-_REALTIME_MAX_RATE = 1000.0  # requests/s: about a fifth of a core for this worker on a 2-core VM
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Worker:
@@ -92,7 +83,7 @@ class Worker:
         self.drained = asyncio.Event()  # set when stopping and no request is open
         self.t0 = 0.0
         self.client: HttpClient | None = None
-        self.priority = "normal"  # or "realtime": see _keep_schedule_first
+        self.priority = "normal"  # or "realtime": see support.load.os_resources.keep_schedule_first
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0
         self._stdout_ok = True
@@ -233,7 +224,7 @@ class Worker:
                 "t": round(now - self.t0, 3), "sent": self.sent, "ok": self.ok,
                 "errors": self.fail + self.info, "fail": self.fail, "info": self.info,
                 "rps": round(done / (now - last), 1), "in_flight": len(self.open_starts),
-                "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3), "cpu_s": round(_cpu_seconds(), 3),
+                "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3), "cpu_s": round(own_cpu_seconds(), 3),
             }
             last = now
             self.emit(message)
@@ -329,33 +320,9 @@ class Worker:
         tmp = self.output.with_name(self.output.name + ".tmp")
         with open(tmp, "w", newline="") as out:
             # straight from the tuples: to_csv's dataclasses.astuple deep-copies every field
-            writer = csv.writer(out)
-            writer.writerow(_FIELDS)
-            writer.writerows(["" if v is None else v for v in record] for record in records)
+            write_csv(out, records)
         tmp.replace(self.output)  # the controller never sees a half-written file
         return len(records)
-
-
-def _keep_schedule_first(spec: LoadSpec) -> str:
-    """Run an open-model worker under ``SCHED_FIFO`` where allowed; the scheduling class it got.
-
-    On two busy cores the service and its database keep both CPUs: a worker at
-    normal priority wakes for its next launch only when the kernel gets round to
-    it, milliseconds late, and that lag is charged to the schedule. A real-time
-    worker preempts them at once. It is safe because an open-model worker's CPU
-    is bounded by its rate: well under a tenth of a core at the suite's levels.
-    Above ``_REALTIME_MAX_RATE`` requests/s that share is no longer small, and a
-    closed-model worker may spin as fast as answers come: both keep the normal
-    class, as does a worker without the privilege (not root, or a container
-    without CAP_SYS_NICE).
-    """
-    if spec.model != "open" or spec.rate > _REALTIME_MAX_RATE or not hasattr(os, "sched_setscheduler"):
-        return "normal"
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except OSError:
-        return "normal"
-    return "realtime"
 
 
 def _read_line(fd: int) -> bytes:
@@ -386,10 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as error:
         print(f"loadgen: {error}", file=sys.stderr)
         return 2
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = spec.max_in_flight + 64
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    allow_open_files(spec.max_in_flight + 64)  # a socket per open request, and a margin for the rest
     try:
         import uvloop  # type: ignore[import-not-found]
     except ImportError:
@@ -397,10 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runner = uvloop.run
     worker = Worker(spec, output)
-    worker.priority = _keep_schedule_first(spec)
+    worker.priority = keep_schedule_first(spec)
     runner(worker.run(stdin_fd))
     count_ = worker.write_history()
-    worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(_cpu_seconds(), 3),
+    worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(own_cpu_seconds(), 3),
                  "sent": worker.sent, "ok": worker.ok, "fail": worker.fail, "info": worker.info})
     return 0
 
