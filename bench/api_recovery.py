@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench.common import bench_settings, machine, pause_until, percentile, table  # noqa: E402
-from support.faults.ledger import FaultLedger, ServiceRestart, ServiceStop  # noqa: E402
+from support.faults.ledger import FaultLedger  # noqa: E402
+from support.faults.process import ServiceRestart, ServiceStop  # noqa: E402
 from support.stack.readiness import database_answers  # noqa: E402
 from support.run.suite import start_suite  # noqa: E402
 from support.core.waiting import wait_until  # noqa: E402
@@ -137,9 +138,9 @@ def run_trial(way: str, stack, ledger: FaultLedger, interval: float, down: float
                        "both probes succeeding before the fault")
             began = time.monotonic()
             if way == "stop/start":
-                ledger.hold(ServiceStop(postgres), down)
+                ledger.hold(ServiceStop(postgres, 30.0), down)
             else:
-                ledger.inject(ServiceRestart(postgres, "fast" if way == "restart" else "immediate"))
+                ledger.inject(ServiceRestart(postgres, 30.0, "fast" if way == "restart" else "immediate"))
             db_ready = wait_until(lambda: db.ready_at(began), 30, "SELECT 1 succeeding again")
             api_ready = wait_until(lambda: api.ready_at(began), 30, "the API serving writes again")
             # a relapse after the first success must be seen, so the probes run a little longer

@@ -47,7 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bench_settings, machine, table  # noqa: E402
 from support.checks.latency import longest_silence  # noqa: E402
 from support.checks.recovery import recovery as measure_recovery  # noqa: E402
-from support.faults.ledger import Fault, ServicePause  # noqa: E402
+from support.faults.base import Fault  # noqa: E402
+from support.faults.process import ServicePause  # noqa: E402
 from support.load.history import OK  # noqa: E402
 from support.faults.network import LinkDown  # noqa: E402
 from support.run.suite import Suite, start_suite  # noqa: E402

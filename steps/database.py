@@ -1,40 +1,35 @@
 """Steps that break the database from the inside (sessions, slots, locks, read-only, slowness), and judge it."""
 from behave import given, then, when
 
-from support.faults.database import ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock, TerminateBackends, api_role
-
 
 @when("all database connections of the api are terminated")
 def step_api_sessions_terminated(context):
-    stack = context.chaos.stack
-    context.chaos.inject(TerminateBackends(stack.admin_dsn, api_role(stack.app_dsn)))
+    context.chaos.inject(context.chaos.faults.terminate_api_sessions())
 
 
 @when("the users table is locked for {seconds:Duration}")
 def step_users_table_locked(context, seconds):
-    context.chaos.hold(TableLock(context.chaos.stack.admin_dsn, context.chaos.stack.workload.table), seconds)
+    context.chaos.hold(context.chaos.faults.lock_table(), seconds)
 
 
 @when("postgres runs out of connection slots for {seconds:Duration}")
 def step_out_of_slots(context, seconds):
-    stack = context.chaos.stack
-    context.chaos.hold(SlotExhaustion(stack.admin_dsn, service_role=api_role(stack.app_dsn)), seconds)
+    context.chaos.hold(context.chaos.faults.exhaust_slots(), seconds)
 
 
 @given("postgres has no connection slot left")
 def step_no_slot_left(context):
-    stack = context.chaos.stack
-    context.chaos.inject(SlotExhaustion(stack.admin_dsn, service_role=api_role(stack.app_dsn)))  # healed at the end
+    context.chaos.inject(context.chaos.faults.exhaust_slots())  # healed at the end of the scenario
 
 
 @when("the database is read-only for {seconds:Duration}")
 def step_read_only(context, seconds):
-    context.chaos.hold(ReadOnlyDatabase(context.chaos.stack.admin_dsn), seconds)
+    context.chaos.hold(context.chaos.faults.read_only(), seconds)
 
 
 @when("every statement of the api is slowed by {delay:Duration} for {seconds:Duration}")
 def step_statements_slowed(context, delay, seconds):
-    context.chaos.hold(SlowStatements(context.chaos.stack.admin_dsn, delay, context.chaos.stack.workload.table), seconds)
+    context.chaos.hold(context.chaos.faults.slow_statements(delay), seconds)
 
 
 @then("writes fail with 503 while reads keep working")

@@ -1,8 +1,6 @@
 """Steps about the stack as a whole and its services' life: start, stop, kill, restart, pause."""
 from behave import given, when
 
-from support.faults.ledger import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
-
 
 @given("the stack is healthy")
 def step_stack_healthy(context):
@@ -12,33 +10,32 @@ def step_stack_healthy(context):
 # registered before "{service} restarts", which would otherwise also match it
 @when("the whole stack restarts")
 def step_whole_stack_restarts(context):
-    stack = context.chaos.stack
-    context.chaos.inject(StackRestart(stack.restart_all, stack.ensure_running, context.chaos.settings.start_timeout))
+    context.chaos.inject(context.chaos.faults.restart_stack())
 
 
 @when("{service:Service} restarts")
 def step_service_restarts(context, service):
-    context.chaos.inject(ServiceRestart(context.chaos.stack.service(service), "fast"))
+    context.chaos.inject(context.chaos.faults.restart(service, "fast"))
 
 
 @when("{service:Service} restarts immediately")
 def step_service_restarts_immediately(context, service):
-    context.chaos.inject(ServiceRestart(context.chaos.stack.service(service), "immediate"))
+    context.chaos.inject(context.chaos.faults.restart(service, "immediate"))
 
 
 @when("{service:Service} is killed")
 def step_service_killed(context, service):
-    context.chaos.inject(ServiceKill(context.chaos.stack.service(service)))
+    context.chaos.inject(context.chaos.faults.kill(service))
 
 
 @when("a random service is killed")
 def step_random_service_killed(context):
-    context.chaos.inject(ServiceKill(context.chaos.stack.service(context.chaos.random_service())))
+    context.chaos.inject(context.chaos.faults.kill(context.chaos.random_service()))
 
 
 @when("{service:Service} is stopped")
 def step_service_stopped(context, service):
-    context.chaos.inject(ServiceStop(context.chaos.stack.service(service)))
+    context.chaos.inject(context.chaos.faults.stop(service))
 
 
 @when("{service:Service} is started")
@@ -48,9 +45,9 @@ def step_service_started(context, service):
 
 @when("{service:Service} is down for {seconds:Duration}")
 def step_service_down_for(context, service, seconds):
-    context.chaos.hold(ServiceStop(context.chaos.stack.service(service)), seconds)
+    context.chaos.hold(context.chaos.faults.stop(service), seconds)
 
 
 @when("{service:Service} is paused for {seconds:Duration}")
 def step_service_paused_for(context, service, seconds):
-    context.chaos.hold(ServicePause(context.chaos.stack.service(service)), seconds)
+    context.chaos.hold(context.chaos.faults.pause(service), seconds)

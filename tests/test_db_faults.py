@@ -14,8 +14,11 @@ import pytest
 from psycopg2 import errors
 
 from support.core.config import Settings
-from support.faults.database import (FaultHadNoEffect, ReadOnlyDatabase, SlotExhaustion, SlowStatements, TableLock,
-                               TerminateBackends, api_role, database_identity, heal_residue)
+from support.faults.admin import api_role, database_identity
+from support.faults.base import FaultHadNoEffect
+from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
+from support.faults.residues import heal_residue
+from support.faults.slots import SlotExhaustion
 from support.run.suite import start_suite
 from support.core.waiting import wait_until
 from suite_runner import BROKEN, leftovers, run_behave

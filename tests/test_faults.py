@@ -1,8 +1,13 @@
 import json
+import signal
 
 import pytest
 
+from support.core.config import Settings
+from support.faults.base import Fault
+from support.faults.factory import FaultFactory
 from support.faults.ledger import FaultLedger, HealErrors
+from support.stack.stack import Stack
 
 
 class Clock:
@@ -16,12 +21,13 @@ class Clock:
         self.now += seconds
 
 
-class Recorder:
+class Recorder(Fault):
     """A fault that records what happened to it (a fake is fine: the ledger is the unit here)."""
 
-    def __init__(self, name="stop", target="postgres", instant=False, fail_inject=False, fail_heal=False):
+    def __init__(self, name="stop", target="postgres", instant=False, fail_inject=False, fail_heal=False,
+                 heal_error="heal broke"):
         self.name, self.target, self.instant = name, target, instant
-        self.fail_inject, self.fail_heal = fail_inject, fail_heal
+        self.fail_inject, self.fail_heal, self.heal_error = fail_inject, fail_heal, heal_error
         self.events = []
 
     def inject(self):
@@ -32,7 +38,7 @@ class Recorder:
     def heal(self):
         self.events.append("heal")
         if self.fail_heal:
-            raise RuntimeError("heal broke")
+            raise RuntimeError(self.heal_error)
 
 
 def make_ledger(tmp_path):
@@ -103,3 +109,87 @@ def test_hold_heals_when_interrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         ledger.hold(fault, 5)
     assert fault.events == ["inject", "heal"]
+
+
+def test_a_heal_that_fails_is_one_line_that_fails_the_scenario(tmp_path):
+    ledger, _ = make_ledger(tmp_path)
+    fault = Recorder("slow", fail_heal=True, heal_error="connection to server failed\n\tIs the server running?")
+    with pytest.raises(HealErrors) as raised:
+        ledger.hold(fault, 1.0)
+    # an AssertionError: behave fails the step with this line instead of printing a traceback
+    assert isinstance(raised.value, AssertionError)
+    assert str(raised.value) == ("could not heal: slow of postgres: RuntimeError: connection to server failed"
+                                 " Is the server running?")
+    assert ledger.open_faults() == [fault]  # still open: the end of the scenario tries again
+    with pytest.raises(HealErrors) as again:
+        ledger.heal_all()
+    assert "\n" not in str(again.value)
+
+
+def test_hold_interrupted_keeps_the_interrupt_when_the_heal_fails_too(tmp_path):
+    ledger, _ = make_ledger(tmp_path)
+    fault = Recorder(fail_heal=True)
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    ledger.sleep = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        ledger.hold(fault, 5)
+    assert fault.events == ["inject", "heal"]
+
+
+def test_a_fault_that_says_nothing_more_gets_the_contract_defaults(tmp_path):
+    ledger, _ = make_ledger(tmp_path)
+    fault = Recorder()
+    assert (fault.active_since, fault.active_until, fault.residue(), fault.heal_note) == (None, None, None, "")
+    ledger.inject(fault)
+    [record] = json.loads((tmp_path / "faults.json").read_text())["open_faults"]
+    assert record["residue"] is None
+
+
+class FakeService:
+    """A service that records the deadlines it is given."""
+
+    def __init__(self, name):
+        self.name, self.calls = name, []
+
+    def restart(self, mode, timeout):
+        self.calls.append(("restart", mode, timeout))
+
+    def start(self, timeout):
+        self.calls.append(("start", timeout))
+
+    def stop(self, timeout):
+        self.calls.append(("stop", timeout))
+
+    def kill(self, sig):
+        self.calls.append(("kill", sig))
+
+
+def test_every_fault_on_a_service_waits_for_the_start_timeout_of_the_settings():
+    # -D start_timeout=60 reached "the whole stack restarts" but not "api restarts" (a hard-coded 30 s)
+    api = FakeService("api")
+    waits = []
+    stack = Stack("process", {"api": api}, "http://127.0.0.1:1", "dbname=x", "dbname=x user=app",
+                  start_order=("api",))
+    stack.restart_all = waits.append
+    stack.ensure_running = waits.append
+    faults = FaultFactory(stack, Settings(start_timeout=60))
+    for fault in (faults.restart("api", "immediate"), faults.kill("api"), faults.stop("api"), faults.restart_stack()):
+        fault.inject()
+        fault.heal()
+    assert api.calls == [("restart", "immediate", 60), ("start", 60), ("kill", signal.SIGKILL), ("start", 60),
+                         ("stop", 60), ("start", 60)]
+    assert waits == [60, 60]
+
+
+def test_the_factory_supplies_the_database_role_and_the_workload_table():
+    stack = Stack("process", {}, "http://127.0.0.1:1", "host=127.0.0.1 dbname=users user=postgres",
+                  "host=127.0.0.1 dbname=users user=users_api")
+    faults = FaultFactory(stack, Settings())
+    assert faults.terminate_api_sessions().role == "users_api"
+    assert faults.exhaust_slots().service_role == "users_api"
+    assert faults.lock_table().table == stack.workload.table
+    assert faults.slow_statements(0.5).table == stack.workload.table
+    assert all(f.dsn == stack.admin_dsn for f in (faults.lock_table(), faults.read_only(), faults.exhaust_slots()))

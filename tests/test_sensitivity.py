@@ -5,7 +5,6 @@ import psycopg2
 import pytest
 
 from support.core.config import Settings
-from support.faults.ledger import ServiceKill, ServiceStop
 from support.core.waiting import Deadline
 from support.run.suite import start_suite
 from support.checks.verdict import CheckFailed
@@ -60,7 +59,7 @@ def test_recovery_check_fails_when_the_api_stays_down_past_the_bound(suite):
     state = suite.begin_scenario("API kept down")
     try:
         state.start_load(state.open_load(50))
-        state.hold(ServiceStop(suite.stack.service("api")), 0.2)  # healed: recovers
+        state.hold(state.faults.stop("api"), 0.2)  # healed: recovers
         state.check_recovered_within(5)
         assert state.recovery.recovered
     finally:
@@ -69,7 +68,7 @@ def test_recovery_check_fails_when_the_api_stays_down_past_the_bound(suite):
     api = suite.stack.service("api")
     try:
         state.start_load(state.open_load(50))
-        state.inject(ServiceKill(api))  # instant: recovery is measured from the kill
+        state.inject(state.faults.kill("api"))  # instant: recovery is measured from the kill
         api.stop()  # ... and the restart policy is kept from bringing it back for 3 s
         deadline = Deadline(3.0)
         while not deadline.expired:

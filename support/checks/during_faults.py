@@ -49,8 +49,7 @@ def effect_window(ledger: FaultLedger) -> EffectWindow:
         raise CheckFailed(_NO_WINDOW)
     entry = ledger.entries[-1]
     healed = math.inf if entry.healed is None else entry.healed
-    start = getattr(entry.fault, "active_since", None)
-    end = getattr(entry.fault, "active_until", None)
+    start, end = entry.fault.active_since, entry.fault.active_until
     if start is None:
         start = entry.injected
     if end is None:
@@ -65,7 +64,7 @@ def fault_over(ledger: FaultLedger) -> float:
     if not ledger.entries:
         raise CheckFailed(_NO_WINDOW)
     entry = ledger.entries[-1]
-    if entry.fault.instant and getattr(entry.fault, "active_since", None) is not None:
+    if entry.fault.instant and entry.fault.active_since is not None:
         return entry.fault.active_since
     return math.inf if entry.healed is None else entry.healed
 

@@ -1,4 +1,4 @@
-"""Faults: objects with ``inject()`` and an idempotent ``heal()``, their ledger, timeline and journal, one module per family.
+"""Faults: objects with ``inject()`` and an idempotent ``heal()``, their ledger, timeline and journal.
 
 Layer 5: may import ``core``, ``stack``, ``proxy`` and ``backends``.
 """

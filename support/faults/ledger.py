@@ -8,144 +8,30 @@ scenario, whatever happened in it.
 from __future__ import annotations
 
 import json
-import signal
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
 
-from support.stack.services import Service
-from support.faults.timeline import FaultWindow
 from support.core.waiting import Deadline
+from support.faults.base import Fault
+from support.faults.timeline import FaultWindow
 
-__all__ = ["Fault", "FaultLedger", "ServiceRestart", "ServiceKill", "ServiceStop", "ServicePause",
-           "StackRestart", "HealErrors"]
+__all__ = ["FaultLedger", "HealErrors"]
 
 
-class Fault(Protocol):
-    """Something that breaks the stack on ``inject()`` and is undone by ``heal()``.
+class HealErrors(AssertionError):
+    """One or more heals failed; the message is one line that lists each.
 
-    ``heal()`` must be idempotent and safe to call when ``inject()`` failed
-    half-way. ``instant`` faults (a restart, a kill) do their harm in the act;
-    recovery is measured from their injection.
+    An ``AssertionError``: behave then fails the scenario with this line
+    instead of printing a traceback (the heal's own error is its cause).
     """
 
-    name: str
-    target: str
-    instant: bool
 
-    def inject(self) -> None: ...
-
-    def heal(self) -> None: ...
-
-
-@dataclass
-class ServiceRestart:
-    """Restart a service (PostgreSQL: ``fast`` or ``immediate`` shutdown); returns once it is ready."""
-
-    service: Service
-    mode: str = "fast"
-    timeout: float = 30.0
-    instant: bool = True
-
-    @property
-    def name(self) -> str:
-        return "restart" if self.mode == "fast" else f"restart ({self.mode})"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
-
-    def inject(self) -> None:
-        self.service.restart(self.mode, self.timeout)
-
-    def heal(self) -> None:
-        self.service.start(self.timeout)
-
-
-@dataclass
-class ServiceKill:
-    """Kill a service with a signal (SIGKILL by default); its restart policy brings it back."""
-
-    service: Service
-    sig: int = signal.SIGKILL
-    timeout: float = 30.0
-    instant: bool = True
-
-    @property
-    def name(self) -> str:
-        return f"kill ({signal.Signals(self.sig).name})"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
-
-    def inject(self) -> None:
-        self.service.kill(self.sig)
-
-    def heal(self) -> None:
-        self.service.start(self.timeout)
-
-
-@dataclass
-class ServiceStop:
-    """Stop a service gracefully; healed by starting it again."""
-
-    service: Service
-    timeout: float = 30.0
-    instant: bool = False
-    name: str = "stop"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
-
-    def inject(self) -> None:
-        self.service.stop(self.timeout)
-
-    def heal(self) -> None:
-        self.service.start(self.timeout)
-
-
-@dataclass
-class ServicePause:
-    """Freeze a service (SIGSTOP / docker pause): it accepts connections but answers nothing."""
-
-    service: Service
-    instant: bool = False
-    name: str = "pause"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
-
-    def inject(self) -> None:
-        self.service.pause()
-
-    def heal(self) -> None:
-        self.service.resume()
-
-
-@dataclass
-class StackRestart:
-    """Stop every service and start them all again."""
-
-    restart_all: Callable[[float], None]
-    ensure_running: Callable[[float], None]
-    timeout: float = 30.0
-    instant: bool = True
-    name: str = "restart"
-    target: str = "whole stack"
-
-    def inject(self) -> None:
-        self.restart_all(self.timeout)
-
-    def heal(self) -> None:
-        self.ensure_running(self.timeout)
-
-
-class HealErrors(RuntimeError):
-    """One or more heals failed; the message lists each."""
+def _heal_problem(fault: Fault, error: BaseException) -> str:
+    """One line on a failed heal, whatever the driver printed (libpq's messages span lines)."""
+    return " ".join(f"{fault.name} of {fault.target}: {type(error).__name__}: {error}".split())
 
 
 @dataclass
@@ -187,8 +73,15 @@ class FaultLedger:
         return fault
 
     def heal(self, fault: Fault) -> None:
-        """Heal ``fault`` (idempotent) and record when, if it was not healed already."""
-        fault.heal()
+        """Heal ``fault`` (idempotent) and record when, if it was not healed already.
+
+        A heal that fails raises :class:`HealErrors` (one line); the fault stays
+        open, so :meth:`heal_all` tries again at the end of the scenario.
+        """
+        try:
+            fault.heal()
+        except Exception as error:
+            raise HealErrors(f"could not heal: {_heal_problem(fault, error)}") from error
         for entry in self.entries:
             if entry.fault is fault and entry.healed is None:
                 entry.healed = self.clock()
@@ -202,8 +95,11 @@ class FaultLedger:
             # holding a fault for its stated duration is the fault itself, not synchronisation
             while not deadline.expired:
                 self.sleep(min(0.05, deadline.remaining()))
-        finally:
-            self.heal(fault)
+        except BaseException:
+            with suppress(HealErrors):  # the first error is the one to show; heal_all tries this heal again
+                self.heal(fault)
+            raise
+        self.heal(fault)
 
     def heal_all(self) -> None:
         """Heal every fault of the ledger; every heal runs even if one fails.
@@ -221,7 +117,7 @@ class FaultLedger:
                 if entry.healed is None:
                     entry.healed = self.clock()
             except Exception as error:  # noqa: BLE001 - the other heals must still run
-                problems.append(f"{entry.fault.name} of {entry.fault.target}: {type(error).__name__}: {error}")
+                problems.append(_heal_problem(entry.fault, error))
         self._write_journal(done=True)
         if problems:
             raise HealErrors("could not heal: " + "; ".join(problems))
@@ -244,7 +140,7 @@ class FaultLedger:
                             "injected_at": round(e.wall_injected, 3),
                             "healed_at": None if healed_wall is None else round(healed_wall, 3),
                             "duration_s": None if e.healed is None else round(e.healed - e.injected, 3),
-                            "error": e.error})
+                            "error": e.error, **({"heal": e.fault.heal_note} if e.fault.heal_note else {})})
         return records
 
     def _write_journal(self, done: bool = False) -> None:
@@ -252,11 +148,10 @@ class FaultLedger:
             return
         open_faults = []
         if not done:
-            for entry, record in zip(self.entries, self.as_records()):
+            for entry, record in zip(self.entries, self.as_records(), strict=True):
                 if record["healed_at"] is None:
-                    # what outlives the run if it is killed now: see support.faults.database.heal_residue
-                    residue = getattr(entry.fault, "residue", None)
-                    open_faults.append({**record, "residue": residue() if residue else None})
+                    # what outlives the run if it is killed now: see support.faults.residues.heal_residue
+                    open_faults.append({**record, "residue": entry.fault.residue()})
         tmp = self.journal.with_suffix(".tmp")
         tmp.write_text(json.dumps({"open_faults": open_faults}))
         tmp.replace(self.journal)

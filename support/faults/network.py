@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from support.faults.base import Fault
 from support.proxy.link import Link
 
 __all__ = ["LinkLatency", "LinkDown", "LinkReset", "LinkToxic"]
 
 
 @dataclass
-class LinkToxic:
+class LinkToxic(Fault):
     """Any Toxiproxy toxic on a link (``latency``, ``bandwidth``, ``timeout``, ``slow_close``, ``limit_data``...).
 
     ``attributes`` are Toxiproxy's (ms, KB/s, bytes); ``stream`` is
@@ -49,7 +50,7 @@ def LinkLatency(link: Link, ms: float, jitter_ms: float = 0) -> LinkToxic:
 
 
 @dataclass
-class LinkDown:
+class LinkDown(Fault):
     """The whole link is down: new connections are refused and open ones cut."""
 
     link: Link
@@ -68,7 +69,7 @@ class LinkDown:
 
 
 @dataclass
-class LinkReset:
+class LinkReset(Fault):
     """Every open connection on the link is reset (RST) at once; new ones work again right after."""
 
     link: Link

@@ -22,8 +22,10 @@ from support.checks.metrics import metrics
 from support.checks.recovery import Recovery
 from support.checks.verdict import CheckFailed
 from support.core.config import Settings
-from support.core.waiting import wait_until
-from support.faults.ledger import Fault, FaultLedger
+from support.core.waiting import retry, wait_until
+from support.faults.base import Fault
+from support.faults.factory import FaultFactory
+from support.faults.ledger import FaultLedger
 from support.load.controller import LoadRun, start_load
 from support.load.history import Request
 from support.load.spec import LoadSpec
@@ -49,6 +51,11 @@ class ScenarioState:
     recovery: Recovery | None = None
     durability: Durability | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: the faults a step can inject, made from the stack and the settings (DSNs, roles, tables, timeouts)
+    faults: FaultFactory = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.faults = FaultFactory(self.stack, self.settings)
 
     # -- faults ------------------------------------------------------------------
     def inject(self, fault: Fault) -> None:
@@ -87,8 +94,9 @@ class ScenarioState:
         # a baseline before any fault: the phases "before" is measured on it, and a stack
         # that cannot serve the load at all is told apart from one that a fault broke
         baseline = self.settings.load_baseline
-        progress = wait_until(lambda: self.load.progress.get("t", 0) >= baseline and self.load.progress,
-                              baseline + 10.0, "the load's baseline")
+        load = self.load
+        progress = wait_until(lambda: load.progress, baseline + 10.0, "the load's baseline",
+                              done=lambda seen: seen.get("t", 0) >= baseline)
         if not progress.get("ok"):
             raise CheckFailed(f"the API served none of the load's {progress.get('sent', 0)} requests in its "
                               f"{baseline:g} s baseline, before any fault")
@@ -165,8 +173,9 @@ class ScenarioState:
         history = self.observed()
         keys = durable.written_keys(history)
         # a service that hides an outage from its clients may be judged before PostgreSQL is back
-        rows = wait_until(lambda: (database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),),
-                          self.settings.start_timeout, "PostgreSQL accepting the durability read-back")[0]
+        rows = retry(lambda: database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),
+                     self.settings.start_timeout, "PostgreSQL accepting the durability read-back",
+                     retry_on=database.DatabaseError)
         self.durability = durable.durability(history, rows)
         durable.check_no_lost_writes(self.durability)
 

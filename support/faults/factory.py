@@ -1,0 +1,87 @@
+"""The faults a scenario can inject, made from the stack and the settings: steps name only what the Gherkin says.
+
+The factory knows what a step should not: the superuser DSN, the service's
+database role, the workload's table, the proxied links, and the settings'
+timeouts (``start_timeout`` for every fault that waits for a service to come
+back). It only makes faults; the scenario's ledger injects, holds and heals
+them.
+"""
+from __future__ import annotations
+
+import signal
+
+from support.core.config import Settings
+from support.faults.admin import api_role
+from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
+from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkToxic
+from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
+from support.faults.slots import SlotExhaustion
+from support.stack.stack import Stack
+
+__all__ = ["FaultFactory"]
+
+
+class FaultFactory:
+    """Faults on ``stack``, with the timeouts of ``settings``; reached as ``context.chaos.faults``."""
+
+    def __init__(self, stack: Stack, settings: Settings) -> None:
+        self.stack = stack
+        self.settings = settings
+
+    # -- a service's process life ----------------------------------------------------------
+    def restart(self, service: str, mode: str = "fast") -> ServiceRestart:
+        """Restart ``service`` (``fast`` or ``immediate``); it must be ready within ``start_timeout`` s."""
+        return ServiceRestart(self.stack.service(service), self.settings.start_timeout, mode)
+
+    def kill(self, service: str, sig: int = signal.SIGKILL) -> ServiceKill:
+        """Kill ``service`` with ``sig``; healed by making sure it runs again within ``start_timeout`` s."""
+        return ServiceKill(self.stack.service(service), self.settings.start_timeout, sig)
+
+    def stop(self, service: str) -> ServiceStop:
+        """Stop ``service``; healed by starting it again within ``start_timeout`` s."""
+        return ServiceStop(self.stack.service(service), self.settings.start_timeout)
+
+    def pause(self, service: str) -> ServicePause:
+        """Freeze ``service`` (SIGSTOP / docker pause)."""
+        return ServicePause(self.stack.service(service))
+
+    def restart_stack(self) -> StackRestart:
+        """Stop every service and start them all again, each within ``start_timeout`` s."""
+        return StackRestart(self.stack.restart_all, self.stack.ensure_running, self.settings.start_timeout)
+
+    # -- the network between two services -------------------------------------------------------
+    def latency(self, one: str, other: str, ms: float) -> LinkToxic:
+        """``ms`` milliseconds added to every reply on the link between ``one`` and ``other``."""
+        return LinkLatency(self.stack.link(one, other), ms)
+
+    def cut(self, one: str, other: str) -> LinkDown:
+        """The link between ``one`` and ``other`` down: connections refused and cut."""
+        return LinkDown(self.stack.link(one, other))
+
+    def reset(self, one: str, other: str) -> LinkReset:
+        """Every open connection between ``one`` and ``other`` reset at once."""
+        return LinkReset(self.stack.link(one, other))
+
+    # -- PostgreSQL from the inside ----------------------------------------------------------------
+    def terminate_api_sessions(self) -> TerminateBackends:
+        """Every session of the API's database role terminated."""
+        return TerminateBackends(self.stack.admin_dsn, self._api_role())
+
+    def lock_table(self) -> TableLock:
+        """An ``ACCESS EXCLUSIVE`` lock on the workload's table."""
+        return TableLock(self.stack.admin_dsn, self.stack.workload.table)
+
+    def exhaust_slots(self) -> SlotExhaustion:
+        """Every connection slot taken; the API's role may open no new session meanwhile."""
+        return SlotExhaustion(self.stack.admin_dsn, service_role=self._api_role())
+
+    def read_only(self) -> ReadOnlyDatabase:
+        """Every transaction of every session read-only."""
+        return ReadOnlyDatabase(self.stack.admin_dsn)
+
+    def slow_statements(self, delay: float) -> SlowStatements:
+        """Every statement of the API touching the workload's table waits ``delay`` s first."""
+        return SlowStatements(self.stack.admin_dsn, delay, self.stack.workload.table)
+
+    def _api_role(self) -> str:
+        return api_role(self.stack.app_dsn)
