@@ -33,3 +33,45 @@ def test_other_errors_and_a_server_busy_past_the_deadline_raise(monkeypatch):
     monkeypatch.setattr(psycopg2, "connect", busy)
     with pytest.raises(psycopg2.OperationalError, match="too many clients"):
         database.open_connection("dbname=x", 0.1)
+
+
+class FakeConnection:
+    def __init__(self):
+        self.autocommit = False
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def test_connect_bounds_statements_is_autocommit_and_closes(monkeypatch):
+    calls, made = [], []
+
+    def connect(dsn, **params):
+        calls.append(params)
+        made.append(FakeConnection())
+        return made[-1]
+
+    monkeypatch.setattr(psycopg2, "connect", connect)
+    with database.connect("dbname=x", 3.0) as conn:
+        assert conn.autocommit and not conn.closed
+    assert conn.closed
+    assert calls[0] == {"connect_timeout": 3, "application_name": "chaos-suite", "options": "-c statement_timeout=3000"}
+    with database.connect("dbname=x", 1.0, application_name="t", autocommit=False,
+                          settings={"lock_timeout": 500, "search_path": "a b"}) as conn:
+        assert not conn.autocommit
+    assert calls[1] == {"connect_timeout": 2, "application_name": "t",
+                        "options": "-c lock_timeout=500 -c search_path=a\\ b"}
+
+
+def test_a_probe_does_not_wait_for_a_slot(monkeypatch):
+    calls = []
+
+    def busy(dsn, **params):
+        calls.append(params)
+        raise psycopg2.OperationalError("FATAL:  sorry, too many clients already")
+
+    monkeypatch.setattr(psycopg2, "connect", busy)
+    with pytest.raises(psycopg2.OperationalError, match="too many clients"):
+        database.open_connection("dbname=x", 5.0, wait_for_slot=False)
+    assert len(calls) == 1

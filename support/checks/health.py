@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from support.checks.verdict import CheckFailed
-from support.core.waiting import Deadline
+from support.core.waiting import Deadline, WaitTimeout, wait_until
 
 __all__ = ["HealthReading", "read_health", "wait_for_health", "HEALTHY", "UNREACHABLE"]
 
@@ -66,14 +66,12 @@ def wait_for_health(health_url: str, expect: str, timeout: float, interval: floa
     """
     if expect not in (HEALTHY, UNREACHABLE):
         raise ValueError(f"expect must be {HEALTHY!r} or {UNREACHABLE!r}")
-    deadline = Deadline(timeout)
-    last = None
-    while True:
-        last = read_health(health_url, timeout=max(0.2, min(2.0, deadline.remaining() + 0.5)))
-        if (last.healthy if expect == HEALTHY else last.database_unreachable):
-            return last
-        if deadline.expired:
-            wanted = "healthy" if expect == HEALTHY else "the database as unreachable"
-            raise CheckFailed(f"the health endpoint did not report {wanted} within {timeout:g} s; "
-                              f"last answer: {last.describe()}")
-        time.sleep(min(interval, deadline.remaining()))
+    wanted = "healthy" if expect == HEALTHY else "the database as unreachable"
+    deadline = Deadline(timeout)  # each read's own timeout shrinks with it
+    try:
+        return wait_until(lambda: read_health(health_url, timeout=max(0.2, min(2.0, deadline.remaining() + 0.5))),
+                          timeout, f"the health endpoint reporting {wanted}", interval=interval, retry_on=(),
+                          done=lambda last: last.healthy if expect == HEALTHY else last.database_unreachable)
+    except WaitTimeout as waited:
+        raise CheckFailed(f"the health endpoint did not report {wanted} within {timeout:g} s; "
+                          f"last answer: {waited.last.describe()}") from None

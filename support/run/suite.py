@@ -20,7 +20,7 @@ from support.checks.health import HEALTHY, wait_for_health
 from support.run.scenario import ScenarioState
 from support.stack.stack import Stack
 from support.stack.stack_file import stack_definition
-from support.core.waiting import wait_until
+from support.core.waiting import retry
 
 __all__ = ["Suite", "start_suite", "install_signal_handlers"]
 
@@ -47,8 +47,8 @@ class Suite:
         self.stack.ensure_running(self.settings.start_timeout)
         wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
         # the schema is the API's; it may still be creating it right after a start
-        wait_until(lambda: database.reset(self.stack.admin_dsn, self.stack.workload) or True, self.settings.healthy_timeout,
-                   "resetting the users table")
+        retry(lambda: database.reset(self.stack.admin_dsn, self.stack.workload), self.settings.healthy_timeout,
+              "resetting the users table", retry_on=database.DatabaseError)
         return state
 
     def end_scenario(self, state: ScenarioState) -> None:

@@ -1,46 +1,87 @@
-"""Reading and resetting the stack's database directly, through SQL, not through the API."""
+"""The suite's own SQL: the one place it opens PostgreSQL connections, and reading and resetting the database.
+
+Every connection the suite opens (readiness probes, faults, read-backs, the
+backends' set-up) goes through :func:`open_connection`, or :func:`connect` for
+one closed afterwards; what differs between them is a parameter.
+"""
 from __future__ import annotations
 
-import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
 
 import psycopg2
+import psycopg2.extensions
 
-from support.core.waiting import Deadline
+from support.core.waiting import WaitTimeout, retry
 from support.stack.workload import Workload
 
-__all__ = ["connect", "open_connection", "reset", "count_records", "rows_for_keys", "activity_snapshot"]
+__all__ = ["connect", "open_connection", "DatabaseError", "reset", "count_records", "rows_for_keys",
+           "activity_snapshot"]
+
+#: what the driver raises, whatever went wrong: what a wait for the database waits out
+DatabaseError = psycopg2.Error
 
 _ALL_SLOTS_BUSY = "sorry, too many clients already"
 
 
-def open_connection(dsn: str, timeout: float = 5.0, **params: Any) -> "psycopg2.extensions.connection":
-    """``psycopg2.connect``, retried for up to ``timeout`` s while every backend slot is taken for a moment.
+def _all_slots_busy(error: BaseException) -> bool:
+    return isinstance(error, psycopg2.OperationalError) and _ALL_SLOTS_BUSY in str(error)
 
-    Under a slot-exhaustion fault, clients whose connects PostgreSQL is about to
-    refuse each hold a backend slot while they authenticate, and a burst of them
-    can take the superuser-reserved slots too ("sorry, too many clients
+
+def _options(settings: Mapping[str, object]) -> str:
+    """libpq ``options``: ``-c name=value`` for each session setting (spaces escaped as libpq wants)."""
+    return " ".join(f"-c {name}=" + str(value).replace("\\", "\\\\").replace(" ", "\\ ")
+                    for name, value in settings.items())
+
+
+def open_connection(dsn: str, timeout: float = 5.0, *, application_name: str = "chaos-suite",
+                    autocommit: bool = False, settings: Mapping[str, object] | None = None,
+                    wait_for_slot: bool = True) -> psycopg2.extensions.connection:
+    """A new connection to ``dsn``, which the caller closes; the suite's only ``psycopg2.connect``.
+
+    ``timeout`` s bound the connect (libpq counts whole seconds, at least 2)
+    and, with ``wait_for_slot``, the wait for a free backend slot: under a
+    slot-exhaustion fault, clients whose connects PostgreSQL is about to
+    refuse each hold a slot while they authenticate, and a burst of them can
+    take the superuser-reserved slots too ("sorry, too many clients
     already"). The suite's own connections wait that out; any other error, or
-    the deadline, raises.
+    the deadline, raises the driver's error. A probe, or a fault that takes
+    slots until it is refused, passes ``wait_for_slot=False``. ``settings``
+    are session settings (``{"statement_timeout": 5000}``, in the server's
+    units); ``autocommit`` is off by default, as in psycopg2.
     """
-    deadline = Deadline(timeout)
-    while True:
+    params: dict[str, object] = {"connect_timeout": max(2, int(timeout)), "application_name": application_name}
+    if settings:
+        params["options"] = _options(settings)
+
+    def attempt() -> psycopg2.extensions.connection:
+        return psycopg2.connect(dsn, **params)
+
+    if wait_for_slot:
         try:
-            return psycopg2.connect(dsn, connect_timeout=max(2, int(timeout)), **params)
-        except psycopg2.OperationalError as error:
-            if _ALL_SLOTS_BUSY not in str(error) or deadline.expired:
-                raise
-        time.sleep(min(0.02, deadline.remaining()))
+            conn = retry(attempt, timeout, "a free connection slot", retry_on=_all_slots_busy, interval=0.02)
+        except WaitTimeout as waited:
+            raise (waited.error or waited) from None  # the driver's own error, as for any other failure to connect
+    else:
+        conn = attempt()
+    if autocommit:
+        conn.autocommit = True
+    return conn
 
 
 @contextmanager
-def connect(dsn: str, timeout: float = 5.0) -> Iterator["psycopg2.extensions.connection"]:
-    """An autocommit connection that is always closed; statements time out after ``timeout`` s."""
-    conn = open_connection(dsn, timeout, application_name="chaos-suite",
-                           options=f"-c statement_timeout={int(timeout * 1000)}")
+def connect(dsn: str, timeout: float = 5.0, *, application_name: str = "chaos-suite", autocommit: bool = True,
+            settings: Mapping[str, object] | None = None,
+            wait_for_slot: bool = True) -> Iterator[psycopg2.extensions.connection]:
+    """:func:`open_connection`, always closed afterwards; autocommit unless told otherwise.
+
+    Without ``settings``, statements time out after ``timeout`` s; ``settings``
+    replace that (name ``statement_timeout`` in them to keep a bound).
+    """
+    bounded = settings if settings is not None else {"statement_timeout": int(timeout * 1000)}
+    conn = open_connection(dsn, timeout, application_name=application_name, autocommit=autocommit,
+                           settings=bounded, wait_for_slot=wait_for_slot)
     try:
-        conn.autocommit = True
         yield conn
     finally:
         conn.close()
@@ -77,5 +118,5 @@ def activity_snapshot(dsn: str) -> list[dict]:
                               left(query, 200)
                          FROM pg_stat_activity WHERE backend_type = 'client backend' ORDER BY pid""")
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 

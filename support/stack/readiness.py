@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import httpx
-import psycopg2
+
+from support.stack.database import connect
 
 __all__ = ["database_answers", "http_answers"]
 
 
 def database_answers(dsn: str) -> bool:
-    """True when ``SELECT 1`` runs on ``dsn`` (connect timeout 2 s); raises the driver's error otherwise."""
-    conn = psycopg2.connect(dsn, connect_timeout=2, application_name="chaos-suite-probe")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1")
-            return cur.fetchone() == (1,)
-    finally:
-        conn.close()
+    """True when ``SELECT 1`` runs on ``dsn`` within 2 s; raises the driver's error otherwise (no wait for a slot)."""
+    with connect(dsn, 2.0, application_name="chaos-suite-probe", wait_for_slot=False) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone() == (1,)
 
 
 def http_answers(url: str) -> bool:

@@ -1,8 +1,10 @@
 """A stack: the named services of the system under test, whichever backend runs them."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from support.proxy.link import Link
@@ -10,11 +12,53 @@ if TYPE_CHECKING:
 from support.stack.services import Service
 from support.stack.workload import Workload
 
-__all__ = ["Stack", "UnknownService"]
+__all__ = ["Stack", "UnknownService", "Cleanup"]
 
 
 class UnknownService(LookupError):
     """A scenario named a service the stack does not have."""
+
+
+class Cleanup(ExitStack):
+    """The one teardown mechanism: an :class:`~contextlib.ExitStack` that runs every callback, raises the first error.
+
+    A backend's start pushes the close of each thing as it makes it
+    (``made.callback(link.close)``) inside ``with Cleanup() as made:``, so a
+    failed start unwinds what was made, newest first; a start that succeeds
+    hands the callbacks to its :class:`Stack` with ``made.pop_all()``. Every
+    callback runs even when one fails; once they all have, the first error is
+    raised (a plain ExitStack raises the last one).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._errors: list[Exception] = []
+
+    def callback(self, closer: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+        """Run ``closer(*args, **kwargs)`` on close; its error is kept and raised once the rest have run."""
+        errors = self._errors  # the list travels with the callbacks through pop_all
+
+        def collecting() -> None:
+            try:
+                closer(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - keep closing the rest
+                errors.append(error)
+
+        super().callback(collecting)
+        return closer
+
+    def pop_all(self) -> Cleanup:
+        moved = super().pop_all()
+        moved._errors, self._errors = self._errors, []
+        return moved
+
+    def __exit__(self, *exc_details: Any) -> bool:
+        suppressed = super().__exit__(*exc_details)
+        errors = list(self._errors)
+        self._errors.clear()
+        if errors:
+            raise errors[0]
+        return suppressed
 
 
 @dataclass
@@ -42,8 +86,9 @@ class Stack:
     #: what the suite writes and reads through the API (the reference API's users by default)
     workload: Workload = field(default_factory=Workload)
     #: proxied links between services, by the pair of service names they join (client, server)
-    links: dict[tuple[str, str], "Link"] = field(default_factory=dict)
-    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    links: dict[tuple[str, str], Link] = field(default_factory=dict)
+    #: what closing the stack undoes, newest first: the backend pushed each close as it made the thing
+    cleanup: Cleanup = field(default_factory=Cleanup, repr=False)
 
     def service(self, name: str) -> Service:
         """The service called ``name``; an unknown name is refused with the valid ones."""
@@ -58,7 +103,7 @@ class Stack:
         """The API's health endpoint."""
         return self.api_url + self.health_path
 
-    def link(self, one: str, other: str) -> "Link":
+    def link(self, one: str, other: str) -> Link:
         """The proxied network link between two services, in either order."""
         for name in (one, other):
             self.service(name)
@@ -88,23 +133,9 @@ class Stack:
             service.resume()
             service.start(timeout)
 
-    def on_close(self, closer: Callable[[], None]) -> None:
-        """Run ``closer`` when the stack closes (after the services stop)."""
-        self._closers.append(closer)
-
     def close(self) -> None:
-        """Stop every service and remove what the backend made; collects errors and raises the first."""
-        errors: list[BaseException] = []
-        for name in reversed(self.start_order):
-            try:
-                self.services[name].close()
-            except Exception as error:  # noqa: BLE001 - keep closing the rest
-                errors.append(error)
-        for closer in reversed(self._closers):
-            try:
-                closer()
-            except Exception as error:  # noqa: BLE001
-                errors.append(error)
-        self._closers.clear()
-        if errors:
-            raise errors[0]
+        """Stop every service and remove what the backend made, newest first; all run, the first error is raised.
+
+        Idempotent: a second close has nothing left to do.
+        """
+        self.cleanup.close()

@@ -16,6 +16,7 @@ not do: the engine treats it as a manual stop and cancels the policy.)
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -28,8 +29,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg2
-
 from support import REPO_ROOT
 from support.core.config import Settings
 from support.backends.process.backend import connection_values
@@ -38,11 +37,12 @@ from support.stack.workload import render
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.backends.docker.labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
 from support.backends.reaper import describe_removed
-from support.proxy.link import POSTGRES_LINK, Link, start_link
+from support.proxy.link import POSTGRES_LINK, start_link
 from support.core.ports import LOOPBACK, free_port
 from support.stack.readiness import database_answers, http_answers
 from support.stack.services import Address, ServiceError
-from support.stack.stack import Stack
+from support.stack.database import connect
+from support.stack.stack import Cleanup, Stack
 from support.core.waiting import Deadline, WaitTimeout, wait_until
 
 if TYPE_CHECKING:
@@ -450,8 +450,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     """Start PostgreSQL and the API as containers of run ``run_dir.name``; return the ready stack.
 
     First removes what dead runs left on the engine, then builds the images
-    when their inputs changed. On any failure everything this call created is
-    removed before the error propagates.
+    when their inputs changed. Each thing's removal is pushed as it is made: on
+    any failure what this call made is removed, newest first (the data volume
+    kept with ``keep_work_dir``), before the error propagates.
     """
     definition = stack_definition(settings)
     db, role = definition.database_name, definition.database_user
@@ -459,7 +460,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     timings: dict[str, float] = {}
     started = time.monotonic()
     images: dict[str, BuiltImage] = {}
-    try:
+    keep = settings.keep_work_dir
+    with Cleanup() as made:
+        made.callback(client.close)  # pushed first, so it goes last
         swept = remove_leftovers(client)
         _report_leftovers(swept)
         timings["leftovers_s"] = time.monotonic() - started
@@ -472,35 +475,30 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         elif not definition.api.docker_image:  # else the user's image: nothing to build
             images["api"] = ensure_image(client, IMAGE_SPECS["api"], base, run_dir / "docker-build-api.log")
         timings.update({f"image_{name}_s": image.seconds for name, image in images.items()})
-    except BaseException:
-        client.close()
-        raise
-    run_id = run_dir.name
-    labels = run_labels(run_id)
-    admin_password = secrets.token_urlsafe(18)
-    app_password = secrets.token_urlsafe(18)
-    pg_port, api_port = _two_free_ports()
-    bridge = settings.docker_network == "bridge"
-    stack: Stack | None = None
-    made: list = []
-
-    try:
+        run_id = run_dir.name
+        labels = run_labels(run_id)
+        admin_password = secrets.token_urlsafe(18)
+        app_password = secrets.token_urlsafe(18)
+        pg_port, api_port = _two_free_ports()
         network = None
-        if bridge:
-            network = client.networks.create(f"chaos-suite-{run_id}", driver="bridge", labels=labels).name
-            made.append(client.networks.get(network))
+        if settings.docker_network == "bridge":
+            created = client.networks.create(f"chaos-suite-{run_id}", driver="bridge", labels=labels)
+            made.callback(_remove, created)
+            network = created.name
         volume = client.volumes.create(f"chaos-suite-{run_id}-pgdata",
-                                       labels={**labels, KEEP_LABEL: str(settings.keep_work_dir).lower()})
-        made.append(volume)
+                                       labels={**labels, KEEP_LABEL: str(keep).lower()})
+        if not keep:
+            made.callback(_remove, volume, force=True)
         postgres = PostgresContainer(
             client, postgres_spec(run_id, images["postgres"].id, labels, volume.name, pg_port, network,
                                   admin_password, app_password, db, role), pg_port, admin_password)
+        made.callback(postgres.close)
         links = {}
         if network is None:
             # as in the process backend, the API reaches PostgreSQL through the suite's fault proxy (a process on
             # 127.0.0.1, which host-networked containers share); the suite's own SQL goes direct
             link = start_link(run_dir, POSTGRES_LINK, postgres.address)
-            made.append(link)
+            made.callback(link.close)
             links[("api", "postgres")] = link
             db_host, db_port = LOOPBACK, link.address.port
         else:
@@ -513,33 +511,25 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         api_image = definition.api.docker_image or images["api"].id
         api = ApiContainer(client, api_spec(run_id, api_image, labels, api_port, network, definition.api,
                                             values), api_port, definition.api.health_path)
-        stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
-                      workload=definition.workload, health_path=definition.api.health_path,
-                      admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
-                      secrets=(admin_password, app_password))
-        keep = settings.keep_work_dir
-        stack.on_close(lambda: _remove_run_resources(client, made, keep))
+        made.callback(api.close)
         made_step = time.monotonic()
         postgres.start(settings.start_timeout)
         timings["postgres_start_s"] = time.monotonic() - made_step
         api_step = time.monotonic()
         api.start(settings.start_timeout)
         timings["api_start_s"] = time.monotonic() - api_step
-        stack.versions.update(_versions(client, postgres, images, settings))
-    except BaseException:
-        if stack is not None:
-            stack.close()
-        else:
-            _remove_run_resources(client, made, keep=False)
-        raise
-    timings["total_s"] = time.monotonic() - started
-    (run_dir / "docker.json").write_text(json.dumps({
-        "network": settings.docker_network, "images": {k: v.tag for k, v in images.items()},
-        "built": [k for k, v in images.items() if v.built],
-        "containers": {name: stack.services[name].container_name for name in stack.names},  # type: ignore[attr-defined]
-        "volume": f"chaos-suite-{run_id}-pgdata", "leftovers_removed": swept.containers + swept.volumes + swept.networks,
-        "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
-    return stack
+        versions = _versions(client, postgres, images, settings)
+        timings["total_s"] = time.monotonic() - started
+        (run_dir / "docker.json").write_text(json.dumps({
+            "network": settings.docker_network, "images": {k: v.tag for k, v in images.items()},
+            "built": [k for k, v in images.items() if v.built],
+            "containers": {"postgres": postgres.container_name, "api": api.container_name},
+            "volume": volume.name, "leftovers_removed": swept.containers + swept.volumes + swept.networks,
+            "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
+        return Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
+                     workload=definition.workload, health_path=definition.api.health_path,
+                     admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
+                     versions=versions, secrets=(admin_password, app_password), cleanup=made.pop_all())
 
 
 def _report_leftovers(swept) -> None:
@@ -551,32 +541,19 @@ def _report_leftovers(swept) -> None:
         print(f"chaos-suite: could not remove {name}, left by a run that was killed: {reason}", file=sys.stderr)
 
 
-def _remove_run_resources(client: "DockerClient", made: list, keep: bool) -> None:
-    """Stop the run's link proxy, remove its volume (unless kept) and network, then let the client go."""
+def _remove(thing, **kwargs: Any) -> None:
+    """Remove one of the run's networks or volumes; one already gone is fine."""
     import docker.errors
 
-    try:
-        for thing in reversed(made):
-            if isinstance(thing, Link):
-                thing.close()
-                continue
-            is_volume = thing.__class__.__name__ == "Volume"
-            if is_volume and keep:
-                continue
-            try:
-                thing.remove(force=True) if is_volume else thing.remove()
-            except docker.errors.NotFound:
-                pass
-    finally:
-        client.close()
+    with contextlib.suppress(docker.errors.NotFound):
+        thing.remove(**kwargs)
 
 
 def _versions(client: "DockerClient", postgres: PostgresContainer, images: dict[str, BuiltImage],
               settings: Settings) -> dict[str, str]:
-    with psycopg2.connect(postgres.dsn(), connect_timeout=5) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SHOW server_version")
-            server = cur.fetchone()[0]
+    with connect(postgres.dsn(), 5.0) as conn, conn.cursor() as cur:
+        cur.execute("SHOW server_version")
+        server = cur.fetchone()[0]
     return {"postgres": server, "docker_engine": client.version().get("Version", "unknown"),
             "postgres_image": images["postgres"].tag,
             "api_image": images["api"].tag if "api" in images else stack_definition(settings).api.docker_image,

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg2
-
 from support import REPO_ROOT
 from support.core.config import Settings
 from support.core.run_dirs import child_env
@@ -25,7 +23,8 @@ from support.backends.process.pg_binaries import PgBinaries, RunAs, find_pg_bina
 from support.core.ports import LOOPBACK, free_port
 from support.stack.readiness import database_answers, http_answers
 from support.stack.services import Address, ServiceError
-from support.stack.stack import Stack
+from support.stack.database import connect
+from support.stack.stack import Cleanup, Stack
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
 from support.core.waiting import WaitTimeout, wait_until
 
@@ -179,15 +178,11 @@ class ApiProcess(_ProcessService):
         return http_answers(self.health_url)
 
 
-def _create_app_database(postgres: PostgresProcess, database: str, role: str, password: str) -> None:
-    conn = psycopg2.connect(postgres.dsn(), connect_timeout=5)
-    try:
-        conn.autocommit = True  # CREATE DATABASE refuses to run in a transaction
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
-            cur.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
-    finally:
-        conn.close()
+def _create_app_database(postgres: PostgresProcess, database: str, role: str, password: str, timeout: float) -> None:
+    # autocommit: CREATE DATABASE refuses to run in a transaction
+    with connect(postgres.dsn(), timeout) as conn, conn.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
+        cur.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
 
 
 def connection_values(host: str, port: int, database: str, user: str, password: str) -> dict[str, str]:
@@ -201,7 +196,8 @@ def connection_values(host: str, port: int, database: str, user: str, password: 
 def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     """Start PostgreSQL and the API as child processes in ``run_dir``; return the ready stack.
 
-    On any failure everything already started is stopped before the error propagates.
+    Each thing's close is pushed as it is made: on any failure what was made is
+    closed, newest first, before the error propagates.
     """
     definition = stack_definition(settings)  # a bad stack file is refused before anything starts
     run_as = run_as_for(settings.pg_user)
@@ -212,24 +208,23 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     app_password = secrets.token_urlsafe(18)
     postgres = PostgresProcess(bins, run_as, run_dir, admin_password)
     postgres.initdb()
-    link = start_link(run_dir, POSTGRES_LINK, postgres.address)
     db, role = definition.database_name, definition.database_user
-    # the API reaches PostgreSQL through the fault proxy; the suite's own SQL goes direct
-    values = connection_values(LOOPBACK, link.address.port, db, role, app_password)
-    values["stack_dir"] = str(definition.path.parent)
-    api = ApiProcess(definition.api, values, run_dir)
-    stack = Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
-                  links={("api", "postgres"): link}, workload=definition.workload, health_path=definition.api.health_path,
-                  admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
-                  versions={"postgres": bins.version(), "postgres_binaries": bins.source,
-                            "python": sys.version.split()[0]},
-                  secrets=(admin_password, app_password))
-    stack.on_close(link.close)
-    try:
+    with Cleanup() as made:
+        made.callback(postgres.close)
+        link = start_link(run_dir, POSTGRES_LINK, postgres.address)
+        made.callback(link.close)
+        # the API reaches PostgreSQL through the fault proxy; the suite's own SQL goes direct
+        values = connection_values(LOOPBACK, link.address.port, db, role, app_password)
+        values["stack_dir"] = str(definition.path.parent)
+        api = ApiProcess(definition.api, values, run_dir)
+        made.callback(api.close)
         postgres.start(settings.start_timeout)
-        _create_app_database(postgres, db, role, app_password)
+        _create_app_database(postgres, db, role, app_password, settings.start_timeout)
         api.start(settings.start_timeout)
-    except BaseException:
-        stack.close()
-        raise
-    return stack
+        return Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
+                     links={("api", "postgres"): link}, workload=definition.workload,
+                     health_path=definition.api.health_path,
+                     admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
+                     versions={"postgres": bins.version(), "postgres_binaries": bins.source,
+                               "python": sys.version.split()[0]},
+                     secrets=(admin_password, app_password), cleanup=made.pop_all())

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from support.core.waiting import Deadline
 from support.core.process_tree import descendants
 
 __all__ = ["SupervisedProcess", "ProcessSpec"]
@@ -175,10 +174,8 @@ class SupervisedProcess:
             log.write(b"%.3f [supervisor] %s exited with %d; restarting in %.1f s\n"
                       % (time.time(), self.name.encode(), proc.returncode, delay))
         # the delay is the restart policy's back-off, not a synchronisation
-        deadline = Deadline(delay)
         with self._lock:
-            while not deadline.expired and self._wanted and self._proc is proc:
-                self._exited.wait(deadline.remaining())
+            self._exited.wait_for(lambda: not (self._wanted and self._proc is proc), delay)
             if self._wanted and self._proc is proc and not self._closed:
                 self.restarts += 1
                 self._spawn()
@@ -186,11 +183,9 @@ class SupervisedProcess:
             self._on_restart(self.name)
 
     def _wait_exit(self, proc: subprocess.Popen, timeout: float) -> bool:
-        deadline = Deadline(timeout)
+        # woken by the child's watcher thread, which notifies once it has reaped the child
         with self._lock:
-            while proc.poll() is None and not deadline.expired:
-                self._exited.wait(min(deadline.remaining(), 0.05))
-        return proc.poll() is not None
+            return self._exited.wait_for(lambda: proc.poll() is not None, timeout)
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen, sig: int, leader_only: bool = False) -> None:
