@@ -12,14 +12,15 @@ from pathlib import Path
 from behave import register_type
 from behave.fixture import fixture, use_fixture
 
-from support.evidence import allure as evidence
-
-from support.evidence import report_meta
 from support.core.config import load_settings, read_ini_userdata
-from support.run.startup_errors import STARTUP_ERRORS, one_line
-from support.run.gherkin_types import TYPES
+from support.core.run_dirs import check_work_root
+from support.evidence import allure as evidence
+from support.evidence import report_meta
 from support.evidence.progress import ProgressLine
 from support.evidence.summary import RunSummary
+from support.run import exits
+from support.run.gherkin_types import TYPES
+from support.run.startup_errors import STARTUP_ERRORS, check_features, check_steps, one_line, selected_scenarios
 from support.run.suite import install_signal_handlers, start_suite
 
 register_type(**TYPES)
@@ -36,11 +37,18 @@ def chaos_suite(context, settings):
 
 def before_all(context):
     install_signal_handlers()
+    exits.record_interrupts()  # exit 130 after SIGINT, 143 after SIGTERM, once everything is cleaned
+    runner = context._runner  # noqa: SLF001 - behave gives hooks no other handle on its formatters and features
+    runner.formatters[:] = report_meta.one_allure_formatter(runner.formatters)
     context.summary = RunSummary(report_meta.results_dir(context.config.format, context.config.outfiles))
     report_meta.prepare_results_dir(context.summary.results)  # this run's results only; history/ is kept
+    report_meta.prepare_junit_dir(Path(context.config.junit_directory) if context.config.junit else None)
     context.progress = ProgressLine()
     try:
         settings = load_settings(context.config.userdata, read_ini_userdata(Path("behave.ini")))
+        check_features(runner.features, selected_scenarios(runner.features, context.config))
+        check_steps(runner.features, context.config, runner.step_registry.find_match)
+        check_work_root(settings.work_root_path)
         context.suite = use_fixture(chaos_suite, context, settings)
     except STARTUP_ERRORS as error:
         # behave would report any exception here as a traceback and "aborted by user";
@@ -52,8 +60,13 @@ def before_all(context):
 
 def after_all(context):
     context.progress.close()
-    report_meta.write_metadata(context.summary.results, context.suite.stack.versions, context.suite.stack.backend)
+    suite = getattr(context, "suite", None)  # absent when the start was interrupted
+    if suite is not None:
+        report_meta.write_metadata(context.summary.results, suite.stack.versions, suite.stack.backend)
     context.summary.finish()
+    if suite is not None and suite.scenarios == 0 and not context.aborted:
+        print("chaos-suite: no scenario ran; check --tags (the suite's are @chaos) and the paths", file=sys.stderr)
+        exits.fail_run(2)
 
 
 def before_scenario(context, scenario):
@@ -70,7 +83,10 @@ def after_step(context, step):
 
 
 def after_scenario(context, scenario):
-    state = context.chaos
+    state = getattr(context, "chaos", None)
+    if state is None:  # before_scenario failed before the scenario had a state: it injected nothing
+        context.summary.add_scenario(None, scenario)
+        return
     try:
         context.suite.end_scenario(state)
     finally:

@@ -1,8 +1,10 @@
 """Running the behave suite as a user would, from a test, and checking what it left behind."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -13,6 +15,45 @@ from support.core.run_dirs import RUN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = REPO / "tests" / "broken_apis"
+
+#: the work roots this test session made: removed with their Docker volumes when the session ends
+_MADE: list[Path] = []
+
+
+def _remember(work_root: Path) -> Path:
+    """Keep ``work_root`` (and what its runs kept) for inspection until the test session ends."""
+    if not _MADE:
+        atexit.register(_remove_what_the_runs_kept)
+    _MADE.append(work_root)
+    return work_root
+
+
+def _remove_what_the_runs_kept() -> None:
+    """Leave the machine as the session found it: the kept run directories and the Docker volumes of
+    those runs (``keep_work_dir=true`` keeps both; a volume is labelled with its run directory's name)."""
+    run_ids = {run_dir.name for root in _MADE for run_dir in root.glob("run-*")}
+    if run_ids:
+        _remove_volumes(run_ids)
+    for root in _MADE:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _remove_volumes(run_ids: set[str]) -> None:
+    try:
+        import docker
+
+        from support.backends.docker.labels import RUN_LABEL
+
+        client = docker.from_env(timeout=20)
+        volumes = client.volumes.list(filters={"label": RUN_LABEL})
+    except Exception:  # noqa: BLE001 - no Docker SDK or no engine: no volume was made either
+        return
+    for volume in volumes:
+        if (volume.attrs.get("Labels") or {}).get(RUN_LABEL) in run_ids:
+            try:
+                volume.remove(force=True)
+            except Exception as error:  # noqa: BLE001 - say what is left, do not fail the session's end
+                print(f"suite_runner: could not remove Docker volume {volume.name}: {error}", file=sys.stderr)
 
 
 @dataclass
@@ -38,7 +79,7 @@ def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = RE
     The work root is made under /tmp whatever ``work_root`` says, since PostgreSQL runs as an
     unprivileged user who cannot enter pytest's private temporary directories.
     """
-    work_root = Path("/tmp/chaos-suite-tests") / f"{work_root.parent.name}-{uuid.uuid4().hex[:8]}"
+    work_root = _remember(Path("/tmp/chaos-suite-tests") / f"{work_root.parent.name}-{uuid.uuid4().hex[:8]}")
     work_root.mkdir(parents=True)
     work_root.parent.chmod(0o755)
     argv = [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
@@ -51,6 +92,7 @@ def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = RE
 
 def start_behave(project: Path, work_root: Path, *args: str) -> subprocess.Popen:
     """``behave ARGS`` from ``project`` in the background, in its own session, output in ``work_root/behave.out``."""
+    _remember(work_root)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen(

@@ -19,9 +19,11 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.core.config import SettingsError
 from support.core.process_tree import descendants
 
-__all__ = ["Leftovers", "child_env", "clean_leftovers", "marked_processes", "RUN_MARKER"]
+__all__ = ["Leftovers", "child_env", "check_work_root", "clean_leftovers", "marked_processes", "owner_record",
+           "RUN_MARKER"]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
 RESIDUES = "residues"  # under the work root: faults that dead runs left in databases that outlive them
@@ -39,22 +41,53 @@ class Leftovers:
                 f" and killed {len(self.processes)} leftover process{'' if len(self.processes) == 1 else 'es'}")
 
 
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22); None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: count the fields after its last ")"
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def owner_record(pid: int | None = None) -> dict[str, int | None]:
+    """What ``run.json`` records of the suite that owns a run: its PID and that process's start time,
+    so that a PID reused by another process is not taken for the owner."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "pid_start": _start_time(pid)}
+
+
 def _owner_alive(run_dir: Path) -> bool:
     try:
-        pid = json.loads((run_dir / "run.json").read_text())["pid"]
-    except (OSError, ValueError, KeyError):
+        record = json.loads((run_dir / "run.json").read_text())
+        pid = int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    started = _start_time(pid)
+    if started is None:
         return False
-    except PermissionError:
-        return True
-    # a live PID may be a reused one: the owner is a suite only if its cwd-independent marker matches
+    if record.get("pid_start") is not None:
+        return started == record["pid_start"]  # the same PID and start time: the same process
+    # a record written before start times were kept: only a Python process can be its owner
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().find(b"python") >= 0
     except OSError:
         return False
+
+
+def check_work_root(root: Path) -> None:
+    """Make sure the run directories can be made under ``root`` (the ``work_root`` setting), or raise
+    :class:`SettingsError` in one line naming the setting and the fix."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".probe-{os.getpid()}"
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as error:
+        raise SettingsError(f"work_root={str(root)!r} cannot hold the run's directory ({error.strerror or error}); "
+                            "set work_root to a directory the suite can create and write, such as "
+                            "/tmp/chaos-suite") from None
 
 
 def child_env(run_dir: Path) -> dict[str, str]:

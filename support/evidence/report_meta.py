@@ -24,7 +24,8 @@ from typing import Any, Mapping, Sequence
 
 __all__ = ["CATEGORIES", "RECOVERY_TOO_SLOW", "WRITE_LOST", "SERVICE_HUNG", "WRONG_STATUS", "STACK_FAILED",
            "SUITE_ERROR", "SEVERITIES", "categorize", "environment_properties", "format_properties",
-           "executor_info", "results_dir", "prepare_results_dir", "write_metadata", "scenario_labels"]
+           "executor_info", "results_dir", "one_allure_formatter", "prepare_results_dir", "prepare_junit_dir",
+           "write_metadata", "scenario_labels"]
 
 RECOVERY_TOO_SLOW = "recovery too slow"
 WRITE_LOST = "acknowledged write lost"
@@ -221,11 +222,40 @@ def executor_info(environ: Mapping[str, str] | None = None, now: float | None = 
 
 def results_dir(formats: Sequence[str], outfiles: Sequence[str]) -> Path | None:
     """Where the Allure formatter writes, from behave's ``format`` and ``outfiles`` lists (paired by
-    position); None when the run has no Allure formatter."""
+    position): the last one given (the command line's over behave.ini's, as :func:`one_allure_formatter`
+    keeps); None when the run has no Allure formatter."""
+    found = None
     for i, name in enumerate(formats):
         if "allure_behave" in name and i < len(outfiles) and outfiles[i] not in ("", "-"):
-            return Path(outfiles[i])
-    return None
+            found = Path(outfiles[i])
+    return found
+
+
+def one_allure_formatter(formatters: Sequence[Any]) -> list[Any]:
+    """behave's formatters with one Allure formatter left: the last one that writes to a folder.
+
+    behave adds the command line's ``-f`` to the formatters behave.ini lists, and two Allure
+    formatters in one run break each other (a ``KeyError`` inside allure-commons). The others are
+    closed, which takes their listeners out of Allure's plugin manager.
+    """
+    allure = [f for f in formatters if type(f).__name__ == "AllureFormatter"]
+    if len(allure) < 2:
+        return list(formatters)
+    keep = next((f for f in reversed(allure) if getattr(f.stream_opener, "name", None)), allure[-1])
+    for formatter in allure:
+        if formatter is not keep:
+            formatter.close()
+    return [f for f in formatters if f not in allure or f is keep]
+
+
+def prepare_junit_dir(path: Path | None) -> int:
+    """Remove the JUnit XML files of earlier runs from ``path`` (None: JUnit is off); returns how many went."""
+    if path is None or not path.is_dir():
+        return 0
+    stale = list(path.glob("*.xml"))
+    for item in stale:
+        item.unlink(missing_ok=True)
+    return len(stale)
 
 
 _STALE = ("*-result.json", "*-container.json", "*-attachment*", "environment.properties", "categories.json",

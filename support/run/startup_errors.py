@@ -1,18 +1,141 @@
 """The errors a run can meet before any scenario starts, shown as one line each."""
 from __future__ import annotations
 
-from support.core.config import SettingsError
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
 from support.backends.process.pg_binaries import PgNotFound
+from support.core.config import SettingsError
 from support.stack.services import ServiceError
 from support.stack.stack import UnknownService
 from support.stack.stack_file import StackFileError
 
-__all__ = ["STARTUP_ERRORS", "one_line"]
-
-STARTUP_ERRORS = (SettingsError, StackFileError, PgNotFound, ServiceError, UnknownService, OSError)
+__all__ = ["STARTUP_ERRORS", "FeatureFileError", "check_features", "check_steps", "selected_scenarios",
+           "one_line"]
 
 
 def one_line(error: BaseException) -> str:
     """The error's message on one line (logs attached to it go to the evidence, not the terminal)."""
     text = " ".join(str(error).split())
     return text or type(error).__name__
+
+
+# -- the feature files: mistakes behave itself lets through as "0 scenarios" or a scenario with no steps --
+
+_BLOCK_KEYWORDS = ("Feature", "Background", "Scenario", "Scenario Outline", "Scenario Template", "Example",
+                   "Examples", "Scenarios", "Rule")
+_STEP_KEYWORDS = ("Given", "When", "Then", "And", "But")
+_KEYWORD_LINE = re.compile(r"^\s*([A-Za-z]+(?: [A-Za-z]+)?)\s*:")
+_DOC_STRING = ('"""', "```")
+
+
+class FeatureFileError(ValueError):
+    """A feature file would run fewer scenarios or steps than it says; the message names the line to fix."""
+
+
+STARTUP_ERRORS = (SettingsError, StackFileError, PgNotFound, ServiceError, UnknownService, FeatureFileError, OSError)
+
+
+def _misspelt_keyword(line: str) -> str | None:
+    """The block keyword a description line was probably meant to start with (``Scenari: x`` -> ``Scenario:``)."""
+    match = _KEYWORD_LINE.match(line)
+    close = difflib.get_close_matches(match.group(1), _BLOCK_KEYWORDS, n=1, cutoff=0.7) if match else []
+    return f"{close[0]}:" if close else None
+
+
+def _misspelt_step(description: Sequence[str]) -> str:
+    """A hint for a scenario without steps whose description starts like a step (``Gven ok``)."""
+    for text in description or []:
+        words = text.split()
+        close = difflib.get_close_matches(words[0], _STEP_KEYWORDS, n=1, cutoff=0.75) if words else []
+        if close and words[0] != close[0]:
+            return f" ({text.strip()!r} is read as description: did you mean {close[0]!r}?)"
+    return ""
+
+
+def _line_of(lines: list[str], text: str, after: int = 0) -> int:
+    for number, line in enumerate(lines[after:], start=after + 1):
+        if line.strip() == text.strip():
+            return number
+    return after + 1
+
+
+def _unclosed_doc_string(lines: list[str]) -> tuple[int, str] | None:
+    opened: tuple[int, str] | None = None
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if opened is None:
+            if text.startswith(_DOC_STRING) and not text.startswith("#"):
+                opened = (number, text[:3])
+        elif text == opened[1]:
+            opened = None
+    return opened
+
+
+def check_features(features: Sequence[Any], selected: int) -> None:
+    """Refuse a run whose feature files hide scenarios or steps, or that selects no scenario at all.
+
+    ``features`` are behave's parsed features (duck-typed: ``filename``, ``line``, ``name``,
+    ``description``, ``walk_scenarios()``; scenarios with ``steps`` and ``description``); ``selected``
+    is how many scenarios the tag, name and line filters keep. Raises :class:`FeatureFileError`.
+    """
+    for feature in features:
+        path = Path(feature.filename)
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        unclosed = _unclosed_doc_string(lines)
+        if unclosed:
+            raise FeatureFileError(f"{path}:{unclosed[0]}: the doc string opened here with {unclosed[1]} is never "
+                                   f"closed, so the rest of the file is read as its text; close it with a line "
+                                   f"holding {unclosed[1]} alone")
+        parts = [(feature.line, feature.description)] + [(s.line, s.description) for s in feature.walk_scenarios()]
+        for start, description in parts:
+            for text in description or []:
+                meant = _misspelt_keyword(text)
+                if meant and not text.strip().startswith(meant):
+                    number = _line_of(lines, text, start)
+                    raise FeatureFileError(f"{path}:{number}: {text.strip()!r} is not a Gherkin keyword line, so it "
+                                           f"is read as description text; did you mean {meant!r}?")
+        scenarios = feature.walk_scenarios()
+        if not scenarios:
+            raise FeatureFileError(f"{path}:{feature.line}: feature {feature.name!r} has no scenario; "
+                                   "start one with 'Scenario:'")
+        for scenario in scenarios:
+            if not scenario.steps:
+                raise FeatureFileError(f"{path}:{scenario.line}: scenario {scenario.name!r} has no steps"
+                                       f"{_misspelt_step(scenario.description)}; steps start with Given, When, "
+                                       "Then, And or But")
+    if features and selected == 0:
+        total = sum(len(f.walk_scenarios()) for f in features)
+        raise FeatureFileError(f"no scenario to run: the tags, names or lines given select none of the {total} "
+                               f"scenario(s) in {len(features)} feature file(s); check --tags (the suite's are "
+                               "@chaos) and the paths")
+
+
+def selected_scenarios(features: Sequence[Any], config: Any) -> int:
+    """How many scenarios of behave's parsed ``features`` its ``config`` (tags, names, lines) lets run."""
+    return sum(1 for feature in features if feature.should_run(config)
+               for scenario in feature.walk_scenarios() if scenario.should_run(config))
+
+
+def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any], Any]) -> None:
+    """Refuse a selected step that matches no step definition, or whose parameter is malformed
+    (``-1 seconds``), before anything starts. ``find_match`` is behave's step registry lookup: it
+    returns None for no match, and a match carrying ``stored_error`` when a parameter is refused."""
+    for feature in features:
+        if not feature.should_run(config):
+            continue
+        for scenario in feature.walk_scenarios():
+            if not scenario.should_run(config):
+                continue
+            for step in scenario.all_steps:
+                match = find_match(step)
+                where = f"{feature.filename}:{step.line}: {step.keyword} {step.name}"
+                if match is None:
+                    raise FeatureFileError(f"{where}: no step definition matches it; the steps are listed in "
+                                           "README.md (Steps)")
+                error = getattr(match, "stored_error", None)
+                if error is not None:
+                    raise FeatureFileError(f"{where}: {one_line(error)}")

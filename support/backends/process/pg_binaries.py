@@ -8,6 +8,7 @@ still works after ``pip install -r requirements.txt``.
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -120,7 +121,8 @@ def _copy_for(run_as: RunAs, bindir: Path, cache_root: Path) -> Path:
     """
     tree = bindir.parent
     package = tree.parent
-    target = cache_root / f"pginstall-{abs(hash(str(tree))) % 10**8}"
+    # a digest stable across runs (hash() of a str changes per process): one copy per install tree
+    target = cache_root / f"pginstall-{hashlib.sha256(str(tree).encode()).hexdigest()[:16]}"
     copied_bin = target / package.name / tree.name / bindir.name
     if not _has_server(copied_bin):
         staging = target.with_name(target.name + f".tmp{os.getpid()}")
