@@ -3,8 +3,8 @@
 Allure reads three files from the results folder: ``environment.properties``
 (what ran), ``categories.json`` (rules that sort failures into named
 categories) and ``executor.json`` (who ran it). The categories here are the
-product's own, matched on the messages our checks raise (``support.checks.checkers``,
-``support.checks.health``, ``support.checks.records``, ``support.run.scenario``). Allure matches a
+product's own, matched on the messages our checks raise (the modules of ``support.checks``,
+worded in ``support.checks.messages``, and ``support.run.scenario``). Allure matches a
 rule when the result's status is among ``matchedStatuses`` and each given
 regular expression matches the *whole* status message / trace (Java regex,
 DOTALL); a result goes into every category it matches, so the rules below are
