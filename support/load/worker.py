@@ -208,15 +208,18 @@ class Worker:
         else:
             self.request(monotonic(), lambda: loop.call_soon(self.user))  # call_soon: no recursion
 
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the load is stopping, False when the time is up."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     async def report(self) -> None:
-        interval = self.spec.progress_interval
+        """The progress line every ``progress_interval`` s until the load stops."""
         last = monotonic()
-        while True:
-            try:
-                await asyncio.wait_for(self.stopping.wait(), interval)
-                return
-            except TimeoutError:
-                pass
+        while not await self._stopped_within(self.spec.progress_interval):
             now = monotonic()
             lags, self.window_lags = self.window_lags, []
             done, self.window_done = self.window_done, 0
@@ -231,12 +234,7 @@ class Worker:
 
     async def report_watch(self) -> None:
         """While watched, the live recovery figures every 0.1 s, so the controller sees recovery promptly."""
-        while True:
-            try:
-                await asyncio.wait_for(self.stopping.wait(), _WATCH_INTERVAL)
-                return
-            except TimeoutError:
-                pass
+        while not await self._stopped_within(_WATCH_INTERVAL):
             if self.watch is not None:
                 figures = self.watch.figures()
                 figures["oldest_open"] = min(self.open_starts.values(), default=None)
