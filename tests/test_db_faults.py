@@ -5,6 +5,7 @@ variants of the API (tests/broken_apis/) and show each fails, naming the
 property the variant lacks.
 """
 import re
+import threading
 import time
 from contextlib import closing
 
@@ -14,9 +15,10 @@ import pytest
 from psycopg2 import errors
 
 from support.core.config import Settings
-from support.faults.admin import api_role, database_identity
+from support.faults.admin import HealTimeout, api_role, database_identity, run_heal
 from support.faults.base import FaultHadNoEffect
 from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
+from support.faults.ledger import FaultLedger, HealErrors
 from support.faults.residues import heal_residue
 from support.faults.slots import SlotExhaustion
 from support.run.suite import start_suite
@@ -232,10 +234,12 @@ def test_read_only_reaches_existing_sessions_and_heal_makes_them_writable_again(
 def test_slow_statements_delay_each_statement_once_and_heal_restores_speed(stack):
     for i in range(5):
         assert create(stack, f"row{i}@t.test").status_code == 201
-    fault = SlowStatements(stack.admin_dsn, 0.3)
+    delay = 0.5
+    fault = SlowStatements(stack.admin_dsn, delay)
     try:
         fault.inject()
         with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
+            one = timed(cur, "SELECT email FROM users WHERE id = 1")  # one row, one delay: the reference
             scan = timed(cur, "SELECT count(*) FROM users")  # five rows, one delay
             insert = timed(cur, "INSERT INTO users (name, email) VALUES ('x', 'slow@t.test')")
             untouched = timed(cur, "SELECT 1")
@@ -249,12 +253,15 @@ def test_slow_statements_delay_each_statement_once_and_heal_restores_speed(stack
         http = time.monotonic() - started
     finally:
         fault.heal()
-    assert 0.3 <= scan < 0.55 and 0.3 <= insert < 0.55
-    assert untouched < 0.1 and superuser < 0.1
-    assert http >= 0.3
+    # a sleep is never shorter than asked; the rest is judged against the one-row statement measured side by
+    # side: five rows are delayed once (not five times), an insert once (not by both USING and WITH CHECK),
+    # what the fault does not touch not at all
+    assert delay <= one and delay <= scan < 1.5 * one and delay <= insert < 1.5 * one, (one, scan, insert)
+    assert untouched < one / 2 and superuser < one / 2, (one, untouched, superuser)
+    assert http >= delay
     fault.heal()
     with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
-        assert timed(cur, "SELECT count(*) FROM users") < 0.1
+        assert timed(cur, "SELECT count(*) FROM users") < one / 2  # the delay is gone
     assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") \
         == [(False, False)]
     assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_proc WHERE proname = 'chaos_suite_delay'") == [(0,)]
@@ -270,6 +277,84 @@ def test_slow_statements_heal_after_a_failed_inject(stack):
         unreachable.inject()
     unreachable.heal()
     assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_policy") == [(0,)]
+
+
+# -- heals that win ------------------------------------------------------------------------------
+
+def stuck_on_the_table(stack):
+    """A session of the service's role stuck in a statement on the users table (no timeout of its own), holding
+    its lock there, as a wedged service's are; its outcome (the error that ended it) lands in the list returned."""
+    stuck = connect(stack.app_dsn, application_name="wedged-service")
+    outcome = []
+
+    def run():
+        try:
+            with stuck.cursor() as cur:
+                cur.execute("SELECT count(*) FROM users")
+            outcome.append("finished")
+        except psycopg2.Error as error:
+            outcome.append(error)
+        finally:
+            stuck.close()
+
+    pid = stuck.get_backend_pid()
+    threading.Thread(target=run, daemon=True).start()
+    wait_until(lambda: sql(stack.admin_dsn, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,))
+               == [("PgSleep",)], 5.0, "the statement stuck in the slowing policy")
+    return pid, outcome
+
+
+def test_slow_statements_heal_wins_over_the_service_statements_stuck_on_the_table(stack, tmp_path):
+    # the heal's DDL needs the table to itself; the suite's own statement timeout cancelled it while a
+    # wedged service's statements held the table, and the scenario ended with a traceback
+    sql(stack.admin_dsn, "INSERT INTO users (name, email) VALUES ('x', 'row@t.test')")  # a row to be slowed on
+    ledger = FaultLedger(journal=tmp_path / "faults.json")
+    fault = ledger.inject(SlowStatements(stack.admin_dsn, 600.0))
+    pid, outcome = stuck_on_the_table(stack)
+    started = time.monotonic()
+    ledger.heal_all()  # no HealErrors
+    assert time.monotonic() - started < fault.heal_timeout
+    wait_until(lambda: outcome, 5.0, "the stuck statement ending")
+    assert isinstance(outcome[0], psycopg2.OperationalError)  # terminated: it blocked the heal
+    assert f"pid {pid}" in fault.heal_note
+    assert ledger.as_records()[0]["heal"] == fault.heal_note  # in the evidence
+    assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_policy") == [(0,)]
+    assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") \
+        == [(False, False)]
+    with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
+        assert timed(cur, "SELECT count(*) FROM users") < 0.5
+
+
+def test_a_heal_that_cannot_get_its_lock_in_time_says_so_in_one_line(stack):
+    holder = connect(stack.admin_dsn)
+    holder.autocommit = False
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(HealTimeout) as raised:  # a deadline shorter than the polite wait: nobody is terminated
+            run_heal(stack.admin_dsn, "dropping a policy", lambda cur: cur.execute("LOCK TABLE users"), timeout=0.3)
+        assert time.monotonic() - started < 3.0
+        assert re.fullmatch(r"dropping a policy did not succeed within 0.3 s: canceling statement due to lock"
+                            r" timeout.*", str(raised.value)), raised.value
+        assert "\n" not in str(raised.value)
+    finally:
+        holder.close()
+
+
+def test_a_heal_that_still_fails_fails_the_scenario_with_one_line(stack, tmp_path):
+    ledger = FaultLedger(journal=tmp_path / "faults.json")
+    fault = ledger.inject(ReadOnlyDatabase(stack.admin_dsn))
+    fault.dsn = CLOSED  # the database is out of reach when the heal runs
+    try:
+        with pytest.raises(HealErrors) as raised:
+            ledger.heal_all()
+        assert str(raised.value).startswith("could not heal: read-only of postgres: OperationalError: connection to")
+        assert "\n" not in str(raised.value)
+    finally:
+        fault.dsn = stack.admin_dsn
+        fault.heal()
+    assert sql(stack.admin_dsn, "SHOW default_transaction_read_only") == [("off",)]
 
 
 def test_residues_of_faults_a_killed_run_left_are_healed_from_the_journal_alone(stack):
