@@ -43,13 +43,13 @@ def check_failures_are_503(history: Sequence[Request] | None, allow_transport_er
         return
     parts = []
     if found.statuses:
-        counts = Counter(r.status for r in found.statuses)
+        by_status = Counter(r.status for r in found.statuses)
         parts.append(f"{len(found.statuses)} with another status ("
-                     + ", ".join(f"{s} x{n}" for s, n in counts.most_common()) + ")")
+                     + ", ".join(f"{s} x{n}" for s, n in by_status.most_common()) + ")")
     if transport:
-        counts = Counter(r.error or "no answer" for r in transport)
+        by_error = Counter(r.error or "no answer" for r in transport)
         parts.append(f"{len(transport)} with no answer ("
-                     + ", ".join(f"{e} x{n}" for e, n in counts.most_common(5)) + ")")
+                     + ", ".join(f"{e} x{n}" for e, n in by_error.most_common(5)) + ")")
     total = len(found.statuses) + len(transport)
     first = min(found.statuses + transport, key=lambda r: r.start)
     raise CheckFailed(f"{plural(total, 'failed request')} not answered with 503: "

@@ -10,7 +10,7 @@ import csv
 import io
 import math
 from dataclasses import astuple, dataclass, fields
-from typing import Iterable, Literal, Sequence, TextIO
+from typing import Iterable, Literal, Sequence, TextIO, cast
 
 __all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "write_csv", "to_csv", "from_csv", "percentile"]
 
@@ -92,7 +92,7 @@ def from_csv(text: str) -> list[Request]:
             op=r["op"], key=r["key"], scheduled=float(r["scheduled"]),
             start=float(r["start"]), end=float(r["end"]),
             status=int(r["status"]) if r["status"] else None,
-            error=r["error"], outcome=r["outcome"], body=r.get("body", ""),
+            error=r["error"], outcome=cast(Outcome, r["outcome"]), body=r.get("body", ""),
         )
         for r in rows
     ]

@@ -125,7 +125,7 @@ class Worker:
             del self.open_starts[token]
             if answer.status is None:
                 # nothing sent (refused, no connection, over the client's bound): known not applied
-                outcome = INFO if answer.sent else FAIL
+                outcome: str = INFO if answer.sent else FAIL
                 self.record(op, key, scheduled, start, end, None, answer.error, outcome, body)
             else:
                 outcome = self.judge(answer.status, answer.body, op, expected, body, key)
@@ -271,9 +271,10 @@ class Worker:
     async def run(self, stdin_fd: int) -> None:
         loop = asyncio.get_running_loop()
         # stdin read by the loop itself: a thread blocked in read() would hang interpreter shutdown
-        reader: asyncio.StreamReader | None = asyncio.StreamReader()
+        stdin_reader = asyncio.StreamReader()
+        reader: asyncio.StreamReader | None = stdin_reader
         try:
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin_reader),
                                          open(stdin_fd, "rb", 0, closefd=False))
         except ValueError:  # stdin is a regular file: no commands, stop by signal or max_duration
             reader = None
