@@ -15,7 +15,8 @@ from support.load.history import Request
 __all__ = ["NO_LOAD", "NO_FAULT", "no_fault", "KEYS_AT_MOST", "REQUESTS_AT_MOST", "require", "origin",
            "seconds", "keys", "describe", "listing", "plural"]
 
-NO_LOAD = "no load ran in this scenario: add a 'Given ... load' step before the steps that judge it"
+NO_LOAD = ("no load ran in this scenario: add a 'Given a steady load of N requests per second' (or 'Given heavy"
+           " load', 'Given N concurrent users') step before the steps that judge it")
 #: the start of every message about a judgement that needs a fault in a scenario that injected none
 NO_FAULT = "no fault was injected in this scenario"
 #: how many keys a message lists before "and N more"

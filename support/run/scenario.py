@@ -17,7 +17,7 @@ from support.checks import records as users
 from support.checks import recovery as recovery_checks
 from support.checks.durability import Durability
 from support.checks.health import HEALTHY, UNREACHABLE, wait_for_health
-from support.checks.messages import no_fault
+from support.checks.messages import NO_LOAD, no_fault
 from support.checks.metrics import metrics
 from support.checks.recovery import Recovery
 from support.checks.verdict import CheckFailed
@@ -126,8 +126,7 @@ class ScenarioState:
         if self.history is not None:
             return self.history
         if self.load is None:
-            raise CheckFailed("no load ran in this scenario: add a 'Given a steady load of N requests per "
-                              "second' (or 'Given heavy load', 'Given N concurrent users') step")
+            raise CheckFailed(NO_LOAD)
         s = self.settings
         reference = self._reference()
         wait = (bound if bound is not None else s.settle_timeout) + s.recovery_min_span + 1.0
