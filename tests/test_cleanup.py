@@ -1,6 +1,7 @@
 """Cleanup after anything: SIGTERM or SIGINT mid-scenario, and SIGKILL followed by a new run."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -12,6 +13,10 @@ from support.backends.reaper import reaper_of
 from support.core.run_dirs import clean_leftovers, marked_processes
 from support.core.process_tree import descendants
 from support.core.waiting import wait_until
+from support.core.config import Settings
+from support.backends.process import backend
+from support.stack.services import ServiceError
+from support.stack.stack import Cleanup
 from suite_runner import project_with, start_behave
 
 LONG_FAULT = """Feature: a long fault
@@ -32,7 +37,7 @@ def open_fault_journal(work_root: Path, behave: subprocess.Popen) -> Path:
                 return journal
         return None
     try:
-        return wait_until(find, 60, "the fault being injected", interval=0.1)
+        return wait_until(find, 60, "the fault being injected", interval=0.1, retry_on=ValueError)
     except Exception:
         if behave.poll() is None:
             os.killpg(behave.pid, signal.SIGKILL)
@@ -87,3 +92,74 @@ def _zombie(pid):
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# -- the one teardown mechanism: Cleanup, an ExitStack -----------------------------------------
+
+def test_cleanup_runs_every_callback_newest_first_and_raises_the_first_error():
+    ran = []
+
+    def failing(name):
+        ran.append(name)
+        raise RuntimeError(f"{name} would not close")
+
+    made = Cleanup()
+    made.callback(ran.append, "client")
+    made.callback(failing, "volume")
+    made.callback(ran.append, "link")
+    made.callback(failing, "api")
+    with pytest.raises(RuntimeError, match="api would not close"):
+        made.close()
+    assert ran == ["api", "link", "volume", "client"]
+    made.close()  # nothing left: idempotent
+    assert ran == ["api", "link", "volume", "client"]
+
+
+def test_a_failed_start_unwinds_what_was_made_and_a_good_one_hands_it_to_the_stack():
+    ran = []
+    with pytest.raises(ValueError, match="api never ready"):
+        with Cleanup() as made:
+            made.callback(ran.append, "postgres")
+            made.callback(ran.append, "link")
+            raise ValueError("api never ready")
+    assert ran == ["link", "postgres"]
+
+    ran.clear()
+    with Cleanup() as made:
+        made.callback(ran.append, "postgres")
+        made.callback(lambda: (_ for _ in ()).throw(OSError("link gone")))
+        kept = made.pop_all()
+    assert ran == []  # a start that succeeds closes nothing
+    with pytest.raises(OSError, match="link gone"):
+        kept.close()
+    assert ran == ["postgres"]
+
+
+def test_a_process_stack_that_fails_to_start_stops_what_it_started(monkeypatch, tmp_path):
+    seen = {}
+    real_link, real_create = backend.start_link, backend._create_app_database
+
+    def start_link(*args, **kwargs):
+        seen["link"] = real_link(*args, **kwargs)
+        return seen["link"]
+
+    def create(postgres, *args):
+        seen["postgres"] = postgres.pid
+        return real_create(postgres, *args)
+
+    def never_ready(self, timeout=30.0):
+        raise ServiceError("api becoming ready did not happen within 0 s")
+
+    monkeypatch.setattr(backend, "start_link", start_link)
+    monkeypatch.setattr(backend, "_create_app_database", create)
+    monkeypatch.setattr(backend.ApiProcess, "start", never_ready)
+    settings = Settings(work_root="/tmp/chaos-suite-tests")
+    run_dir = settings.work_root_path / f"test-{uuid.uuid4().hex[:8]}"
+    try:
+        with pytest.raises(ServiceError, match="api becoming ready"):
+            backend.start_process_stack(settings, run_dir)
+        pid = seen["postgres"]  # PostgreSQL had started: the failed start stopped it
+        assert pid and (not Path(f"/proc/{pid}").exists() or _zombie(pid))
+        assert not seen["link"].server.running
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
