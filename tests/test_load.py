@@ -172,10 +172,41 @@ def max_overlap(history: list[Request]) -> int:
 
 # -- the open model ------------------------------------------------------------------
 
+#: a bare ``loop.call_at`` timer keeping an open schedule (rate/s for seconds s, argv) and sending nothing;
+#: it prints the p99 lag (s) it met
+_BARE_TIMER = """
+import asyncio, sys
+rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+async def keep():
+    loop = asyncio.get_running_loop()
+    t0, lags, done = loop.time(), [], loop.create_future()
+    def tick(n):
+        lags.append(loop.time() - (t0 + n / rate))
+        if n + 1 < rate * seconds:
+            loop.call_at(t0 + (n + 1) / rate, tick, n + 1)
+        else:
+            done.set_result(None)
+    loop.call_at(t0, tick, 0)
+    await done
+    return sorted(lags)
+lags = asyncio.run(keep())
+print(lags[min(len(lags) - 1, int(len(lags) * 0.99))])
+"""
+
+
+def bare_timer_lag_p99(rate: float, seconds: float) -> float:
+    """p99 lag (s) of a bare timer keeping a ``rate``/s schedule for ``seconds`` s in a process of its own, as the
+    worker does: what the machine's scheduler alone costs a schedule at that moment."""
+    done = subprocess.run([sys.executable, "-c", _BARE_TIMER, str(rate), str(seconds)], capture_output=True,
+                          text=True, timeout=seconds + 10, check=True)
+    return float(done.stdout)
+
+
 def test_open_rate_keeps_its_schedule(api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
     spec = LoadSpec.open_rate(api.url, 200, max_duration=2.0, progress_interval=0.5, seed=1)
     run = load(loads, tmp_path, spec)
     cpu_at_ready = run.cpu_seconds
+    machine_lag_p99 = bare_timer_lag_p99(200, 1.5)  # side by side with the worker's 2 s
     wait_until(lambda: not run.running, 10, "the worker to stop by itself at max_duration")
     history = run.stop()
     lag_p99 = percentile((r.lag for r in history), 99)
@@ -185,9 +216,10 @@ def test_open_rate_keeps_its_schedule(api: FakeUsersAPI, loads: list[LoadRun], t
           f" {percentile((r.latency for r in history), 99) * 1000:.2f} ms,"
           f" worker CPU {cpu:.3f} s after ready = {len(history) / cpu:.0f} requests per CPU-second")
     assert abs(len(history) - 400) <= 8
-    # the schedule holds: 5 ms at p99 on a quiet machine (bench/loadgen_vs_locust.py measures it);
-    # this bound only catches a schedule that drifts, since CI shares two cores with the stack
-    assert lag_p99 < 0.025
+    # the schedule holds: 5 ms at p99 on a quiet machine (bench/loadgen_vs_locust.py measures it); judged against
+    # a bare timer measured side by side, so a busy shared machine moves both and only a schedule that drifts fails
+    assert lag_p99 < machine_lag_p99 + 0.020, f"worker lag p99 {lag_p99 * 1000:.1f} ms, " \
+                                              f"a bare timer's {machine_lag_p99 * 1000:.1f} ms"
     assert Counter(r.outcome for r in history) == {OK: len(history)}
     scheduled = sorted(r.scheduled - run.t0 for r in history)
     assert scheduled[1] - scheduled[0] == pytest.approx(0.005)
