@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from support.checks.messages import NO_FAULT
+
 __all__ = ["CATEGORIES", "RECOVERY_TOO_SLOW", "WRITE_LOST", "SERVICE_HUNG", "WRONG_STATUS", "STACK_FAILED",
            "SUITE_ERROR", "SEVERITIES", "categorize", "environment_properties", "format_properties",
            "executor_info", "results_dir", "one_allure_formatter", "prepare_results_dir", "prepare_junit_dir",
@@ -47,7 +49,7 @@ def _containing(*phrases: str) -> str:
 _SETUP_FRAMES = r"\b(?:check_healthy|begin_scenario|ensure_running)\b"
 _HEALTH_NOT_HEALTHY = r"the health endpoint did not report healthy within"
 # misuse of the Gherkin: the scenario asks for something it never set up
-_SUITE_MISUSE = (r"no load ran in this scenario", r"no fault was injected in this scenario",
+_SUITE_MISUSE = (r"no load ran in this scenario", re.escape(NO_FAULT),
                  r"a load is already running in this scenario", r"no (?:users|records) were created in this scenario",
                  r"no (?:users|records) exist to (?:collide with|read)", r"could not be judged")
 _STARTUP_EXCEPTIONS = r"support\.stack\.services\.ServiceError: "
