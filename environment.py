@@ -20,7 +20,14 @@ from support.evidence.progress import ProgressLine
 from support.evidence.summary import RunSummary
 from support.run import exits
 from support.run.gherkin_types import TYPES
-from support.run.startup_errors import STARTUP_ERRORS, check_features, check_steps, one_line, selected_scenarios
+from support.run.startup_errors import (
+    STARTUP_ERRORS,
+    check_features,
+    check_service_command,
+    check_steps,
+    one_line,
+    selected_scenarios,
+)
 from support.run.suite import install_signal_handlers, start_suite
 
 register_type(**TYPES)
@@ -49,6 +56,7 @@ def before_all(context):
         check_features(runner.features, selected_scenarios(runner.features, context.config))
         check_steps(runner.features, context.config, runner.step_registry.find_match)
         check_work_root(settings.work_root_path)
+        check_service_command(settings)
         context.suite = use_fixture(chaos_suite, context, settings)
     except STARTUP_ERRORS as error:
         # behave would report any exception here as a traceback and "aborted by user";

@@ -63,3 +63,41 @@ def test_durations_in_the_gherkin_carry_their_unit(text, seconds):
 
     assert parse.parse("within {d:Duration}", f"within {text}", TYPES)["d"] == pytest.approx(seconds)
     assert parse.parse("within {d:Duration}", "within 10 parsecs", TYPES) is None
+
+
+@pytest.mark.parametrize("text", ["-1 seconds", ".5 seconds", "+2 s", "1.2.3 seconds", "1. ms"])
+def test_a_malformed_duration_is_refused_naming_the_forms_it_takes(text):
+    import parse
+
+    from support.run.gherkin_types import DURATION_FORMS, TYPES
+
+    with pytest.raises(ValueError) as error:
+        parse.parse("within {d:Duration}", f"within {text}", TYPES)
+    assert str(error.value) == f"{text!r} is not a duration; write it as {DURATION_FORMS}"
+
+
+@pytest.mark.parametrize("pattern, text, fragment", [
+    ("{n:Count} users exist", "-3 users exist", "'-3' is not a whole number"),
+    ("{n:Count} users exist", "2.5 users exist", "'2.5' is not a whole number"),
+    ("a load of {r:Number} per second", "a load of .5 per second", "'.5' is not a number"),
+    ("{level:Level} load", "extreme load", "'extreme' is not a load level; use one of: light, steady, heavy"),
+])
+def test_other_malformed_parameters_say_what_they_take(pattern, text, fragment):
+    import parse
+
+    from support.run.gherkin_types import TYPES
+
+    with pytest.raises(ValueError, match=fragment):
+        parse.parse(pattern, text, TYPES)
+
+
+@pytest.mark.parametrize("pattern, text, value", [
+    ("{n:Count} users exist", "12 users exist", 12),
+    ("a load of {r:Number} per second", "a load of 2.5 per second", 2.5),
+    ("{level:Level} load", "heavy load", "heavy")])
+def test_well_formed_parameters_still_parse(pattern, text, value):
+    import parse
+
+    from support.run.gherkin_types import TYPES
+
+    assert list(parse.parse(pattern, text, TYPES).named.values()) == [value]

@@ -5,6 +5,7 @@ import json
 import re
 import sys
 import traceback
+from pathlib import Path
 
 import pytest
 from allure_commons.utils import format_exception
@@ -175,6 +176,48 @@ def test_results_dir_is_the_allure_formatters_outfile(tmp_path) -> None:
     assert results_dir(["pretty", "allure_behave.formatter:AllureFormatter", "plain"], ["-", "out/a"]) == \
         type(tmp_path)("out/a")
     assert results_dir(["pretty"], ["-"]) is None
+
+
+def test_results_dir_is_the_last_allure_formatters_when_the_command_line_adds_one() -> None:
+    allure = "allure_behave.formatter:AllureFormatter"
+    assert results_dir([allure, allure], ["reports/allure-results", "/tmp/given"]) == Path("/tmp/given")
+    assert results_dir([allure, allure], ["reports/allure-results"]) == Path("reports/allure-results")
+
+
+class _Opener:
+    def __init__(self, name):
+        self.name = name
+
+
+class AllureFormatter:  # shaped like allure-behave's: its name is what one_allure_formatter looks for
+    def __init__(self, name):
+        self.stream_opener = _Opener(name)
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class PrettyFormatter(AllureFormatter):
+    pass
+
+
+def test_one_allure_formatter_is_kept_the_last_one_with_a_folder_and_the_others_are_closed() -> None:
+    pretty, ini, cli = PrettyFormatter(None), AllureFormatter("reports/allure-results"), AllureFormatter("/tmp/given")
+    assert report_meta.one_allure_formatter([ini, pretty, cli]) == [pretty, cli]
+    assert ini.closed and not cli.closed and not pretty.closed
+    stdout = AllureFormatter(None)  # -f allure without -o: no folder, the listed one stays
+    assert report_meta.one_allure_formatter([ini, stdout]) == [ini]
+    assert report_meta.one_allure_formatter([pretty, ini]) == [pretty, ini]
+
+
+def test_prepare_junit_dir_removes_earlier_runs_xml(tmp_path) -> None:
+    (tmp_path / "TESTS-old.xml").write_text("<testsuite/>")
+    (tmp_path / "notes.txt").write_text("x")
+    assert report_meta.prepare_junit_dir(tmp_path) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert report_meta.prepare_junit_dir(None) == 0
+    assert report_meta.prepare_junit_dir(tmp_path / "missing") == 0
 
 
 def test_prepare_results_dir_removes_old_results_but_keeps_history(tmp_path) -> None:

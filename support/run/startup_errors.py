@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from support import REPO_ROOT
 from support.backends.process.pg_binaries import PgNotFound
-from support.core.config import SettingsError
+from support.core.config import Settings, SettingsError
 from support.stack.services import ServiceError
 from support.stack.stack import UnknownService
-from support.stack.stack_file import StackFileError
+from support.stack.stack_file import StackFileError, stack_definition
 
-__all__ = ["STARTUP_ERRORS", "FeatureFileError", "check_features", "check_steps", "selected_scenarios",
-           "one_line"]
+__all__ = ["STARTUP_ERRORS", "FeatureFileError", "check_features", "check_steps", "check_service_command",
+           "selected_scenarios", "one_line"]
 
 
 def one_line(error: BaseException) -> str:
@@ -139,3 +143,28 @@ def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any]
                 error = getattr(match, "stored_error", None)
                 if error is not None:
                     raise FeatureFileError(f"{where}: {one_line(error)}")
+
+
+def check_service_command(settings: Settings) -> None:
+    """Refuse a stack file whose ``[api] command`` names a program this machine does not have, or whose
+    ``cwd`` does not exist, before anything starts (process backend: it runs the command here)."""
+    if settings.backend != "process":
+        return
+    definition = stack_definition(settings)
+    api = definition.api
+    where = f"{definition.path}: [api]"
+    if not api.cwd.is_dir():
+        raise StackFileError(f"{where} cwd {str(api.cwd)!r} is not a directory; fix cwd in the stack file "
+                             "(relative paths start at the stack file's folder)")
+    known = {"{python}": sys.executable, "{repo}": str(REPO_ROOT), "{stack_dir}": str(definition.path.parent)}
+    program = api.command[0]
+    for placeholder, value in known.items():
+        program = program.replace(placeholder, value)
+    if "{" in program or "PATH" in api.env:
+        return  # filled in only at start, or searched on a PATH of the service's own
+    found = (api.cwd / program).is_file() and os.access(api.cwd / program, os.X_OK) if "/" in program \
+        else shutil.which(program) is not None
+    if not found:
+        raise StackFileError(f"{where} command: the program {program!r} is not found (neither on PATH nor as "
+                             f"a file relative to {api.cwd}); install it, or fix [api] command in the stack file "
+                             "that the stack_file setting names")
