@@ -37,7 +37,7 @@ def open_fault_journal(work_root: Path, behave: subprocess.Popen) -> Path:
                 return journal
         return None
     try:
-        return wait_until(find, 60, "the fault being injected", interval=0.1, retry_on=ValueError)
+        return wait_until(find, 60, "the fault being injected", interval=0.1, retry_on=(ValueError, OSError))
     except Exception:
         if behave.poll() is None:
             os.killpg(behave.pid, signal.SIGKILL)

@@ -362,3 +362,27 @@ def test_close_removes_the_containers_and_the_volume(client, stack):
     stack.close()  # idempotent
     assert _containers(client, run_id) == {}
     assert client.volumes.list(filters={"label": f"{RUN_LABEL}={run_id}"}) == []
+
+
+def test_a_start_that_fails_removes_what_it_made(client, tmp_path, monkeypatch):
+    from support.backends.docker import backend
+
+    made = {}
+    real_link = backend.start_link
+
+    def start_link(*args, **kwargs):
+        made["link"] = real_link(*args, **kwargs)
+        return made["link"]
+
+    def never_ready(self, timeout=30.0):
+        raise ServiceError("api becoming ready did not happen within 0 s")
+
+    monkeypatch.setattr(backend, "start_link", start_link)
+    monkeypatch.setattr(backend.ApiContainer, "start", never_ready)
+    run_dir = tmp_path / f"run-failed-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    with pytest.raises(ServiceError, match="api becoming ready"):
+        start_docker_stack(Settings(backend="docker"), run_dir)
+    assert _containers(client, run_dir.name) == {}  # PostgreSQL had started: its container is gone too
+    assert client.volumes.list(filters={"label": f"{RUN_LABEL}={run_dir.name}"}) == []
+    assert not made["link"].server.running
