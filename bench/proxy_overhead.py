@@ -45,6 +45,7 @@ from support.backends.process.backend import ApiProcess, PostgresProcess, connec
 from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file  # noqa: E402
 from support.proxy.client import ProxyServer  # noqa: E402
 from support.core.waiting import wait_until  # noqa: E402
+from support.load.history import percentile  # noqa: E402
 
 
 @dataclass
@@ -61,9 +62,9 @@ class Result:
     def per_second(self) -> float:
         return self.requests / self.elapsed if self.elapsed else 0.0
 
-    def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000.0
+    def latency_ms(self, p: float) -> float:
+        """The ``p``-th latency percentile (nearest rank, 0 < p <= 100) in milliseconds; 0 without requests."""
+        return (percentile(self.latencies, p) or 0.0) * 1000.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -230,13 +231,13 @@ def main() -> int:
               f"{'proxy CPU':>10}")
         for (workload, path), result in results.items():
             cpu = f"{result.proxy_cpu / result.elapsed:>9.0%}" if path == "proxied" else f"{'':>9}-"
-            print(f"{workload:<22} {path:<8} {result.per_second:>11,.0f} {result.percentile_ms(0.50):>8.3f} "
-                  f"{result.percentile_ms(0.99):>8.3f} {result.errors:>7} {cpu}")
+            print(f"{workload:<22} {path:<8} {result.per_second:>11,.0f} {result.latency_ms(50):>8.3f} "
+                  f"{result.latency_ms(99):>8.3f} {result.errors:>7} {cpu}")
         ratios = []
         for workload in dict.fromkeys(w for w, _ in results):
             direct, proxied = results[(workload, "direct")], results[(workload, "proxied")]
             ratios.append(f"{workload}: throughput {proxied.per_second / direct.per_second:.2f}, "
-                          f"p50 latency {proxied.percentile_ms(0.5) / direct.percentile_ms(0.5):.2f}x")
+                          f"p50 latency {proxied.latency_ms(50) / direct.latency_ms(50):.2f}x")
         print("ratio proxied/direct: " + "; ".join(reversed(ratios)))
     finally:
         for api in apis:
