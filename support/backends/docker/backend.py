@@ -22,6 +22,7 @@ import math
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image
 from support.backends.docker.labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
 from support.backends.reaper import describe_removed
 from support.proxy.link import POSTGRES_LINK, start_link
-from support.core.ports import LOOPBACK, free_port
+from support.core.ports import LOOPBACK
 from support.stack.readiness import database_answers, http_answers
 from support.stack.services import Address, ServiceError
 from support.stack.database import connect
@@ -439,11 +440,12 @@ class ApiContainer(ContainerService):
 
 
 def _two_free_ports() -> tuple[int, int]:
-    first = free_port()
-    second = free_port()
-    while second == first:
-        second = free_port()
-    return first, second
+    # bound at the same time, so the kernel hands out two different ports
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as one, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as two:
+        one.bind((LOOPBACK, 0))
+        two.bind((LOOPBACK, 0))
+        return one.getsockname()[1], two.getsockname()[1]
 
 
 def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
