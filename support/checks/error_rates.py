@@ -45,6 +45,7 @@ class PhaseStats:
 
     @classmethod
     def of(cls, name: str, requests: Sequence[Request], start: float | None, end: float | None) -> "PhaseStats":
+        """The statistics of ``requests``, the members of the phase ``name`` from ``start`` to ``end``."""
         outcomes = Counter(r.outcome for r in requests)
         latencies = sorted(r.latency for r in requests)
         count = len(requests)

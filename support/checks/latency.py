@@ -48,6 +48,7 @@ class Silence:
 
     @property
     def seconds(self) -> float:
+        """The silence's length in seconds; 0 when there was none."""
         return 0.0 if self.after is None or self.before is None else self.before - self.after
 
 
