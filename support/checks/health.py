@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 
@@ -74,4 +75,4 @@ def wait_for_health(health_url: str, expect: str, timeout: float, interval: floa
                           done=lambda last: last.healthy if expect == HEALTHY else last.database_unreachable)
     except WaitTimeout as waited:
         raise CheckFailed(f"the health endpoint did not report {wanted} within {timeout:g} s; "
-                          f"last answer: {waited.last.describe()}") from None
+                          f"last answer: {cast(HealthReading, waited.last).describe()}") from None

@@ -58,7 +58,7 @@ class Cleanup(ExitStack):
         self._errors.clear()
         if errors:
             raise errors[0]
-        return suppressed
+        return bool(suppressed)
 
 
 @dataclass

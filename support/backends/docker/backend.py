@@ -528,10 +528,11 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             "containers": {"postgres": postgres.container_name, "api": api.container_name},
             "volume": volume.name, "leftovers_removed": swept.containers + swept.volumes + swept.networks,
             "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
-        return Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
-                     workload=definition.workload, health_path=definition.api.health_path,
-                     admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
-                     versions=versions, secrets=(admin_password, app_password), cleanup=made.pop_all())
+        stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
+                      workload=definition.workload, health_path=definition.api.health_path,
+                      admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
+                      versions=versions, secrets=(admin_password, app_password), cleanup=made.pop_all())
+    return stack
 
 
 def _report_leftovers(swept) -> None:

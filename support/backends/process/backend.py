@@ -221,10 +221,11 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
         postgres.start(settings.start_timeout)
         _create_app_database(postgres, db, role, app_password, settings.start_timeout)
         api.start(settings.start_timeout)
-        return Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
-                     links={("api", "postgres"): link}, workload=definition.workload,
-                     health_path=definition.api.health_path,
-                     admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
-                     versions={"postgres": bins.version(), "postgres_binaries": bins.source,
-                               "python": sys.version.split()[0]},
-                     secrets=(admin_password, app_password), cleanup=made.pop_all())
+        stack = Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
+                      links={("api", "postgres"): link}, workload=definition.workload,
+                      health_path=definition.api.health_path,
+                      admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
+                      versions={"postgres": bins.version(), "postgres_binaries": bins.source,
+                                "python": sys.version.split()[0]},
+                      secrets=(admin_password, app_password), cleanup=made.pop_all())
+    return stack
