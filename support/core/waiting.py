@@ -8,15 +8,15 @@ which names what was waited for, the last result seen and the last error, and
 carries them (``last``, ``error``) for a caller that words its own failure.
 
 Why not tenacity (which the reference API uses for its own retries): its
-``stop_after_delay`` measures on ``time.monotonic`` read inside its call
-state, so a test cannot inject a clock and check a deadline exactly and fast;
-its timeout error says neither what was awaited nor what was last seen, so
-each caller would wrap it; and a check that returns a value to wait on
-(``retry_if_result``) plus the exceptions to wait out (``retry_if_exception``)
-plus ``reraise`` is three arguments at every call site where here the defaults
-cover the common case. Waiting on a :class:`threading.Condition` (a child's
-exit, a worker's message) uses ``Condition.wait_for`` instead: it is woken, not
-polled.
+``stop_after_delay`` and ``stop_before_delay`` measure on ``time.monotonic``
+read inside its call state (only the sleep is injectable), so a test cannot
+drive a deadline with a fake clock, exactly and fast; its timeout error
+(``RetryError``) says neither what was awaited nor what was last seen, so each
+caller would wrap it; and a value to wait on (``retry_if_result``), the
+exceptions to wait out (``retry_if_exception_type``) and ``reraise`` are three
+arguments at every call site where here the defaults cover the common case.
+Waiting on a :class:`threading.Condition` (a child's exit, a worker's message)
+uses ``Condition.wait_for`` instead: it is woken, not polled.
 """
 from __future__ import annotations
 
