@@ -10,6 +10,7 @@ import pytest
 
 from support.evidence import allure as evidence
 from support.core.config import Settings
+from support.faults.base import Fault
 from support.faults.ledger import FaultLedger
 from support.load.history import INFO, OK, Request
 from support.core.ports import free_port
@@ -40,7 +41,7 @@ def captured():
 
 
 @dataclass
-class Restart:
+class Restart(Fault):
     """A fault that does nothing, so the ledger has a real window."""
 
     name: str = "restart"

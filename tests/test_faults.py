@@ -1,5 +1,6 @@
 import json
 import signal
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -21,14 +22,17 @@ class Clock:
         self.now += seconds
 
 
+@dataclass(eq=False)
 class Recorder(Fault):
     """A fault that records what happened to it (a fake is fine: the ledger is the unit here)."""
 
-    def __init__(self, name="stop", target="postgres", instant=False, fail_inject=False, fail_heal=False,
-                 heal_error="heal broke"):
-        self.name, self.target, self.instant = name, target, instant
-        self.fail_inject, self.fail_heal, self.heal_error = fail_inject, fail_heal, heal_error
-        self.events = []
+    name: str = "stop"
+    target: str = "postgres"
+    instant: bool = False
+    fail_inject: bool = False
+    fail_heal: bool = False
+    heal_error: str = "heal broke"
+    events: list = field(default_factory=list)
 
     def inject(self):
         self.events.append("inject")

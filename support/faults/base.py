@@ -17,7 +17,8 @@ class Fault(ABC):
     half-way. What the rest of the suite reads, with the defaults a fault that
     says nothing more gets:
 
-    * ``name``, ``target``: what broke and where, for messages and the evidence;
+    * ``name``, ``target``: what broke and where, for messages and the evidence
+      (every fault says; a dataclass field or a property);
     * ``instant``: the fault does its harm in the act (a restart, a kill):
       recovery is measured from its injection, not from its heal;
     * ``active_since``, ``active_until``: monotonic s, the window in which the
@@ -30,12 +31,20 @@ class Fault(ABC):
       the fault holds (:mod:`support.faults.residues` heals it next run).
     """
 
-    name: str = ""
-    target: str = ""
     instant: bool = False
     active_since: float | None = None
     active_until: float | None = None
     heal_note: str = ""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """What broke ("restart", "table lock"), for messages and the evidence."""
+
+    @property
+    @abstractmethod
+    def target(self) -> str:
+        """Where it broke (a service's name, "postgres (users table)", "postgres link")."""
 
     @abstractmethod
     def inject(self) -> None:

@@ -2,12 +2,12 @@
 
 Each fault has ``inject()`` and an idempotent ``heal()`` that is also safe
 after an ``inject()`` that failed half-way: a fault notes what it changed
-before changing it, and ``heal()`` undoes only that. Every heal goes through
-:func:`support.faults.admin.run_heal`, so that a service's stuck statements
-cannot make it fail (it terminates them after a polite wait). Faults held for a while
-record ``active_since`` (monotonic s: ``inject()`` has made the fault take
-effect) and ``active_until`` (monotonic s: ``heal()`` began), the window in
-which its effect is certain (see :mod:`support.checks.during_faults`).
+before changing it, and ``heal()`` undoes only that. Every heal that changes
+the database goes through :func:`support.faults.admin.run_heal`, so that a
+service's stuck statements cannot make it fail (it terminates them after a
+polite wait). Faults held for a while record ``active_since`` (monotonic s:
+``inject()`` has made the fault take effect) and ``active_until`` (monotonic
+s: ``heal()`` began), the window in which its effect is certain (see :mod:`support.checks.during_faults`).
 
 How each fault is made, and how faithful it is:
 
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -67,7 +68,7 @@ class TableLock(Fault):
     name: str = "table lock"
     active_since: float | None = None
     active_until: float | None = None
-    _conn: object = field(default=None, repr=False)
+    _conn: Any = field(default=None, repr=False)  # the psycopg2 connection that holds the lock
 
     @property
     def target(self) -> str:
