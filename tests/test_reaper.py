@@ -1,6 +1,7 @@
 """Nothing outlives the suite: after SIGKILL of behave, its reaper removes the run's processes and containers."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,12 +10,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from suite_runner import listening_ports, project_with, start_behave
 
 from support.backends.reaper import describe_removed, reaper_of
 from support.core.process_tree import descendants
 from support.core.run_dirs import clean_leftovers, marked_processes
 from support.core.waiting import WaitTimeout, wait_until
-from suite_runner import listening_ports, project_with, start_behave
 
 PAUSED_POSTGRES = """Feature: a paused database
   Scenario: Postgres frozen while the suite is killed
@@ -98,11 +99,9 @@ def test_sigkill_of_behave_during_a_paused_postgres_leaves_nothing(tmp_path, wor
             found += [f"container {c}" for c in _containers(run_dir.name)]
         return found
     try:
-        try:
+        with contextlib.suppress(WaitTimeout):  # the assertions below say what is left
             wait_until(lambda: not left() and reaper_of(run_dir) is None, GONE_WITHIN,
                        "the run's processes, ports and containers going", interval=0.1)
-        except WaitTimeout:
-            pass
         assert left() == [], f"still there {GONE_WITHIN:g} s after the SIGKILL"
         assert reaper_of(run_dir) is None, "the reaper exits once it has swept"
         note = (run_dir / "reaper.log").read_text()

@@ -57,7 +57,7 @@ def describe_removed(removed: dict[str, list]) -> str:
     return ", ".join(parts) if parts else "nothing"
 
 
-_PLURALS = {"process": "processes", "run directory": "run directories", "leftover run directory": "leftover run directories"}
+_PLURALS = {"process": "processes", "run directory": "run directories"}
 
 
 def _kill_run_processes(run_dir: Path) -> list[int]:

@@ -17,6 +17,7 @@ __all__ = ["Settings", "SettingsError", "LOAD_LEVELS", "load_settings", "read_in
 LOAD_LEVELS = ("light", "steady", "heavy")
 BACKENDS = ("process", "docker", "attached")
 DOCKER_NETWORKS = ("host", "bridge")
+ISOLATIONS = ("reuse", "restart-api", "restart-all")
 
 
 class SettingsError(ValueError):
@@ -41,6 +42,12 @@ class Settings:
     start_timeout: float = 30.0
     #: seconds the stack may take to report healthy before each scenario
     healthy_timeout: float = 20.0
+    #: seconds a service has to be ready before a scenario; one that is not is restarted (support/run/isolation.py)
+    ready_probe_timeout: float = 3.0
+    #: the run stops after this many scenarios in a row whose stack could not be made ready
+    not_ready_limit: int = 3
+    #: before each scenario: reuse the services, restart the API, or restart the whole stack
+    isolation: str = "reuse"
     #: requests per second of the named load levels
     load_light: float = 20.0
     load_steady: float = 50.0
@@ -78,7 +85,11 @@ class Settings:
         if self.docker_network not in DOCKER_NETWORKS:
             raise SettingsError(
                 f"docker_network={self.docker_network!r} is not supported; use one of: {', '.join(DOCKER_NETWORKS)}")
-        for name in ("start_timeout", "healthy_timeout", "load_light", "load_steady", "load_heavy",
+        if self.isolation not in ISOLATIONS:
+            raise SettingsError(f"isolation={self.isolation!r} is not supported; use one of: {', '.join(ISOLATIONS)}")
+        if self.not_ready_limit < 1:
+            raise SettingsError(f"not_ready_limit={self.not_ready_limit} must be 1 or more")
+        for name in ("start_timeout", "healthy_timeout", "ready_probe_timeout", "load_light", "load_steady", "load_heavy",
                      "load_request_timeout", "load_max_duration", "settle_timeout", "load_baseline"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}={getattr(self, name)} must be greater than 0")

@@ -16,7 +16,7 @@ from support.core.config import Settings
 from support.faults.ledger import FaultLedger
 from support.core.run_dirs import clean_leftovers
 from support.faults.residues import heal_residues
-from support.checks.health import HEALTHY, wait_for_health
+from support.run.isolation import Isolation
 from support.run.scenario import ScenarioState
 from support.stack.stack import Stack
 from support.stack.stack_file import stack_definition
@@ -36,6 +36,10 @@ class Suite:
     #: what removes the run's processes and containers if this process dies (None: not started)
     reaper: Reaper | None = field(default=None, repr=False)
     closed: bool = field(default=False, repr=False)
+    isolation: Isolation = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.isolation = Isolation(self.stack, self.settings)
 
     def begin_scenario(self, name: str) -> ScenarioState:
         """Make a fresh scenario state: the stack running and healthy, the users table empty."""
@@ -44,8 +48,7 @@ class Suite:
         scenario_dir.mkdir()
         state = ScenarioState(name=name, stack=self.stack, settings=self.settings, work_dir=scenario_dir,
                               ledger=FaultLedger(journal=self.run_dir / "faults.json"))
-        self.stack.ensure_running(self.settings.start_timeout)
-        wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
+        state.notes.update(self.isolation.prepare(name))  # a hung service restarted, or StackNotReady with its logs
         # the schema is the API's; it may still be creating it right after a start
         retry(lambda: database.reset(self.stack.admin_dsn, self.stack.workload), self.settings.healthy_timeout,
               "resetting the users table", retry_on=database.DatabaseError)
@@ -59,7 +62,7 @@ class Suite:
             try:
                 state.ledger.heal_all()
             finally:
-                self.stack.ensure_running(self.settings.start_timeout)
+                self.isolation.bring_back()  # no wait: a hung service is the next prepare's to find and restart
 
     def close(self) -> None:
         """Stop the stack and remove the run directory (kept when ``keep_work_dir`` is set); idempotent."""

@@ -1,0 +1,82 @@
+"""Isolation against a misbehaving service: a wedged API costs one restart, not the rest of the run.
+
+The variant tests/broken_apis/wedges_after_db_error.py keeps its port but never
+answers again after its first 503. The scenarios after the one that wedges it
+must still get verdicts of their own, the run must take no longer than the
+wedge costs once, and two scenarios must get the same verdicts in either order.
+"""
+from __future__ import annotations
+
+import re
+import time
+
+from suite_runner import BROKEN, REPO, leftovers, project_with, run_behave
+
+from support.core.config import Settings
+
+WEDGE = """
+  Scenario: A database outage wedges the API
+    Given the stack is healthy
+    And a steady load of 20 requests per second
+    When postgres is down for 2 seconds
+    Then the health endpoint reports healthy within 5 seconds
+"""
+WEDGE_BOUND = 5.0  # seconds: the wedging scenario's own Then waits this long before it fails
+LATER = """
+  Scenario: Users are kept after the wedge {n}
+    Given the stack is healthy
+    And 3 users exist
+    Then the 3 users still exist
+"""
+PROBE = Settings().ready_probe_timeout
+LOAD_TIMEOUT = Settings().load_request_timeout  # the wedging scenario's hung requests are given up after this
+#: healthy_timeout and start_timeout of these runs, seconds: a later scenario that waited either out (as every
+#: scenario after a wedge did before isolation) would add this much
+LONG = 120
+
+
+def _feature(*scenarios: str) -> str:
+    return "Feature: isolation\n" + "".join(scenarios)
+
+
+def _run(tmp_path, name: str, stack: str, feature: str):
+    project = project_with(tmp_path / name, "isolation.feature", feature)
+    started = time.monotonic()
+    run = run_behave(tmp_path / name / "work", "-D", f"stack_file={stack}", "-D", f"healthy_timeout={LONG}",
+                     "-D", f"start_timeout={LONG}", cwd=project)
+    return run, time.monotonic() - started
+
+
+def _failing(output: str) -> set[str]:
+    """The names behave lists under "Failing scenarios:"."""
+    block = output.partition("Failing scenarios:")[2].split("\n\n", 1)[0]
+    return {m.group(1).strip() for m in re.finditer(r"^\s+\S+\.feature:\d+\s+(.+)$", block, re.M)}
+
+
+def test_a_wedged_api_is_restarted_once_and_the_next_scenarios_get_their_own_verdicts(tmp_path):
+    feature = _feature(WEDGE, *(LATER.format(n=n) for n in (1, 2, 3)))
+    # side by side: the same scenarios against the reference API, which does not wedge
+    reference, reference_s = _run(tmp_path, "reference", str(REPO / "stack" / "stack.toml"), feature)
+    wedged, wedged_s = _run(tmp_path, "wedged", str(BROKEN / "wedges_after_db_error.toml"), feature)
+    assert reference.returncode == 0, reference.output[-4000:]
+    assert wedged.returncode != 0, wedged.output[-4000:]
+    assert "\n3 scenarios passed, 1 failed" in wedged.output, wedged.output[-4000:]
+    assert _failing(wedged.output) == {"A database outage wedges the API"}, wedged.output[-4000:]
+    restarts = re.findall(r"chaos-suite: before '([^']+)': api was not ready within .*; restarted it", wedged.output)
+    assert restarts == ["Users are kept after the wedge 1"], wedged.output[-4000:]
+    # the wedge costs once: its own Then bound and its load's hung requests (5 + 5 s), its evidence, then one
+    # probe (3 s), one stop (SIGKILL after 1 s) and one start: ≈ 20-25 s here, on a shared 2-core machine. Any
+    # later scenario that waited out healthy_timeout or start_timeout would add LONG on its own.
+    assert WEDGE_BOUND + LOAD_TIMEOUT + PROBE + 1 < LONG / 2
+    assert wedged_s - reference_s < LONG / 2, (wedged_s, reference_s, wedged.output[-3000:])
+    assert leftovers(wedged) == [] and leftovers(reference) == []
+
+
+def test_verdicts_do_not_depend_on_the_order_of_the_scenarios(tmp_path):
+    later = LATER.format(n=1)
+    first, _ = _run(tmp_path, "wedge-first", str(BROKEN / "wedges_after_db_error.toml"), _feature(WEDGE, later))
+    second, _ = _run(tmp_path, "wedge-second", str(BROKEN / "wedges_after_db_error.toml"), _feature(later, WEDGE))
+    for run in (first, second):
+        assert "\n1 scenario passed, 1 failed" in run.output, run.output[-4000:]
+        assert _failing(run.output) == {"A database outage wedges the API"}, run.output[-4000:]
+        assert leftovers(run) == []
