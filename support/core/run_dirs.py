@@ -23,7 +23,7 @@ from support.core.config import SettingsError
 from support.core.process_tree import descendants
 
 __all__ = ["Leftovers", "child_env", "check_work_root", "clean_leftovers", "marked_processes", "owner_record",
-           "RUN_MARKER"]
+           "process_start_time", "RUN_MARKER"]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
 RESIDUES = "residues"  # under the work root: faults that dead runs left in databases that outlive them
@@ -41,7 +41,7 @@ class Leftovers:
                 f" and killed {len(self.processes)} leftover process{'' if len(self.processes) == 1 else 'es'}")
 
 
-def _start_time(pid: int) -> int | None:
+def process_start_time(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22); None if gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -55,7 +55,7 @@ def owner_record(pid: int | None = None) -> dict[str, int | None]:
     """What ``run.json`` records of the suite that owns a run: its PID and that process's start time,
     so that a PID reused by another process is not taken for the owner."""
     pid = os.getpid() if pid is None else pid
-    return {"pid": pid, "pid_start": _start_time(pid)}
+    return {"pid": pid, "pid_start": process_start_time(pid)}
 
 
 def _owner_alive(run_dir: Path) -> bool:
@@ -64,7 +64,7 @@ def _owner_alive(run_dir: Path) -> bool:
         pid = int(record["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    started = _start_time(pid)
+    started = process_start_time(pid)
     if started is None:
         return False
     if record.get("pid_start") is not None:
