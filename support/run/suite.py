@@ -14,7 +14,7 @@ from support.stack import database
 from support.backends.reaper import Reaper, describe_removed, start_reaper
 from support.core.config import Settings
 from support.faults.ledger import FaultLedger
-from support.core.run_dirs import clean_leftovers
+from support.core.run_dirs import clean_leftovers, owner_record
 from support.faults.residues import heal_residues
 from support.run.isolation import Isolation
 from support.run.scenario import ScenarioState
@@ -124,7 +124,7 @@ def start_suite(settings: Settings) -> Suite:
 
 def _write_run_record(run_dir: Path, settings: Settings, addresses: dict[str, str] | None = None) -> None:
     """``run.json``: the owning suite's PID (what leftover cleaning trusts) and where the services listen."""
-    (run_dir / "run.json").write_text(json.dumps({"pid": os.getpid(), "backend": settings.backend,
+    (run_dir / "run.json").write_text(json.dumps({**owner_record(), "backend": settings.backend,
                                                   "started": time.time(), "addresses": addresses or {}}))
 
 
