@@ -1,4 +1,5 @@
-"""Isolation against a misbehaving service: a wedged API costs one restart, not the rest of the run.
+"""Isolation against a misbehaving service: a wedged API costs one restart, not the rest of the run;
+an impostor on a service's port is never taken for the service.
 
 The variant tests/broken_apis/wedges_after_db_error.py keeps its port but never
 answers again after its first 503. The scenarios after the one that wedges it
@@ -8,11 +9,20 @@ wedge costs once, and two scenarios must get the same verdicts in either order.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 
+import pytest
 from suite_runner import BROKEN, REPO, leftovers, project_with, run_behave
 
+from support.backends.process import backend as process_backend
 from support.core.config import Settings
+from support.core.ports import LOOPBACK, free_port, port_is_free
+from support.core.waiting import wait_until
+from support.stack.readiness import ImpostorListening, check_listener
+from support.stack.services import ServiceError
+from support.stack.stack_file import stack_definition
 
 WEDGE = """
   Scenario: A database outage wedges the API
@@ -80,3 +90,49 @@ def test_verdicts_do_not_depend_on_the_order_of_the_scenarios(tmp_path):
         assert "\n1 scenario passed, 1 failed" in run.output, run.output[-4000:]
         assert _failing(run.output) == {"A database outage wedges the API"}, run.output[-4000:]
         assert leftovers(run) == []
+
+
+# -- readiness that an impostor on the port cannot fool ------------------------------------------
+
+@pytest.fixture
+def impostor():
+    """An HTTP server that answers every path (404 on /health) on a free port: not the service."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", LOOPBACK, str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: not port_is_free(port), 10, "the impostor listening")
+        yield port, server
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_only_the_started_process_tree_counts_as_the_listener(impostor):
+    port, server = impostor
+    check_listener(port, server.pid, "impostor")  # its own socket: no error
+    service = subprocess.Popen(["sleep", "60"])  # a process that holds no socket, as a service that could not bind
+    try:
+        with pytest.raises(ImpostorListening, match=f"another process listens on api's port {port}"):
+            check_listener(port, service.pid, "api")
+    finally:
+        service.kill()
+        service.wait()
+    with pytest.raises(ImpostorListening, match="api is not running"):
+        check_listener(port, None, "api")
+    check_listener(free_port(), None, "api")  # nothing listens: the domain check fails by itself
+
+
+def test_an_api_whose_port_an_impostor_holds_is_never_ready(impostor, tmp_path, monkeypatch):
+    port, _ = impostor
+    monkeypatch.setattr(process_backend, "free_port", lambda: port)
+    definition = stack_definition(Settings())
+    values = process_backend.connection_values(LOOPBACK, free_port(), "users", "app", "unused")
+    values["stack_dir"] = str(definition.path.parent)
+    api = process_backend.ApiProcess(definition.api, values, tmp_path)
+    try:
+        # the impostor answers GET /health at once; the API cannot bind and restarts in a loop
+        with pytest.raises(ServiceError, match=f"ImpostorListening: another process listens on api's port {port}"):
+            api.start(3.0)
+    finally:
+        api.close()

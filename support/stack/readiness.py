@@ -1,11 +1,26 @@
-"""Readiness in domain terms: PostgreSQL runs a query, the API answers its health path."""
+"""Readiness in domain terms: PostgreSQL runs a query, the API answers its health path.
+
+An answer counts only from the process the suite started: :func:`check_listener`
+refuses a port held by any other process (an impostor that took the port
+while the service could not bind it and restarted in a loop).
+"""
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import httpx
 
+from support.core.process_tree import descendants
 from support.stack.database import connect
 
-__all__ = ["database_answers", "http_answers"]
+__all__ = ["database_answers", "http_answers", "check_listener", "ImpostorListening"]
+
+_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
+
+
+class ImpostorListening(ConnectionError):
+    """Another process, not the service the suite started, listens on the service's port."""
 
 
 def database_answers(dsn: str) -> bool:
@@ -18,3 +33,48 @@ def database_answers(dsn: str) -> bool:
 def http_answers(url: str) -> bool:
     """True when ``GET url`` gets any HTTP answer within 1 s: the process is up, whatever it says of its database."""
     return httpx.get(url, timeout=1.0).status_code < 600
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP ``port`` (any address, IPv4 or IPv6), from /proc/net/tcp*."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def check_listener(port: int, root_pid: int | None, service: str) -> None:
+    """Raise :class:`ImpostorListening` when what listens on ``port`` is not ``root_pid`` or a process below it.
+
+    Returns when nothing listens yet (the domain check then fails by itself)
+    and when the process table cannot be read (another user's processes:
+    unknown counts as ours). ``root_pid`` None means the service is not running.
+    """
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return
+    if root_pid is not None:
+        wanted = {f"socket:[{inode}]" for inode in inodes}
+        for pid in [root_pid, *descendants(root_pid)]:
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except PermissionError:
+                return
+            except OSError:
+                continue  # gone meanwhile
+            for fd in fds:
+                try:
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                        return
+                except OSError:
+                    continue
+    state = "is not running" if root_pid is None else f"(pid {root_pid}) does not hold it"
+    raise ImpostorListening(f"another process listens on {service}'s port {port} and {service} {state}: "
+                            "its answers are not the service's; stop that process")

@@ -40,7 +40,7 @@ from support.backends.docker.labels import KEEP_LABEL, SERVICE_LABEL, remove_lef
 from support.backends.reaper import describe_removed
 from support.proxy.link import POSTGRES_LINK, start_link
 from support.core.ports import LOOPBACK
-from support.stack.readiness import database_answers, http_answers
+from support.stack.readiness import check_listener, database_answers, http_answers
 from support.stack.services import Address, ServiceError
 from support.stack.database import connect
 from support.stack.stack import Cleanup, Stack
@@ -351,6 +351,11 @@ class ContainerService:
     def is_ready(self) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _check_listener(self) -> None:
+        """On the host network, the port must be held by the container's own processes (not an impostor's)."""
+        if self.spec.network is None:
+            check_listener(self._port, self.state().get("Pid") or None, self.name)
+
     def wait_ready(self, timeout: float) -> None:
         """Return once :meth:`is_ready`; :class:`ServiceError` with the container's state and logs after ``timeout`` s."""
         try:
@@ -423,6 +428,7 @@ class PostgresContainer(ContainerService):
             raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
 
     def is_ready(self) -> bool:
+        self._check_listener()
         return database_answers(self.dsn(self.database))
 
 
@@ -436,6 +442,7 @@ class ApiContainer(ContainerService):
 
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
+        self._check_listener()
         return http_answers(self.health_url)
 
 

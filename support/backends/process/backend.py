@@ -21,7 +21,7 @@ from support.backends.process.logs import read_stamped_log
 from support.stack.stack_file import ApiDefinition, stack_definition
 from support.backends.process.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
 from support.core.ports import LOOPBACK, free_port
-from support.stack.readiness import database_answers, http_answers
+from support.stack.readiness import check_listener, database_answers, http_answers
 from support.stack.services import Address, ServiceError
 from support.stack.database import connect
 from support.stack.stack import Cleanup, Stack
@@ -155,6 +155,7 @@ class PostgresProcess(_ProcessService):
             raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
 
     def is_ready(self) -> bool:
+        check_listener(self._port, self.pid, self.name)  # an answer from another process is not ours
         return database_answers(self.dsn())
 
 
@@ -175,6 +176,7 @@ class ApiProcess(_ProcessService):
 
     def is_ready(self) -> bool:
         # the API is up when it answers; whether its database is reachable is the health check's business
+        check_listener(self._port, self.pid, self.name)  # an answer from another process is not ours
         return http_answers(self.health_url)
 
 
