@@ -13,8 +13,10 @@ import httpx
 import psycopg2
 import pytest
 from psycopg2 import errors
+from suite_runner import BROKEN, leftovers, run_behave
 
 from support.core.config import Settings
+from support.core.waiting import wait_until
 from support.faults.admin import HealTimeout, api_role, database_identity, run_heal
 from support.faults.base import FaultHadNoEffect
 from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
@@ -22,8 +24,6 @@ from support.faults.ledger import FaultLedger, HealErrors
 from support.faults.residues import heal_residue
 from support.faults.slots import SlotExhaustion
 from support.run.suite import start_suite
-from support.core.waiting import wait_until
-from suite_runner import BROKEN, leftovers, run_behave
 
 CLOSED = "host=127.0.0.1 port=1 dbname=users user=postgres password=x"  # nothing listens on port 1
 
@@ -180,9 +180,9 @@ def test_table_lock_blocks_statements_until_healed(stack):
     fault = TableLock(stack.admin_dsn)
     fault.inject()
     try:
-        with closing(connect(stack.app_dsn, options="-c lock_timeout=200")) as conn, conn.cursor() as cur:
-            with pytest.raises(errors.LockNotAvailable):
-                cur.execute("SELECT count(*) FROM users")
+        with closing(connect(stack.app_dsn, options="-c lock_timeout=200")) as conn, conn.cursor() as cur, \
+                pytest.raises(errors.LockNotAvailable):
+            cur.execute("SELECT count(*) FROM users")
         assert create(stack, "locked@t.test").status_code == 503
     finally:
         fault.heal()
@@ -208,9 +208,9 @@ def test_read_only_reaches_existing_sessions_and_heal_makes_them_writable_again(
                 cur.execute("INSERT INTO users (name, email) VALUES ('x', 'existing@t.test')")
             cur.execute("SELECT count(*) FROM users")
             assert cur.fetchone() == (1,)
-        with closing(connect(stack.app_dsn)) as fresh, fresh.cursor() as cur:
-            with pytest.raises(errors.ReadOnlySqlTransaction):
-                cur.execute("INSERT INTO users (name, email) VALUES ('x', 'fresh@t.test')")
+        with closing(connect(stack.app_dsn)) as fresh, fresh.cursor() as cur, \
+                pytest.raises(errors.ReadOnlySqlTransaction):
+            cur.execute("INSERT INTO users (name, email) VALUES ('x', 'fresh@t.test')")
         refused = create(stack, "during@t.test")
         assert refused.status_code == 503
         assert "read-only" in refused.json()["detail"]
