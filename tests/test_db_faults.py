@@ -342,6 +342,23 @@ def test_a_heal_that_cannot_get_its_lock_in_time_says_so_in_one_line(stack):
         holder.close()
 
 
+def test_a_heal_waits_politely_for_a_lock_released_within_its_patience(stack):
+    # a service that cancels its own slow statements (the reference API: 1.5 s) is never cut by a heal
+    holder = connect(stack.admin_dsn)
+    holder.autocommit = False
+    with holder.cursor() as cur:
+        cur.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(1.0, holder.rollback)
+    release.start()
+    try:
+        assert run_heal(stack.admin_dsn, "taking the table", lambda cur: cur.execute("LOCK TABLE users")) == []
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1")  # still alive: it was waited for, not terminated
+    finally:
+        release.join()
+        holder.close()
+
+
 def test_a_heal_that_still_fails_fails_the_scenario_with_one_line(stack, tmp_path):
     ledger = FaultLedger(journal=tmp_path / "faults.json")
     fault = ledger.inject(ReadOnlyDatabase(stack.admin_dsn))
