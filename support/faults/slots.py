@@ -23,7 +23,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from support.core.waiting import Deadline, wait_until
+from support.core.waiting import Deadline, WaitTimeout, wait_until
 from support.faults.admin import HEAL_TIMEOUT, admin_connection, database_identity, run_heal, terminated_note
 from support.faults.base import Fault, FaultHadNoEffect
 from support.stack.database import open_connection
@@ -125,20 +125,23 @@ class SlotExhaustion(Fault):
                                f" in {self.timeout:g} s")
         # a client that opens and closes connections all the time frees slots while we fill:
         # take them back until none is free, for a while, before calling the fault a failure
-        verify = Deadline(min(2.0, self.timeout))
-        while True:
-            with admin_connection(self.dsn) as conn, conn.cursor() as cur:
-                free = _free_slots(cur)
-            if free <= 0:
-                break
-            if verify.expired:  # the refusal was something else (authentication, a timeout): say so
-                raise FaultHadNoEffect(f"{free} connection slots were still free after {self.held} connections;"
-                                       f" the last attempt failed with: {self.refused}")
-            while self._take_one():
-                pass
+        try:
+            wait_until(self._take_free_slots, min(2.0, self.timeout), "every connection slot taken",
+                       done=lambda free: free <= 0, retry_on=())
+        except WaitTimeout as late:  # the refusal was something else (authentication, a timeout): say so
+            raise FaultHadNoEffect(f"{late.last} connection slots were still free after {self.held} connections;"
+                                   f" the last attempt failed with: {self.refused}") from None
         self.active_since = time.monotonic()
         self._refiller = threading.Thread(target=self._refill, name="chaos-slots-refill", daemon=True)
         self._refiller.start()
+
+    def _take_free_slots(self) -> int:
+        """How many slots were free; takes every one of them before answering, so the next look finds none."""
+        with admin_connection(self.dsn) as conn, conn.cursor() as cur:
+            free = _free_slots(cur)
+        while free > 0 and self._take_one():
+            pass
+        return free
 
     def residue(self) -> dict:
         """What a run killed while this fault holds leaves in the database (see :func:`heal_residue`)."""
