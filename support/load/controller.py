@@ -142,12 +142,7 @@ class LoadRun:
     def _wait_for(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Wait on the reader's notifications until ``predicate()`` or monotonic ``deadline``."""
         with self._cond:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-            return True
+            return self._cond.wait_for(predicate, max(0.0, deadline - time.monotonic()))
 
     def _log_tail(self, lines: int = 15) -> str:
         try:
