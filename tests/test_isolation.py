@@ -8,9 +8,11 @@ wedge costs once, and two scenarios must get the same verdicts in either order.
 """
 from __future__ import annotations
 
+import http.server
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -20,8 +22,10 @@ from support.backends.process import backend as process_backend
 from support.core.config import Settings
 from support.core.ports import LOOPBACK, free_port, port_is_free
 from support.core.waiting import wait_until
+from support.run.isolation import Isolation, RunStopped, StackNotReady
 from support.stack.readiness import ImpostorListening, check_listener
 from support.stack.services import ServiceError
+from support.stack.stack import Stack
 from support.stack.stack_file import stack_definition
 
 WEDGE = """
@@ -136,3 +140,92 @@ def test_an_api_whose_port_an_impostor_holds_is_never_ready(impostor, tmp_path, 
             api.start(3.0)
     finally:
         api.close()
+
+
+# -- the before-scenario routine itself, with services that misbehave on cue ----------------------
+
+class _FakeService:
+    """A service whose readiness is scripted: ``hung`` until restarted, or ``broken`` for good."""
+
+    def __init__(self, name: str, hung: bool = False, broken: bool = False) -> None:
+        self.name, self.hung, self.broken = name, hung, broken
+        self.stops = 0
+
+    def resume(self) -> None:
+        pass
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.hung or self.broken:
+            raise ServiceError(f"{self.name} becoming ready did not happen within {timeout:g} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stops += 1
+        self.hung = False
+
+    def logs(self, since: float | None = None) -> str:
+        return "1764620000.000 starting\n1764620001.000 config error: FOO not set\n"
+
+
+@pytest.fixture
+def healthy_url():
+    """A health endpoint that says 200 with the database reachable."""
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"status": "ok", "database": "reachable"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{LOOPBACK}:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _isolation(url: str, api: _FakeService, **settings) -> Isolation:
+    stack = Stack(backend="process", services={"postgres": _FakeService("postgres"), "api": api}, api_url=url,
+                  admin_dsn="", app_dsn="")
+    return Isolation(stack, Settings(ready_probe_timeout=0.2, healthy_timeout=0.5, **settings))
+
+
+def test_a_hung_service_is_restarted_and_the_restart_noted(healthy_url, capsys):
+    api = _FakeService("api", hung=True)
+    notes = _isolation(healthy_url, api).prepare("next")
+    assert api.stops == 1
+    assert list(notes) == ["api restarted"] and "restarted it" in notes["api restarted"]
+    assert "chaos-suite: before 'next': api was not ready within 0.2 s" in capsys.readouterr().err
+
+
+def test_a_stack_that_cannot_be_made_ready_fails_with_its_log_and_then_stops_the_run(healthy_url, capsys):
+    isolation = _isolation(healthy_url, _FakeService("api", broken=True), not_ready_limit=2)
+    said = r"(?s)api is not ready even after a restart: .*\n +config error: FOO not set"  # the service's own words
+    with pytest.raises(StackNotReady, match=said):
+        isolation.prepare("first")
+    with pytest.raises(RunStopped, match="stopping the run: api could not be made ready before 2 scenarios in a row"):
+        isolation.prepare("second")
+    assert "chaos-suite: stopping the run: api could not" in capsys.readouterr().err
+
+
+def test_a_ready_scenario_resets_the_count_of_not_ready_ones_in_a_row(healthy_url):
+    api = _FakeService("api", broken=True)
+    isolation = _isolation(healthy_url, api, not_ready_limit=2)
+    with pytest.raises(StackNotReady):
+        isolation.prepare("first")
+    api.broken = False
+    assert isolation.prepare("second") == {}
+    api.broken = True
+    with pytest.raises(StackNotReady):  # one in a row again, not two
+        isolation.prepare("third")
+
+
+def test_restart_api_isolation_restarts_the_api_before_every_scenario_but_the_first(healthy_url):
+    api = _FakeService("api")
+    api.restart = lambda mode="fast", timeout=30.0: setattr(api, "stops", api.stops + 1)
+    isolation = _isolation(healthy_url, api, isolation="restart-api")
+    for name in ("first", "second", "third"):
+        isolation.prepare(name)
+    assert api.stops == 2
