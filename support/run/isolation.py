@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from support.checks.health import HEALTHY, wait_for_health
 from support.checks.verdict import CheckFailed
 from support.core.config import ISOLATIONS, Settings
+from support.core.redact import redact
 from support.stack.services import Service, ServiceError
 from support.stack.stack import Stack
 
@@ -45,17 +46,18 @@ class RunStopped(SystemExit):
     """Too many scenarios in a row found the stack not ready: the run stops (behave aborts on SystemExit)."""
 
 
-def last_log_lines(service: Service, lines: int = 10) -> list[str]:
-    """The last non-empty lines of the service's own output, without the backends' epoch-second stamps."""
+def last_log_lines(service: Service, lines: int = 10, skip: str = "") -> list[str]:
+    """The last non-empty lines of the service's own output (without the backends' epoch-second stamps),
+    leaving out those that contain ``skip`` (the access log of the suite's own probes)."""
     try:
         text = service.logs()
     except Exception as error:  # noqa: BLE001 - a service gone with its logs says so
         return [f"(its logs could not be read: {type(error).__name__}: {error})"]
     out = []
-    for line in text.splitlines()[-lines * 3:]:
+    for line in text.splitlines()[-lines * 20:]:
         head, _, rest = line.partition(" ")
         line = rest if head.replace(".", "", 1).isdigit() else line
-        if line.strip():
+        if line.strip() and not (skip and skip in line):
             out.append(line.rstrip())
     return out[-lines:]
 
@@ -166,6 +168,8 @@ class Isolation:
 
     def _not_ready(self, name: str, why: str) -> StackNotReady:
         service = self.stack.services.get(name)
-        lines = last_log_lines(service) if service is not None else []
+        probes = f"GET {self.stack.health_path} "  # the access log of our own probes says nothing of why
+        lines = last_log_lines(service, skip=probes) if service is not None else []
         said = "".join(f"\n    {line}" for line in lines) if lines else "\n    (nothing)"
-        return StackNotReady(f"{name} is not ready {why}; the last lines of its log:{said}", name)
+        return StackNotReady(redact(f"{name} is not ready {why}; the last lines of its log:{said}", self.stack.secrets),
+                             name)
