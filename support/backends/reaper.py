@@ -60,21 +60,21 @@ def describe_removed(removed: dict[str, list]) -> str:
 _PLURALS = {"process": "processes", "run directory": "run directories"}
 
 
-def _kill_run_processes(run_dir: Path) -> list[int]:
-    """SIGKILL every marked process of ``run_dir`` and the processes below them; the PIDs signalled."""
+def _kill_run_processes(run_dir: Path, into: Reaped) -> None:
+    """SIGKILL every marked process of ``run_dir`` and the processes below them, noting each in ``into``."""
     marked = marked_processes(run_dir)
     # the tree is read before any kill: an orphan is reparented away and its parent link is lost
     tree = list(dict.fromkeys(marked + [child for pid in marked for child in descendants(pid)]))
-    killed = []
-    for sig in (signal.SIGCONT, signal.SIGKILL):  # SIGCONT first: a frozen process must not wait on a frozen one
+    for sig in (signal.SIGCONT, signal.SIGKILL):  # SIGCONT first: nothing of the run stays frozen
         for pid in tree:
             try:
                 os.kill(pid, sig)
                 if sig == signal.SIGKILL:
-                    killed.append(pid)
+                    into.processes.append(pid)
             except ProcessLookupError:
                 pass
-    return killed
+            except PermissionError:
+                into.failed[f"process {pid}"] = "no permission to signal it"
 
 
 def _remove_run_containers(run_id: str, into: Reaped) -> None:
@@ -119,7 +119,8 @@ def _remove_run_containers(run_id: str, into: Reaped) -> None:
 
 def reap_run(run_dir: Path, docker_run: str | None = None) -> Reaped:
     """Kill what is left of run ``run_dir`` (processes; with ``docker_run``, that run's containers)."""
-    reaped = Reaped(processes=_kill_run_processes(run_dir))
+    reaped = Reaped()
+    _kill_run_processes(run_dir, reaped)
     if docker_run:
         try:
             _remove_run_containers(docker_run, reaped)
