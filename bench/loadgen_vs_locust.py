@@ -525,6 +525,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="open-model rate, requests/s (default: behave.ini load_heavy)")
     parser.add_argument("--users", type=int, default=10, help="concurrent users of the closed model")
     parser.add_argument("--only", choices=("users", "hello"), help="one target only")
+    parser.add_argument("--generators", default=",".join(GENERATORS), metavar="LIST",
+                        help="comma-separated generators to run (the suite's always runs; e.g. locust alone, to "
+                             "compare a change of the suite's worker on a busy machine)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="N processes that only burn CPU run throughout, as on a busy shared machine")
     parser.add_argument("--client-worker", metavar="SPEC", help=argparse.SUPPRESS)
@@ -549,6 +552,7 @@ def main() -> int:
     window = Window(warmup=0.5 if args.quick else 1.0, seconds=args.seconds or (2.0 if args.quick else 5.0))
     rounds = args.rounds or (1 if args.quick else 2)
     targets = [t for t in ("users", "hello") if args.only in (None, t)]
+    generators = tuple(g for g in GENERATORS if g == "suite" or g in args.generators.split(","))
     print(f"{machine()}; open model at {rate:g}/s, closed model with {args.users} users; "
           f"{rounds} round(s) of {window.warmup:g} s warm-up + {window.seconds:g} s measured per run"
           f"{f'; {args.busy} CPU burners running' if args.busy else ''}", flush=True)
@@ -571,8 +575,8 @@ def main() -> int:
                     else 0.0) for target in targets for model in ("open", "closed")]
         for round_index in range(rounds):
             for index, job in enumerate(jobs):
-                shift = (index + round_index) % len(GENERATORS)  # each generator takes every place in turn
-                for generator in GENERATORS[shift:] + GENERATORS[:shift]:
+                shift = (index + round_index) % len(generators)  # each generator takes every place in turn
+                for generator in generators[shift:] + generators[:shift]:
                     this_round = RUNNERS[generator](job, window, work)
                     for measured in this_round:
                         key = (job.target, job.workload, measured.generator)
@@ -594,23 +598,23 @@ def main() -> int:
 
     print()
     print(table(["target", "workload", "generator", "req/s", "req/CPU-s", "CPU", "p50 ms", "p99 ms",
-                 "lag p99 ms", "errors"], [results[(j.target, j.workload, g)].row() for j in jobs for g in GENERATORS + ("timer",)
-                  if (j.target, j.workload, g) in results]))
+                 "lag p99 ms", "errors"], [results[(j.target, j.workload, g)].row() for j in jobs
+                                           for g in generators + ("timer",) if (j.target, j.workload, g) in results]))
     by = results
     ratio_rows = []
     cpu_ratios: list[float] = []
     for target, workload in ((j.target, j.workload) for j in jobs):
         ours = by[(target, workload, "suite")]
         row = [target, workload]
-        for other in ("locust", "aiohttp", "httpx"):
+        for other in generators[1:]:
             theirs = by[(target, workload, other)]
             row += [ratio(ours.per_cpu_second, theirs.per_cpu_second), ratio(ours.per_second, theirs.per_second)]
             if other == "locust" and ours.per_cpu_second and theirs.per_cpu_second:
                 cpu_ratios.append(ours.per_cpu_second / theirs.per_cpu_second)
         ratio_rows.append(row)
     print()
-    print(table(["target", "workload", "suite/locust req/CPU-s", "req/s", "suite/aiohttp req/CPU-s", "req/s",
-                 "suite/httpx req/CPU-s", "req/s"], ratio_rows))
+    print(table(["target", "workload"] + [h for other in generators[1:] for h in (f"suite/{other} req/CPU-s", "req/s")],
+                ratio_rows))
     lags = [percentile(m.lags, 99) for m in results.values() if m.generator == "suite" and m.lags]
     worst_lag = max((lag for lag in lags if lag is not None), default=None)
     worst_ratio = min(cpu_ratios, default=None)

@@ -162,3 +162,53 @@ def test_only_http_urls():
         HttpClient("ftp://127.0.0.1/", timeout=1)
     with pytest.raises(ValueError, match="not an http"):
         asyncio.run(make())
+
+
+# -- the parser path (httptools): framing, keep-alive and what it refuses -------------------------------------------
+
+def test_chunked_with_extensions_and_trailers_split_anywhere():
+    chunked = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=v", b"alue\r\nhel",
+               b"lo\r\n1\r\n!\r\n0\r\n", b"X-Trailer: yes\r\n\r\n"]
+    results, script = run([chunked, OK_JSON], [("GET", "/a", None), ("GET", "/b", None)])
+    assert results == [Answer(200, b"hello!"), Answer(200, b'{"id": 42}\n')]
+    assert script.connections == 1  # a chunked answer ends where its last chunk says: the connection is kept
+
+
+def test_content_length_body_in_pieces_and_a_zero_length_body():
+    pieces = [b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", b"ab", b"cd", b"ef"]
+    empty = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    results, script = run([pieces, empty, OK_JSON], [("GET", "/", None), ("POST", "/users", b"{}"), ("GET", "/", None)])
+    assert results == [Answer(200, b"abcdef"), Answer(201, b""), Answer(200, b'{"id": 42}\n')]
+    assert script.connections == 1
+
+
+def test_keep_alive_follows_the_version_and_the_connection_header():
+    http10 = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"  # HTTP/1.0 closes unless it says keep-alive
+    http10_kept = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+    results, script = run([http10, http10_kept, OK_JSON], [("GET", "/", None)] * 3)
+    assert results == [Answer(200, b"ok"), Answer(200, b"ok"), Answer(200, b'{"id": 42}\n')]
+    assert script.connections == 2
+
+
+def test_a_head_answer_has_no_body_and_its_connection_serves_the_next_request():
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    results, script = run([head, OK_JSON], [("HEAD", "/", None), ("GET", "/", None)])
+    assert results == [Answer(200, b""), Answer(200, b'{"id": 42}\n')]
+    assert script.connections == 1
+
+
+def test_malformed_headers_and_bytes_after_the_answer():
+    bad_length = b"HTTP/1.1 200 OK\r\nContent-Length: twelve\r\n\r\n"
+    too_long = b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 70_000
+    extra = OK_JSON + b"HTTP/1.1 200 OK\r\n"  # more than was asked for: the answer counts, the connection does not
+    results, script = run([bad_length, too_long, extra, OK_JSON], [("GET", "/", None)] * 4)
+    assert results[0].status is None and results[0].error.startswith("malformed answer: ")
+    assert results[1] == Answer(None, error="malformed answer: header section too long")
+    assert results[2:] == [Answer(200, b'{"id": 42}\n')] * 2
+    assert script.connections == 4  # no connection that carried a malformed answer or extra bytes is reused
+
+
+def test_an_upgrade_nobody_asked_for_is_malformed():
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    results, _ = run([upgrade], [("GET", "/", None)])
+    assert results == [Answer(None, error="malformed answer: an upgrade nobody asked for")]

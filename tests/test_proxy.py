@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.proxy.control import FaultProxyServer
-from support.proxy.client import ProxyError, ProxyServer
 from support.core.waiting import wait_until
+from support.proxy.client import ProxyError, ProxyServer
+from support.proxy.control import FaultProxyServer
 
 
 class EchoServer:
@@ -423,9 +423,9 @@ def test_server_process_stops_by_pid_idempotently(tmp_path):
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path):
-    with socket.create_server(("127.0.0.1", 0)) as busy:
-        with pytest.raises(ProxyError, match="exited with status 1 before it was ready: .*address already in use"):
-            ProxyServer.start(tmp_path, timeout=10, control_port=busy.getsockname()[1])
+    with socket.create_server(("127.0.0.1", 0)) as busy, \
+            pytest.raises(ProxyError, match="exited with status 1 before it was ready: .*address already in use"):
+        ProxyServer.start(tmp_path, timeout=10, control_port=busy.getsockname()[1])
 
 
 def test_server_process_exits_with_its_parent(tmp_path):

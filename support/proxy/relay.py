@@ -41,7 +41,7 @@ class Side(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
-        transport.set_write_buffer_limits(high=_WRITE_HIGH)
+        transport.set_write_buffer_limits(high=_WRITE_HIGH)  # type: ignore[attr-defined]  # a stream transport's
         self.conn.side_made(self)
 
     def data_received(self, data: bytes) -> None:
@@ -201,8 +201,9 @@ class Proxy:
         self.connections: set[Connection] = set()
         self.enabled = False
         self._server: asyncio.base_events.Server | None = None
-        self._socket = bind(listen_port)  # held while disabled, so the port stays ours
-        self.port: int = self._socket.getsockname()[1]
+        sock = bind(listen_port)
+        self._socket: socket.socket | None = sock  # held while disabled, so the port stays ours
+        self.port: int = sock.getsockname()[1]
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "listen": f"{LOOPBACK}:{self.port}",
@@ -214,6 +215,7 @@ class Proxy:
         if enabled == self.enabled:
             return
         if enabled:
+            assert self._socket is not None  # a disabled proxy holds its port
             self._server = await asyncio.get_running_loop().create_server(self._accept, sock=self._socket,
                                                                           backlog=1024)
             self._socket = None  # the server owns it now
@@ -221,7 +223,8 @@ class Proxy:
             return
         self.enabled = False
         server, self._server = self._server, None
-        server.close()  # closes the listening socket...
+        if server is not None:
+            server.close()  # closes the listening socket...
         self._socket = bind(self.port)  # ...so bind the port again at once, without listening: refused
         for conn in list(self.connections):
             conn.close("cut")
