@@ -224,6 +224,9 @@ class HttpClient:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = (host if default else f"{host}:{self.port}").encode()
         self.timeout = timeout
+        #: header lines sent with every request, each ending in CRLF (the workload's headers and token);
+        #: the caller may replace it between requests, e.g. with a fresh token
+        self.extra_headers = b""
         self._idle: deque[_Connection] = deque()
         self._all: set[_Connection] = set()
         self._loop = asyncio.get_running_loop()
@@ -232,7 +235,7 @@ class HttpClient:
              content_type: str = "application/json") -> None:
         """Send one request now (on an idle connection, or a new one); ``callback(answer)`` once it ends."""
         verb = method.upper().encode()
-        head = b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (verb, path.encode(), self._host_header)
+        head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (verb, path.encode(), self._host_header, self.extra_headers)
         if body is not None:
             head += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (content_type.encode(), len(body))
         call = _Call(head + b"\r\n" + (body or b""), verb == b"HEAD", callback)
