@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -48,6 +49,7 @@ def work_root():
     root = Path("/tmp/chaos-suite-tests") / f"reaper-{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True)
     yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _paused_run(behave: subprocess.Popen, work_root: Path) -> Path:
