@@ -13,6 +13,15 @@ Outcomes: 2xx ``ok``; 3xx/4xx ``fail``; a read answered 200 with other content
 was sent) ``fail``; past ``max_in_flight`` ``fail`` ("client overloaded");
 5xx, timeout after connecting, reset or close after sending ``info``.
 
+The workload (:class:`support.stack.workload.Workload`) decides each request: an
+operation drawn by weight, under ``base_path``, with the static headers and the
+auth token. A write is recorded as ``write`` with its key; a read-back of an
+acknowledged write and a plain operation as ``read``. With an ``auth``, the
+token is fetched before the schedule starts (a worker that cannot get one exits
+before it is ready, with the reason) and again after a 401, which is recorded
+like any other answer; requests sent while the new token is on its way carry
+the old one.
+
 Protocol. stdin lines: ``stop`` (or end of file, or SIGTERM/SIGINT) stops it;
 ``watch <t> [<min_successes> <min_span>]`` starts lines ``{"watch": {"after",
 "last_bad", "bad", "oks", "first_ok", "last_ok", "recovered", "oldest_open"}}``
@@ -34,9 +43,11 @@ import random
 import signal
 import sys
 import time
-from itertools import count
+from bisect import bisect_right
+from collections.abc import Callable
+from itertools import accumulate, count
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from support.load.client import Answer, HttpClient
@@ -44,9 +55,18 @@ from support.load.history import FAIL, INFO, OK, percentile, write_csv
 from support.load.os_resources import allow_open_files, keep_schedule_first, own_cpu_seconds
 from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
 from support.load.spec import LoadSpec, LoadSpecError
-from support.stack.workload import Workload
+from support.load.tokens import Tokens
+from support.stack.auth import AuthError
+from support.stack.workload import Operation, Workload, render
 
 __all__ = ["Worker", "main"]
+
+_NO_BODY: tuple[bytes | None, str] = (None, "application/json")
+
+
+def render_run(body: Any, run: str) -> Any:
+    """A plain operation's body with ``{run}`` filled in."""
+    return render(body, {"run": run})
 
 monotonic = time.monotonic
 _WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
@@ -69,8 +89,20 @@ class Worker:
         # garbage collector stops tracking tuples of atoms, so a long history
         # does not lengthen its pauses (which would show up as lag)
         self.records: list[tuple] = []
-        self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
-        self.acked: list[tuple[Any, str, str]] = []  # (id, key, expected) of acknowledged writes
+        self.workload = w = Workload.from_dict(spec.workload) if spec.workload else Workload()
+        self.base = self.prefix + w.base_path
+        self.ops = w.operations
+        weights = w.weights(spec.write_fraction)
+        total = sum(weights) or 1.0
+        self.cumulative = [c / total for c in accumulate(weights)]
+        self.writes = {op.name: op for op in self.ops if op.is_write}
+        # (id, key, expected) of acknowledged writes, per write operation; ``acked`` is the first write's
+        self.acked_by: dict[str, list[tuple[Any, str, str]]] = {name: [] for name in self.writes}
+        self.acked = self.acked_by[w.write.name]
+        # plain operations send the same bytes every time: encoded once
+        self.plain = {op.name: op.encode(render_run(op.body, spec.run_id)) for op in self.ops
+                      if not op.is_write and not op.reads}
+        self.tokens: Tokens | None = None  # the headers and auth token, once the client exists
         self.sent = self.ok = self.fail = self.info = 0
         # launch times of the requests still open: a request launched before the
         # run of successes and still open may yet fail and end the run
@@ -101,24 +133,35 @@ class Worker:
             self.stopping.set()
 
     # -- one request -----------------------------------------------------------
-    def _choose(self) -> tuple[str, str, str, str, str, Any, str | None]:
-        """(op, key, body, method, path, json payload, expected compared values of a read)."""
-        w = self.workload
-        if not self.acked or self.rng.random() < self.spec.write_fraction:
-            key, path, payload, expected = w.record(self.spec.run_id, next(self.seq))
-            return "write", key, expected, w.create_method, self.prefix + path, payload, None
-        ident, key, expected = self.rng.choice(self.acked)
-        return "read", key, "", w.read_method, self.prefix + w.read_path_for(ident), None, expected
+    def _choose(self) -> tuple[Operation, str, str, str, str, str, tuple[bytes | None, str], str | None]:
+        """(operation, op, key, body, method, path, (data, content type), expected compared values of a read)."""
+        op = self.ops[min(bisect_right(self.cumulative, self.rng.random()), len(self.ops) - 1)]
+        if op.reads:
+            acked = self.acked_by[op.reads]
+            write = self.writes[op.reads]
+            if acked:
+                ident, key, expected = self.rng.choice(acked)
+                read = write.read
+                assert read is not None
+                return write, "read", key, "", read.method, self.base + read.path.replace("{id}", str(ident)), \
+                    _NO_BODY, expected
+            op = write  # nothing acknowledged to read yet: write one
+        if op.is_write:
+            key, path, payload, expected = op.record(self.spec.run_id, next(self.seq))
+            return op, "write", key, expected, op.method, self.base + path, op.encode(payload), None
+        return op, "read", "", "", op.method, self.base + op.path, self.plain[op.name], None
 
     def request(self, scheduled: float, then: Callable[[], object] | None = None) -> None:
         """Send one request now; record it when it ends, then call ``then()`` if given."""
         start = monotonic()
-        op, key, body, method, path, payload, expected = self._choose()
+        operation, op, key, body, method, path, (data, content_type), expected = self._choose()
         if len(self.open_starts) >= self.spec.max_in_flight:
             self.record(op, key, scheduled, start, start, None, "client overloaded", FAIL, body)
             return
         token = next(self._tokens)
         self.open_starts[token] = start
+        tokens = self.tokens
+        generation = tokens.generation  # type: ignore[union-attr]
 
         def answered(answer: Answer) -> None:
             end = monotonic()
@@ -128,7 +171,9 @@ class Worker:
                 outcome: str = INFO if answer.sent else FAIL
                 self.record(op, key, scheduled, start, end, None, answer.error, outcome, body)
             else:
-                outcome = self.judge(answer.status, answer.body, op, expected, body, key)
+                outcome = self.judge(answer.status, answer.body, op, expected, body, key, operation)
+                if answer.status == 401 and generation == tokens.generation:  # type: ignore[union-attr]
+                    tokens.refresh()  # type: ignore[union-attr]
                 error = "wrong content" if outcome is FAIL and answer.status < 300 else ""
                 self.record(op, key, scheduled, start, end, answer.status, error, outcome, body)
             if self.stopping.is_set() and not self.open_starts:
@@ -136,12 +181,15 @@ class Worker:
             if then is not None:
                 then()
 
-        data = None if payload is None else json.dumps(payload, separators=(",", ":")).encode()
         assert self.client is not None
-        self.client.send(method, path, data, answered)
+        self.client.send(method, path, data, answered, content_type)
 
-    def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "") -> str:
-        """Outcome of an answered request; remembers acknowledged writes for later reads."""
+    def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "",
+              operation: Operation | None = None) -> str:
+        """Outcome of an answered request; remembers acknowledged writes for later reads.
+
+        ``operation`` is the write (of a write or a read-back; the first write if None), or the plain operation.
+        """
         if status >= 500:
             return INFO
         if status >= 300:
@@ -150,11 +198,16 @@ class Worker:
             row = json.loads(data)
         except ValueError:
             row = None
+        operation = operation or self.workload.write
         if op == "write":
-            if isinstance(row, dict) and self.workload.id_field in row:
-                self.acked.append((row[self.workload.id_field], key, body))
+            read = operation.read
+            assert read is not None
+            if isinstance(row, dict) and read.id_field in row:
+                self.acked_by[operation.name].append((row[read.id_field], key, body))
             return OK  # the status acknowledged it, whatever the body
-        if expected is None or not self.workload.matches(row, expected):
+        if not operation.is_write:
+            return OK  # a plain operation: its 2xx is all it promises
+        if expected is None or not operation.matches(row, expected):
             return FAIL
         return OK
 
@@ -281,6 +334,8 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         self.client = HttpClient(self.spec.base_url, timeout=self.spec.request_timeout)
+        self.tokens = Tokens(self.workload, self.client, self.base, self.spec.run_id, self.spec.request_timeout)
+        await self.tokens.authenticate()
         commands = loop.create_task(self._read_commands(reader)) if reader else None
         gc.collect()
         gc.freeze()  # what exists now lives all run long: keep it out of every collection
@@ -361,10 +416,15 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     worker = Worker(spec, output)
     worker.priority = keep_schedule_first(spec)
-    runner(worker.run(stdin_fd))
+    try:
+        runner(worker.run(stdin_fd))
+    except AuthError as error:
+        print(f"loadgen: no auth token, so no load: {error}", file=sys.stderr)
+        return 2
     count_ = worker.write_history()
     worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(own_cpu_seconds(), 3),
-                 "sent": worker.sent, "ok": worker.ok, "fail": worker.fail, "info": worker.info})
+                 "sent": worker.sent, "ok": worker.ok, "fail": worker.fail, "info": worker.info,
+                 "tokens": worker.tokens.fetched if worker.tokens else 0})
     return 0
 
 
