@@ -1,8 +1,15 @@
 """Records of the workload ("users" for the reference API): created through the API, verified
-through the API and through SQL."""
+through the API and through SQL.
+
+Every request goes through the workload as the load does: under its ``base_path``,
+with its headers and its auth token (fetched at the first request, again after a
+401, then the request is sent once more: a 401 applied nothing).
+"""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +17,8 @@ import httpx
 
 from support.checks.verdict import CheckFailed
 from support.stack import database
-from support.stack.workload import Workload
+from support.stack.auth import Auth, AuthError
+from support.stack.workload import Operation, Workload
 
 __all__ = ["User", "create_users", "check_users_intact", "check_next_read", "try_duplicate_write",
            "check_user_count", "check_status"]
@@ -26,14 +34,70 @@ class User:
     body: dict
 
 
+class TokenAuth(httpx.Auth):
+    """The workload's token on every request of an httpx client; fetched again once after a 401."""
+
+    requires_response_body = True
+
+    def __init__(self, auth: Auth, base: str, headers: dict[str, str], timeout: float) -> None:
+        self.auth = auth
+        self.base = base  # the API's URL with the workload's base_path: the login goes under it too
+        self.headers = headers
+        self.timeout = timeout  # seconds a token command may take
+        self.token: str | None = None
+        self.fetched = 0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.token is None:
+            self.token = yield from self._fetch()
+        request.headers[self.auth.header] = self.auth.header_value(self.token)
+        response = yield request
+        if response.status_code == 401:
+            self.token = yield from self._fetch()
+            request.headers[self.auth.header] = self.auth.header_value(self.token)
+            yield request
+
+    def _fetch(self) -> Generator[httpx.Request, httpx.Response, str]:
+        self.fetched += 1
+        if not self.auth.uses_login:
+            return self.auth.token_from_source(self.timeout)
+        method, path, body, content_type = self.auth.login_request()
+        response = yield httpx.Request(method, self.base + path, content=body,
+                                       headers={**self.headers, "Content-Type": content_type})
+        return self.auth.token_from_answer(response.status_code, response.content)
+
+
+@contextmanager
+def workload_client(api_url: str, workload: Workload, timeout: float = 5.0, run: str = "") -> Iterator[httpx.Client]:
+    """An httpx client that sends as the workload does (base_path, headers, auth); ``timeout`` s per request.
+
+    A token that cannot be had is a :class:`CheckFailed` naming why.
+    """
+    base = api_url.rstrip("/") + workload.base_path
+    headers = workload.header_values(run)
+    auth = TokenAuth(workload.auth, base, headers, timeout) if workload.auth else None
+    with httpx.Client(base_url=base, headers=headers, timeout=timeout, auth=auth) as client:
+        try:
+            yield client
+        except AuthError as error:
+            raise CheckFailed(f"no auth token for the workload: {error}") from None
+
+
+def send(client: httpx.Client, operation: Operation, path: str, body: Any) -> httpx.Response:
+    """Send ``body`` the way ``operation`` does (JSON or form-encoded) to ``path``."""
+    data, content_type = operation.encode(body)
+    return client.request(operation.method, path, content=data,
+                          headers={"Content-Type": content_type} if data is not None else None)
+
+
 def create_users(api_url: str, workload: Workload, count: int, timeout: float = 5.0) -> list[User]:
     """Create ``count`` records through the API; every one must be acknowledged with a 2xx."""
     run = f"seed-{uuid.uuid4().hex[:8]}"
     users = []
-    with httpx.Client(base_url=api_url, timeout=timeout) as client:
+    with workload_client(api_url, workload, timeout, run) as client:
         for i in range(count):
             key, path, body, expected = workload.record(run, i)
-            response = client.request(workload.create_method, path, json=body)
+            response = send(client, workload.write, path, body)
             if not response.is_success:
                 raise CheckFailed(f"could not create record {i + 1} of {count}: "
                                   f"{response.status_code} {response.text[:200]}")
@@ -47,7 +111,7 @@ def check_users_intact(api_url: str, dsn: str, workload: Workload, users: list[U
     if not users:
         raise CheckFailed("no records were created in this scenario: add a 'Given N users exist' step")
     wrong = []
-    with httpx.Client(base_url=api_url, timeout=timeout) as client:
+    with workload_client(api_url, workload, timeout) as client:
         for user in users:
             response = client.request(workload.read_method, workload.read_path_for(user.id))
             if response.status_code != 200:
@@ -74,7 +138,7 @@ def check_next_read(api_url: str, workload: Workload, users: list[User], timeout
     if not users:
         raise CheckFailed("no records exist to read: add a 'Given N users exist' step")
     try:
-        with httpx.Client(base_url=api_url, timeout=timeout) as client:
+        with workload_client(api_url, workload, timeout) as client:
             response = client.request(workload.read_method, workload.read_path_for(users[0].id))
     except httpx.HTTPError as error:
         raise CheckFailed(f"the first request after the fault got no answer: {type(error).__name__}: {error}") from None
@@ -91,8 +155,8 @@ def try_duplicate_write(api_url: str, workload: Workload, existing: list[User], 
         raise CheckFailed("no records exist to collide with: add a 'Given N users exist' step")
     body = dict(existing[0].body)
     body = {k: ("duplicate" if k != _key_field(workload) and isinstance(v, str) else v) for k, v in body.items()}
-    with httpx.Client(base_url=api_url, timeout=timeout) as client:
-        return client.request(workload.create_method, workload.create_path, json=body)
+    with workload_client(api_url, workload, timeout) as client:
+        return send(client, workload.write, workload.create_path, body)
 
 
 def _key_field(workload: Workload) -> str:

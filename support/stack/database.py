@@ -101,13 +101,16 @@ def count_records(dsn: str, workload: Workload) -> int:
 
 
 def rows_for_keys(dsn: str, workload: Workload, keys: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """``{key: compared column values as text}`` for the stored records among ``keys`` (``find_sql``)."""
+    """``{key: compared column values as text}`` for the stored records among ``keys`` (each write's ``find_sql``)."""
     wanted = list(keys)
     if not wanted:
         return {}
+    found: dict[str, tuple[str, ...]] = {}
     with connect(dsn, timeout=30.0) as conn, conn.cursor() as cur:
-        cur.execute(workload.find_sql, {"keys": wanted})
-        return {str(row[0]): tuple(str(v) for v in row[1:]) for row in cur.fetchall()}
+        for find_sql in dict.fromkeys(op.find_sql for op in workload.writes()):  # several writes may share one
+            cur.execute(find_sql, {"keys": wanted})
+            found.update((str(row[0]), tuple(str(v) for v in row[1:])) for row in cur.fetchall())
+    return found
 
 
 def activity_snapshot(dsn: str) -> list[dict]:
