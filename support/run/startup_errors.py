@@ -15,6 +15,7 @@ from support.backends.process.pg_binaries import PgNotFound
 from support.core.config import Settings, SettingsError
 from support.stack.services import ServiceError
 from support.stack.stack import UnknownService
+from support.backends.compose.project import compose_file_of
 from support.stack.stack_file import StackFileError, stack_definition
 
 __all__ = ["STARTUP_ERRORS", "FeatureFileError", "check_features", "check_steps", "check_service_command",
@@ -148,8 +149,8 @@ def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any]
 def check_service_command(settings: Settings) -> None:
     """Refuse a stack file whose ``[api] command`` names a program this machine does not have, or whose
     ``cwd`` does not exist, before anything starts (process backend: it runs the command here)."""
-    if settings.backend != "process":
-        return
+    if settings.backend != "process" or compose_file_of(settings) is not None:
+        return  # a compose project's commands run in its images
     definition = stack_definition(settings)
     api = definition.api
     where = f"{definition.path}: [api]"

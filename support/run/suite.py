@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.stack import database
+from support.backends.compose.backend import compose_project_of
 from support.backends.reaper import Reaper, describe_removed, start_reaper
 from support.core.config import Settings
 from support.faults.ledger import FaultLedger
@@ -78,7 +79,11 @@ class Suite:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def _backend_starter(settings: Settings):
+def _backend_starter(settings: Settings, compose: bool):
+    if compose:  # a compose file as the stack file: the user's own Compose project
+        from support.backends.compose.backend import start_compose_stack
+
+        return start_compose_stack
     if settings.backend == "attached":
         from support.backends.attached import start_attached_stack
 
@@ -94,7 +99,10 @@ def _backend_starter(settings: Settings):
 
 def start_suite(settings: Settings) -> Suite:
     """Make this run's directory and start the stack on the configured backend."""
-    stack_definition(settings)  # refuse a bad stack file before making or starting anything
+    # refuse a bad stack file (or a compose file Compose refuses) before making or starting anything
+    compose = compose_project_of(settings) is not None
+    if not compose:
+        stack_definition(settings)
     root = settings.work_root_path
     if not root.exists():
         root.mkdir(parents=True)
@@ -106,10 +114,11 @@ def start_suite(settings: Settings) -> Suite:
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir()
     _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too
-    reaper = start_reaper(run_dir, docker=settings.backend == "docker") if settings.backend != "attached" else None
+    on_docker = compose or settings.backend == "docker"
+    reaper = start_reaper(run_dir, docker=on_docker) if compose or settings.backend != "attached" else None
     try:
-        stack = _backend_starter(settings)(settings, run_dir)
-        if settings.backend == "attached":
+        stack = _backend_starter(settings, compose)(settings, run_dir)
+        if settings.backend == "attached" and not compose:
             for line in heal_residues(root, stack.admin_dsn):
                 print(f"chaos-suite: {line}", file=sys.stderr)
     except BaseException:

@@ -180,12 +180,13 @@ def _parse_stamp(stamp: str) -> float | None:
 class ContainerService:
     """One service as one container, with the :class:`support.stack.services.Service` operations."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int) -> None:
+    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, container: Any = None) -> None:
         self.name = spec.service
         self.spec = spec
         self._client = client
         self._port = port
-        self._container = None
+        # a container something else made (the compose backend: Compose did); else made from ``spec`` at start
+        self._container = container
         self._closed = False
 
     # -- state ---------------------------------------------------------------
@@ -312,6 +313,7 @@ class ContainerService:
         if container is None or container.status not in ("running", "paused", "restarting"):
             return
         # the engine would restart a container that exits on a signal other than its stop signal
+        policy = dict(container.attrs.get("HostConfig", {}).get("RestartPolicy") or _UNLESS_STOPPED)
         container.update(restart_policy={"Name": "no", "MaximumRetryCount": 0})
         try:
             if container.status == "paused":
@@ -322,7 +324,7 @@ class ContainerService:
                 container.kill()
                 self._wait_exit(container, 10.0)
         finally:
-            container.update(restart_policy=dict(_UNLESS_STOPPED))
+            container.update(restart_policy=policy)  # its own again (a compose file's may differ)
 
     @staticmethod
     def _wait_exit(container, timeout: float) -> bool:
@@ -412,8 +414,9 @@ class ContainerService:
 class PostgresContainer(ContainerService):
     """PostgreSQL in a container; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, admin_password: str) -> None:
-        super().__init__(client, spec, port)
+    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, admin_password: str,
+                 container: Any = None) -> None:
+        super().__init__(client, spec, port, container)
         self.password = admin_password
         self.database = spec.environment.get("APP_DB", "postgres")
 
@@ -435,8 +438,9 @@ class PostgresContainer(ContainerService):
 class ApiContainer(ContainerService):
     """The API under uvicorn in a container; ready when ``GET /health`` answers at all."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, health_path: str = "/health") -> None:
-        super().__init__(client, spec, port)
+    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, health_path: str = "/health",
+                 container: Any = None) -> None:
+        super().__init__(client, spec, port, container)
         self.url = f"http://{LOOPBACK}:{port}"
         self.health_url = self.url + health_path
 

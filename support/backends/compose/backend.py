@@ -1,0 +1,215 @@
+"""Start a user's Compose project for one run, with the real Docker Compose CLI, and hand it over as a Stack.
+
+Per run: a project name of its own (``chaos-suite-<run>``); an override file the
+suite writes next to the run (labels of the run on every container and named
+volume, so a killed run's project is removed by the next run's sweep and by the
+reaper, see :mod:`support.backends.docker.labels`; and each linked variable
+pointed at the fault proxy's listener for that edge); ``up --wait`` (the compose
+file's own health checks), then the suite's own readiness check per service;
+faults act on the project's containers through the Docker SDK (found by the
+``com.docker.compose.project`` label) with the Docker backend's
+:class:`~support.backends.docker.backend.ContainerService`; at the end the logs
+of each service are saved in the run directory and ``down -v`` removes the rest.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from support.backends.compose.cli import ComposeCommand
+from support.backends.compose.project import ComposeProject, ComposeService, compose_file_of, load_compose_project
+from support.backends.docker.backend import (
+    ApiContainer,
+    ContainerService,
+    ContainerSpec,
+    PostgresContainer,
+    _report_leftovers,
+    docker_client,
+)
+from support.backends.docker.images import IMAGE_SPECS, ensure_image
+from support.backends.docker.labels import remove_leftovers, run_labels
+from support.core.config import Settings
+from support.core.ports import LOOPBACK
+from support.proxy.link import start_link
+from support.stack.services import Address, ServiceError
+from support.stack.stack import Cleanup, Stack
+from support.stack.stack_file import StackFileError
+
+__all__ = ["start_compose_stack", "compose_project_of", "PROJECT_LABEL", "project_name"]
+
+PROJECT_LABEL = "com.docker.compose.project"
+_SERVICE_LABEL = "com.docker.compose.service"
+
+
+def project_name(run_id: str) -> str:
+    """The Compose project name of run ``run_id`` (lower case, as Compose requires)."""
+    return "chaos-suite-" + re.sub(r"[^a-z0-9_-]", "-", run_id.lower())
+
+
+def compose_project_of(settings: Settings) -> ComposeProject | None:
+    """The compose project the settings select, checked by Compose (one line when it refuses); None when
+    the stack file is not a compose one."""
+    found = compose_file_of(settings)
+    return None if found is None else load_compose_project(*found)
+
+
+class ComposeContainer(ContainerService):
+    """A service of the project that is neither the database nor the target: ready when running (and healthy)."""
+
+    def is_ready(self) -> bool:
+        state = self.state()
+        health = (state.get("Health") or {}).get("Status")
+        return state.get("Status") == "running" and health in (None, "healthy")
+
+
+class ComposePostgres(PostgresContainer):
+    """The project's PostgreSQL, with the superuser and application role the compose file gives."""
+
+    def __init__(self, client, spec: ContainerSpec, described: ComposeService, container) -> None:
+        info = described.postgres
+        assert info is not None
+        super().__init__(client, spec, described.port, info.password, container=container)
+        self.database = info.database
+        self.info = info
+
+    def dsn(self, dbname: str = "postgres", user: str | None = None, password: str | None = None) -> str:
+        """A libpq DSN for this server on 127.0.0.1 (the superuser's unless ``user`` is given)."""
+        user = user or self.info.user
+        known = self.info.password if user == self.info.user else self.info.app_password
+        return f"host={LOOPBACK} port={self._port} dbname={dbname} user={user} password={password or known}"
+
+
+def _spec(container, service: str) -> ContainerSpec:
+    # the container exists already (Compose made it): the spec only names it for messages and the listener check
+    return ContainerSpec(name=container.name, service=service, image=container.image.id, command=[],
+                         environment={}, labels={}, network_mode="host")
+
+
+def _service(client, container, described: ComposeService, project: ComposeProject) -> ContainerService:
+    spec = _spec(container, described.name)
+    host_network = container.attrs.get("HostConfig", {}).get("NetworkMode") == "host"
+    if not host_network:
+        spec.network = "bridge"  # no listener check: its port is published, not held by its own processes here
+    if described.postgres is not None:
+        service: ContainerService = ComposePostgres(client, spec, described, container)
+    elif described.name == project.target:
+        service = ApiContainer(client, spec, described.port, project.health_path, container=container)
+    else:
+        service = ComposeContainer(client, spec, described.port, container=container)
+    return service
+
+
+def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tuple[str, str], Address]) -> dict:
+    """The override file: the run's labels everywhere, and each linked variable pointed at its proxy listener."""
+    services: dict[str, dict] = {name: {"labels": dict(labels)} for name in project.services}
+    for (user, used), listener in proxied.items():
+        variable = project.links[(user, used)]
+        value = project.services[user].environment[variable]
+        port = project.services[used].port
+        pointed = value
+        for host in (LOOPBACK, "localhost", used):
+            pointed = pointed.replace(f"{host}:{port}", f"{LOOPBACK}:{listener.port}")
+        if pointed == value:
+            raise StackFileError(f"{project.file}: x-chaos.links.{user}.{variable}: its value does not name "
+                                 f"{used}'s address ({LOOPBACK}:{port} or {used}:{port}), so the suite cannot "
+                                 "point it at the fault proxy")
+        services[user].setdefault("environment", {})[variable] = pointed
+    return {"services": services}
+
+
+def _volumes(file: Path, labels: dict[str, str], command: ComposeCommand) -> dict:
+    config = json.loads(command.run("config", "--format", "json", timeout=60))
+    return {name: {"labels": dict(labels)} for name, volume in (config.get("volumes") or {}).items()
+            if not (volume or {}).get("external")}
+
+
+def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
+    """Run the selected compose project for run ``run_dir.name``; return the ready stack.
+
+    On any failure what was made is removed (``down -v``, the proxies) before the error propagates.
+    """
+    project = compose_project_of(settings)
+    if project is None:
+        raise StackFileError(f"{settings.stack_file}: not a compose file nor a stack file with [compose] file")
+    client = docker_client()
+    name = project_name(run_dir.name)
+    labels = run_labels(run_dir.name)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    with Cleanup() as made:
+        made.callback(client.close)
+        _report_leftovers(remove_leftovers(client))
+        env = dict(project.env)
+        for variable, image in project.suite_images.items():
+            env[variable] = ensure_image(client, IMAGE_SPECS[image], settings.docker_base_image,
+                                         run_dir / f"docker-build-{image}.log").id
+        timings["images_s"] = time.monotonic() - started
+        proxied: dict[tuple[str, str], Address] = {}
+        links = {}
+        for (user, used) in project.links:
+            link = start_link(run_dir, used, Address(LOOPBACK, project.services[used].port))
+            made.callback(link.close)
+            links[(user, used)] = link
+            proxied[(user, used)] = link.address
+        override = run_dir / "compose.override.json"
+        base = ComposeCommand([project.file], name, env, project.file.parent)
+        document = _override(project, labels, proxied)
+        volumes = _volumes(project.file, labels, base)
+        if volumes:
+            document["volumes"] = volumes
+        override.write_text(json.dumps(document, indent=2))
+        command = ComposeCommand([project.file, override], name, env, project.file.parent)
+        made.callback(_down, command, run_dir, list(project.services))
+        up = time.monotonic()
+        command.run("up", "--wait", "--wait-timeout", str(int(settings.start_timeout)), "--no-build",
+                    "--quiet-pull", timeout=settings.start_timeout + 60, what=f"starting {project.file}")
+        timings["up_s"] = time.monotonic() - up
+        containers = {c.labels.get(_SERVICE_LABEL): c for c in
+                      client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})}
+        services = {}
+        for service_name in project.start_order:
+            if service_name not in containers:
+                raise ServiceError(f"{project.file}: Compose started no container for service {service_name}")
+            services[service_name] = _service(client, containers[service_name], project.services[service_name],
+                                              project)
+        for service_name in project.start_order:
+            services[service_name].wait_ready(settings.start_timeout)
+        database = project.database()
+        info = database.postgres
+        postgres = services[database.name]
+        target = services[project.target]
+        timings["total_s"] = time.monotonic() - started
+        (run_dir / "compose.json").write_text(json.dumps({
+            "project": name, "file": str(project.file), "override": str(override),
+            "containers": {n: s.container_name for n, s in services.items()},
+            "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
+        versions = {"compose_file": str(project.file), "docker_engine": client.version().get("Version", "unknown"),
+                    "compose": command.run("version", "--short", timeout=30).strip()}
+        stack = Stack(backend="compose", services=services, api_url=target.url, links=links,
+                      workload=project.workload, health_path=project.health_path,
+                      admin_dsn=postgres.dsn(info.database),
+                      app_dsn=postgres.dsn(info.database, info.app_user, info.app_password),
+                      start_order=project.start_order, versions=versions,
+                      secrets=tuple(dict.fromkeys(project.secrets + (info.password, info.app_password))),
+                      cleanup=made.pop_all())
+    return stack
+
+
+def _down(command: ComposeCommand, run_dir: Path, services: list[str]) -> None:
+    """Save each service's logs in the run directory, then ``down -v``: containers, networks, volumes."""
+    logs = run_dir / "compose-logs"
+    logs.mkdir(exist_ok=True)
+    for service in services:
+        try:
+            out = command.run("logs", "--no-color", "--timestamps", service, timeout=60)
+        except ServiceError as error:
+            out = f"(no logs: {error})\n"
+        (logs / f"{service}.log").write_text(out)
+    try:
+        command.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+    except ServiceError as error:
+        print(f"chaos-suite: {error}", file=sys.stderr)
+        raise
