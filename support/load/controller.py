@@ -112,6 +112,13 @@ class LoadRun:
         """The history once :meth:`stop` collected it, else None."""
         return self._history
 
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """The worker's last line once it finished (``requests``, ``sent``, ``ok``, ``fail``, ``info``,
+        ``tokens`` fetched, ``cpu_s``), else None."""
+        with self._cond:
+            return dict(self._done) if self._done else None
+
     # -- the stdout reader -------------------------------------------------------
     def _read_stdout(self) -> None:
         assert self._proc.stdout is not None
