@@ -95,6 +95,7 @@ class Worker:
         weights = w.weights(spec.write_fraction)
         total = sum(weights) or 1.0
         self.cumulative = [c / total for c in accumulate(weights)]
+        self.cumulative[-1] = 1.0  # random() < 1.0: every draw falls on an operation
         self.writes = {op.name: op for op in self.ops if op.is_write}
         # (id, key, expected) of acknowledged writes, per write operation; ``acked`` is the first write's
         self.acked_by: dict[str, list[tuple[Any, str, str]]] = {name: [] for name in self.writes}
@@ -135,7 +136,7 @@ class Worker:
     # -- one request -----------------------------------------------------------
     def _choose(self) -> tuple[Operation, str, str, str, str, str, tuple[bytes | None, str], str | None]:
         """(operation, op, key, body, method, path, (data, content type), expected compared values of a read)."""
-        op = self.ops[min(bisect_right(self.cumulative, self.rng.random()), len(self.ops) - 1)]
+        op = self.ops[bisect_right(self.cumulative, self.rng.random())]
         if op.reads:
             acked = self.acked_by[op.reads]
             write = self.writes[op.reads]

@@ -266,6 +266,8 @@ def _check_operations(ops: tuple[Operation, ...]) -> None:
                                     f"{', '.join(o.name for o in ops if o.is_write) or 'none'}")
         if op.is_write:
             _check_write(op, where)
+    if all(op.weight == 0 for op in ops):
+        raise WorkloadError("every operation has weight 0: give at least one a weight > 0")
     if not any(op.is_write for op in ops):
         raise WorkloadError("no operation is a write (one with find_sql, read and a body using {key}): the record "
                             "steps and the durability check need one")
