@@ -30,6 +30,8 @@ from support.core.waiting import wait_until
 from support.load.controller import LoadError, LoadRun, start_load
 from support.load.history import FAIL, INFO, OK, Request, from_csv, percentile, to_csv
 from support.load.spec import LoadSpec, LoadSpecError
+from support.load.worker import Worker
+from support.stack.workload import parse_workload
 
 
 class FakeUsersAPI:
@@ -44,6 +46,7 @@ class FakeUsersAPI:
         self.outage: tuple[float, float] | None = None  # answer 503 to requests arriving in [start, end)
         self.delay = 0.0
         self.concurrent = self.max_concurrent = 0
+        self.headers_seen: list[dict[str, str]] = []  # the headers of every write
         self.loop = asyncio.new_event_loop()
         self.runner: web.AppRunner | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, name="fake-api", daemon=True)
@@ -103,6 +106,7 @@ class FakeUsersAPI:
         self.concurrent += 1
         self.max_concurrent = max(self.max_concurrent, self.concurrent)
         try:
+            self.headers_seen.append(dict(request.headers))
             body = await request.json()
             fault = await self._answer(request)
             if fault is not None:
@@ -439,3 +443,58 @@ def test_spec_round_trips_and_refuses_unknown_fields() -> None:
     assert spec.with_(users=4).users == 4
     with pytest.raises(LoadSpecError, match="unknown field"):
         LoadSpec.from_dict({**spec.to_dict(), "rps": 5})
+
+
+# -- the workload's operations, base_path, headers and auth -----------------------------------------------
+
+MIXED = {
+    "base_path": "/v1",
+    "operations": [
+        {"name": "create", "weight": 1, "method": "POST", "path": "/notes", "form": {"slug": "{key}", "t": "{name}"},
+         "read": {"path": "/notes/{id}", "compare": ["t"]}, "find_sql": "SELECT slug, t FROM n WHERE slug = ANY(%(keys)s)"},
+        {"name": "list", "weight": 3, "method": "GET", "path": "/notes"},
+    ],
+}
+
+
+def test_operations_are_drawn_by_weight_under_the_base_url_path_and_base_path(tmp_path: Path) -> None:
+    workload = parse_workload(MIXED, "test")
+    worker = Worker(LoadSpec.open_rate("http://127.0.0.1:8000/api", 10, workload=workload.to_dict(), seed=3,
+                                       run_id="r"), tmp_path / "h.csv")
+    drawn = [worker._choose() for _ in range(4000)]
+    names = Counter(operation.name for operation, *_ in drawn)
+    assert 0.22 < names["create"] / 4000 < 0.28  # weight 1 of 4
+    create = next(d for d in drawn if d[0].name == "create")
+    _, op, key, body, method, path, (data, content_type), _ = create
+    assert (op, method, path, content_type) == ("write", "POST", "/api/v1/notes", "application/x-www-form-urlencoded")
+    assert data == f"slug={key}&t={key}".encode() and body == key
+    listing = next(d for d in drawn if d[0].name == "list")
+    assert listing[1:6] == ("read", "", "", "GET", "/api/v1/notes") and listing[6][0] is None
+
+
+def test_the_flat_workload_writes_at_the_write_fraction_and_reads_back_acknowledged_writes(tmp_path: Path) -> None:
+    worker = Worker(LoadSpec.open_rate("http://127.0.0.1:8000", 10, write_fraction=0.2, seed=1), tmp_path / "h.csv")
+    first = worker._choose()
+    assert first[1] == "write"  # nothing acknowledged yet: a read-back writes instead
+    worker.judge(201, json.dumps({"id": 5}).encode(), "write", None, first[3], first[2], first[0])
+    ops = Counter(worker._choose()[1] for _ in range(5000))
+    assert 0.17 < ops["write"] / 5000 < 0.23
+    read = next(c for c in (worker._choose() for _ in range(50)) if c[1] == "read")
+    assert read[5] == "/users/5" and read[2] == first[2] and read[7] == first[3]
+
+
+def test_the_workload_headers_go_with_every_request(api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
+    workload = {"headers": {"X-Tenant": "chaos-{run}"}}
+    run = load(loads, tmp_path, LoadSpec.open_rate(api.url, 50, workload=workload, run_id="hdr", max_duration=10))
+    wait_for_progress(run, "ok", 20)
+    history = run.stop()
+    assert sum(r.outcome == OK for r in history) >= 20
+    assert api.headers_seen and all(h.get("X-Tenant") == "chaos-hdr" for h in api.headers_seen)
+    assert all("Authorization" not in h for h in api.headers_seen)
+
+
+def test_a_worker_that_gets_no_token_exits_before_it_is_ready_saying_why(api: FakeUsersAPI, tmp_path: Path) -> None:
+    workload = {"auth": {"login": {"path": "/token", "json": {"user": "u"}}}}
+    with pytest.raises(LoadError, match="before it was ready") as error:
+        start_load(LoadSpec.open_rate(api.url, 10, workload=workload, max_duration=5), tmp_path)
+    assert "no auth token, so no load: the login POST /token was answered 40" in str(error.value)
