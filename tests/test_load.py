@@ -451,7 +451,8 @@ MIXED = {
     "base_path": "/v1",
     "operations": [
         {"name": "create", "weight": 1, "method": "POST", "path": "/notes", "form": {"slug": "{key}", "t": "{name}"},
-         "read": {"path": "/notes/{id}", "compare": ["t"]}, "find_sql": "SELECT slug, t FROM n WHERE slug = ANY(%(keys)s)"},
+         "read": {"path": "/notes/{id}", "compare": ["t"]},
+         "find_sql": "SELECT slug, t FROM n WHERE slug = ANY(%(keys)s)"},
         {"name": "list", "weight": 3, "method": "GET", "path": "/notes"},
     ],
 }
