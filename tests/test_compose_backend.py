@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import psycopg2
 import pytest
-
 from suite_runner import run_behave
+
 from support.backends.compose.backend import PROJECT_LABEL, project_name, start_compose_stack
 from support.backends.compose.cli import compose_binary
 from support.backends.compose.project import load_compose_project
@@ -188,3 +189,37 @@ def test_scenarios_run_through_compose(client, tmp_path):
     for run_dir in run.run_dirs:
         name = project_name(run_dir.name)
         assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"}) == []
+
+
+_KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from support.core.config import Settings
+from support.backends.compose.backend import start_compose_stack
+stack = start_compose_stack(Settings(stack_file=sys.argv[2]), Path(sys.argv[1]))
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_runs_project_is_removed_by_the_next_run(client, tmp_path):
+    from support.backends.docker.labels import remove_leftovers
+
+    run_dir = tmp_path / f"run-killed-compose-{os.getpid()}"
+    run_dir.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(run_dir), str(REFERENCE)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert child.stdout.readline().strip() == "started"
+    finally:
+        child.kill()
+        child.wait(10)
+    name = project_name(run_dir.name)
+    assert sorted(_containers(client, name)) == ["api", "postgres"]  # a SIGKILL cleans up nothing by itself
+
+    removed = remove_leftovers(client)
+
+    # the sweep of another run on this shared engine may come first: what matters is that none is left
+    assert not {f"{name}-api-1", f"{name}-postgres-1"} - set(removed.containers) or removed.failed == {}
+    assert _containers(client, name) == {}
+    assert client.volumes.list(filters={"label": f"{PROJECT_LABEL}={name}"}) == []

@@ -120,10 +120,11 @@ def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tup
     return {"services": services}
 
 
-def _volumes(file: Path, labels: dict[str, str], command: ComposeCommand) -> dict:
+def _labelled(labels: dict[str, str], command: ComposeCommand) -> dict:
+    """The project's own named volumes and networks (not external ones), each with the run's labels."""
     config = json.loads(command.run("config", "--format", "json", timeout=60))
-    return {name: {"labels": dict(labels)} for name, volume in (config.get("volumes") or {}).items()
-            if not (volume or {}).get("external")}
+    return {kind: {name: {"labels": dict(labels)} for name, thing in (config.get(kind) or {}).items()
+                   if not (thing or {}).get("external")} for kind in ("volumes", "networks")}
 
 
 def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
@@ -157,9 +158,7 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         override = run_dir / "compose.override.json"
         base = ComposeCommand([project.file], name, env, project.file.parent)
         document = _override(project, labels, proxied)
-        volumes = _volumes(project.file, labels, base)
-        if volumes:
-            document["volumes"] = volumes
+        document.update({kind: things for kind, things in _labelled(labels, base).items() if things})
         override.write_text(json.dumps(document, indent=2))
         command = ComposeCommand([project.file, override], name, env, project.file.parent)
         made.callback(_down, command, run_dir, list(project.services))
