@@ -40,7 +40,7 @@ def placeholders_in(template: Any) -> set[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class DatabaseDefinition:
-    """A database a postgres service is created with, owned by a login role of the same stack (password made per run)."""
+    """A database a postgres service is created with, owned by a login role (its password made per run)."""
 
     name: str
     user: str

@@ -1,4 +1,5 @@
-"""Readiness in domain terms: PostgreSQL runs a query, the API answers its health path.
+"""Readiness in domain terms: PostgreSQL runs a query, an HTTP service answers a path, a port takes a
+connection, a command exits 0 (the ``ready`` kinds of a stack file's services).
 
 An answer counts only from the process the suite started: :func:`check_listener`
 refuses a port held by any other process (an impostor that took the port
@@ -7,6 +8,8 @@ while the service could not bind it and restarted in a loop).
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -14,7 +17,8 @@ import httpx
 from support.core.process_tree import descendants
 from support.stack.database import connect
 
-__all__ = ["database_answers", "http_answers", "check_listener", "ImpostorListening"]
+__all__ = ["database_answers", "http_answers", "http_ok", "tcp_answers", "command_succeeds", "check_listener",
+           "ImpostorListening"]
 
 _LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 
@@ -33,6 +37,25 @@ def database_answers(dsn: str) -> bool:
 def http_answers(url: str) -> bool:
     """True when ``GET url`` gets any HTTP answer within 1 s: the process is up, whatever it says of its database."""
     return httpx.get(url, timeout=1.0).status_code < 600
+
+
+def http_ok(url: str) -> bool:
+    """True when ``GET url`` answers 2xx within 1 s."""
+    return 200 <= httpx.get(url, timeout=1.0).status_code < 300
+
+
+def tcp_answers(host: str, port: int) -> bool:
+    """True when a TCP connect to ``host:port`` succeeds within 1 s (raises the socket's error otherwise)."""
+    with socket.create_connection((host, port), timeout=1.0):
+        return True
+
+
+def command_succeeds(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 5.0) -> bool:
+    """True when ``argv`` exits 0 within ``timeout`` s (False when it fails or overruns; its output is dropped)."""
+    try:
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=timeout).returncode == 0
+    except (subprocess.TimeoutExpired, OSError):
+        return False
 
 
 def _listening_inodes(port: int) -> set[str]:

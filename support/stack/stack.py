@@ -65,7 +65,8 @@ class Cleanup(ExitStack):
 class Stack:
     """The running system under test.
 
-    ``api_url`` is the base URL of the API; ``admin_dsn`` a libpq DSN with
+    ``services`` are every service of the stack file by name, ``links`` every
+    proxied ``uses`` edge; ``api_url`` is the base URL of the workload's target; ``admin_dsn`` a libpq DSN with
     superuser rights on the stack's PostgreSQL (for faults and for reading
     rows back); ``app_dsn`` the DSN of the database the API uses;
     ``versions`` what runs, for the report. ``secrets`` lists strings that must
@@ -83,6 +84,8 @@ class Stack:
     start_order: tuple[str, ...] = ("postgres", "api")
     #: the path of the API's health endpoint
     health_path: str = "/health"
+    #: the service the workload drives (``api_url`` is its URL)
+    target: str = "api"
     #: what the suite writes and reads through the API (the reference API's users by default)
     workload: Workload = field(default_factory=Workload)
     #: proxied links between services, by the pair of service names they join (client, server)

@@ -306,7 +306,8 @@ def _workload(path: Path, table: Any) -> tuple[Workload, str, str]:
     if not (isinstance(records, str) and records.isalpha() and records.islower()):
         raise _fail(path, f"[workload] records={records!r} must be one lower-case word, the plural noun the "
                           "steps use (\"notes\" for \"Given 3 notes exist\")")
-    return workload, str(getattr(workload, "target", None) or target), str(getattr(workload, "records", None) or records)
+    target = str(getattr(workload, "target", None) or target)
+    return workload, target, str(getattr(workload, "records", None) or records)
 
 
 def load_stack_file(path: Path) -> StackDefinition:

@@ -1,9 +1,10 @@
-"""The embedded default backend: PostgreSQL and the API as child processes on 127.0.0.1.
+"""The embedded default backend: every service of the stack file as a child process on 127.0.0.1.
 
-No Docker at all: a private PostgreSQL cluster is made with ``initdb`` in the
-run's directory and started on a free port (as an unprivileged user when the
-suite runs as root); the API runs under uvicorn on another free port. Both are
-supervised with an ``unless-stopped`` restart policy.
+No Docker at all: each ``kind = "postgres"`` service is a private cluster made
+with ``initdb`` in the run's directory and started on a free port (as an
+unprivileged user when the suite runs as root); each ``kind = "command"``
+service runs its program on another free port. All are supervised with an
+``unless-stopped`` restart policy.
 """
 from __future__ import annotations
 
@@ -11,24 +12,35 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from support import REPO_ROOT
 from support.core.config import Settings
 from support.core.run_dirs import child_env
-from support.proxy.link import POSTGRES_LINK, start_link
+from support.proxy.link import Link, start_link
 from support.backends.process.logs import read_stamped_log
-from support.stack.stack_file import ApiDefinition, stack_definition
+from support.stack.definitions import DatabaseDefinition, ServiceDefinition, StackDefinition
+from support.stack.stack_file import stack_definition
+from support.stack.workload import render
 from support.backends.process.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
 from support.core.ports import LOOPBACK, free_port
-from support.stack.readiness import check_listener, database_answers, http_answers
+from support.stack.readiness import (
+    check_listener,
+    command_succeeds,
+    database_answers,
+    http_answers,
+    http_ok,
+    tcp_answers,
+)
 from support.stack.services import Address, ServiceError
 from support.stack.database import connect
 from support.stack.stack import Cleanup, Stack
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
 from support.core.waiting import WaitTimeout, wait_until
 
-__all__ = ["PostgresProcess", "ApiProcess", "start_process_stack", "connection_values"]
+__all__ = ["PostgresProcess", "CommandProcess", "ApiProcess", "start_process_stack", "connection_values",
+           "run_before_start"]
 
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
@@ -104,10 +116,10 @@ class _ProcessService:
 class PostgresProcess(_ProcessService):
     """A private PostgreSQL cluster; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
 
-    def __init__(self, bins: PgBinaries, run_as: RunAs, run_dir: Path, password: str) -> None:
+    def __init__(self, bins: PgBinaries, run_as: RunAs, run_dir: Path, password: str, name: str = "postgres") -> None:
         self.bins = bins
         self.run_as = run_as
-        self.data_dir = run_dir / "pgdata"
+        self.data_dir = run_dir / ("pgdata" if name == "postgres" else f"pgdata-{name}")
         self.password = password
         port = free_port()
         argv = [bins.path("postgres"), "-D", str(self.data_dir), "-p", str(port),
@@ -115,9 +127,9 @@ class PostgresProcess(_ProcessService):
                 "-c", f"listen_addresses={LOOPBACK}", "-c", "unix_socket_directories=",
                 "-c", "max_connections=100", "-c", "shared_buffers=32MB",
                 "-c", "log_line_prefix=%m [%p] %a ", "-c", "logging_collector=off"]
-        spec = ProcessSpec(argv=argv, env=child_env(run_dir), cwd=run_dir, log_path=run_dir / "postgres.log",
+        spec = ProcessSpec(argv=argv, env=child_env(run_dir), cwd=run_dir, log_path=run_dir / f"{name}.log",
                            stop_signal=signal.SIGINT, popen_kwargs=run_as.popen_kwargs())
-        super().__init__("postgres", port, SupervisedProcess("postgres", spec))
+        super().__init__(name, port, SupervisedProcess(name, spec))
 
     def initdb(self) -> None:
         """Create the cluster with a superuser ``postgres`` whose password is ``self.password``."""
@@ -159,25 +171,100 @@ class PostgresProcess(_ProcessService):
         return database_answers(self.dsn())
 
 
-class ApiProcess(_ProcessService):
-    """The service under test, run by the stack file's command; ready when its health path answers at all."""
+class CommandProcess(_ProcessService):
+    """A ``kind = "command"`` service: its program supervised, its ``before_start`` run before every start.
 
-    def __init__(self, api: ApiDefinition, values: dict[str, str], run_dir: Path) -> None:
-        port = free_port()
-        values = {**values, "host": LOOPBACK, "port": str(port)}
+    ``url`` and ``health_url`` exist when it listens on a port (``{port}`` in its command).
+    """
+
+    def __init__(self, definition: ServiceDefinition, values: dict[str, str], run_dir: Path,
+                 port: int | None = None) -> None:
+        self.definition = definition
+        port = port or (free_port() if definition.listens else 0)
+        self._values = {**values, "host": LOOPBACK, "port": str(port)}
         env = child_env(run_dir)
         env["PYTHONUNBUFFERED"] = "1"
-        env.update(api.environment(values))
-        spec = ProcessSpec(argv=api.argv(values), env=env, cwd=api.cwd, log_path=run_dir / "api.log",
-                           stop_signal=api.stop_signal)
-        super().__init__("api", port, SupervisedProcess("api", spec))
+        env.update(definition.environment(self._values))
+        self._env = env
+        spec = ProcessSpec(argv=definition.argv(self._values), env=env, cwd=definition.cwd,
+                           log_path=run_dir / f"{definition.name}.log", stop_signal=definition.stop_signal)
+        super().__init__(definition.name, port, SupervisedProcess(definition.name, spec))
         self.url = f"http://{LOOPBACK}:{port}"
-        self.health_url = self.url + api.health_path
+        self.health_url = self.url + definition.health_path
+        #: a libpq DSN for a ``ready = { sql = ... }`` check: the first used postgres, direct (set by the backend)
+        self.ready_dsn = ""
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Run ``before_start`` (when not running), start, and wait for ``ready`` (its own timeout if it sets one)."""
+        if not self._process.running:
+            run_before_start(self.definition, self._values, self._env, timeout)
+        self._process.start()
+        ready = self.definition.ready
+        self.wait_ready(ready.timeout if ready and ready.timeout else timeout)
 
     def is_ready(self) -> bool:
-        # the API is up when it answers; whether its database is reachable is the health check's business
+        ready = self.definition.ready
+        if ready is None or ready.kind == "command":
+            argv = [render(part, self._values) for part in ready.argv] if ready else []
+            return self._process.running and command_succeeds(argv, self.definition.cwd, self._env)
+        if ready.kind == "sql":
+            return self._process.running and database_answers(self.ready_dsn)
         check_listener(self._port, self.pid, self.name)  # an answer from another process is not ours
-        return http_answers(self.health_url)
+        if ready.kind == "tcp":
+            return tcp_answers(LOOPBACK, self._port)
+        # any_status: the service is up when it answers; whether its database is reachable is the health check's
+        return (http_answers if ready.any_status else http_ok)(self.url + ready.target)
+
+
+#: the name the single-service stack used for its one command service
+ApiProcess = CommandProcess
+
+
+def run_before_start(definition: ServiceDefinition, values: dict[str, str], env: dict[str, str],
+                     timeout: float) -> None:
+    """Run the service's ``before_start`` commands in order, each within what is left of ``timeout`` s.
+
+    A failing one raises :class:`ServiceError` with its last output lines in the one-line message
+    (and all of it in ``logs``): the start stops there.
+    """
+    deadline = time.monotonic() + timeout
+    for argv in definition.before_start_argvs(values):
+        try:
+            done = subprocess.run(argv, cwd=definition.cwd, env=env, capture_output=True, text=True,
+                                  timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired as error:
+            output = _text(error.stdout) + _text(error.stderr)
+            raise ServiceError(f"{definition.name}: before_start {' '.join(argv)} did not finish within {timeout:g} s"
+                               f"{_said(output)}", logs=output) from None
+        except OSError as error:
+            raise ServiceError(f"{definition.name}: before_start {' '.join(argv)} cannot run: {error}") from None
+        if done.returncode != 0:
+            output = done.stdout + done.stderr
+            raise ServiceError(f"{definition.name}: before_start {' '.join(argv)} exited {done.returncode}"
+                               f"{_said(output)}", logs=output)
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
+def _said(output: str, lines: int = 5) -> str:
+    """The last ``lines`` non-empty lines of a command's output, on one line."""
+    tail = [line.strip() for line in output.splitlines() if line.strip()][-lines:]
+    return f"; its last lines: {' | '.join(tail)}" if tail else "; it printed nothing"
+
+
+def _create_databases(postgres: PostgresProcess, databases: tuple[DatabaseDefinition, ...],
+                      passwords: dict[str, str], timeout: float) -> None:
+    """Each listed database, owned by its role (made once, with its password)."""
+    made: set[str] = set()
+    for database in databases:
+        if database.user not in made:
+            _create_app_database(postgres, database.name, database.user, passwords[database.user], timeout)
+            made.add(database.user)
+        else:
+            with connect(postgres.dsn(), timeout) as conn, conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{database.name}" OWNER "{database.user}"')
 
 
 def _create_app_database(postgres: PostgresProcess, database: str, role: str, password: str, timeout: float) -> None:
@@ -187,19 +274,40 @@ def _create_app_database(postgres: PostgresProcess, database: str, role: str, pa
         cur.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
 
 
-def connection_values(host: str, port: int, database: str, user: str, password: str) -> dict[str, str]:
-    """The database placeholders of a stack file's command and environment."""
-    return {"db_host": host, "db_port": str(port), "db_name": database, "db_user": user, "db_password": password,
-            "database_url": f"postgresql://{user}:{password}@{host}:{port}/{database}",
-            "sqlalchemy_url": f"postgresql+psycopg2://{user}:{password}@{host}:{port}/{database}",
+def connection_values(host: str, port: int, database: str, user: str, password: str,
+                      name: str = "postgres") -> dict[str, str]:
+    """The placeholders of a used postgres ``name`` (``{name.url}`` ...) and their single-database aliases."""
+    url = f"postgresql://{user}:{password}@{host}:{port}/{database}"
+    legacy = {"db_host": host, "db_port": str(port), "db_name": database, "db_user": user, "db_password": password,
+              "database_url": url, "sqlalchemy_url": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
+    named = {"host": host, "port": str(port), "url": url, "sqlalchemy_url": legacy["sqlalchemy_url"],
+             "db_name": database, "db_user": user, "db_password": password}
+    return {**legacy, **{f"{name}.{key}": value for key, value in named.items()},
             "python": sys.executable, "repo": str(REPO_ROOT)}
 
 
-def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
-    """Start PostgreSQL and the API as child processes in ``run_dir``; return the ready stack.
+def service_values(definition: StackDefinition, name: str, link_ports: dict[tuple[str, str], int],
+                   passwords: dict[str, str]) -> dict[str, str]:
+    """The placeholders service ``name`` sees: each used service through its link's listener, the stack's paths."""
+    values = {"python": sys.executable, "repo": str(REPO_ROOT), "stack_dir": str(definition.path.parent)}
+    for used in definition.services[name].uses:
+        port = link_ports[(name, used)]
+        server = definition.services[used]
+        if server.kind == "postgres":
+            first = server.databases[0]
+            values.update(connection_values(LOOPBACK, port, first.name, first.user, passwords[first.user], used))
+        else:
+            values.update({f"{used}.host": LOOPBACK, f"{used}.port": str(port)})
+    return values
 
-    Each thing's close is pushed as it is made: on any failure what was made is
-    closed, newest first, before the error propagates.
+
+def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
+    """Start every service of the stack file as child processes in ``run_dir``, in dependency order.
+
+    Each ``uses`` edge gets a fault proxy the client reaches its server through
+    (the suite's own SQL goes direct). Each thing's close is pushed as it is
+    made: on any failure what was made is closed, newest first, before the
+    error propagates.
     """
     definition = stack_definition(settings)  # a bad stack file is refused before anything starts
     run_as = run_as_for(settings.pg_user)
@@ -207,27 +315,55 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o755)
     admin_password = secrets.token_urlsafe(18)
-    app_password = secrets.token_urlsafe(18)
-    postgres = PostgresProcess(bins, run_as, run_dir, admin_password)
-    postgres.initdb()
-    db, role = definition.database_name, definition.database_user
+    passwords = {database.user: secrets.token_urlsafe(18)
+                 for service in definition.services.values() for database in service.databases}
+    services: dict[str, PostgresProcess | CommandProcess] = {}
     with Cleanup() as made:
-        made.callback(postgres.close)
-        link = start_link(run_dir, POSTGRES_LINK, postgres.address)
-        made.callback(link.close)
-        # the API reaches PostgreSQL through the fault proxy; the suite's own SQL goes direct
-        values = connection_values(LOOPBACK, link.address.port, db, role, app_password)
-        values["stack_dir"] = str(definition.path.parent)
-        api = ApiProcess(definition.api, values, run_dir)
-        made.callback(api.close)
-        postgres.start(settings.start_timeout)
-        _create_app_database(postgres, db, role, app_password, settings.start_timeout)
-        api.start(settings.start_timeout)
-        stack = Stack(backend="process", services={"postgres": postgres, "api": api}, api_url=api.url,
-                      links={("api", "postgres"): link}, workload=definition.workload,
-                      health_path=definition.api.health_path,
-                      admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
+        ports: dict[str, int] = {}
+        for name, service in definition.services.items():
+            if service.kind == "postgres":
+                postgres = PostgresProcess(bins, run_as, run_dir, admin_password, name)
+                made.callback(postgres.close)
+                postgres.initdb()
+                services[name] = postgres
+                ports[name] = postgres.address.port
+            elif service.listens:
+                ports[name] = free_port()
+        links: dict[tuple[str, str], Link] = {}
+        for client, server in definition.links:
+            links[(client, server)] = link = start_link(run_dir, server, Address(LOOPBACK, ports[server]))
+            made.callback(link.close)
+        link_ports = {edge: link.address.port for edge, link in links.items()}
+        for name, service in definition.services.items():
+            if service.kind == "command":
+                process = CommandProcess(service, service_values(definition, name, link_ports, passwords), run_dir,
+                                         ports.get(name))
+                made.callback(process.close)
+                process.ready_dsn = _ready_dsn(definition, name, services, passwords)
+                services[name] = process
+        for name in definition.start_order:
+            services[name].start(settings.start_timeout)
+            if definition.services[name].kind == "postgres":
+                _create_databases(services[name], definition.services[name].databases, passwords,
+                                  settings.start_timeout)
+        database = services[definition.database_service.name]
+        db, role = definition.database_name, definition.database_user
+        target = services[definition.target]
+        stack = Stack(backend="process", services=dict(services), api_url=target.url, links=links,
+                      workload=definition.workload, health_path=definition.api.health_path,
+                      start_order=definition.start_order, target=definition.target,
+                      admin_dsn=database.dsn(db), app_dsn=database.dsn(db, role, passwords[role]),
                       versions={"postgres": bins.version(), "postgres_binaries": bins.source,
                                 "python": sys.version.split()[0]},
-                      secrets=(admin_password, app_password), cleanup=made.pop_all())
+                      secrets=(admin_password, *passwords.values()), cleanup=made.pop_all())
     return stack
+
+
+def _ready_dsn(definition: StackDefinition, name: str, services: dict, passwords: dict[str, str]) -> str:
+    """A direct DSN to the first postgres ``name`` uses (its first database), for a ``ready = { sql }`` check."""
+    for used in definition.services[name].uses:
+        server = definition.services[used]
+        if server.kind == "postgres":
+            first = server.databases[0]
+            return services[used].dsn(first.name, first.user, passwords[first.user])
+    return ""
