@@ -499,3 +499,9 @@ def test_a_worker_that_gets_no_token_exits_before_it_is_ready_saying_why(api: Fa
     with pytest.raises(LoadError, match="before it was ready") as error:
         start_load(LoadSpec.open_rate(api.url, 10, workload=workload, max_duration=5), tmp_path)
     assert "no auth token, so no load: the login POST /token was answered 40" in str(error.value)
+
+
+def test_a_bad_workload_is_refused_by_the_spec_before_a_worker_starts() -> None:
+    with pytest.raises(LoadSpecError) as error:
+        LoadSpec.open_rate("http://127.0.0.1:8000", 10, workload={"base_path": "v1"})
+    assert str(error.value).startswith("load spec: workload: base_path='v1' must start with /")

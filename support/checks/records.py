@@ -109,7 +109,7 @@ def check_users_intact(api_url: str, dsn: str, workload: Workload, users: list[U
                        timeout: float = 5.0) -> None:
     """Every record in ``users`` is served by the API's read path and stored in the database unchanged."""
     if not users:
-        raise CheckFailed("no records were created in this scenario: add a 'Given N users exist' step")
+        raise CheckFailed(f"no records were created in this scenario: add a 'Given N {workload.records} exist' step")
     wrong = []
     with workload_client(api_url, workload, timeout) as client:
         for user in users:
@@ -136,7 +136,7 @@ def check_next_read(api_url: str, workload: Workload, users: list[User], timeout
     a database restart fails it.
     """
     if not users:
-        raise CheckFailed("no records exist to read: add a 'Given N users exist' step")
+        raise CheckFailed(f"no records exist to read: add a 'Given N {workload.records} exist' step")
     try:
         with workload_client(api_url, workload, timeout) as client:
             response = client.request(workload.read_method, workload.read_path_for(users[0].id))
@@ -152,7 +152,7 @@ def check_next_read(api_url: str, workload: Workload, users: list[User], timeout
 def try_duplicate_write(api_url: str, workload: Workload, existing: list[User], timeout: float = 5.0) -> httpx.Response:
     """Try to create a record with a key that is already taken."""
     if not existing:
-        raise CheckFailed("no records exist to collide with: add a 'Given N users exist' step")
+        raise CheckFailed(f"no records exist to collide with: add a 'Given N {workload.records} exist' step")
     body = dict(existing[0].body)
     body = {k: ("duplicate" if k != _key_field(workload) and isinstance(v, str) else v) for k, v in body.items()}
     with workload_client(api_url, workload, timeout) as client:

@@ -24,11 +24,14 @@ INFO: Outcome = "info"  # unknown: timeout, reset, or 5xx after the request was 
 class Request:
     """One request of a load, from launch to answer (or to giving up).
 
-    ``op`` is ``"write"`` or ``"read"``; ``key`` identifies the record written or
-    read (a unique email for writes). ``scheduled``, ``start`` and ``end`` are
+    ``op`` is ``"write"`` or ``"read"`` (a read-back of an acknowledged write, or
+    any other operation of the workload); ``key`` identifies the record written or
+    read (a unique email for the reference API's writes; empty for an operation
+    that is neither a write nor a read-back). ``scheduled``, ``start`` and ``end`` are
     monotonic seconds; ``status`` is the HTTP status or ``None`` when none came
     back; ``error`` is empty or a short text; ``body`` holds what a write sent
-    (``name`` then ``email``, tab-separated) so durability can compare content.
+    (the workload's compared fields, tab-separated: ``name`` then ``email`` for the
+    reference API) so durability can compare content.
     """
 
     op: str

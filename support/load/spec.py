@@ -13,6 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from support.core.targets import TargetNotAllowed, check_target
+from support.stack.workload import Workload, WorkloadError
 
 __all__ = ["LoadSpec", "LoadSpecError"]
 
@@ -30,15 +31,17 @@ class LoadSpec:
     ``model`` ``"open"`` launches ``rate`` requests per second on a fixed
     schedule whatever the answers; ``"closed"`` runs ``users`` concurrent users,
     each sending its next request when its last one ends (after ``think_time`` s).
-    ``write_fraction`` (0..1) of requests create users, the rest read back users
-    whose creation was acknowledged. ``request_timeout`` (s) bounds each request;
+    ``write_fraction`` (0..1) of requests create records, the rest read back records
+    whose creation was acknowledged, when the workload is in today's flat form (its
+    operations carry no weights); otherwise the operations' weights decide. ``request_timeout`` (s) bounds each request;
     ``max_duration`` (s) bounds the schedule (the worker then waits up to
     ``request_timeout`` for answers, writes its history and exits by itself).
     ``max_in_flight`` bounds open requests: past it a request is recorded as
     ``fail`` with error ``"client overloaded"``. ``run_id`` prefixes every key
     (lower-case letters, digits and dashes, since it goes into an email).
     ``progress_interval`` (s) is how often the worker reports. ``workload``
-    describes the requests (:class:`support.stack.workload.Workload`). ``base_url``
+    describes the requests (:class:`support.stack.workload.Workload`, checked here so a
+    bad one is refused before a worker starts). ``base_url``
     must be on loopback unless ``allow_remote`` is set.
     """
 
@@ -124,6 +127,13 @@ class LoadSpec:
             raise bad("run_id", "must be 1-40 lower-case letters, digits or dashes, starting with a letter or digit")
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise bad("seed", "must be an integer or None")
+        if not isinstance(self.workload, dict):
+            raise bad("workload", "must be a dict (Workload.to_dict())")
+        if self.workload:
+            try:
+                Workload.from_dict(self.workload)
+            except WorkloadError as error:
+                raise LoadSpecError(f"load spec: workload: {error}") from None
 
 
 def _finite(value: Any) -> bool:
