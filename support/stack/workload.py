@@ -334,9 +334,9 @@ def parse_workload(table: dict, where: str, prefix: bool = True) -> Workload:
     """A stack file's ``[workload]`` table (or :meth:`Workload.to_dict`'s output) as a :class:`Workload`.
 
     Every problem is a :class:`WorkloadError` in one line; ``where`` (e.g. the stack
-    file's path) comes first in it.
+    file's path, with or without `` [workload]``) comes first in it.
     """
-    head = f"{where}: [workload] " if prefix else ""
+    head = "" if not prefix else f"{where}: " if "[workload]" in where else f"{where}: [workload] "
     try:
         if not isinstance(table, dict):
             raise WorkloadError(f"must be a table, got {table!r}")
