@@ -54,7 +54,7 @@ def before_all(context):
     try:
         settings = load_settings(context.config.userdata, read_ini_userdata(Path("behave.ini")))
         check_features(runner.features, selected_scenarios(runner.features, context.config))
-        check_steps(runner.features, context.config, runner.step_registry.find_match)
+        check_steps(runner.features, context.config, runner.step_registry.find_match, settings)
         check_work_root(settings.work_root_path)
         check_service_command(settings)
         context.suite = use_fixture(chaos_suite, context, settings)

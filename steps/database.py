@@ -7,8 +7,9 @@ def step_api_sessions_terminated(context):
     context.chaos.inject(context.chaos.faults.terminate_api_sessions())
 
 
-@when("the users table is locked for {seconds:Duration}")
-def step_users_table_locked(context, seconds):
+# the workload's table (its name, or "users" as the reference stack says it): checked when the features are read
+@when("the {table:Table} table is locked for {seconds:Duration}")
+def step_users_table_locked(context, table, seconds):
     context.chaos.hold(context.chaos.faults.lock_table(), seconds)
 
 

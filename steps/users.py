@@ -1,14 +1,18 @@
-"""Steps about the records ("users" of the reference API) the scenario stores and expects to find again."""
+"""Steps about the records the scenario stores and expects to find again.
+
+``{records}`` is the workload's noun (``records = "notes"`` in the stack file; "users" always
+works): a wrong one is refused when the features are read, so the steps need not look at it.
+"""
 from behave import given, then, when
 
 
-@given("{n:Count} users exist")
-def step_users_exist(context, n):
+@given("{n:Count} {records:Records} exist")
+def step_users_exist(context, n, records):
     context.chaos.create_users(n)
 
 
-@then("the {n:Count} users still exist")
-def step_users_still_exist(context, n):
+@then("the {n:Count} {records:Records} still exist")
+def step_users_still_exist(context, n, records):
     context.chaos.check_users_intact(n)
 
 
@@ -22,6 +26,6 @@ def step_write_refused(context, status):
     context.chaos.check_write_refused(status)
 
 
-@then("exactly {n:Count} users are stored")
-def step_exactly_stored(context, n):
+@then("exactly {n:Count} {records:Records} are stored")
+def step_exactly_stored(context, n, records):
     context.chaos.check_user_count(n)

@@ -10,7 +10,7 @@ import re
 
 from parse import with_pattern
 
-__all__ = ["TYPES", "DURATION_FORMS"]
+__all__ = ["TYPES", "DURATION_FORMS", "NAMED_PARAMETERS"]
 
 _NUMBER = r"[-+]?[\d.]*\d[\d.]*"
 _VALID_NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -66,6 +66,18 @@ def parse_service(text: str) -> str:
     return text
 
 
+@with_pattern(r"[a-z][a-z0-9_-]*")
+def parse_records(text: str) -> str:
+    """The plural noun of the workload's records (``users``, ``notes``); the stack file says which it takes."""
+    return text
+
+
+@with_pattern(r"[a-z_][a-z0-9_]*")
+def parse_table(text: str) -> str:
+    """A table name as written; the stack file's workload says which it takes."""
+    return text
+
+
 @with_pattern(r"[a-z]+")
 def parse_level(text: str) -> str:
     """A named load level from behave.ini."""
@@ -76,4 +88,8 @@ def parse_level(text: str) -> str:
 
 
 TYPES = {"Duration": parse_duration, "Seconds": parse_seconds, "Number": parse_number, "Count": parse_count,
-         "Service": parse_service, "Level": parse_level}
+         "Service": parse_service, "Level": parse_level, "Records": parse_records, "Table": parse_table}
+
+#: the step parameters whose value must name something of the stack (checked when the features are read):
+#: a service, the two ends of a link, the records' noun, the workload's table
+NAMED_PARAMETERS = {"service": "service", "a": "link", "b": "link", "records": "records", "table": "table"}

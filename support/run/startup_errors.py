@@ -16,6 +16,8 @@ from support.core.config import Settings, SettingsError
 from support.stack.services import ServiceError
 from support.stack.stack import UnknownService
 from support.backends.compose.project import compose_file_of
+from support.run.gherkin_types import NAMED_PARAMETERS
+from support.stack.definitions import ServiceDefinition, StackDefinition
 from support.stack.stack_file import StackFileError, stack_definition
 
 __all__ = ["STARTUP_ERRORS", "FeatureFileError", "check_features", "check_steps", "check_service_command",
@@ -125,10 +127,14 @@ def selected_scenarios(features: Sequence[Any], config: Any) -> int:
                for scenario in feature.walk_scenarios() if scenario.should_run(config))
 
 
-def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any], Any]) -> None:
+def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any], Any],
+                settings: Settings | None = None) -> None:
     """Refuse a selected step that matches no step definition, or whose parameter is malformed
     (``-1 seconds``), before anything starts. ``find_match`` is behave's step registry lookup: it
-    returns None for no match, and a match carrying ``stored_error`` when a parameter is refused."""
+    returns None for no match, and a match carrying ``stored_error`` when a parameter is refused.
+    With ``settings``, a step naming a service, link, records' noun or table the stack file does not
+    have is refused too, with the names it has."""
+    definition = stack_definition(settings) if settings is not None else None
     for feature in features:
         if not feature.should_run(config):
             continue
@@ -144,28 +150,58 @@ def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any]
                 error = getattr(match, "stored_error", None)
                 if error is not None:
                     raise FeatureFileError(f"{where}: {one_line(error)}")
+                if definition is not None:
+                    _check_names(where, {a.name: a.value for a in match.arguments if a.name}, definition)
+
+
+def _check_names(where: str, arguments: dict[str, Any], definition: StackDefinition) -> None:
+    """Refuse a step argument that names no service, link, records' noun or table of ``definition``."""
+    services = definition.services
+    for name, value in arguments.items():
+        kind = NAMED_PARAMETERS.get(name)
+        if kind in ("service", "link") and value not in services:
+            raise FeatureFileError(f"{where}: unknown service {value!r}; the stack {definition.path} has: "
+                                   f"{', '.join(services)}")
+        if kind == "records" and value not in (definition.records, "users"):
+            raise FeatureFileError(f"{where}: {value!r} is not what this stack's workload stores; say "
+                                   f"{definition.records!r} ([workload] records in {definition.path})")
+        table = getattr(definition.workload, "table", "")
+        if kind == "table" and value not in (table, "users"):
+            raise FeatureFileError(f"{where}: {value!r} is not the workload's table; say {table!r} "
+                                   f"([workload] table in {definition.path})")
+    if "a" in arguments and "b" in arguments:
+        pair = (arguments["a"], arguments["b"])
+        if pair not in definition.links and pair[::-1] not in definition.links:
+            links = ", ".join(f"{one} and {other}" for one, other in definition.links) or "none"
+            raise FeatureFileError(f"{where}: there is no network link between {pair[0]} and {pair[1]} (a link is "
+                                   f"a uses edge of the stack file); links: {links}")
 
 
 def check_service_command(settings: Settings) -> None:
-    """Refuse a stack file whose ``[api] command`` names a program this machine does not have, or whose
-    ``cwd`` does not exist, before anything starts (process backend: it runs the command here)."""
-    if settings.backend != "process" or compose_file_of(settings) is not None:
-        return  # a compose project's commands run in its images
+    """Refuse a stack file whose command services name a program this machine does not have, or whose
+    ``cwd`` does not exist, before anything starts (process backend: it runs the commands here)."""
+    if settings.backend != "process":
+        return
     definition = stack_definition(settings)
-    api = definition.api
-    where = f"{definition.path}: [api]"
-    if not api.cwd.is_dir():
-        raise StackFileError(f"{where} cwd {str(api.cwd)!r} is not a directory; fix cwd in the stack file "
+    for service in definition.services.values():
+        if service.kind == "command":
+            _check_program(definition, service)
+
+
+def _check_program(definition: StackDefinition, service: ServiceDefinition) -> None:
+    where = f"{definition.path}: [services.{service.name}]"
+    if not service.cwd.is_dir():
+        raise StackFileError(f"{where} cwd {str(service.cwd)!r} is not a directory; fix cwd in the stack file "
                              "(relative paths start at the stack file's folder)")
     known = {"{python}": sys.executable, "{repo}": str(REPO_ROOT), "{stack_dir}": str(definition.path.parent)}
-    program = api.command[0]
+    program = service.command[0]
     for placeholder, value in known.items():
         program = program.replace(placeholder, value)
-    if "{" in program or "PATH" in api.env:
+    if "{" in program or "PATH" in service.env:
         return  # filled in only at start, or searched on a PATH of the service's own
-    found = (api.cwd / program).is_file() and os.access(api.cwd / program, os.X_OK) if "/" in program \
+    found = (service.cwd / program).is_file() and os.access(service.cwd / program, os.X_OK) if "/" in program \
         else shutil.which(program) is not None
     if not found:
         raise StackFileError(f"{where} command: the program {program!r} is not found (neither on PATH nor as "
-                             f"a file relative to {api.cwd}); install it, or fix [api] command in the stack file "
+                             f"a file relative to {service.cwd}); install it, or fix the command in the stack file "
                              "that the stack_file setting names")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from support import REPO_ROOT
 from support.core.config import Settings
 from support.backends.process.backend import connection_values
-from support.stack.stack_file import ApiDefinition, stack_definition
+from support.stack.stack_file import ApiDefinition, StackDefinition, StackFileError, stack_definition
 from support.stack.workload import render
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.backends.docker.labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
@@ -468,7 +468,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     kept with ``keep_work_dir``), before the error propagates.
     """
     definition = stack_definition(settings)
+    check_docker_shape(definition)
     db, role = definition.database_name, definition.database_user
+    pg_name, api_name = definition.database_service.name, definition.target
     client = docker_client()
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -512,12 +514,12 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             # 127.0.0.1, which host-networked containers share); the suite's own SQL goes direct
             link = start_link(run_dir, POSTGRES_LINK, postgres.address)
             made.callback(link.close)
-            links[("api", "postgres")] = link
+            links[(api_name, pg_name)] = link
             db_host, db_port = LOOPBACK, link.address.port
         else:
             # on a bridge network the API cannot reach the host's loopback: no link faults there
             db_host, db_port = postgres.spec.name, _BRIDGE_PORTS["postgres"]
-        values = {**connection_values(db_host, db_port, db, role, app_password), "python": "python",
+        values = {**connection_values(db_host, db_port, db, role, app_password, pg_name), "python": "python",
                   "repo": SUITE_MOUNT}
         if definition.api.docker_build is None:  # a service built into its own image may live anywhere
             values["stack_dir"] = _in_mount(definition.path.parent)
@@ -539,11 +541,28 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             "containers": {"postgres": postgres.container_name, "api": api.container_name},
             "volume": volume.name, "leftovers_removed": swept.containers + swept.volumes + swept.networks,
             "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
-        stack = Stack(backend="docker", services={"postgres": postgres, "api": api}, api_url=api.url, links=links,
+        stack = Stack(backend="docker", services={pg_name: postgres, api_name: api}, api_url=api.url, links=links,
                       workload=definition.workload, health_path=definition.api.health_path,
+                      start_order=definition.start_order, target=api_name,
                       admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
                       versions=versions, secrets=(admin_password, app_password), cleanup=made.pop_all())
     return stack
+
+
+def check_docker_shape(definition: StackDefinition) -> None:
+    """Refuse, in one line, a stack the Docker backend cannot run yet: it runs the workload's target and the one
+    postgres it uses (more services, ``before_start`` and ready kinds other than the health path run on the
+    process backend)."""
+    wanted = {definition.target, definition.database_service.name}
+    extra = [name for name in definition.services if name not in wanted]
+    where = f"{definition.path}: [services.{definition.target}]"
+    if extra:
+        raise StackFileError(f"{definition.path}: [services.{extra[0]}] the Docker backend runs the workload's "
+                             f"target and one postgres only ({', '.join(sorted(wanted))}); run this stack with "
+                             "-D backend=process")
+    if definition.api.before_start:
+        raise StackFileError(f"{where} before_start is not run by the Docker backend yet; bake it into the "
+                             "image's command, or run with -D backend=process")
 
 
 def _report_leftovers(swept) -> None:
