@@ -93,6 +93,19 @@ def test_the_reference_compose_file_describes_the_reference_stack():
     assert project.services["api"].port != project.services["postgres"].port
 
 
+def test_a_stack_file_can_name_the_compose_file_and_override_x_chaos(tmp_path):
+    from support.backends.compose.project import compose_file_of
+
+    stack_file = tmp_path / "stack.toml"
+    stack_file.write_text(f'[compose]\nfile = "{REFERENCE}"\nhealth = "/health"\n\n'
+                          '[workload]\nrecords = "users"\ntable = "users"\n')
+    file, options = compose_file_of(Settings(stack_file=str(stack_file)))
+    assert file == REFERENCE and options["health"] == "/health" and options["workload"]["table"] == "users"
+    project = load_compose_project(file, options)
+    assert project.target == "api" and project.records == "users"
+    assert compose_file_of(Settings()) is None  # the ordinary stack file selects no compose project
+
+
 def test_the_suite_refuses_a_bad_compose_file_before_making_a_run(tmp_path):
     from support.run.suite import start_suite
 

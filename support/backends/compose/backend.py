@@ -191,7 +191,7 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
                       workload=project.workload, health_path=project.health_path,
                       admin_dsn=postgres.dsn(info.database),
                       app_dsn=postgres.dsn(info.database, info.app_user, info.app_password),
-                      start_order=project.start_order, versions=versions,
+                      start_order=project.start_order, target=project.target, versions=versions,
                       secrets=tuple(dict.fromkeys(project.secrets + (info.password, info.app_password))),
                       cleanup=made.pop_all())
     return stack

@@ -86,6 +86,16 @@ class ComposeProject:
     suite_images: dict[str, str]
 
     @property
+    def path(self) -> Path:
+        """The compose file (named as a stack definition's ``path``, for the checks that read either)."""
+        return self.file
+
+    @property
+    def records(self) -> str:
+        """The noun of the workload's records in steps ("Given 3 users exist")."""
+        return str(getattr(self.workload, "records", "users"))
+
+    @property
     def start_order(self) -> tuple[str, ...]:
         """The services, each after what it depends on (Compose's own order)."""
         order: list[str] = []
@@ -187,6 +197,7 @@ def load_compose_project(file: Path, options: dict, project: str | None = None) 
 
     Ports and passwords the section asks for are generated here, once per call.
     """
+    file = Path(file).resolve()  # Compose runs in the file's folder
     if not file.is_file():
         raise _fail(file, "no such compose file; set stack_file to an existing compose file")
     raw = _config(file, project, {}, ["--no-interpolate"])
