@@ -236,3 +236,22 @@ def test_a_killed_runs_project_is_removed_by_the_next_run(client, tmp_path):
     assert not {f"{name}-api-1", f"{name}-postgres-1"} - set(removed.containers) or removed.failed == {}
     assert _containers(client, name) == {}
     assert client.volumes.list(filters={"label": f"{PROJECT_LABEL}={name}"}) == []
+
+
+def test_a_service_that_exits_at_once_is_reported_with_its_own_last_lines(client, tmp_path):
+    exits = 'command: ["bash", "-c", "echo boom: no config >&2; exit 3", "uvicorn"'
+    text = REFERENCE.read_text().replace('command: ["python", "-m", "uvicorn"', exits)
+    api_policy = "    restart: unless-stopped\n    healthcheck:\n      # healthy only"
+    text = text.replace(api_policy, api_policy.replace("unless-stopped", '"no"'))
+    path = REPO / "stack" / f".compose-test-exits-{os.getpid()}.yaml"  # next to the Dockerfiles it names
+    path.write_text(text)
+    run_dir = tmp_path / f"run-exits-{os.getpid()}"
+    run_dir.mkdir()
+    try:
+        with pytest.raises(ServiceError) as caught:
+            start_compose_stack(Settings(stack_file=str(path), start_timeout=30), run_dir)
+    finally:
+        path.unlink()
+    message = str(caught.value)
+    assert "\n" not in message and "api exited (exit code 3): boom: no config" in message
+    assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project_name(run_dir.name)}"}) == []

@@ -163,8 +163,12 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         command = ComposeCommand([project.file, override], name, env, project.file.parent)
         made.callback(_down, command, run_dir, list(project.services))
         up = time.monotonic()
-        command.run("up", "--wait", "--wait-timeout", str(int(settings.start_timeout)), "--no-build",
-                    "--quiet-pull", timeout=settings.start_timeout + 60, what=f"starting {project.file}")
+        try:
+            command.run("up", "--wait", "--wait-timeout", str(int(settings.start_timeout)), "--no-build",
+                        "--quiet-pull", timeout=settings.start_timeout + 60, what=f"starting {project.file}")
+        except ServiceError as error:
+            # the services' own last lines say why (the run directory and its logs go with the failed start)
+            raise ServiceError(f"{error}{_why_down(client, name)}", logs=_tails(command)) from None
         timings["up_s"] = time.monotonic() - up
         containers = {c.labels.get(_SERVICE_LABEL): c for c in
                       client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})}
@@ -195,6 +199,25 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
                       secrets=tuple(dict.fromkeys(project.secrets + (info.password, info.app_password))),
                       cleanup=made.pop_all())
     return stack
+
+
+def _why_down(client, name: str, lines: int = 3) -> str:
+    """``; SERVICE exited (code N): LAST LINES`` for each container of project ``name`` that is not running."""
+    said = []
+    for container in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"}):
+        if container.status != "running":
+            tail = container.logs(tail=lines).decode(errors="replace").split()
+            said.append(f"; {container.labels.get(_SERVICE_LABEL)} {container.status} "
+                        f"(exit code {container.attrs['State'].get('ExitCode')}): {' '.join(tail)[-300:]}")
+    return "".join(said)
+
+
+def _tails(command: ComposeCommand, lines: int = 20) -> str:
+    """The last ``lines`` of every service's output, as ``docker compose logs`` shows them."""
+    try:
+        return command.run("logs", "--no-color", "--tail", str(lines), timeout=30)
+    except ServiceError as error:
+        return f"(no logs: {error})"
 
 
 def _down(command: ComposeCommand, run_dir: Path, services: list[str]) -> None:
