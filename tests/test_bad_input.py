@@ -133,6 +133,21 @@ STACK_FILE_CASES = [
     ("command naming a missing program", EXTENDS + '[api]\ncommand = ["no-such-service", "--port", "{port}"]\n',
      "command: the program 'no-such-service' is not found (neither on PATH nor as a file relative to"),
     ("cwd that does not exist", EXTENDS + '[api]\ncwd = "no-such-folder"\n', "is not a directory; fix cwd"),
+    # the stack file of several services (version 2)
+    ("unknown uses target", EXTENDS + '[services.api]\nuses = ["postgres", "cache"]\n',
+     "[services.api] uses names 'cache', which is not another service of this stack; services: postgres, api"),
+    ("dependency cycle", EXTENDS + '[services.worker]\ncommand = "w"\nready = { command = ["true"] }\n'
+     'depends_on = ["api"]\n[services.api]\ndepends_on = ["worker"]\n',
+     "depends_on: a dependency cycle api -> worker -> api; no service can start first"),
+    ("missing ready", EXTENDS + '[services.worker]\ncommand = "{python} worker.py"\n',
+     "[services.worker] needs ready = { command = [...] }"),
+    ("placeholder of a service it does not use", EXTENDS + '[services.worker]\ncommand = "w {postgres.url}"\n'
+     'ready = { command = ["true"] }\n',
+     "[services.worker] command has {postgres.url}, but 'postgres' is not in its uses; add uses = [\"postgres\"]"),
+    ("unknown service field", EXTENDS + '[services.api]\nhealthcheck = "/health"\n',
+     "unknown [services.api] field(s) healthcheck; valid: kind, command, cwd"),
+    ("workload target that is not a service", EXTENDS + '[workload]\ntarget = "web"\n',
+     "[workload] target = 'web' is not a service of this stack; services: postgres, api"),
 ]
 
 
@@ -163,6 +178,15 @@ FEATURE_CASES = [
     ("negative count", FEATURE + "    And -3 users exist\n", "'-3' is not a whole number"),
     ("rate that is not a number", FEATURE + "    And a steady load of 1.2.3 requests per second\n",
      "'1.2.3' is not a number"),
+    ("unknown service", FEATURE + "    When cache is killed\n",
+     "x.feature:5: When cache is killed: unknown service 'cache'; the stack "),
+    ("two services with no link between them", FEATURE + "    When the network between api and api is cut for 2 s\n",
+     "there is no network link between api and api (a link is a uses edge of the stack file); links: api and "
+     "postgres"),
+    ("records noun of another stack", FEATURE + "    And 3 notes exist\n",
+     "x.feature:5: And 3 notes exist: 'notes' is not what this stack's workload stores; say 'users'"),
+    ("table the workload does not have", FEATURE + "    When the orders table is locked for 2 seconds\n",
+     "'orders' is not the workload's table; say 'users'"),
 ]
 
 
