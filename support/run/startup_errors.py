@@ -15,7 +15,7 @@ from support.backends.process.pg_binaries import PgNotFound
 from support.core.config import Settings, SettingsError
 from support.stack.services import ServiceError
 from support.stack.stack import UnknownService
-from support.backends.compose.project import compose_file_of
+from support.backends.compose.project import compose_file_of, load_compose_project
 from support.run.gherkin_types import NAMED_PARAMETERS
 from support.stack.definitions import ServiceDefinition, StackDefinition
 from support.stack.stack_file import StackFileError, stack_definition
@@ -134,7 +134,10 @@ def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any]
     returns None for no match, and a match carrying ``stored_error`` when a parameter is refused.
     With ``settings``, a step naming a service, link, records' noun or table the stack file does not
     have is refused too, with the names it has."""
-    definition = stack_definition(settings) if settings is not None else None
+    definition = None
+    if settings is not None:  # a compose project answers the same names (services, links, records, workload)
+        found = compose_file_of(settings)
+        definition = load_compose_project(*found) if found else stack_definition(settings)
     for feature in features:
         if not feature.should_run(config):
             continue
@@ -180,8 +183,8 @@ def _check_names(where: str, arguments: dict[str, Any], definition: StackDefinit
 def check_service_command(settings: Settings) -> None:
     """Refuse a stack file whose command services name a program this machine does not have, or whose
     ``cwd`` does not exist, before anything starts (process backend: it runs the commands here)."""
-    if settings.backend != "process":
-        return
+    if settings.backend != "process" or compose_file_of(settings) is not None:
+        return  # a compose project's commands run in its images
     definition = stack_definition(settings)
     for service in definition.services.values():
         if service.kind == "command":
