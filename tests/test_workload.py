@@ -227,8 +227,10 @@ def test_records_are_created_and_verified_through_the_same_login_and_prefix(note
     records = create_users(notes.url, workload, 3)
     assert [r.key[:5] for r in records] == ["note-"] * 3 and notes.logins == 1
     notes.revoke()
+    refused = notes.unauthorized
     check_users_intact(notes.url, postgres.dsn(), workload, records)  # a 401, a new login, then the reads
-    assert notes.logins == 2 and database.count_records(postgres.dsn(), workload) == 3
+    assert notes.unauthorized == refused + 1 and notes.logins == 2
+    assert database.count_records(postgres.dsn(), workload) == 3
     table = tomllib.loads(NOTES)["workload"]
     del table["auth"]
     with pytest.raises(CheckFailed, match="could not create record 1 of 1: 401"):

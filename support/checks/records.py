@@ -7,6 +7,7 @@ with its headers and its auth token (fetched at the first request, again after a
 """
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,10 @@ class User:
     body: dict
 
 
+#: the last token per (base URL, auth): kept across steps, so a scenario logs in once, and again after a 401
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
 class TokenAuth(httpx.Auth):
     """The workload's token on every request of an httpx client; fetched again once after a 401."""
 
@@ -44,8 +49,16 @@ class TokenAuth(httpx.Auth):
         self.base = base  # the API's URL with the workload's base_path: the login goes under it too
         self.headers = headers
         self.timeout = timeout  # seconds a token command may take
-        self.token: str | None = None
         self.fetched = 0
+        self._key = (base, json.dumps(auth.to_dict(), sort_keys=True))
+
+    @property
+    def token(self) -> str | None:
+        return _TOKENS.get(self._key)
+
+    @token.setter
+    def token(self, value: str) -> None:
+        _TOKENS[self._key] = value
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.token is None:
