@@ -174,3 +174,72 @@ def test_the_pgserver_binaries_run_a_cluster_even_from_a_private_directory():
     finally:
         service.close()
         shutil.rmtree(run_dir)
+
+
+# -- stacks of several services on the process backend ----------------------------------------------
+
+SEVERAL = """extends = "{reference}"
+
+[services.side]
+command = ["{{python}}", "-m", "http.server", "--bind", "{{host}}", "{{port}}"]
+ready = {{ http = "/" }}
+
+[services.worker]
+command = ["{{python}}", "-c", "import time; time.sleep(600)"]
+uses = ["side", "postgres"]
+env = {{ SIDE = "{{side.host}}:{{side.port}}", DB = "{{postgres.url}}" }}
+before_start = [["{{python}}", "-c", "{before}"]]
+ready = {{ sql = "SELECT count(*) FROM users" }}
+"""
+
+
+def _several(tmp_path, before):
+    from support.stack.stack_file import DEFAULT_STACK_FILE
+
+    path = tmp_path / "several.toml"
+    path.write_text(SEVERAL.format(reference=DEFAULT_STACK_FILE, before=before))
+    settings = Settings(work_root="/tmp/chaos-suite-tests", stack_file=str(path))
+    return settings, settings.work_root_path / f"test-{secrets.token_hex(4)}"
+
+
+def test_a_stack_of_several_services_starts_in_order_with_a_link_per_use(tmp_path):
+    from support.backends.process.backend import start_process_stack
+
+    settings, run_dir = _several(tmp_path, "import os; print(os.environ['SIDE'])")
+    stack = start_process_stack(settings, run_dir)
+    try:
+        assert stack.start_order == ("postgres", "api", "side", "worker")
+        assert set(stack.links) == {("api", "postgres"), ("worker", "side"), ("worker", "postgres")}
+        side_link = stack.link("side", "worker")
+        assert side_link.upstream == stack.service("side").address
+        assert side_link.address != stack.service("side").address  # the worker goes through the proxy
+        for name in ("side", "worker"):
+            service = stack.service(name)
+            service.restart(timeout=20)
+            service.wait_ready(5)
+        assert stack.target == "api" and select_one_dsn(stack.admin_dsn) == 1
+    finally:
+        stack.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    assert all(service.pid is None for service in stack.services.values())
+
+
+def test_a_failing_before_start_stops_the_start_with_its_last_lines(tmp_path):
+    from support.backends.process.backend import start_process_stack
+
+    settings, run_dir = _several(tmp_path, "import sys; print('step 1 ok'); print('migration 7: no table'); "
+                                           "sys.exit(3)")
+    try:
+        with pytest.raises(ServiceError) as error:
+            start_process_stack(settings, run_dir)
+        message = str(error.value)
+        assert message.startswith("worker: before_start ") and "exited 3" in message
+        assert "its last lines: step 1 ok | migration 7: no table" in message and "\n" not in message
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def select_one_dsn(dsn):
+    with psycopg2.connect(dsn, connect_timeout=2) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        return cur.fetchone()[0]

@@ -53,8 +53,9 @@ class ReadyCheck:
     ``kind`` is one of :data:`READY_KINDS`: ``http`` (``target`` a path that must
     answer 2xx; ``any_status`` when any HTTP answer counts, as for the reference
     API whose health path says 503 while its database is down), ``tcp`` (a connect
-    to the service's port), ``sql`` (``target`` a query on the service's first
-    database, postgres only), ``command`` (``argv`` exits 0, placeholders filled).
+    to the service's port), ``sql`` (``target`` a query that must run without
+    error on the first database of the first postgres it uses, connected
+    directly: a worker that fills a table), ``command`` (``argv`` exits 0, placeholders filled).
     """
 
     kind: str

@@ -17,8 +17,8 @@ import httpx
 from support.core.process_tree import descendants
 from support.stack.database import connect
 
-__all__ = ["database_answers", "http_answers", "http_ok", "tcp_answers", "command_succeeds", "check_listener",
-           "ImpostorListening"]
+__all__ = ["database_answers", "query_answers", "http_answers", "http_ok", "tcp_answers", "command_succeeds",
+           "check_listener", "ImpostorListening"]
 
 _LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 
@@ -32,6 +32,17 @@ def database_answers(dsn: str) -> bool:
     with connect(dsn, 2.0, application_name="chaos-suite-probe", wait_for_slot=False) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1")
         return cur.fetchone() == (1,)
+
+
+def query_answers(dsn: str, sql: str) -> bool:
+    """True when ``sql`` runs on ``dsn`` within 2 s without an error (a ``ready = { sql = ... }`` check)."""
+    try:
+        with connect(dsn, 2.0, application_name="chaos-suite-probe", wait_for_slot=False) as conn, \
+                conn.cursor() as cur:
+            cur.execute(sql)
+            return True
+    except Exception:  # noqa: BLE001 - any driver error means "not yet"
+        return False
 
 
 def http_answers(url: str) -> bool:

@@ -252,6 +252,13 @@ def _check_graph(path: Path, services: dict[str, ServiceDefinition], where: dict
                 if other not in services or other == service.name:
                     raise _fail(path, f"{where[service.name]} {field_name} names {other!r}, which is not another "
                                       f"service of this stack; services: {known}")
+                if field_name == "uses" and not services[other].listens:
+                    raise _fail(path, f"{where[service.name]} uses {other!r}, which listens on no {{port}}: a "
+                                      "link joins a client to a port; list it in depends_on instead")
+        if service.ready and service.ready.kind == "sql" and service.kind == "command" and \
+                not any(services[u].kind == "postgres" for u in service.uses):
+            raise _fail(path, f"{where[service.name]} ready sql runs on a postgres the service uses; add one to "
+                              "its uses, or use ready command = [...]")
         fields = {"command": service.command, "env": service.env, "before_start": service.before_start,
                   "ready": service.ready.argv if service.ready else (), "docker command": service.docker_command}
         for field_name, template in fields.items():

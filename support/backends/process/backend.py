@@ -31,6 +31,7 @@ from support.stack.readiness import (
     database_answers,
     http_answers,
     http_ok,
+    query_answers,
     tcp_answers,
 )
 from support.stack.services import Address, ServiceError
@@ -208,7 +209,7 @@ class CommandProcess(_ProcessService):
             argv = [render(part, self._values) for part in ready.argv] if ready else []
             return self._process.running and command_succeeds(argv, self.definition.cwd, self._env)
         if ready.kind == "sql":
-            return self._process.running and database_answers(self.ready_dsn)
+            return self._process.running and query_answers(self.ready_dsn, ready.target)
         check_listener(self._port, self.pid, self.name)  # an answer from another process is not ours
         if ready.kind == "tcp":
             return tcp_answers(LOOPBACK, self._port)
