@@ -255,3 +255,43 @@ def test_a_service_that_exits_at_once_is_reported_with_its_own_last_lines(client
     message = str(caught.value)
     assert "\n" not in message and "api exited (exit code 3): boom: no config" in message
     assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project_name(run_dir.name)}"}) == []
+
+
+_WORKER = """
+  worker:
+    image: ${POSTGRES_IMAGE:-chaos-suite/postgres:compose}
+    network_mode: host
+    init: true  # an init as PID 1: a kill fault signals every process but it, as with tini in the suite's images
+    entrypoint: ["sleep", "infinity"]
+    restart: unless-stopped
+
+volumes:
+"""
+
+
+def test_any_service_of_the_project_takes_faults(client, tmp_path):
+    path = REPO / "stack" / f".compose-test-worker-{os.getpid()}.yaml"  # next to the Dockerfiles it names
+    path.write_text(REFERENCE.read_text().replace("\nvolumes:\n", _WORKER, 1))
+    run_dir = tmp_path / f"run-worker-{os.getpid()}"
+    run_dir.mkdir()
+    try:
+        stack = start_compose_stack(Settings(stack_file=str(path)), run_dir)
+    except BaseException:
+        path.unlink()
+        raise
+    try:
+        worker = stack.service("worker")
+        assert worker.is_ready()
+        worker.kill()
+        wait_until(lambda: worker.restarts >= 1 and worker.is_ready(), 30, "the worker back by its restart policy")
+        worker.stop(5)
+        assert worker.status() == "exited" and not worker.is_ready()
+        worker.start(30)
+        worker.pause()
+        assert worker.status() == "paused"
+        worker.resume()
+        assert worker.is_ready()
+    finally:
+        stack.close()  # Compose reads the file again to take the project down
+        path.unlink()
+    assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project_name(run_dir.name)}"}) == []

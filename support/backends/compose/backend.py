@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -230,8 +229,9 @@ def _down(command: ComposeCommand, run_dir: Path, services: list[str]) -> None:
         except ServiceError as error:
             out = f"(no logs: {error})\n"
         (logs / f"{service}.log").write_text(out)
+    down = ("down", "--volumes", "--remove-orphans", "--timeout", "5")
     try:
-        command.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
-    except ServiceError as error:
-        print(f"chaos-suite: {error}", file=sys.stderr)
-        raise
+        command.run(*down, timeout=120)
+    except ServiceError:
+        # the compose file moved or broke meanwhile: Compose finds the project's containers by its label alone
+        ComposeCommand([], command.project, command.env, run_dir).run(*down, timeout=120)
