@@ -163,3 +163,11 @@ def test_a_broken_stack_of_several_services_is_refused_in_one_line(tmp_path, cha
         load_stack_file(path)
     assert fragment in str(error.value) and str(path) in str(error.value), str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_readmes_stack_file_with_migrations_and_a_login_loads(tmp_path):
+    readme = (DEFAULT_STACK_FILE.parents[1] / "README.md").read_text()
+    block = readme.split("### A service with migrations and a login")[1].split("```toml")[1].split("```")[0]
+    definition = load_stack_file(write(tmp_path, block))
+    assert definition.start_order == ("postgres", "api") and definition.records == "notes"
+    assert len(definition.api.before_start) == 2 and definition.api.ready.timeout == 30
