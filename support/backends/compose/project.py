@@ -20,6 +20,14 @@ with ``file = "..."``; its keys win) says::
 
 A postgres service may also set ``user``, ``password``, ``database``, ``app_user`` and
 ``app_password`` (the role the target uses; else read from the link's URL).
+
+Networks: this repository's files put every service on the host's network
+(``network_mode: host``, listening on 127.0.0.1), so a link's variable can point at the
+proxy, which listens on 127.0.0.1. A project on a bridge network runs the same way on
+your machine for everything but links (a container cannot reach the host's loopback):
+leave ``links`` out there, and the process faults (kill, stop, pause, restart) still act
+on every service. A kill signals every process of the container but PID 1: give a
+service an init (``init: true``, or tini as its entrypoint) so the kill reaches it.
 Every problem is one :class:`StackFileError` line naming the file and the field.
 """
 from __future__ import annotations
