@@ -104,8 +104,11 @@ class _ProcessService:
             fatal = [line.split(" ", 1)[-1] for line in lines if "FATAL" in line or "Error" in line]
             state = "running" if self._process.running else "not running"
             said = f"; it said: {fatal[-1].strip()}" if fatal else ""
-            raise ServiceError(f"{error}; the process is {state}{said}; see its log {self._process.spec.log_path}",
-                               logs="\n".join(lines)) from None
+            # a process that is gone (it exited at once) is reported with its own last lines: the run's
+            # directory, and the log in it, may be deleted once the run ends
+            tail = "" if self._process.running else _said("\n".join(line.split(" ", 1)[-1] for line in lines), 3)
+            raise ServiceError(f"{error}; the process is {state}{said}; see its log {self._process.spec.log_path}"
+                               f"{tail}", logs="\n".join(lines)) from None
 
     def logs(self, since: float | None = None) -> str:
         return read_stamped_log(self._process.spec.log_path, since)
