@@ -7,6 +7,7 @@ as in CI). Every compose file here uses host networking on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -295,3 +296,32 @@ def test_any_service_of_the_project_takes_faults(client, tmp_path):
         stack.close()  # Compose reads the file again to take the project down
         path.unlink()
     assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project_name(run_dir.name)}"}) == []
+
+
+_KILLED_SUITE = """
+import sys, time
+from support.core.config import Settings
+from support.run.suite import start_suite
+suite = start_suite(Settings(stack_file=sys.argv[2], work_root=sys.argv[1], keep_work_dir=True))
+print(suite.run_dir.name, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_reaper_removes_a_sigkilled_suites_project(client, tmp_path):
+    work = Path("/tmp/chaos-suite-tests") / f"compose-reaped-{os.getpid()}"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_SUITE, str(work), str(REFERENCE)], cwd=REPO,
+                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        run_id = child.stdout.readline().strip()
+    finally:
+        child.kill()
+        child.wait(10)
+    name = project_name(run_id)
+    selector = {"label": f"{PROJECT_LABEL}={name}"}
+    # the reaper sweeps the run's containers and volumes by the run's label, which the override put on them
+    try:
+        wait_until(lambda: client.containers.list(all=True, filters=selector) == [], 60, "the reaper's sweep")
+        assert client.volumes.list(filters=selector) == []
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
