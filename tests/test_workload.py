@@ -26,7 +26,7 @@ NOTES = """
 target = "notes-api"
 records = "notes"
 base_path = "/v1"
-headers = { X-Tenant = "chaos", X-Run = "{run}" }
+headers = { X-Tenant = "chaos", X-Run = "{run}", X-Key = "k-{env.CHAOS_TEST_KEY}" }
 reset_sql = "TRUNCATE notes RESTART IDENTITY"
 count_sql = "SELECT count(*) FROM notes"
 
@@ -64,10 +64,11 @@ def notes_workload(text: str = NOTES) -> Workload:
     return parse_workload(tomllib.loads(text)["workload"], "notes.toml")
 
 
-def test_a_workload_with_a_form_login_a_base_path_and_several_operations_loads():
+def test_a_workload_with_a_form_login_a_base_path_and_several_operations_loads(monkeypatch):
+    monkeypatch.setenv("CHAOS_TEST_KEY", "42")
     w = notes_workload()
     assert (w.target, w.records, w.table, w.base_path) == ("notes-api", "notes", "notes", "/v1")
-    assert w.header_values("r1") == {"X-Tenant": "chaos", "X-Run": "r1"}
+    assert w.header_values("r1") == {"X-Tenant": "chaos", "X-Run": "r1", "X-Key": "k-42"}
     assert w.auth == Auth(login_path="/token", login_form={"username": "chaos", "password": "s3cret"})
     assert w.auth.login_request() == ("POST", "/token", b"username=chaos&password=s3cret",
                                       "application/x-www-form-urlencoded")

@@ -3,7 +3,8 @@
 The reference API's workload is the default; a stack file's ``[workload]`` describes
 any other service's (:func:`parse_workload`). It names the ``target`` service, the
 ``records`` noun the scenarios use ("Given 3 notes exist"), the ``table`` they live
-in, a ``base_path`` every request goes under, static ``headers``, an ``auth``
+in, a ``base_path`` every request goes under, static ``headers`` (``{run}`` and
+``{env.NAME}`` filled where the requests are sent), an ``auth``
 (:mod:`support.stack.auth`) and one or more weighted ``operations``:
 
 - a **write** (it has ``find_sql``) creates a record from ``key_template`` and
@@ -11,7 +12,8 @@ in, a ``base_path`` every request goes under, static ``headers``, an ``auth``
   the ``id_field`` of the create answer, the ``compare``\\ d body fields) and found
   by SQL, so durability is judged on the database;
 - a **read-back** (``reads = "create"``) reads a record a write acknowledged;
-- any other operation is a plain request, judged by its status.
+- any other operation is a plain request, judged by its status; its body is sent
+  as written, ``{run}`` filled in.
 
 Today's flat keys (``create_path``, ``create_body``, ``read_path``, ``compare``,
 ``find_sql``, ...) stay valid: one write plus one read-back, weighted by the
@@ -23,6 +25,8 @@ load worker's process.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlencode
@@ -137,6 +141,7 @@ def _flat_operations(create_method: str = "POST", create_path: str = "/users",
 
 
 FLAT_KEYS = frozenset(_flat_operations.__code__.co_varnames[:_flat_operations.__code__.co_argcount])
+_ENV_PLACEHOLDER = re.compile(r"\{(env\.[A-Za-z_][A-Za-z0-9_]*)\}")
 _KEYS = {"target", "records", "table", "base_path", "headers", "auth", "operations", "reset_sql", "count_sql"}
 _OP_KEYS = {"name", "weight", "method", "path", "json", "form", "key_template", "name_template", "read",
             "find_sql", "reads"}
@@ -226,8 +231,14 @@ class Workload:
                 for op in self.operations]
 
     def header_values(self, run: str) -> dict[str, str]:
-        """The static headers, ``{run}`` filled in (the stack file fills its own placeholders at load)."""
-        return render(self.headers, {"run": run})
+        """The static headers with ``{run}`` and ``{env.NAME}`` (the variable NAME, empty if unset) filled in.
+
+        The stack file fills its own placeholders at load; these are the ones only known where the requests go.
+        """
+        values = {"run": run}
+        for value in self.headers.values():
+            values.update((name, os.environ.get(name[4:], "")) for name in _ENV_PLACEHOLDER.findall(value))
+        return render(self.headers, values)
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
