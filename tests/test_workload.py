@@ -243,3 +243,20 @@ def test_records_are_created_and_verified_through_the_same_login_and_prefix(note
     with pytest.raises(CheckFailed, match="no auth token for the workload: the login POST /token was answered 400"):
         create_users(notes.url, wrong, 1)
     assert time.monotonic() - started < 5
+
+
+def test_a_stack_file_carries_the_general_workload_to_the_stack_definition(tmp_path):
+    from support.stack.stack_file import load_stack_file
+
+    services = ('[services.postgres]\nkind = "postgres"\ndatabases = [{ name = "notes", user = "notes" }]\n'
+                '[services.notes-api]\ncommand = ["{python}", "app.py", "--port", "{port}"]\nuses = ["postgres"]\n'
+                'ready = { http = "/healthz" }\nhealth = "/healthz"\n')
+    path = tmp_path / "stack.toml"
+    path.write_text(services + NOTES)
+    definition = load_stack_file(path)
+    assert definition.workload == notes_workload()
+    path.write_text(services + NOTES.replace('base_path = "/v1"', 'base_path = "v1"'))
+    with pytest.raises(ValueError) as error:
+        load_stack_file(path)
+    assert str(path) in str(error.value) and "base_path='v1' must start with /" in str(error.value)
+    assert "\n" not in str(error.value)
