@@ -75,6 +75,7 @@ def test_build_context_digest_follows_content_not_times(tmp_path):
 REFERENCE = load_stack_file(DEFAULT_STACK_FILE)
 VALUES = {"python": "python", "repo": "/suite", "stack_dir": "/suite/stack",
           "sqlalchemy_url": "postgresql+psycopg2://app:b@127.0.0.1:15432/users"}
+VALUES["postgres.sqlalchemy_url"] = VALUES["sqlalchemy_url"]  # the reference stack file names its postgres
 
 
 def test_the_api_container_runs_the_stack_files_command_from_the_mounted_repository():
