@@ -270,3 +270,14 @@ def test_a_signal_during_start_up_exits_128_plus_its_number_without_a_hook_error
     text = out.read_text()
     assert "AttributeError" not in text and "Traceback" not in text, text[-3000:]
     assert marked_processes(work_root) == []
+
+
+def test_the_workloads_own_nouns_and_table_are_the_steps_words_on_its_stack(tmp_path, work_root):
+    notes = "@chaos\nFeature: notes\n  Scenario: notes\n    Given the stack is healthy\n    And 3 notes exist\n" \
+            "    When the notes table is locked for 1 second\n    Then the 3 notes still exist\n" \
+            "    And exactly 3 notes are stored\n"
+    project = project_with(tmp_path, "notes.feature", notes)
+    run = behave(work_root, "--tags=@chaos", "-D", f"stack_file={REPO / 'examples' / 'notes_service' / 'stack.toml'}",
+                 cwd=project)
+    assert run.returncode == 0, run.output[-3000:]
+    assert "1 scenario passed" in run.output, run.output[-3000:]
