@@ -171,3 +171,14 @@ def test_the_readmes_stack_file_with_migrations_and_a_login_loads(tmp_path):
     definition = load_stack_file(write(tmp_path, block))
     assert definition.start_order == ("postgres", "api") and definition.records == "notes"
     assert len(definition.api.before_start) == 2 and definition.api.ready.timeout == 30
+
+
+def test_the_docker_backend_refuses_in_one_line_a_stack_it_cannot_run_yet(tmp_path):
+    from support.backends.docker.backend import check_docker_shape
+
+    check_docker_shape(load_stack_file(DEFAULT_STACK_FILE))  # the reference stack runs there
+    path = write(tmp_path, THREE_SERVICES)
+    with pytest.raises(StackFileError, match=r"stack.toml: \[services.cache\] the Docker backend runs the "
+                                             r"workload's target and one postgres only \(db, web\); run this stack "
+                                             "with -D backend=process"):
+        check_docker_shape(load_stack_file(path))
