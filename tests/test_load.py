@@ -462,7 +462,7 @@ def test_operations_are_drawn_by_weight_under_the_base_url_path_and_base_path(tm
     workload = parse_workload(MIXED, "test")
     worker = Worker(LoadSpec.open_rate("http://127.0.0.1:8000/api", 10, workload=workload.to_dict(), seed=3,
                                        run_id="r"), tmp_path / "h.csv")
-    drawn = [worker._choose() for _ in range(4000)]
+    drawn = [worker.mix.choose() for _ in range(4000)]
     names = Counter(operation.name for operation, *_ in drawn)
     assert 0.22 < names["create"] / 4000 < 0.28  # weight 1 of 4
     create = next(d for d in drawn if d[0].name == "create")
@@ -475,12 +475,12 @@ def test_operations_are_drawn_by_weight_under_the_base_url_path_and_base_path(tm
 
 def test_the_flat_workload_writes_at_the_write_fraction_and_reads_back_acknowledged_writes(tmp_path: Path) -> None:
     worker = Worker(LoadSpec.open_rate("http://127.0.0.1:8000", 10, write_fraction=0.2, seed=1), tmp_path / "h.csv")
-    first = worker._choose()
+    first = worker.mix.choose()
     assert first[1] == "write"  # nothing acknowledged yet: a read-back writes instead
-    worker.judge(201, json.dumps({"id": 5}).encode(), "write", None, first[3], first[2], first[0])
-    ops = Counter(worker._choose()[1] for _ in range(5000))
+    worker.mix.judge(201, json.dumps({"id": 5}).encode(), "write", None, first[3], first[2], first[0])
+    ops = Counter(worker.mix.choose()[1] for _ in range(5000))
     assert 0.17 < ops["write"] / 5000 < 0.23
-    read = next(c for c in (worker._choose() for _ in range(50)) if c[1] == "read")
+    read = next(c for c in (worker.mix.choose() for _ in range(50)) if c[1] == "read")
     assert read[5] == "/users/5" and read[2] == first[2] and read[7] == first[3]
 
 

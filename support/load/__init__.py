@@ -3,6 +3,8 @@
 - ``spec``        what load to send (:class:`LoadSpec`), validated
 - ``controller``  starts the worker process, watches it, stops it, reads its history
 - ``worker``      the process that sends the load (``python -m support.load.worker``)
+- ``mix``         which of the workload's operations the worker sends next, and how it judges the answer
+- ``tokens``      the worker's headers and auth token (fetched before the load, again after a 401)
 - ``os_resources`` what that process asks of the OS: real-time scheduling, open files, CPU time
 - ``client``      the worker's HTTP/1.1 client
 - ``history``     one record per request, its CSV form, and the one percentile

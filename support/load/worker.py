@@ -43,30 +43,24 @@ import random
 import signal
 import sys
 import time
-from bisect import bisect_right
 from collections.abc import Callable
-from itertools import accumulate, count
+from itertools import count
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from support.load.client import Answer, HttpClient
 from support.load.history import FAIL, INFO, OK, percentile, write_csv
+from support.load.mix import Mix
 from support.load.os_resources import allow_open_files, keep_schedule_first, own_cpu_seconds
 from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
 from support.load.spec import LoadSpec, LoadSpecError
 from support.load.tokens import Tokens
 from support.stack.auth import AuthError
-from support.stack.workload import Operation, Workload, render
+from support.stack.workload import Workload
 
 __all__ = ["Worker", "main"]
 
-_NO_BODY: tuple[bytes | None, str] = (None, "application/json")
-
-
-def render_run(body: Any, run: str) -> Any:
-    """A plain operation's body with ``{run}`` filled in."""
-    return render(body, {"run": run})
 
 monotonic = time.monotonic
 _WATCH_INTERVAL = 0.1  # seconds between live recovery figures once watched
@@ -84,25 +78,13 @@ class Worker:
         self.output = output
         self.prefix = urlsplit(spec.base_url).path.rstrip("/")  # a base URL may carry a path
         self.rng = random.Random(spec.seed)
-        self.seq = count()
         # records are plain tuples in Request field order: cheap to make, and the
         # garbage collector stops tracking tuples of atoms, so a long history
         # does not lengthen its pauses (which would show up as lag)
         self.records: list[tuple] = []
-        self.workload = w = Workload.from_dict(spec.workload) if spec.workload else Workload()
-        self.base = self.prefix + w.base_path
-        self.ops = w.operations
-        weights = w.weights(spec.write_fraction)
-        total = sum(weights) or 1.0
-        self.cumulative = [c / total for c in accumulate(weights)]
-        self.cumulative[-1] = 1.0  # random() < 1.0: every draw falls on an operation
-        self.writes = {op.name: op for op in self.ops if op.is_write}
-        # (id, key, expected) of acknowledged writes, per write operation; ``acked`` is the first write's
-        self.acked_by: dict[str, list[tuple[Any, str, str]]] = {name: [] for name in self.writes}
-        self.acked = self.acked_by[w.write.name]
-        # plain operations send the same bytes every time: encoded once
-        self.plain = {op.name: op.encode(render_run(op.body, spec.run_id)) for op in self.ops
-                      if not op.is_write and not op.reads}
+        self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
+        self.base = self.prefix + self.workload.base_path
+        self.mix = Mix(self.workload, spec.write_fraction, spec.run_id, self.base, self.rng)
         self.tokens: Tokens | None = None  # the headers and auth token, once the client exists
         self.sent = self.ok = self.fail = self.info = 0
         # launch times of the requests still open: a request launched before the
@@ -134,28 +116,10 @@ class Worker:
             self.stopping.set()
 
     # -- one request -----------------------------------------------------------
-    def _choose(self) -> tuple[Operation, str, str, str, str, str, tuple[bytes | None, str], str | None]:
-        """(operation, op, key, body, method, path, (data, content type), expected compared values of a read)."""
-        op = self.ops[bisect_right(self.cumulative, self.rng.random())]
-        if op.reads:
-            acked = self.acked_by[op.reads]
-            write = self.writes[op.reads]
-            if acked:
-                ident, key, expected = self.rng.choice(acked)
-                read = write.read
-                assert read is not None
-                return write, "read", key, "", read.method, self.base + read.path.replace("{id}", str(ident)), \
-                    _NO_BODY, expected
-            op = write  # nothing acknowledged to read yet: write one
-        if op.is_write:
-            key, path, payload, expected = op.record(self.spec.run_id, next(self.seq))
-            return op, "write", key, expected, op.method, self.base + path, op.encode(payload), None
-        return op, "read", "", "", op.method, self.base + op.path, self.plain[op.name], None
-
     def request(self, scheduled: float, then: Callable[[], object] | None = None) -> None:
         """Send one request now; record it when it ends, then call ``then()`` if given."""
         start = monotonic()
-        operation, op, key, body, method, path, (data, content_type), expected = self._choose()
+        operation, op, key, body, method, path, (data, content_type), expected = self.mix.choose()
         if len(self.open_starts) >= self.spec.max_in_flight:
             self.record(op, key, scheduled, start, start, None, "client overloaded", FAIL, body)
             return
@@ -172,7 +136,7 @@ class Worker:
                 outcome: str = INFO if answer.sent else FAIL
                 self.record(op, key, scheduled, start, end, None, answer.error, outcome, body)
             else:
-                outcome = self.judge(answer.status, answer.body, op, expected, body, key, operation)
+                outcome = self.mix.judge(answer.status, answer.body, op, expected, body, key, operation)
                 if answer.status == 401 and generation == tokens.generation:  # type: ignore[union-attr]
                     tokens.refresh()  # type: ignore[union-attr]
                 error = "wrong content" if outcome is FAIL and answer.status < 300 else ""
@@ -184,33 +148,6 @@ class Worker:
 
         assert self.client is not None
         self.client.send(method, path, data, answered, content_type)
-
-    def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "",
-              operation: Operation | None = None) -> str:
-        """Outcome of an answered request; remembers acknowledged writes for later reads.
-
-        ``operation`` is the write (of a write or a read-back; the first write if None), or the plain operation.
-        """
-        if status >= 500:
-            return INFO
-        if status >= 300:
-            return FAIL
-        try:
-            row = json.loads(data)
-        except ValueError:
-            row = None
-        operation = operation or self.workload.write
-        if op == "write":
-            read = operation.read
-            assert read is not None
-            if isinstance(row, dict) and read.id_field in row:
-                self.acked_by[operation.name].append((row[read.id_field], key, body))
-            return OK  # the status acknowledged it, whatever the body
-        if not operation.is_write:
-            return OK  # a plain operation: its 2xx is all it promises
-        if expected is None or not operation.matches(row, expected):
-            return FAIL
-        return OK
 
     def record(self, op: str, key: str, scheduled: float, start: float, end: float, status: int | None,
                error: str, outcome: str, body: str) -> None:
