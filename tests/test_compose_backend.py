@@ -86,6 +86,13 @@ def test_a_link_whose_variable_does_not_exist_is_refused(tmp_path):
         path.unlink()
 
 
+def test_a_ready_check_of_an_unknown_kind_is_refused(tmp_path):
+    path = _write(tmp_path, "services:\n  api:\n    image: x\n    network_mode: host\n"
+                            "x-chaos:\n  target: api\n  services:\n    api: { port: 8000, ready: { grpc: x } }\n")
+    with pytest.raises(StackFileError, match=r"x-chaos.services.api.ready takes one of http: /path"):
+        load_compose_project(path, {})
+
+
 def test_the_reference_compose_file_describes_the_reference_stack():
     project = load_compose_project(REFERENCE, {})
     assert project.target == "api" and project.start_order == ("postgres", "api")
@@ -272,7 +279,8 @@ volumes:
 
 def test_any_service_of_the_project_takes_faults(client, tmp_path):
     path = REPO / "stack" / f".compose-test-worker-{os.getpid()}.yaml"  # next to the Dockerfiles it names
-    path.write_text(REFERENCE.read_text().replace("\nvolumes:\n", _WORKER, 1))
+    text = REFERENCE.read_text().replace("\nvolumes:\n", _WORKER, 1)
+    path.write_text(text.replace("\n  links:\n", '\n    worker: { ready: { sql: "SELECT 1" } }\n  links:\n', 1))
     run_dir = tmp_path / f"run-worker-{os.getpid()}"
     run_dir.mkdir()
     try:
@@ -321,7 +329,8 @@ def test_the_reaper_removes_a_sigkilled_suites_project(client, tmp_path):
     selector = {"label": f"{PROJECT_LABEL}={name}"}
     # the reaper sweeps the run's containers and volumes by the run's label, which the override put on them
     try:
-        wait_until(lambda: client.containers.list(all=True, filters=selector) == [], 60, "the reaper's sweep")
-        assert client.volumes.list(filters=selector) == []
+        # containers first, then volumes: the sweep is done when both are gone
+        wait_until(lambda: client.containers.list(all=True, filters=selector) == [] and
+                   client.volumes.list(filters=selector) == [], 60, "the reaper's sweep")
     finally:
         shutil.rmtree(work, ignore_errors=True)

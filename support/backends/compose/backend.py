@@ -33,6 +33,7 @@ from support.backends.docker.labels import remove_leftovers, run_labels
 from support.core.config import Settings
 from support.core.ports import LOOPBACK
 from support.proxy.link import start_link
+from support.stack.readiness import http_ok, query_answers, tcp_answers
 from support.stack.services import Address, ServiceError
 from support.stack.stack import Cleanup, Stack
 from support.stack.stack_file import StackFileError
@@ -55,16 +56,40 @@ def compose_project_of(settings: Settings) -> ComposeProject | None:
     return None if found is None else load_compose_project(*found)
 
 
-class ComposeContainer(ContainerService):
-    """A service of the project that is neither the database nor the target: ready when running (and healthy)."""
+class _Checked:
+    """The x-chaos ``ready`` check of a service, when it has one, in place of its kind's own (a mixin)."""
+
+    ready: tuple[str, str] = ()
+    sql_dsn: str = ""
 
     def is_ready(self) -> bool:
+        if not self.ready:
+            return super().is_ready()  # type: ignore[misc]
+        kind, target = self.ready
+        if kind == "sql":
+            return self.status() == "running" and query_answers(self.sql_dsn, target)  # type: ignore[attr-defined]
+        self._check_listener()  # type: ignore[attr-defined]
+        address = self.address  # type: ignore[attr-defined]
+        return http_ok(f"http://{address}{target}") if kind == "http" else tcp_answers(address.host, address.port)
+
+
+class ComposeContainer(_Checked, ContainerService):
+    """A service of the project that is neither the database nor the target: ready when running (and healthy)."""
+
+    def _kind_ready(self) -> bool:
         state = self.state()
         health = (state.get("Health") or {}).get("Status")
         return state.get("Status") == "running" and health in (None, "healthy")
 
+    def is_ready(self) -> bool:
+        return super().is_ready() if self.ready else self._kind_ready()
 
-class ComposePostgres(PostgresContainer):
+
+class ComposeApi(_Checked, ApiContainer):
+    """The workload's target: ready when its health path answers at all (or by its x-chaos ``ready``)."""
+
+
+class ComposePostgres(_Checked, PostgresContainer):
     """The project's PostgreSQL, with the superuser and application role the compose file gives."""
 
     def __init__(self, client, spec: ContainerSpec, described: ComposeService, container) -> None:
@@ -92,13 +117,19 @@ def _service(client, container, described: ComposeService, project: ComposeProje
     host_network = container.attrs.get("HostConfig", {}).get("NetworkMode") == "host"
     if not host_network:
         spec.network = "bridge"  # no listener check: its port is published, not held by its own processes here
+    service: _Checked
     if described.postgres is not None:
-        service: ContainerService = ComposePostgres(client, spec, described, container)
+        service = ComposePostgres(client, spec, described, container)
     elif described.name == project.target:
-        service = ApiContainer(client, spec, described.port, project.health_path, container=container)
+        service = ComposeApi(client, spec, described.port, project.health_path, container=container)
     else:
         service = ComposeContainer(client, spec, described.port, container=container)
-    return service
+    database = project.database()
+    info = database.postgres
+    service.ready = described.ready
+    service.sql_dsn = (f"host={LOOPBACK} port={database.port} dbname={info.database} user={info.user} "
+                       f"password={info.password}")
+    return service  # type: ignore[return-value]
 
 
 def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tuple[str, str], Address]) -> dict:

@@ -14,6 +14,7 @@ with ``file = "..."``; its keys win) says::
       services:                   # where a service answers on 127.0.0.1, and what it is
         api: { port: "${API_PORT}" }
         postgres: { kind: postgres, port: "${PG_PORT}" }   # superuser from its POSTGRES_USER/POSTGRES_PASSWORD
+        worker: { ready: { sql: "SELECT 1 FROM jobs" } } # or http: /path (2xx), tcp: true; besides Compose's
       links:                      # the variable of a service that carries its connection to another:
         api: { DATABASE_URL: postgres }   # the suite points it at the fault proxy's listener for that edge
       workload: { ... }           # as [workload] of a stack file; the reference users workload by default
@@ -51,7 +52,8 @@ __all__ = ["ComposeProject", "ComposeService", "PostgresInfo", "compose_file_of"
 
 _COMPOSE_SUFFIXES = (".yaml", ".yml", ".json")
 _XCHAOS_KEYS = {"target", "health", "generate", "suite_images", "services", "links", "workload"}
-_SERVICE_KEYS = {"kind", "port", "user", "password", "database", "app_user", "app_password"}
+_SERVICE_KEYS = {"kind", "port", "ready", "user", "password", "database", "app_user", "app_password"}
+_READY_KINDS = ("http", "tcp", "sql")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class ComposeService:
     depends_on: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     postgres: PostgresInfo | None = None
+    #: x-chaos ``ready``: (``http``, path answering 2xx) | (``tcp``, "") | (``sql``, query on the database); () none
+    ready: tuple[str, str] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,22 @@ def _postgres(path: Path, name: str, options: dict, env: dict[str, str], link_ur
     return PostgresInfo(user, str(password), database, str(app_user or user), str(app_password or password))
 
 
+def _ready(path: Path, name: str, value: object, port: int) -> tuple[str, str]:
+    """x-chaos's ``ready`` of a service: how the suite knows it is up, besides Compose's health check."""
+    if value is None:
+        return ()
+    where = f"x-chaos.services.{name}.ready"
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in _READY_KINDS:
+        raise _fail(path, f"{where} takes one of http: /path (answers 2xx), tcp: true (its port accepts), "
+                          f"sql: QUERY (runs on the database), got {value!r}")
+    kind, target = next(iter(value.items()))
+    if kind in ("http", "tcp") and not port:
+        raise _fail(path, f"{where}: {kind} needs the service's port: set x-chaos.services.{name}.port")
+    if kind == "http" and not str(target).startswith("/"):
+        raise _fail(path, f"{where}: http={target!r} must be a path starting with /")
+    return kind, "" if kind == "tcp" else str(target)
+
+
 def load_compose_project(file: Path, options: dict, project: str | None = None) -> ComposeProject:
     """Check ``file`` with Compose (``config``) and read its ``x-chaos``; a refusal is one line.
 
@@ -267,10 +287,14 @@ def _project(file: Path, config: dict, chaos: dict, env: dict[str, str], passwor
                               f"valid: {', '.join(sorted(_SERVICE_KEYS))}")
         service_env = {k: str(v) for k, v in (config_of.get("environment") or {}).items() if v is not None}
         kind = str(options.get("kind", "command"))
+        if kind not in ("command", "postgres"):
+            raise _fail(file, f"x-chaos.services.{name}.kind={kind!r}: use command (the default) or postgres")
         urls = [services[a]["environment"][v] for (a, b), v in links.items() if b == name and a == target]
+        port = _port(file, name, options.get("port"), config_of)
         described[name] = ComposeService(
-            name, _port(file, name, options.get("port"), config_of), kind, tuple(config_of.get("depends_on") or {}),
-            service_env, _postgres(file, name, options, service_env, urls) if kind == "postgres" else None)
+            name, port, kind, tuple(config_of.get("depends_on") or {}), service_env,
+            _postgres(file, name, options, service_env, urls) if kind == "postgres" else None,
+            _ready(file, name, options.get("ready"), port))
     if not described[target].port:
         raise _fail(file, f"x-chaos.services.{target}.port: the suite must know where the target answers on "
                           "127.0.0.1 (a number, or \"${VAR}\" with VAR in x-chaos.generate.ports)")
