@@ -157,8 +157,10 @@ def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any]
                     _check_names(where, {a.name: a.value for a in match.arguments if a.name}, definition)
 
 
-def _check_names(where: str, arguments: dict[str, Any], definition: StackDefinition) -> None:
-    """Refuse a step argument that names no service, link, records' noun or table of ``definition``."""
+def _check_names(where: str, arguments: dict[str, Any], definition: Any) -> None:
+    """Refuse a step argument that names no service, link, records' noun or table of ``definition``
+    (a :class:`StackDefinition`, or what else answers its ``path``, ``services``, ``links``, ``records``
+    and ``workload``: the compose backend's project)."""
     services = definition.services
     for name, value in arguments.items():
         kind = NAMED_PARAMETERS.get(name)

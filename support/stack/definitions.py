@@ -155,12 +155,13 @@ class StackDefinition:
         return self.services[self.target]
 
     @property
-    def database_service(self) -> ServiceDefinition | None:
-        """The postgres the target uses (the first one listed), whose first database holds the workload's records."""
+    def database_service(self) -> ServiceDefinition:
+        """The postgres the target uses (the first one listed; else the stack's first), whose first database holds
+        the workload's records (the loader refuses a stack without one)."""
         for name in self.api.uses:
             if self.services[name].kind == "postgres":
                 return self.services[name]
-        return next((s for s in self.services.values() if s.kind == "postgres"), None)
+        return next(s for s in self.services.values() if s.kind == "postgres")
 
     @property
     def database_name(self) -> str:

@@ -154,7 +154,8 @@ def _ready(path: Path, where: str, value: Any) -> ReadyCheck:
     timeout = value.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise _fail(path, f"{where} ready timeout={timeout!r} must be a number of seconds greater than 0")
-    target, argv = value[kind], ()
+    target = value[kind]
+    argv: tuple[str, ...] = ()
     if kind == "http" and not (isinstance(target, str) and target.startswith("/")):
         raise _fail(path, f"{where} ready http={target!r} must be a path starting with /")
     if kind == "tcp" and target is not True:

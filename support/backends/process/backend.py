@@ -34,7 +34,7 @@ from support.stack.readiness import (
     query_answers,
     tcp_answers,
 )
-from support.stack.services import Address, ServiceError
+from support.stack.services import Address, Service, ServiceError
 from support.stack.database import connect
 from support.stack.stack import Cleanup, Stack
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
@@ -321,7 +321,8 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     admin_password = secrets.token_urlsafe(18)
     passwords = {database.user: secrets.token_urlsafe(18)
                  for service in definition.services.values() for database in service.databases}
-    services: dict[str, PostgresProcess | CommandProcess] = {}
+    clusters: dict[str, PostgresProcess] = {}
+    commands: dict[str, CommandProcess] = {}
     with Cleanup() as made:
         ports: dict[str, int] = {}
         for name, service in definition.services.items():
@@ -329,7 +330,7 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
                 postgres = PostgresProcess(bins, run_as, run_dir, admin_password, name)
                 made.callback(postgres.close)
                 postgres.initdb()
-                services[name] = postgres
+                clusters[name] = postgres
                 ports[name] = postgres.address.port
             elif service.listens:
                 ports[name] = free_port()
@@ -343,17 +344,18 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
                 process = CommandProcess(service, service_values(definition, name, link_ports, passwords), run_dir,
                                          ports.get(name))
                 made.callback(process.close)
-                process.ready_dsn = _ready_dsn(definition, name, services, passwords)
-                services[name] = process
+                process.ready_dsn = _ready_dsn(definition, name, clusters, passwords)
+                commands[name] = process
+        services: dict[str, Service] = {name: clusters.get(name) or commands[name] for name in definition.services}
         for name in definition.start_order:
             services[name].start(settings.start_timeout)
-            if definition.services[name].kind == "postgres":
-                _create_databases(services[name], definition.services[name].databases, passwords,
+            if name in clusters:
+                _create_databases(clusters[name], definition.services[name].databases, passwords,
                                   settings.start_timeout)
-        database = services[definition.database_service.name]
+        database = clusters[definition.database_service.name]
         db, role = definition.database_name, definition.database_user
-        target = services[definition.target]
-        stack = Stack(backend="process", services=dict(services), api_url=target.url, links=links,
+        target = commands[definition.target]
+        stack = Stack(backend="process", services=services, api_url=target.url, links=links,
                       workload=definition.workload, health_path=definition.api.health_path,
                       start_order=definition.start_order, target=definition.target,
                       admin_dsn=database.dsn(db), app_dsn=database.dsn(db, role, passwords[role]),
@@ -363,11 +365,12 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     return stack
 
 
-def _ready_dsn(definition: StackDefinition, name: str, services: dict, passwords: dict[str, str]) -> str:
+def _ready_dsn(definition: StackDefinition, name: str, clusters: dict[str, PostgresProcess],
+               passwords: dict[str, str]) -> str:
     """A direct DSN to the first postgres ``name`` uses (its first database), for a ``ready = { sql }`` check."""
     for used in definition.services[name].uses:
         server = definition.services[used]
         if server.kind == "postgres":
             first = server.databases[0]
-            return services[used].dsn(first.name, first.user, passwords[first.user])
+            return clusters[used].dsn(first.name, first.user, passwords[first.user])
     return ""
