@@ -260,3 +260,19 @@ def test_a_stack_file_carries_the_general_workload_to_the_stack_definition(tmp_p
         load_stack_file(path)
     assert str(path) in str(error.value) and "base_path='v1' must start with /" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("source", ["token_env", "token_command"])
+def test_the_load_sends_a_token_from_a_variable_or_a_command(notes, postgres, tmp_path, monkeypatch, source):
+    import httpx
+
+    from tests.notes_service import PASSWORD, USERNAME
+
+    token = httpx.post(f"{notes.url}/v1/token", data={"username": USERNAME, "password": PASSWORD}).json()
+    monkeypatch.setenv("CHAOS_NOTES_TOKEN", token["access_token"])  # the worker inherits the environment
+    auth = {"token_env": "CHAOS_NOTES_TOKEN"} if source == "token_env" else {
+        "token_command": ["sh", "-c", "echo $CHAOS_NOTES_TOKEN"]}
+    workload = parse_workload({**tomllib.loads(NOTES)["workload"], "auth": auth}, "notes.toml")
+    history, summary = run_load(notes, tmp_path, workload)
+    check_every_write_acknowledged_and_found(history, postgres.dsn(), workload)
+    assert not [r for r in history if r.status == 401] and summary["tokens"] == 1 and notes.logins == 1
