@@ -22,7 +22,6 @@ import math
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from support import REPO_ROOT
 from support.core.config import Settings
-from support.backends.process.backend import connection_values
+from support.backends.process.backend import connection_values, service_values
 from support.stack.stack_file import ApiDefinition, StackDefinition, StackFileError, stack_definition
 from support.stack.workload import render
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.backends.docker.labels import KEEP_LABEL, SERVICE_LABEL, remove_leftovers, run_labels
 from support.backends.reaper import describe_removed
-from support.proxy.link import POSTGRES_LINK, start_link
+from support.proxy.link import start_link
 from support.core.ports import LOOPBACK
 from support.stack.readiness import check_listener, database_answers, http_answers
 from support.stack.services import Address, ServiceError
@@ -450,17 +449,9 @@ class ApiContainer(ContainerService):
         return http_answers(self.health_url)
 
 
-def _two_free_ports() -> tuple[int, int]:
-    # bound at the same time, so the kernel hands out two different ports
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as one, \
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as two:
-        one.bind((LOOPBACK, 0))
-        two.bind((LOOPBACK, 0))
-        return one.getsockname()[1], two.getsockname()[1]
-
-
 def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
-    """Start PostgreSQL and the API as containers of run ``run_dir.name``; return the ready stack.
+    """Start every service of the stack file as containers of run ``run_dir.name``, in dependency order, with a
+    proxied link per ``uses`` edge (host network); return the ready stack.
 
     First removes what dead runs left on the engine, then builds the images
     when their inputs changed. Each thing's removal is pushed as it is made: on
@@ -468,7 +459,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     kept with ``keep_work_dir``), before the error propagates.
     """
     definition = stack_definition(settings)
-    check_docker_shape(definition)
+    check_docker_shape(definition, settings.docker_network)
+    extras = [name for name in definition.start_order if name not in (definition.target,
+                                                                         definition.database_service.name)]
     db, role = definition.database_name, definition.database_user
     pg_name, api_name = definition.database_service.name, definition.target
     client = docker_client()
@@ -494,7 +487,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         labels = run_labels(run_id)
         admin_password = secrets.token_urlsafe(18)
         app_password = secrets.token_urlsafe(18)
-        pg_port, api_port = _two_free_ports()
+        pg_port, api_port, *extra_ports = free_ports(2 + len(extras))
         network = None
         if settings.docker_network == "bridge":
             created = client.networks.create(f"chaos-suite-{run_id}", driver="bridge", labels=labels)
@@ -512,10 +505,11 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         if network is None:
             # as in the process backend, the API reaches PostgreSQL through the suite's fault proxy (a process on
             # 127.0.0.1, which host-networked containers share); the suite's own SQL goes direct
-            link = start_link(run_dir, POSTGRES_LINK, postgres.address)
-            made.callback(link.close)
-            links[(api_name, pg_name)] = link
-            db_host, db_port = LOOPBACK, link.address.port
+            ports = {pg_name: pg_port, api_name: api_port, **dict(zip(extras, extra_ports, strict=True))}
+            for client_name, server in definition.links:
+                links[(client_name, server)] = link = start_link(run_dir, server, Address(LOOPBACK, ports[server]))
+                made.callback(link.close)
+            db_host, db_port = LOOPBACK, links[(api_name, pg_name)].address.port
         else:
             # on a bridge network the API cannot reach the host's loopback: no link faults there
             db_host, db_port = postgres.spec.name, _BRIDGE_PORTS["postgres"]
@@ -524,24 +518,35 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         if definition.api.docker_build is None:  # a service built into its own image may live anywhere
             values["stack_dir"] = _in_mount(definition.path.parent)
         api_image = definition.api.docker_image or images["api"].id
+        link_ports = {edge: link.address.port for edge, link in links.items()}
+        if network is None:  # every placeholder of the services the target uses, through their links
+            values.update(docker_values(definition, definition.api,
+                                        service_values(definition, api_name, link_ports, {role: app_password})))
         api = ApiContainer(client, api_spec(run_id, api_image, labels, api_port, network, definition.api,
                                             values), api_port, definition.api.health_path)
         made.callback(api.close)
-        made_step = time.monotonic()
-        postgres.start(settings.start_timeout)
-        timings["postgres_start_s"] = time.monotonic() - made_step
-        api_step = time.monotonic()
-        api.start(settings.start_timeout)
-        timings["api_start_s"] = time.monotonic() - api_step
+        services: dict[str, Any] = {pg_name: postgres, api_name: api}
+        for name, port in zip(extras, extra_ports, strict=True):
+            service = definition.services[name]
+            host_values = service_values(definition, name, link_ports, {role: app_password})
+            ready_dsn = postgres.dsn(db, role, app_password) if pg_name in service.uses else ""
+            services[name] = CommandContainer(
+                client, run_id, labels, command_image(client, service, settings.docker_base_image, run_dir, images),
+                port, service, docker_values(definition, service, host_values), host_values, ready_dsn)
+            made.callback(services[name].close)
+        for name in definition.start_order:
+            step = time.monotonic()
+            services[name].start(settings.start_timeout)
+            timings[f"{name}_start_s"] = time.monotonic() - step
         versions = _versions(client, postgres, images, settings)
         timings["total_s"] = time.monotonic() - started
         (run_dir / "docker.json").write_text(json.dumps({
             "network": settings.docker_network, "images": {k: v.tag for k, v in images.items()},
             "built": [k for k, v in images.items() if v.built],
-            "containers": {"postgres": postgres.container_name, "api": api.container_name},
+            "containers": {name: service.container_name for name, service in services.items()},
             "volume": volume.name, "leftovers_removed": swept.containers + swept.volumes + swept.networks,
             "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
-        stack = Stack(backend="docker", services={pg_name: postgres, api_name: api}, api_url=api.url, links=links,
+        stack = Stack(backend="docker", services=services, api_url=api.url, links=links,
                       workload=definition.workload, health_path=definition.api.health_path,
                       start_order=definition.start_order, target=api_name,
                       admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
@@ -549,20 +554,29 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     return stack
 
 
-def check_docker_shape(definition: StackDefinition) -> None:
-    """Refuse, in one line, a stack the Docker backend cannot run yet: it runs the workload's target and the one
-    postgres it uses (more services, ``before_start`` and ready kinds other than the health path run on the
-    process backend)."""
+# below the classes they build on (commands imports ContainerService and api_spec from here)
+from support.backends.docker.commands import CommandContainer, command_image, docker_values, free_ports  # noqa: E402
+
+
+def check_docker_shape(definition: StackDefinition, network: str = "host") -> None:
+    """Refuse, in one line, a stack the Docker backend cannot run yet: one postgres with one database, command
+    services beside the target only on the host network (where the fault proxy can stand on each link), and no
+    ``before_start`` (those run on the process backend)."""
     wanted = {definition.target, definition.database_service.name}
     extra = [name for name in definition.services if name not in wanted]
-    where = f"{definition.path}: [services.{definition.target}]"
-    if extra:
+    postgres = [s for s in definition.services.values() if s.kind == "postgres"]
+    fix = "run this stack with -D backend=process"
+    if len(postgres) > 1 or len(postgres[0].databases) > 1:
+        raise StackFileError(f"{definition.path}: [services.{postgres[-1].name}] the Docker backend runs one "
+                             f"postgres with one database; {fix}")
+    if extra and network != "host":
         raise StackFileError(f"{definition.path}: [services.{extra[0]}] the Docker backend runs the workload's "
-                             f"target and one postgres only ({', '.join(sorted(wanted))}); run this stack with "
-                             "-D backend=process")
-    if definition.api.before_start:
-        raise StackFileError(f"{where} before_start is not run by the Docker backend yet; bake it into the "
-                             "image's command, or run with -D backend=process")
+                             f"target and one postgres only ({', '.join(sorted(wanted))}) on docker_network="
+                             f"{network}; use docker_network=host, or {fix}")
+    for service in definition.services.values():
+        if service.before_start:
+            raise StackFileError(f"{definition.path}: [services.{service.name}] before_start is not run by the "
+                                 f"Docker backend yet; bake it into the image's command, or {fix}")
 
 
 def _report_leftovers(swept) -> None:
