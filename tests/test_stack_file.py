@@ -177,8 +177,14 @@ def test_the_docker_backend_refuses_in_one_line_a_stack_it_cannot_run_yet(tmp_pa
     from support.backends.docker.backend import check_docker_shape
 
     check_docker_shape(load_stack_file(DEFAULT_STACK_FILE))  # the reference stack runs there
-    path = write(tmp_path, THREE_SERVICES)
-    with pytest.raises(StackFileError, match=r"stack.toml: \[services.cache\] the Docker backend runs the "
-                                             r"workload's target and one postgres only \(db, web\); run this stack "
-                                             "with -D backend=process"):
-        check_docker_shape(load_stack_file(path))
+    with pytest.raises(StackFileError, match=r"stack.toml: \[services.db\] the Docker backend runs one postgres "
+                                             "with one database; run this stack with -D backend=process"):
+        check_docker_shape(load_stack_file(write(tmp_path, THREE_SERVICES)))
+    one_database = THREE_SERVICES.replace(', { name = "audit", user = "auditor" }', "")
+    with pytest.raises(StackFileError, match=r"\[services.web\] before_start is not run by the Docker backend"):
+        check_docker_shape(load_stack_file(write(tmp_path, one_database)))
+    several = load_stack_file(write(tmp_path, one_database.replace("before_start", "# before_start")))
+    check_docker_shape(several)  # command services beside the target run on the host network
+    with pytest.raises(StackFileError, match=r"\[services.cache\] the Docker backend runs the workload's target "
+                                             r"and one postgres only \(db, web\) on docker_network=bridge"):
+        check_docker_shape(several, "bridge")
