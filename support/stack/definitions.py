@@ -84,8 +84,10 @@ class ServiceDefinition:
       proxy, and ``{USED.host}``/``{USED.port}`` (and for a postgres ``{USED.url}``,
       ``{USED.sqlalchemy_url}``, ``{USED.db_name}``, ``{USED.db_user}``, ``{USED.db_password}``)
       point at that edge's proxy listener;
-    - ``before_start``: argvs run, in order, before every start (migrations, seeds);
-      a failing one stops the start and is reported with its last output lines;
+    - ``before_start``: argvs run, in order, before every start the suite makes (a start,
+      a restart, the stack's start; not the restart policy's own after a crash or a kill),
+      e.g. migrations and seeds; a failing one stops the start and is reported with its
+      last output lines;
     - ``ready``: a :class:`ReadyCheck`; None only for a postgres (SQL ``SELECT 1``);
     - ``health_path``: the endpoint "Then the health endpoint reports ..." judges
       (``health`` in the file; only the workload's target needs one);
