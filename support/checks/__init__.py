@@ -12,7 +12,8 @@ Pure functions over the load's history and the fault timeline:
 - ``metrics``        all of the figures above as JSON for the evidence
 
 Checks that ask the stack: ``records`` (the workload's records, through the API
-and SQL) and ``health`` (the health endpoint, awaited with a deadline).
+and SQL), ``health`` (the health endpoint, awaited with a deadline) and
+``processing`` (acknowledged writes processed by a worker, by the workload's SQL).
 
 Layer 7: may import every layer below (``core`` to ``load``).
 """

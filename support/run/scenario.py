@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from support.checks import durability as durable
-from support.checks import during_faults, error_rates, latency, statuses
+from support.checks import during_faults, error_rates, latency, processing, statuses
 from support.checks import records as users
 from support.checks import recovery as recovery_checks
 from support.checks.durability import Durability
@@ -177,6 +177,12 @@ class ScenarioState:
                      retry_on=database.DatabaseError)
         self.durability = durable.durability(history, rows)
         durable.check_no_lost_writes(self.durability)
+
+    def check_processed_within(self, seconds: float) -> None:
+        """Every write the load saw acknowledged is processed (the workload's ``processed_sql``) within ``seconds``
+        of the last fault's end."""
+        processing.check_processed_within(self.stack.admin_dsn, self.stack.workload, self.observed(),
+                                          self._reference(), seconds)
 
     def check_error_rate_below(self, percent: float) -> None:
         """Fewer than ``percent`` % of the load's requests were non-ok."""

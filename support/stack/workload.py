@@ -142,7 +142,8 @@ def _flat_operations(create_method: str = "POST", create_path: str = "/users",
 
 FLAT_KEYS = frozenset(_flat_operations.__code__.co_varnames[:_flat_operations.__code__.co_argcount])
 _ENV_PLACEHOLDER = re.compile(r"\{(env\.[A-Za-z_][A-Za-z0-9_]*)\}")
-_KEYS = {"target", "records", "table", "base_path", "headers", "auth", "operations", "reset_sql", "count_sql"}
+_KEYS = {"target", "records", "table", "base_path", "headers", "auth", "operations", "reset_sql", "count_sql",
+         "processed_sql"}
 _OP_KEYS = {"name", "weight", "method", "path", "json", "form", "key_template", "name_template", "read",
             "find_sql", "reads"}
 
@@ -162,11 +163,13 @@ class Workload:
     reset_sql: str
     #: SQL counting the records, for "exactly N are stored"
     count_sql: str
+    #: SQL returning, of the keys in %(keys)s, those a background worker has processed (empty: none is declared)
+    processed_sql: str
 
     def __init__(self, operations: Any = None, *, target: str = "api", records: str = "users", table: str = "",
                  base_path: str = "", headers: dict | None = None, auth: Auth | None = None,
                  reset_sql: str = "TRUNCATE users RESTART IDENTITY", count_sql: str = "SELECT count(*) FROM users",
-                 **flat: Any) -> None:
+                 processed_sql: str = "", **flat: Any) -> None:
         """Either ``operations`` or today's flat keys (``create_path=...``: one write and one read-back)."""
         unknown = sorted(set(flat) - FLAT_KEYS)
         if unknown:
@@ -177,7 +180,8 @@ class Workload:
                                 "cannot be mixed: move them into an operation")
         ops = tuple(operations) if operations is not None else _flat_operations(**flat)
         for name, value in (("target", target), ("records", records), ("table", table),
-                            ("base_path", base_path), ("reset_sql", reset_sql), ("count_sql", count_sql)):
+                            ("base_path", base_path), ("reset_sql", reset_sql), ("count_sql", count_sql),
+                            ("processed_sql", processed_sql)):
             if not isinstance(value, str):
                 raise WorkloadError(f"{name} must be a string, got {value!r}")
         if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
@@ -187,8 +191,10 @@ class Workload:
             raise WorkloadError(f"headers must be a table of strings, got {headers!r}")
         for key, value in (("target", target), ("records", records), ("table", table or records),
                            ("base_path", base_path), ("headers", headers), ("auth", auth), ("operations", ops),
-                           ("reset_sql", reset_sql), ("count_sql", count_sql)):
+                           ("reset_sql", reset_sql), ("count_sql", count_sql), ("processed_sql", processed_sql)):
             object.__setattr__(self, key, value)
+        if processed_sql and "%(keys)s" not in processed_sql:
+            raise WorkloadError("processed_sql must select the processed keys among the key list %(keys)s")
         _check_operations(ops)
 
     # -- the primary write: what the record steps create, verify and find --------------------
@@ -245,7 +251,7 @@ class Workload:
         return {"target": self.target, "records": self.records, "table": self.table, "base_path": self.base_path,
                 "headers": dict(self.headers), "auth": self.auth.to_dict() if self.auth else None,
                 "operations": [op.to_dict() for op in self.operations],
-                "reset_sql": self.reset_sql, "count_sql": self.count_sql}
+                "reset_sql": self.reset_sql, "count_sql": self.count_sql, "processed_sql": self.processed_sql}
 
     @classmethod
     def from_dict(cls, data: dict) -> Workload:

@@ -1,0 +1,157 @@
+"""The orders API: takes orders behind an OAuth2-style login and leaves them to the worker (worker.py).
+
+Standard library HTTP server plus psycopg2, one connection per request. Its
+tables are made by ``migrate.py`` (the suite runs it before every start), never
+here. ``POST /v1/token`` takes a form login (``username``, ``password``) and answers
+``{"access_token": ..., "token_type": "bearer"}``; every ``/v1/orders`` request
+needs ``Authorization: Bearer <token>`` (401 otherwise). ``POST /v1/orders``
+stores a pending order and answers 201 only after the commit; the worker ships it.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import psycopg2
+import psycopg2.errors
+
+DSN = os.environ["ORDERS_DB"]
+SECRET = os.environ["ORDERS_SECRET"].encode()
+TOKEN_SECONDS = 3600
+ORDER_FIELDS = ("order_id", "reference", "item", "note", "status")
+
+
+def connect():
+    return psycopg2.connect(DSN, connect_timeout=2, application_name="orders-api",
+                            options="-c statement_timeout=1500 -c lock_timeout=1000")
+
+
+def make_token(username: str) -> str:
+    payload = base64.urlsafe_b64encode(f"{username}:{int(time.time()) + TOKEN_SECONDS}".encode()).decode()
+    return payload + "." + hmac.new(SECRET, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def token_valid(header: str) -> bool:
+    scheme, _, token = header.partition(" ")
+    payload, _, signature = token.partition(".")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+            signature, hmac.new(SECRET, payload.encode(), hashlib.sha256).hexdigest()):
+        return False
+    try:
+        return int(base64.urlsafe_b64decode(payload).decode().rsplit(":", 1)[1]) > time.time()
+    except (ValueError, IndexError):
+        return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 401:
+            self.send_header("WWW-Authenticate", "Bearer")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+    def database(self, work):
+        try:
+            conn = connect()
+        except psycopg2.Error as error:
+            return self.answer(503, {"error": "database unavailable", "detail": str(error).splitlines()[0]})
+        try:
+            with conn, conn.cursor() as cur:
+                status, body = work(cur)
+            # answered only after the commit: an acknowledged order is a stored order
+            return self.answer(status, body)
+        except psycopg2.errors.UniqueViolation:
+            return self.answer(409, {"error": "reference taken"})
+        except psycopg2.Error as error:
+            return self.answer(503, {"error": "database unavailable", "detail": str(error).splitlines()[0]})
+        finally:
+            conn.close()
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            def probe(cur):
+                cur.execute("SELECT 1")
+                return 200, {"ok": True}
+            return self.database(probe)
+        found = re.fullmatch(r"/v1/orders/(\d+)", self.path)
+        if not found:
+            self.body()
+            return self.answer(404, {"error": "no such path"})
+        if not token_valid(self.headers.get("Authorization", "")):
+            return self.answer(401, {"error": "a bearer token from POST /v1/token is required"})
+
+        def read(cur):
+            cur.execute(f"SELECT {', '.join(ORDER_FIELDS)} FROM orders WHERE order_id = %s", (int(found[1]),))
+            row = cur.fetchone()
+            return (200, dict(zip(ORDER_FIELDS, row, strict=True))) if row else (404, {"error": "no such order"})
+        self.database(read)
+
+    def do_POST(self) -> None:
+        data = self.body()
+        if self.path == "/v1/token":  # under the same /v1 as the orders
+            return self.login(parse_qs(data.decode(errors="replace")))
+        if self.path != "/v1/orders":
+            return self.answer(404, {"error": "no such path"})
+        if not token_valid(self.headers.get("Authorization", "")):
+            return self.answer(401, {"error": "a bearer token from POST /v1/token is required"})
+        try:
+            order = json.loads(data)
+            values = (str(order["reference"]), str(order["item"]), str(order.get("note", "")))
+        except (ValueError, KeyError, TypeError):
+            return self.answer(422, {"error": "reference and item are required"})
+
+        def write(cur):
+            cur.execute("INSERT INTO orders (reference, item, note) VALUES (%s, %s, %s) RETURNING order_id", values)
+            return 201, dict(zip(ORDER_FIELDS, (cur.fetchone()[0], *values, "pending"), strict=True))
+        self.database(write)
+
+    def login(self, form: dict) -> None:
+        username, password = form.get("username", [""])[0], form.get("password", [""])[0]
+
+        def check(cur):
+            cur.execute("SELECT salt, hash FROM api_users WHERE username = %s", (username,))
+            row = cur.fetchone()
+            if row is None or not hmac.compare_digest(
+                    row[1], hashlib.pbkdf2_hmac("sha256", password.encode(), row[0].encode(), 10_000).hex()):
+                return 401, {"error": "wrong username or password"}
+            return 200, {"access_token": make_token(username), "token_type": "bearer"}
+        self.database(check)
+
+    def log_message(self, format: str, *args) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {self.command} {self.path} {args[1] if len(args) > 1 else ''}",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"orders api listening on {args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
