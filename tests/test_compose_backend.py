@@ -275,7 +275,7 @@ def test_a_service_that_exits_at_once_is_reported_with_its_own_last_lines(client
 
 _WORKER = """
   worker:
-    image: ${POSTGRES_IMAGE:-chaos-suite/postgres:compose}
+    image: ${BASE_IMAGE:-debian:bookworm-slim}  # no VOLUME in it: nothing anonymous to leave behind
     network_mode: host
     init: true  # an init as PID 1: a kill fault signals every process but it, as with tini in the suite's images
     entrypoint: ["sleep", "infinity"]

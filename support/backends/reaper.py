@@ -89,7 +89,9 @@ def _remove_run_containers(run_id: str, into: Reaped) -> None:
         selector = {"label": f"{RUN_LABEL}={run_id}"}
         for container in client.containers.list(all=True, filters=selector):
             try:
-                container.remove(force=True)  # the engine kills a paused container's processes too
+                # the engine kills a paused container's processes too; v: its anonymous volumes go with it (a
+                # compose service whose image declares a VOLUME the file does not mount), named ones stay
+                container.remove(force=True, v=True)
                 into.containers.append(container.name)
             except docker.errors.NotFound:
                 pass
