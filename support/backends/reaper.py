@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from support import REPO_ROOT
+from support.backends.docker.labels import RemovedResources
 from support.core.process_tree import descendants
 from support.core.run_dirs import RUN_MARKER, marked_processes
 
@@ -34,14 +35,10 @@ __all__ = ["Reaper", "Reaped", "start_reaper", "reap_run", "reaper_of", "describ
 
 
 @dataclass
-class Reaped:
-    """What one sweep removed, and what it could not remove (name: reason)."""
+class Reaped(RemovedResources):
+    """What one sweep removed (processes too), and what it could not remove (name: reason)."""
 
     processes: list[int] = field(default_factory=list)
-    containers: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    networks: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 def describe_removed(removed: dict[str, list]) -> str:
@@ -80,41 +77,12 @@ def _kill_run_processes(run_dir: Path, into: Reaped) -> None:
 def _remove_run_containers(run_id: str, into: Reaped) -> None:
     """Remove the containers (paused ones too), volumes (unless kept) and networks labelled with run ``run_id``."""
     import docker
-    import docker.errors
 
-    from support.backends.docker.labels import KEEP_LABEL, RUN_LABEL
+    from support.backends.docker.labels import RUN_LABEL, remove_labelled
 
     client = docker.from_env(timeout=30)
     try:
-        selector = {"label": f"{RUN_LABEL}={run_id}"}
-        for container in client.containers.list(all=True, filters=selector):
-            try:
-                # the engine kills a paused container's processes too; v: its anonymous volumes go with it (a
-                # compose service whose image declares a VOLUME the file does not mount), named ones stay
-                container.remove(force=True, v=True)
-                into.containers.append(container.name)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                into.failed[container.name] = " ".join(str(error).split())
-        for volume in client.volumes.list(filters=selector):
-            if (volume.attrs.get("Labels") or {}).get(KEEP_LABEL) == "true":
-                continue  # the run asked to keep its data (keep_work_dir)
-            try:
-                volume.remove(force=True)
-                into.volumes.append(volume.name)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                into.failed[volume.name] = " ".join(str(error).split())
-        for network in client.networks.list(filters=selector):
-            try:
-                network.remove()
-                into.networks.append(network.name)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                into.failed[network.name] = " ".join(str(error).split())
+        remove_labelled(client, f"{RUN_LABEL}={run_id}", lambda labels: True, into)
     finally:
         client.close()
 

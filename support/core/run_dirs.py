@@ -22,7 +22,7 @@ from pathlib import Path
 from support.core.config import SettingsError
 from support.core.process_tree import descendants
 
-__all__ = ["Leftovers", "child_env", "check_work_root", "clean_leftovers", "marked_processes", "owner_record",
+__all__ = ["RemovedRuns", "child_env", "check_work_root", "clean_leftovers", "marked_processes", "owner_record",
            "process_start_time", "RUN_MARKER"]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
@@ -30,7 +30,7 @@ RESIDUES = "residues"  # under the work root: faults that dead runs left in data
 
 
 @dataclass
-class Leftovers:
+class RemovedRuns:
     """What a clean-up found and removed."""
 
     run_dirs: list[Path] = field(default_factory=list)
@@ -116,9 +116,9 @@ def marked_processes(run_dir: Path) -> list[int]:
     return found
 
 
-def clean_leftovers(work_root: Path) -> Leftovers:
+def clean_leftovers(work_root: Path) -> RemovedRuns:
     """Kill the processes and remove the directories of dead runs under ``work_root``."""
-    result = Leftovers()
+    result = RemovedRuns()
     if not work_root.is_dir():
         return result
     for run_dir in sorted(work_root.glob("run-*")):

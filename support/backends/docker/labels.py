@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
 __all__ = ["RUN_LABEL", "SERVICE_LABEL", "OWNER_HOST_LABEL", "OWNER_PID_LABEL", "OWNER_START_LABEL", "KEEP_LABEL",
-           "Owner", "run_labels", "process_start_time", "owner_of", "Leftovers", "remove_leftovers"]
+           "Owner", "run_labels", "process_start_time", "owner_of", "RemovedResources", "remove_labelled", "remove_leftovers"]
 
 RUN_LABEL = "chaos-suite.run"
 SERVICE_LABEL = "chaos-suite.service"
@@ -75,8 +76,8 @@ def owner_of(labels: Mapping[str, str] | None) -> Owner | None:
 
 
 @dataclass
-class Leftovers:
-    """What :func:`remove_leftovers` removed, by name, and what it could not remove (name: reason)."""
+class RemovedResources:
+    """What a removal by label removed, by name, and what it could not remove (name: reason)."""
 
     containers: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
@@ -89,37 +90,34 @@ def _dead(labels: Mapping[str, str] | None) -> bool:
     return owner is not None and owner.alive() is False
 
 
-def remove_leftovers(client: "DockerClient") -> Leftovers:
-    """Remove the containers, then the volumes and networks, of suite runs whose owner is gone on this host."""
+def remove_labelled(client: "DockerClient", label: str, wanted: Callable[[Mapping[str, str]], bool],
+                    into: RemovedResources) -> RemovedResources:
+    """Remove the containers (paused ones too, with their anonymous volumes), then the volumes (unless kept) and
+    the networks that carry ``label`` (``name`` or ``name=value``) and whose labels ``wanted`` accepts."""
     import docker.errors
 
-    done = Leftovers()
-    for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
-        if _dead(container.labels):
-            try:
-                container.remove(force=True)
-                done.containers.append(container.name)
-            except docker.errors.NotFound:
-                pass  # removed meanwhile by someone else
-            except docker.errors.APIError as error:
-                done.failed[container.name] = str(error)
-    for volume in client.volumes.list(filters={"label": RUN_LABEL}):
-        labels = volume.attrs.get("Labels") or {}
-        if _dead(labels) and labels.get(KEEP_LABEL) != "true":
-            try:
-                volume.remove(force=True)
-                done.volumes.append(volume.name)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                done.failed[volume.name] = str(error)
-    for network in client.networks.list(filters={"label": RUN_LABEL}):
-        if _dead(network.attrs.get("Labels")):
-            try:
-                network.remove()
-                done.networks.append(network.name)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                done.failed[network.name] = str(error)
-    return done
+    selector = {"label": label}
+    # v: a compose service whose image declares a VOLUME its file does not mount leaves an anonymous one
+    found = [(c.name, c.labels, lambda c=c: c.remove(force=True, v=True), into.containers)
+             for c in client.containers.list(all=True, filters=selector)]
+    found += [(v.name, v.attrs.get("Labels") or {}, lambda v=v: v.remove(force=True), into.volumes)
+              for v in client.volumes.list(filters=selector)
+              if (v.attrs.get("Labels") or {}).get(KEEP_LABEL) != "true"]  # the run asked to keep its data
+    found += [(n.name, n.attrs.get("Labels") or {}, n.remove, into.networks)
+              for n in client.networks.list(filters=selector)]
+    for name, labels, remove, removed in found:
+        if not wanted(labels):
+            continue
+        try:
+            remove()
+            removed.append(name)
+        except docker.errors.NotFound:
+            pass  # removed meanwhile by someone else
+        except docker.errors.APIError as error:
+            into.failed[name] = " ".join(str(error).split())
+    return into
+
+
+def remove_leftovers(client: "DockerClient") -> RemovedResources:
+    """Remove the containers, then the volumes and networks, of suite runs whose owner is gone on this host."""
+    return remove_labelled(client, RUN_LABEL, _dead, RemovedResources())
