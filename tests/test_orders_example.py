@@ -6,12 +6,15 @@ The features are run as a user would: ``behave -D stack_file=examples/orders_ser
 --tags=@chaos examples/orders_service/features`` from the repository (behave finds the suite's steps/
 and environment.py by walking up from the features' folder). On the Docker backend (skipped without a
 Docker daemon) the same runs go through ``docker.toml`` and ``variants/docker_*.toml``: that backend runs
-no ``before_start`` yet, so the API's container command runs the migrations first.
+no ``before_start`` yet, so the API's container command runs the migrations first. Through the real Docker
+Compose they go through ``compose.yaml``, and a variant is that file with the worker's command changed.
 """
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -59,10 +62,10 @@ def test_the_stack_file_has_three_services_a_migration_and_a_form_login():
     assert "%(keys)s" in stack.workload.processed_sql
 
 
-@pytest.fixture(params=["process", "docker"])
+@pytest.fixture(params=["process", "docker", "compose"])
 def backend(request):
     """The backend a test runs the example on; docker only when a Docker daemon answers."""
-    if request.param == "docker":
+    if request.param != "process":
         try:
             docker_client().close()
         except ServiceError as error:
@@ -72,16 +75,32 @@ def backend(request):
     return request.param
 
 
-def stack_file(backend: str, variant: str = "") -> str:
-    """The example's stack file (or a variant's) for ``backend``."""
+@contextmanager
+def stack_options(backend: str, variant: str = "") -> Iterator[list[str]]:
+    """The behave options that run the example (or a variant) on ``backend``; a compose variant's file is
+    written next to compose.yaml (its bind mount is relative to the file) and removed afterwards."""
     if backend == "process":
-        return str(EXAMPLE / "variants" / f"{variant}.toml" if variant else EXAMPLE / "stack.toml")
-    return str(EXAMPLE / "variants" / f"docker_{variant}.toml" if variant else EXAMPLE / "docker.toml")
+        yield ["-D", f"stack_file={EXAMPLE / 'variants' / f'{variant}.toml' if variant else EXAMPLE / 'stack.toml'}"]
+    elif backend == "docker":
+        path = EXAMPLE / "variants" / f"docker_{variant}.toml" if variant else EXAMPLE / "docker.toml"
+        yield ["-D", "backend=docker", "-D", f"stack_file={path}"]
+    elif not variant:
+        yield ["-D", f"stack_file={EXAMPLE / 'compose.yaml'}"]
+    else:
+        path = EXAMPLE / f".compose-test-{variant}-{os.getpid()}.yaml"
+        worker = 'command: ["python", "worker.py"]'
+        text = (EXAMPLE / "compose.yaml").read_text()
+        assert text.count(worker) == 1
+        path.write_text(text.replace(worker, f'command: ["python", "worker.py", "--variant", "{variant}"]'))
+        try:
+            yield ["-D", f"stack_file={path}"]
+        finally:
+            path.unlink()
 
 
 def test_the_example_passes_its_features(tmp_path, backend):
-    run = run_behave(tmp_path / "work", "-D", f"backend={backend}", "-D", f"stack_file={stack_file(backend)}",
-                     "--tags=@chaos", FEATURES)
+    with stack_options(backend) as options:
+        run = run_behave(tmp_path / "work", *options, "--tags=@chaos", FEATURES)
     assert run.returncode == 0, run.output[-6000:]
     assert "\n2 scenarios passed, 0 failed" in run.output, run.output[-3000:]
     if backend == "process":
@@ -94,9 +113,9 @@ def test_the_example_passes_its_features(tmp_path, backend):
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=str)
 def test_the_guarding_feature_fails_against_the_variant(tmp_path, backend, variant):
-    run = run_behave(tmp_path / "work", "-D", f"backend={backend}",
-                     "-D", f"stack_file={stack_file(backend, variant.name)}",
-                     "--tags=@chaos", "-n", f"^{re.escape(variant.scenario)}$", FEATURES)
+    with stack_options(backend, variant.name) as options:
+        run = run_behave(tmp_path / "work", *options, "--tags=@chaos", "-n", f"^{re.escape(variant.scenario)}$",
+                         FEATURES)
     assert run.returncode != 0, run.output[-4000:]
     assert "\n0 scenarios passed, 1 failed" in run.output, run.output[-3000:]
     assert re.search(variant.message, run.output), run.output[-4000:]
