@@ -21,6 +21,9 @@ import pytest
 from suite_runner import REPO, leftovers, run_behave
 
 from support.backends.docker.backend import docker_client
+from support.checks import processing
+from support.checks.verdict import CheckFailed
+from support.load.history import FAIL, OK, Request
 from support.stack.services import ServiceError
 from support.stack.stack_file import load_stack_file
 
@@ -60,6 +63,41 @@ def test_the_stack_file_has_three_services_a_migration_and_a_form_login():
     assert stack.workload.base_path == "/v1"
     assert [op.name for op in stack.workload.operations] == ["create", "read"]
     assert "%(keys)s" in stack.workload.processed_sql
+
+
+def _write(key: str, outcome: str, end: float) -> Request:
+    return Request("write", key, end - 0.1, end - 0.1, end, 201 if outcome == OK else 503, "", outcome)
+
+
+class _Clock:
+    """A clock that moves only when the wait sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_processing_waits_for_every_acknowledged_write_and_names_the_missing(monkeypatch):
+    workload = load_stack_file(EXAMPLE / "stack.toml").workload
+    history = [_write("order-1", OK, 99.0), _write("order-2", OK, 99.5), _write("order-3", FAIL, 99.6)]
+    clock = _Clock()
+    seen: list[list[str]] = []
+
+    def processed(dsn, workload, wanted):
+        seen.append(list(wanted))
+        clock.now += 1.0  # each read takes a second of the bound
+        return {"order-1"} if clock.now < 103 else {"order-1", "order-2"}
+
+    monkeypatch.setattr(processing, "processed_keys", processed)
+    # processed in time: the refused write is not waited for
+    assert processing.check_processed_within("dsn", workload, history, since=100.0, seconds=5, clock=clock) == 2
+    assert seen[0] == ["order-1", "order-2"]
+    clock.now = 100.0
+    with pytest.raises(CheckFailed, match=r"^1 acknowledged write not processed within 2 s of the fault's end: "
+                                          r"order-2 \(of 2 acknowledged; processed: 1\)"):
+        processing.check_processed_within("dsn", workload, history, since=100.0, seconds=2, clock=clock)
 
 
 @pytest.fixture(params=["process", "docker", "compose"])
