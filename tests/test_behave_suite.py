@@ -39,7 +39,7 @@ def test_a_missing_stack_file_is_one_line_and_starts_nothing(tmp_path):
 
 
 def _require_docker() -> None:
-    from support.backends.docker.backend import docker_client
+    from support.backends.docker.engine import docker_client
     from support.stack.services import ServiceError
 
     try:
@@ -66,7 +66,7 @@ def test_a_service_the_project_does_not_ship_runs_on_docker_from_its_own_dockerf
                      "-n", "The API rides out a Postgres restart under load|Data survives an API restart")
     assert run.returncode == 0, run.output[-6000:]
     assert "2 scenarios passed, 0 failed" in run.output
-    from support.backends.docker.backend import docker_client
+    from support.backends.docker.engine import docker_client
     from support.backends.docker.images import service_image_spec
 
     client = docker_client(timeout=10)

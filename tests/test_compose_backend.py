@@ -21,7 +21,7 @@ from suite_runner import run_behave
 from support.backends.compose.backend import PROJECT_LABEL, project_name, start_compose_stack
 from support.backends.compose.cli import compose_binary
 from support.backends.compose.project import load_compose_project
-from support.backends.docker.backend import docker_client
+from support.backends.docker.engine import docker_client
 from support.backends.docker.labels import RUN_LABEL
 from support.core.config import Settings
 from support.core.waiting import wait_until

@@ -20,7 +20,9 @@ import yaml
 
 from support.core.config import Settings
 from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file
-from support.backends.docker.backend import api_spec, docker_client, postgres_spec, start_docker_stack
+from support.backends.docker.backend import start_docker_stack
+from support.backends.docker.engine import docker_client
+from support.backends.docker.specs import api_spec, postgres_spec
 from support.backends.docker.images import IMAGE_SPECS, context_tar, ensure_image, inputs_digest, ImageSpec
 from support.backends.docker.labels import (KEEP_LABEL, OWNER_PID_LABEL, RUN_LABEL, SERVICE_LABEL, Owner, remove_leftovers,
                                    run_labels)

@@ -8,7 +8,7 @@ pointed at the fault proxy's listener for that edge); ``up --wait`` (the compose
 file's own health checks), then the suite's own readiness check per service;
 faults act on the project's containers through the Docker SDK (found by the
 ``com.docker.compose.project`` label) with the Docker backend's
-:class:`~support.backends.docker.backend.ContainerService`; at the end the logs
+:class:`~support.backends.docker.containers.ContainerService`; at the end the logs
 of each service are saved in the run directory and ``down -v`` removes the rest.
 """
 from __future__ import annotations
@@ -20,14 +20,10 @@ from pathlib import Path
 
 from support.backends.compose.cli import ComposeCommand
 from support.backends.compose.project import ComposeProject, ComposeService, compose_file_of, load_compose_project
-from support.backends.docker.backend import (
-    ApiContainer,
-    ContainerService,
-    ContainerSpec,
-    PostgresContainer,
-    _report_leftovers,
-    docker_client,
-)
+from support.backends.docker.backend import _report_leftovers
+from support.backends.docker.containers import ApiContainer, ContainerService, PostgresContainer
+from support.backends.docker.engine import docker_client
+from support.backends.docker.specs import ContainerSpec
 from support.backends.docker.images import IMAGE_SPECS, ensure_image
 from support.backends.docker.labels import remove_leftovers, run_labels
 from support.core.config import Settings

@@ -15,7 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from support.backends.docker.backend import SUITE_MOUNT, ContainerService, _in_mount, api_spec
+from support.backends.docker.containers import ContainerService
+from support.backends.docker.specs import SUITE_MOUNT, api_spec, in_mount
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.core.ports import LOOPBACK
 from support.stack.definitions import ServiceDefinition, StackDefinition
@@ -56,7 +57,7 @@ def docker_values(definition: StackDefinition, service: ServiceDefinition, value
     """The host's placeholder ``values`` as a container of ``service`` sees them (the repository at /suite)."""
     inside = {**values, "python": "python", "repo": SUITE_MOUNT}
     if service.docker_build is None:  # a service built into its own image may live anywhere
-        inside["stack_dir"] = _in_mount(definition.path.parent)
+        inside["stack_dir"] = in_mount(definition.path.parent)
     return inside
 
 
