@@ -22,7 +22,6 @@ MIGRATIONS = [
     ("003_shipments", """CREATE TABLE shipments (
         shipment_id bigserial PRIMARY KEY, order_id bigint NOT NULL, shipped_at timestamptz NOT NULL DEFAULT now())"""),
     ("004_api_users", "CREATE TABLE api_users (username text PRIMARY KEY, salt text NOT NULL, hash text NOT NULL)"),
-    ("005_worker_heartbeat", "CREATE TABLE worker_heartbeat (worker text PRIMARY KEY, seen timestamptz NOT NULL)"),
 ]
 
 

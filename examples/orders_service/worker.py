@@ -54,8 +54,6 @@ def mark_processed(cur, ids: list[int]) -> None:
 def batch(conn, variant: str) -> int:
     """Process one batch of pending orders; how many it took."""
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO worker_heartbeat VALUES ('orders', now()) "
-                    "ON CONFLICT (worker) DO UPDATE SET seen = now()")
         cur.execute(PENDING, (BATCH,))
         ids = [row[0] for row in cur.fetchall()]
         if not ids:

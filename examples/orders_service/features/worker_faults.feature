@@ -19,3 +19,12 @@ Feature: The orders worker ships every acknowledged order, whatever happens to i
     Then the error rate stays below 1%
     And no acknowledged write is lost
     And every acknowledged write is processed within 5 seconds
+
+  Scenario: Orders survive a worker restart under load and are each shipped once
+    Given the stack is healthy
+    And 3 orders exist
+    And a steady load of 30 requests per second
+    When worker restarts
+    Then the 3 orders still exist
+    And no acknowledged write is lost
+    And every acknowledged write is processed within 10 seconds
