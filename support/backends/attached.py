@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 from support.core.config import Settings, SettingsError
 from support.core.ports import LOOPBACK
 from support.core.targets import TargetNotAllowed, check_target
+from support.core.waiting import WaitTimeout, wait_until
 from support.stack.readiness import database_answers, http_answers
-from support.stack.services import Address, ServiceError
+from support.stack.services import Address, Service, ServiceError
 from support.stack.stack import Stack
 from support.stack.stack_file import stack_definition
-from support.core.waiting import WaitTimeout, wait_until
 
 __all__ = ["AttachedService", "start_attached_stack", "check_target_allowed"]
 
@@ -100,7 +100,7 @@ def start_attached_stack(settings: Settings, run_dir: Path) -> Stack:
     api_url = settings.attached_api_url.rstrip("/")
     dsn = settings.attached_database_url
 
-    services = {
+    services: dict[str, Service] = {
         "api": AttachedService("api", Address(api.hostname, api.port or 80),
                                lambda: http_answers(api_url + definition.api.health_path)),
         "postgres": AttachedService("postgres", Address(db.hostname or LOOPBACK, db.port or 5432),

@@ -61,13 +61,14 @@ class TokenAuth(httpx.Auth):
         _TOKENS[self._key] = value
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.token is None:
-            self.token = yield from self._fetch()
-        request.headers[self.auth.header] = self.auth.header_value(self.token)
+        token = self.token
+        if token is None:
+            token = self.token = yield from self._fetch()
+        request.headers[self.auth.header] = self.auth.header_value(token)
         response = yield request
         if response.status_code == 401:
-            self.token = yield from self._fetch()
-            request.headers[self.auth.header] = self.auth.header_value(self.token)
+            token = self.token = yield from self._fetch()
+            request.headers[self.auth.header] = self.auth.header_value(token)
             yield request
 
     def _fetch(self) -> Generator[httpx.Request, httpx.Response, str]:

@@ -116,7 +116,7 @@ _FIELDS = {f.name: f for f in fields(Settings) if f.name != "extra"}
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
-    kind = type(_FIELDS[name].default)
+    kind: type[Any] = type(_FIELDS[name].default)
     text = str(raw).strip()
     if kind is str:
         return text
@@ -137,7 +137,8 @@ def _convert(name: str, raw: Any, source: str) -> Any:
 def read_ini_userdata(path: Path) -> dict[str, str]:
     """The ``[behave.userdata]`` section of a behave.ini file, or {} if absent."""
     parser = configparser.ConfigParser()
-    parser.optionxform = str  # keep names as written
+    # keep names as written; replacing the method is configparser's documented way, which typeshed types as a method
+    parser.optionxform = str  # type: ignore[assignment, method-assign]
     if path.is_file():
         parser.read(path)
     return dict(parser["behave.userdata"]) if parser.has_section("behave.userdata") else {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+from typing import Any
 
 __all__ = ["TargetNotAllowed", "RESOLVE_TIMEOUT", "check_target", "resolve"]
 
@@ -35,7 +36,7 @@ def resolve(host: str, timeout: float = RESOLVE_TIMEOUT) -> list[Address]:
         return [ipaddress.ip_address(name.split("%", 1)[0])]
     except ValueError:
         pass  # a name, not a literal
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}
 
     def lookup() -> None:
         try:

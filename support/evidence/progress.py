@@ -82,7 +82,8 @@ class ProgressLine:
 
     def __init__(self, describe: Callable[[Any], str | None] = describe_state, stream: TextIO | None = None,
                  mode: str | None = None, interval: float = 0.5) -> None:
-        self.stream = stream if stream is not None else sys.__stderr__
+        # sys.__stderr__ is None without a console (pythonw): progress is then disabled, never drawn
+        self.stream: TextIO | None = stream if stream is not None else sys.__stderr__
         self.enabled = progress_enabled(self.stream, mode)
         self.interval = interval
         self._describe = describe
@@ -127,7 +128,7 @@ class ProgressLine:
     def draw_once(self) -> str | None:
         """Draw the current line (also what the thread does each tick); returns the text drawn."""
         with self._lock:
-            if self._subject is None or self._closed:
+            if self._subject is None or self._closed or self.stream is None:
                 return None
             try:
                 text = self._describe(self._subject)
@@ -145,7 +146,7 @@ class ProgressLine:
             return text
 
     def _erase(self) -> None:
-        if self._drawn:
+        if self._drawn and self.stream is not None:
             self.stream.write(_ERASE)
             self.stream.flush()
             self._drawn = False

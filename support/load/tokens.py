@@ -92,7 +92,12 @@ class Tokens:
         if self.auth is None:
             return
         got: asyncio.Future = asyncio.get_running_loop().create_future()
-        self.fetch(lambda token, why: got.done() or got.set_result((token, why)))
+
+        def deliver(token: str | None, why: str) -> None:
+            if not got.done():
+                got.set_result((token, why))
+
+        self.fetch(deliver)
         try:
             token, why = await asyncio.wait_for(got, self.timeout + 1.0)
         except TimeoutError:

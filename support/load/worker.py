@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     allow_open_files(spec.max_in_flight + 64)  # a socket per open request, and a margin for the rest
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
     except ImportError:
         runner = asyncio.run
     else:

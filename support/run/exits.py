@@ -17,13 +17,14 @@ import sys
 __all__ = ["record_interrupts", "exit_status", "fail_run"]
 
 _state: dict[str, int] = {}
+_handlers: set[object] = set()  # the handlers installed here, so a second call does not wrap its own
 
 
 def record_interrupts(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)) -> None:
     """Remember which signal interrupted the run, then let the handler already installed act on it."""
     for sig in signals:
         previous = signal.getsignal(sig)
-        if getattr(previous, "records_interrupt", False) or previous == signal.SIG_IGN:
+        if previous in _handlers or previous == signal.SIG_IGN:
             continue  # installed already (a second before_all in the same process), or ignored on purpose
 
         def handler(signum, frame, previous=previous):
@@ -33,7 +34,7 @@ def record_interrupts(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM,
                 return previous(signum, frame)
             raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-        handler.records_interrupt = True
+        _handlers.add(handler)
         signal.signal(sig, handler)
 
 

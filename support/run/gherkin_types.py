@@ -40,7 +40,10 @@ def parse_seconds(text: str) -> float:
 @with_pattern(_NUMBER + r" ?(?:milliseconds?|ms|seconds?|s|minutes?)")
 def parse_duration(text: str) -> float:
     """A duration with its unit, in seconds: ``10 seconds``, ``1 second``, ``0.5 s``, ``250 ms``."""
-    number, unit = re.fullmatch(r"(\S+?) ?([a-z]+)", text).groups()
+    split = re.fullmatch(r"(\S+?) ?([a-z]+)", text)
+    if split is None:  # the pattern above lets through only text this splits; a direct call may not
+        raise ValueError(f"{text!r} is not a duration; write it as {DURATION_FORMS}")
+    number, unit = split.groups()
     if not _VALID_NUMBER.fullmatch(number):
         raise ValueError(f"{text!r} is not a duration; write it as {DURATION_FORMS}")
     return float(number) * _UNITS[unit]

@@ -189,10 +189,10 @@ class Workload:
         headers = dict(headers or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise WorkloadError(f"headers must be a table of strings, got {headers!r}")
-        for key, value in (("target", target), ("records", records), ("table", table or records),
+        for key, given in (("target", target), ("records", records), ("table", table or records),
                            ("base_path", base_path), ("headers", headers), ("auth", auth), ("operations", ops),
                            ("reset_sql", reset_sql), ("count_sql", count_sql), ("processed_sql", processed_sql)):
-            object.__setattr__(self, key, value)
+            object.__setattr__(self, key, given)
         if processed_sql and "%(keys)s" not in processed_sql:
             raise WorkloadError("processed_sql must select the processed keys among the key list %(keys)s")
         _check_operations(ops)

@@ -23,9 +23,9 @@ from support.backends.compose.project import ComposeProject, ComposeService, com
 from support.backends.docker.backend import _report_leftovers
 from support.backends.docker.containers import ApiContainer, ContainerService, PostgresContainer
 from support.backends.docker.engine import docker_client
-from support.backends.docker.specs import ContainerSpec
 from support.backends.docker.images import IMAGE_SPECS, ensure_image
 from support.backends.docker.labels import remove_leftovers, run_labels
+from support.backends.docker.specs import ContainerSpec
 from support.core.config import Settings
 from support.core.ports import LOOPBACK
 from support.proxy.link import start_link
@@ -55,12 +55,12 @@ def compose_project_of(settings: Settings) -> ComposeProject | None:
 class _Checked:
     """The x-chaos ``ready`` check of a service, when it has one, in place of its kind's own (a mixin)."""
 
-    ready: tuple[str, str] = ()
+    ready: tuple[()] | tuple[str, str] = ()
     sql_dsn: str = ""
 
     def is_ready(self) -> bool:
         if not self.ready:
-            return super().is_ready()  # type: ignore[misc]
+            return super().is_ready()  # type: ignore[misc]  # a mixin: the next class in the MRO has it
         kind, target = self.ready
         if kind == "sql":
             return self.status() == "running" and query_answers(self.sql_dsn, target)  # type: ignore[attr-defined]
@@ -122,10 +122,11 @@ def _service(client, container, described: ComposeService, project: ComposeProje
         service = ComposeContainer(client, spec, described.port, container=container)
     database = project.database()
     info = database.postgres
+    assert info is not None  # a service of kind postgres always has its info
     service.ready = described.ready
     service.sql_dsn = (f"host={LOOPBACK} port={database.port} dbname={info.database} user={info.user} "
                        f"password={info.password}")
-    return service  # type: ignore[return-value]
+    return service
 
 
 def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tuple[str, str], Address]) -> dict:
@@ -208,8 +209,9 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
             services[service_name].wait_ready(settings.start_timeout)
         database = project.database()
         info = database.postgres
-        postgres = services[database.name]
-        target = services[project.target]
+        postgres, target = services[database.name], services[project.target]
+        # _service makes the database a ComposePostgres and the target a ComposeApi
+        assert info is not None and isinstance(postgres, PostgresContainer) and isinstance(target, ApiContainer)
         timings["total_s"] = time.monotonic() - started
         (run_dir / "compose.json").write_text(json.dumps({
             "project": name, "file": str(project.file), "override": str(override),
@@ -217,7 +219,7 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
             "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
         versions = {"compose_file": str(project.file), "docker_engine": client.version().get("Version", "unknown"),
                     "compose": command.run("version", "--short", timeout=30).strip()}
-        stack = Stack(backend="compose", services=services, api_url=target.url, links=links,
+        stack = Stack(backend="compose", services=dict(services), api_url=target.url, links=links,
                       workload=project.workload, health_path=project.health_path,
                       admin_dsn=postgres.dsn(info.database),
                       app_dsn=postgres.dsn(info.database, info.app_user, info.app_password),

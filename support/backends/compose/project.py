@@ -39,6 +39,7 @@ import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from support import REPO_ROOT
@@ -78,7 +79,7 @@ class ComposeService:
     environment: dict[str, str] = field(default_factory=dict)
     postgres: PostgresInfo | None = None
     #: x-chaos ``ready``: (``http``, path answering 2xx) | (``tcp``, "") | (``sql``, query on the database); () none
-    ready: tuple[str, str] = ()
+    ready: tuple[()] | tuple[str, str] = ()
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def _names(path: Path, where: str, value: object) -> list[str]:
     return list(value)
 
 
-def _port(path: Path, name: str, declared: object, config: dict) -> int:
+def _port(path: Path, name: str, declared: Any, config: dict) -> int:
     """The service's port on 127.0.0.1: x-chaos's ``port``, else the first port Compose publishes (0: none)."""
     if declared is None:
         published = [p.get("published") for p in config.get("ports") or [] if p.get("published")]
@@ -204,7 +205,7 @@ def _postgres(path: Path, name: str, options: dict, env: dict[str, str], link_ur
     return PostgresInfo(user, str(password), database, str(app_user or user), str(app_password or password))
 
 
-def _ready(path: Path, name: str, value: object, port: int) -> tuple[str, str]:
+def _ready(path: Path, name: str, value: object, port: int) -> tuple[()] | tuple[str, str]:
     """x-chaos's ``ready`` of a service: how the suite knows it is up, besides Compose's health check."""
     if value is None:
         return ()

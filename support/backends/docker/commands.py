@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from support.backends.docker.containers import ContainerService
-from support.backends.docker.specs import SUITE_MOUNT, api_spec, in_mount
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
+from support.backends.docker.specs import SUITE_MOUNT, api_spec, in_mount
 from support.core.ports import LOOPBACK
 from support.stack.definitions import ServiceDefinition, StackDefinition
 from support.stack.readiness import command_succeeds, http_answers, http_ok, query_answers, tcp_answers

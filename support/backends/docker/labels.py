@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

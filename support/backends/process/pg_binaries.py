@@ -58,7 +58,7 @@ class RunAs:
 
     def chown(self, path: Path) -> None:
         if self.uid is not None:
-            os.chown(path, self.uid, self.gid)
+            os.chown(path, self.uid, -1 if self.gid is None else self.gid)  # -1: the group unchanged
 
 
 def run_as_for(user: str) -> RunAs:

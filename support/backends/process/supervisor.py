@@ -156,10 +156,12 @@ class SupervisedProcess:
     @staticmethod
     def _pump(proc: subprocess.Popen, log) -> None:
         # each line gets a wall-clock stamp so logs can be cut around a fault window
+        out = proc.stdout
+        assert out is not None  # started with stdout=PIPE
         with log:
-            for line in iter(proc.stdout.readline, b""):
+            for line in iter(out.readline, b""):
                 log.write(b"%.3f " % time.time() + line)
-            proc.stdout.close()
+            out.close()
 
     def _watch(self, proc: subprocess.Popen, started: float) -> None:
         proc.wait()
