@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.core.ports import listening_sockets
 from support.core.run_dirs import RUN_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,15 +126,5 @@ def leftovers(run: BehaveRun) -> list[str]:
 
 
 def listening_ports() -> set[int]:
-    """TCP ports something listens on (IPv4 and IPv6), from /proc/net/tcp*."""
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if fields[3] == "0A":  # LISTEN; sockets in TIME_WAIT are not listeners
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+    """TCP ports something listens on (IPv4 and IPv6)."""
+    return {port for port, _ in listening_sockets()}

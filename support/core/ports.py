@@ -1,9 +1,10 @@
-"""Free TCP ports on 127.0.0.1."""
+"""Free TCP ports on 127.0.0.1, and the sockets that listen on this machine."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
-__all__ = ["LOOPBACK", "free_port", "port_is_free"]
+__all__ = ["LOOPBACK", "free_port", "port_is_free", "listening_sockets"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -23,3 +24,21 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp; sockets in TIME_WAIT are not listeners
+
+
+def listening_sockets() -> list[tuple[int, str]]:
+    """(port, socket inode) of every TCP socket listening on any address, IPv4 or IPv6 (from /proc/net/tcp*)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == _LISTEN:
+                found.append((int(fields[1].rsplit(":", 1)[1], 16), fields[9]))
+    return found

@@ -1,6 +1,7 @@
 """The fault contract: what every fault offers and what the ledger, the journal and the checkers read."""
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 __all__ = ["Fault", "FaultHadNoEffect"]
@@ -53,6 +54,11 @@ class Fault(ABC):
     @abstractmethod
     def heal(self) -> None:
         """Undo the fault (idempotent)."""
+
+    def mark_effect_over(self) -> None:
+        """Close the window of certain effect now (monotonic s), once: a heal calls it before it undoes anything."""
+        if self.active_since is not None and self.active_until is None:
+            self.active_until = time.monotonic()
 
     def residue(self) -> dict | None:
         """What a run killed now would leave behind, as JSON-able data (``None``: nothing outlives the run)."""

@@ -200,8 +200,7 @@ class ReadOnlyDatabase(Fault):
     def heal(self) -> None:
         if not self._changed:
             return
-        if self.active_since is not None and self.active_until is None:
-            self.active_until = time.monotonic()
+        self.mark_effect_over()
 
         def reset(cur) -> None:
             cur.execute("ALTER SYSTEM RESET default_transaction_read_only")
@@ -283,8 +282,7 @@ class SlowStatements(Fault):
     def heal(self) -> None:
         if not self._changed:
             return
-        if self.active_since is not None and self.active_until is None:
-            self.active_until = time.monotonic()
+        self.mark_effect_over()
         table = sql.Identifier(self.table)
         enabled, forced = self._was or (False, False)
 

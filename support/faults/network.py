@@ -6,18 +6,28 @@ from dataclasses import dataclass
 from support.faults.base import Fault
 from support.proxy.link import Link
 
-__all__ = ["LinkLatency", "LinkDown", "LinkReset", "LinkToxic"]
+__all__ = ["LinkFault", "LinkLatency", "LinkDown", "LinkReset", "LinkToxic"]
 
 
 @dataclass
-class LinkToxic(Fault):
+class LinkFault(Fault):
+    """A fault on one proxied link; its target is the link."""
+
+    link: Link
+
+    @property
+    def target(self) -> str:
+        return f"{self.link.name} link"
+
+
+@dataclass
+class LinkToxic(LinkFault):
     """Any Toxiproxy toxic on a link (``latency``, ``bandwidth``, ``timeout``, ``slow_close``, ``limit_data``...).
 
     ``attributes`` are Toxiproxy's (ms, KB/s, bytes); ``stream`` is
     ``downstream`` (server to client) or ``upstream``.
     """
 
-    link: Link
     type: str
     attributes: dict
     stream: str = "downstream"
@@ -27,10 +37,6 @@ class LinkToxic(Fault):
     def name(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.attributes.items())
         return f"{self.type} ({shown})" if shown else self.type
-
-    @property
-    def target(self) -> str:
-        return f"{self.link.name} link"
 
     @property
     def toxic_name(self) -> str:
@@ -50,16 +56,11 @@ def LinkLatency(link: Link, ms: float, jitter_ms: float = 0) -> LinkToxic:
 
 
 @dataclass
-class LinkDown(Fault):
+class LinkDown(LinkFault):
     """The whole link is down: new connections are refused and open ones cut."""
 
-    link: Link
     instant: bool = False
     name: str = "down"
-
-    @property
-    def target(self) -> str:
-        return f"{self.link.name} link"
 
     def inject(self) -> None:
         self.link.client.set_enabled(self.link.name, False)
@@ -69,16 +70,11 @@ class LinkDown(Fault):
 
 
 @dataclass
-class LinkReset(Fault):
+class LinkReset(LinkFault):
     """Every open connection on the link is reset (RST) at once; new ones work again right after."""
 
-    link: Link
     instant: bool = True
     name: str = "reset_peer"
-
-    @property
-    def target(self) -> str:
-        return f"{self.link.name} link"
 
     def inject(self) -> None:
         # the proxy resets existing connections as soon as a reset_peer toxic with timeout 0 appears

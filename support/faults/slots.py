@@ -176,8 +176,7 @@ class SlotExhaustion(Fault):
             self.heal_note = terminated_note(terminated)
 
     def heal(self) -> None:
-        if self.active_since is not None and self.active_until is None:
-            self.active_until = time.monotonic()
+        self.mark_effect_over()
         try:
             self._restore_service()  # first: the slots freed below are the service's to take
         finally:  # the slots are given back even if that failed (a later heal retries it)

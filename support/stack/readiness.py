@@ -14,13 +14,13 @@ from pathlib import Path
 
 import httpx
 
+from support.core.ports import listening_sockets
 from support.core.process_tree import descendants
 from support.stack.database import connect
 
 __all__ = ["database_answers", "query_answers", "http_answers", "http_ok", "tcp_answers", "command_succeeds",
            "check_listener", "ImpostorListening"]
 
-_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
 
 
 class ImpostorListening(ConnectionError):
@@ -70,18 +70,8 @@ def command_succeeds(argv: list[str], cwd: Path, env: dict[str, str], timeout: f
 
 
 def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on TCP ``port`` (any address, IPv4 or IPv6), from /proc/net/tcp*."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes
+    """Socket inodes listening on TCP ``port`` (any address, IPv4 or IPv6)."""
+    return {inode for listening, inode in listening_sockets() if listening == port}
 
 
 def check_listener(port: int, root_pid: int | None, service: str) -> None:
