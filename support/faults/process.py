@@ -14,14 +14,24 @@ from dataclasses import dataclass
 from support.faults.base import Fault
 from support.stack.services import Service
 
-__all__ = ["ServiceRestart", "ServiceKill", "ServiceStop", "ServicePause", "StackRestart"]
+__all__ = ["ServiceFault", "ServiceRestart", "ServiceKill", "ServiceStop", "ServicePause", "StackRestart"]
 
 
 @dataclass
-class ServiceRestart(Fault):
-    """Restart a service (PostgreSQL: ``fast`` or ``immediate`` shutdown); returns once it is ready (``timeout`` s)."""
+class ServiceFault(Fault):
+    """A fault on one service of the stack; its target is the service."""
 
     service: Service
+
+    @property
+    def target(self) -> str:
+        return self.service.name
+
+
+@dataclass
+class ServiceRestart(ServiceFault):
+    """Restart a service (PostgreSQL: ``fast`` or ``immediate`` shutdown); returns once it is ready (``timeout`` s)."""
+
     timeout: float
     mode: str = "fast"
     instant: bool = True
@@ -29,10 +39,6 @@ class ServiceRestart(Fault):
     @property
     def name(self) -> str:
         return "restart" if self.mode == "fast" else f"restart ({self.mode})"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
 
     def inject(self) -> None:
         self.service.restart(self.mode, self.timeout)
@@ -42,13 +48,12 @@ class ServiceRestart(Fault):
 
 
 @dataclass
-class ServiceKill(Fault):
+class ServiceKill(ServiceFault):
     """Kill a service with a signal (SIGKILL by default); its restart policy brings it back.
 
     The heal makes sure it runs again, within ``timeout`` s.
     """
 
-    service: Service
     timeout: float
     sig: int = signal.SIGKILL
     instant: bool = True
@@ -56,10 +61,6 @@ class ServiceKill(Fault):
     @property
     def name(self) -> str:
         return f"kill ({signal.Signals(self.sig).name})"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
 
     def inject(self) -> None:
         self.service.kill(self.sig)
@@ -69,17 +70,12 @@ class ServiceKill(Fault):
 
 
 @dataclass
-class ServiceStop(Fault):
+class ServiceStop(ServiceFault):
     """Stop a service gracefully (SIGKILL after ``timeout`` s); healed by starting it again within ``timeout`` s."""
 
-    service: Service
     timeout: float
     instant: bool = False
     name: str = "stop"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
 
     def inject(self) -> None:
         self.service.stop(self.timeout)
@@ -89,16 +85,11 @@ class ServiceStop(Fault):
 
 
 @dataclass
-class ServicePause(Fault):
+class ServicePause(ServiceFault):
     """Freeze a service (SIGSTOP / docker pause): it accepts connections but answers nothing."""
 
-    service: Service
     instant: bool = False
     name: str = "pause"
-
-    @property
-    def target(self) -> str:
-        return self.service.name
 
     def inject(self) -> None:
         self.service.pause()
