@@ -3,6 +3,7 @@
 The hooks only call into ``support/``; everything they start is stopped by a
 cleanup that runs whatever happened.
 """
+
 from __future__ import annotations
 
 import os

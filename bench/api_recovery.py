@@ -24,6 +24,7 @@ interval" holds when no write started after ``db ready`` failed and the first
 good write started at most one interval after it; "well under 1 s" is judged on
 the answer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,20 +32,20 @@ import itertools
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
 from bench.common import bench_settings, machine, pause_until, percentile, table  # noqa: E402
+from support.core.waiting import wait_until  # noqa: E402
 from support.faults.ledger import FaultLedger  # noqa: E402
 from support.faults.process import ServiceRestart, ServiceStop  # noqa: E402
-from support.stack.readiness import database_answers  # noqa: E402
 from support.run.suite import start_suite  # noqa: E402
-from support.core.waiting import wait_until  # noqa: E402
+from support.stack.readiness import database_answers  # noqa: E402
 
 WAYS = ("restart", "restart immediate", "stop/start")
 GOAL = 1.0  # s: "well under 1 s"
@@ -126,16 +127,22 @@ def run_trial(way: str, stack, ledger: FaultLedger, interval: float, down: float
         return database_answers(stack.admin_dsn)
 
     with httpx.Client(base_url=stack.api_url, timeout=2.0) as client:
+
         def write() -> bool:
             n = next(seq)
-            return client.post("/users", json={"name": f"probe-{n}", "email": f"probe-{n}@bench.test"}).status_code == 201
+            return (
+                client.post("/users", json={"name": f"probe-{n}", "email": f"probe-{n}@bench.test"}).status_code == 201
+            )
 
         db, api = Probe(select_one, interval), Probe(write, interval)
         db.start()
         api.start()
         try:
-            wait_until(lambda: db.records and api.records and db.records[-1][2] and api.records[-1][2], 10,
-                       "both probes succeeding before the fault")
+            wait_until(
+                lambda: db.records and api.records and db.records[-1][2] and api.records[-1][2],
+                10,
+                "both probes succeeding before the fault",
+            )
             began = time.monotonic()
             if way == "stop/start":
                 ledger.hold(ServiceStop(postgres, 30.0), down)
@@ -150,10 +157,14 @@ def run_trial(way: str, stack, ledger: FaultLedger, interval: float, down: float
             api.stop()
     first_db_failure = min((s for s, _, ok in db.records if s >= began and not ok), default=db_ready)
     first_write = api.first_run_success(began)  # taken again: a relapse in the observation moves it
-    return Trial(way, db_ready - first_db_failure, None if first_write is None else first_write[0] - db_ready,
-                 None if first_write is None else first_write[1] - db_ready,
-                 sum(1 for s, _, ok in api.records if s >= db_ready and not ok),
-                 percentile([e - s for s, e, ok in api.records if ok and s < began], 50))
+    return Trial(
+        way,
+        db_ready - first_db_failure,
+        None if first_write is None else first_write[0] - db_ready,
+        None if first_write is None else first_write[1] - db_ready,
+        sum(1 for s, _, ok in api.records if s >= db_ready and not ok),
+        percentile([e - s for s, e, ok in api.records if ok and s < began], 50),
+    )
 
 
 def main() -> int:
@@ -179,8 +190,11 @@ def main() -> int:
                     trials.append(trial)
                     delay = "-" if trial.delay is None else f"{trial.delay * 1000:+.1f} ms"
                     started = "-" if trial.started is None else f"{trial.started * 1000:+.1f} ms"
-                    print(f"  {way:<17} postgres away {trial.db_down:.3f} s; first good write started {started},"
-                          f" answered {delay} after SELECT 1; {trial.writes_failed_after} failed after", flush=True)
+                    print(
+                        f"  {way:<17} postgres away {trial.db_down:.3f} s; first good write started {started},"
+                        f" answered {delay} after SELECT 1; {trial.writes_failed_after} failed after",
+                        flush=True,
+                    )
         finally:
             suite.end_scenario(state)
     finally:
@@ -191,14 +205,38 @@ def main() -> int:
         mine = [t for t in trials if t.way == way]
         delays = [t.delay for t in mine if t.delay is not None]
         starts = [t.started for t in mine if t.started is not None]
-        rows.append([way, str(len(mine)), f"{percentile([t.db_down for t in mine], 50) or 0:.3f}",
-                     signed_ms(percentile(starts, 50)), signed_ms(max(starts, default=None)),
-                     signed_ms(percentile(delays, 50)), signed_ms(max(delays, default=None)),
-                     str(sum(t.writes_failed_after for t in mine)), str(len(mine) - len(delays)),
-                     plain_ms(percentile([t.write_latency for t in mine if t.write_latency is not None], 50))])
+        rows.append(
+            [
+                way,
+                str(len(mine)),
+                f"{percentile([t.db_down for t in mine], 50) or 0:.3f}",
+                signed_ms(percentile(starts, 50)),
+                signed_ms(max(starts, default=None)),
+                signed_ms(percentile(delays, 50)),
+                signed_ms(max(delays, default=None)),
+                str(sum(t.writes_failed_after for t in mine)),
+                str(len(mine) - len(delays)),
+                plain_ms(percentile([t.write_latency for t in mine if t.write_latency is not None], 50)),
+            ]
+        )
     print()
-    print(table(["way", "trials", "pg away p50 s", "write starts p50 ms", "max ms", "answered p50 ms", "max ms",
-                 "writes failed after", "no outage seen", "write p50 before ms"], rows))
+    print(
+        table(
+            [
+                "way",
+                "trials",
+                "pg away p50 s",
+                "write starts p50 ms",
+                "max ms",
+                "answered p50 ms",
+                "max ms",
+                "writes failed after",
+                "no outage seen",
+                "write p50 before ms",
+            ],
+            rows,
+        )
+    )
     print()
     measured = [t for t in trials if t.delay is not None and t.started is not None]
     if not measured:
@@ -208,11 +246,15 @@ def main() -> int:
     worst_delay = max(t.delay for t in measured)  # type: ignore[type-var]
     failed_after = sum(t.writes_failed_after for t in trials)
     within = worst_start <= args.interval and failed_after == 0
-    print(f"goal: the API serves writes within one probe interval ({args.interval * 1000:g} ms) of SELECT 1: the "
-          f"first good write started at worst {signed_ms(worst_start)} ms after it, {failed_after} writes started "
-          f"after it failed -> {'met' if within else 'NOT met'}")
-    print(f"goal: well under {GOAL:g} s: the first good write answered at worst {signed_ms(worst_delay)} ms after "
-          f"SELECT 1 -> {'met' if worst_delay < GOAL else 'NOT met'}")
+    print(
+        f"goal: the API serves writes within one probe interval ({args.interval * 1000:g} ms) of SELECT 1: the "
+        f"first good write started at worst {signed_ms(worst_start)} ms after it, {failed_after} writes started "
+        f"after it failed -> {'met' if within else 'NOT met'}"
+    )
+    print(
+        f"goal: well under {GOAL:g} s: the first good write answered at worst {signed_ms(worst_delay)} ms after "
+        f"SELECT 1 -> {'met' if worst_delay < GOAL else 'NOT met'}"
+    )
     return 0
 
 

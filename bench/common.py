@@ -1,17 +1,17 @@
 """What the benchmarks share: the settings they run with, CPU time from /proc, percentiles, the table."""
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from support.core.config import Settings, load_settings, read_ini_userdata
 from support.load.history import percentile  # the suite's one percentile (nearest rank), re-exported
 
-__all__ = ["ROOT", "WORK_ROOT", "bench_settings", "cpu_seconds", "percentile", "ms", "table", "machine",
-           "pause_until"]
+__all__ = ["ROOT", "WORK_ROOT", "bench_settings", "cpu_seconds", "percentile", "ms", "table", "machine", "pause_until"]
 
 ROOT = Path(__file__).resolve().parents[1]
 #: every benchmark's run directories go here, apart from the suite's own runs
@@ -27,7 +27,7 @@ def bench_settings(**changes: object) -> Settings:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds process ``pid`` (all its threads, dead ones included) has used, from /proc."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    after = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
+    after = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
     return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -40,6 +40,7 @@ requests per CPU-second of the generator, p50/p99 latency, p99 schedule lag
 (start minus scheduled time, open model only), errors, then the ratios
 suite/Locust, suite/aiohttp and suite/httpx and the issue's goals.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,13 +65,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
-from bench.common import (ROOT, bench_settings, cpu_seconds, machine, ms, pause_until, percentile,  # noqa: E402
-                          table)
+from bench.common import ROOT, bench_settings, cpu_seconds, machine, ms, pause_until, percentile, table  # noqa: E402
+from support.core.ports import LOOPBACK, free_port  # noqa: E402
+from support.core.waiting import wait_until  # noqa: E402
 from support.load.controller import start_load  # noqa: E402
 from support.load.spec import LoadSpec  # noqa: E402
 from support.load.worker import TIMER_RESOLUTION  # noqa: E402
-from support.core.ports import LOOPBACK, free_port  # noqa: E402
-from support.core.waiting import wait_until  # noqa: E402
 from support.stack.workload import Workload  # noqa: E402
 
 GENERATORS = ("suite", "locust", "aiohttp", "httpx")
@@ -81,6 +81,7 @@ CPU_RATIO_GOAL = 1.0  # suite / Locust requests per CPU-second
 
 
 # -- measuring ----------------------------------------------------------------------------
+
 
 @dataclass
 class Window:
@@ -112,7 +113,7 @@ class Measured:
     def per_cpu_second(self) -> float | None:
         return self.requests / self.cpu if self.cpu > 0 else None
 
-    def add(self, other: "Measured") -> None:
+    def add(self, other: Measured) -> None:
         """Fold another round of the same run into this one."""
         self.seconds += other.seconds
         self.cpu += other.cpu
@@ -123,17 +124,42 @@ class Measured:
 
     def row(self) -> list[str]:
         if self.generator == "timer":  # the control: only its lag means anything
-            return [self.target, self.workload, "(timer)", "-", "-", "-", "-", "-", ms(percentile(self.lags, 99), 2),
-                    "-"]
+            return [
+                self.target,
+                self.workload,
+                "(timer)",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                ms(percentile(self.lags, 99), 2),
+                "-",
+            ]
         per_cpu = self.per_cpu_second
-        return [self.target, self.workload, self.generator, f"{self.per_second:,.0f}",
-                "-" if per_cpu is None else f"{per_cpu:,.0f}", f"{self.cpu / self.seconds:.0%}",
-                ms(percentile(self.latencies, 50), 2), ms(percentile(self.latencies, 99), 2),
-                ms(percentile(self.lags, 99), 2) if self.lags else "-", str(self.errors)]
+        return [
+            self.target,
+            self.workload,
+            self.generator,
+            f"{self.per_second:,.0f}",
+            "-" if per_cpu is None else f"{per_cpu:,.0f}",
+            f"{self.cpu / self.seconds:.0%}",
+            ms(percentile(self.latencies, 50), 2),
+            ms(percentile(self.latencies, 99), 2),
+            ms(percentile(self.lags, 99), 2) if self.lags else "-",
+            str(self.errors),
+        ]
 
 
-def summarize(target: str, workload: str, generator: str, records: list[tuple[float | None, float, float, bool]],
-              start: float, end: float, cpu: float) -> Measured:
+def summarize(
+    target: str,
+    workload: str,
+    generator: str,
+    records: list[tuple[float | None, float, float, bool]],
+    start: float,
+    end: float,
+    cpu: float,
+) -> Measured:
     """The requests (scheduled or None, start, end, ok) that ended in [start, end), and ``cpu`` s spent."""
     out = Measured(target, workload, generator, end - start, cpu)
     for scheduled, began, ended, ok in records:
@@ -169,6 +195,7 @@ def stop_process(proc: subprocess.Popen, timeout: float) -> None:
 
 def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float, what: str) -> float:
     """The monotonic time written in ``path`` once it appears; fails if ``proc`` exits first."""
+
     def appeared() -> float | None:
         if proc.poll() is not None:
             raise SystemExit(f"{what} exited with code {proc.returncode} before it was ready")
@@ -183,6 +210,7 @@ def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float, what: str)
 
 
 # -- the three generators ------------------------------------------------------------------------
+
 
 @dataclass
 class Job:
@@ -203,12 +231,18 @@ class Job:
 def run_suite(job: Job, window: Window, work: Path) -> list[Measured]:
     """The suite's own worker, started and stopped as a scenario does; with the open model, the timer control
     runs in the same window."""
-    options: dict[str, Any] = {"write_fraction": job.write_fraction, "run_id": f"suite-{secrets.token_hex(3)}",
-                               "max_duration": window.warmup + window.seconds + 30}
+    options: dict[str, Any] = {
+        "write_fraction": job.write_fraction,
+        "run_id": f"suite-{secrets.token_hex(3)}",
+        "max_duration": window.warmup + window.seconds + 30,
+    }
     if job.target == "hello":
         options["workload"] = HELLO_WORKLOAD.to_dict()
-    spec = (LoadSpec.open_rate(job.url, job.rate, **options) if job.model == "open"
-            else LoadSpec.closed_users(job.url, job.users, **options))
+    spec = (
+        LoadSpec.open_rate(job.url, job.rate, **options)
+        if job.model == "open"
+        else LoadSpec.closed_users(job.url, job.users, **options)
+    )
     control = start_timer_control(job.rate, window.warmup + window.seconds + 30, work) if job.model == "open" else None
     try:
         load = start_load(spec, work)
@@ -231,14 +265,40 @@ def run_locust(job: Job, window: Window, work: Path) -> list[Measured]:
     ready, records_path = work / "locust-ready", work / "locust-records.json"
     for path in (ready, records_path):
         path.unlink(missing_ok=True)
-    env = dict(os.environ, BENCH_TARGET=job.target, BENCH_WRITE_FRACTION=str(job.write_fraction),
-               BENCH_RATE_PER_USER=str(job.rate / job.users if job.model == "open" else 0),
-               BENCH_RUN_ID=f"locust-{secrets.token_hex(3)}", BENCH_READY=str(ready), BENCH_RECORDS=str(records_path))
+    env = dict(
+        os.environ,
+        BENCH_TARGET=job.target,
+        BENCH_WRITE_FRACTION=str(job.write_fraction),
+        BENCH_RATE_PER_USER=str(job.rate / job.users if job.model == "open" else 0),
+        BENCH_RUN_ID=f"locust-{secrets.token_hex(3)}",
+        BENCH_READY=str(ready),
+        BENCH_RECORDS=str(records_path),
+    )
     # spawning N users at N per second takes about a second; -t is a backstop, the window ends first
     run_time = int(window.warmup + window.seconds + 15)
-    argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-            "-u", str(job.users), "-r", str(job.users), "-t", f"{run_time}s", "--host", job.url,
-            "--csv", str(work / "locust"), "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING"]
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "bench" / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(job.users),
+        "-r",
+        str(job.users),
+        "-t",
+        f"{run_time}s",
+        "--host",
+        job.url,
+        "--csv",
+        str(work / "locust"),
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
+        "--loglevel",
+        "WARNING",
+    ]
     with open(work / "locust.log", "wb") as log:
         proc = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -257,14 +317,28 @@ def run_client_worker(kind: str, job: Job, window: Window, work: Path) -> list[M
     ready, output = work / f"{kind}-ready", work / f"{kind}-records.json"
     for path in (ready, output):
         path.unlink(missing_ok=True)
-    spec = {"client": kind, "url": job.url, "target": job.target, "model": job.model, "rate": job.rate,
-            "users": job.users, "write_fraction": job.write_fraction, "run_id": f"{kind}-{secrets.token_hex(3)}",
-            "max_duration": window.warmup + window.seconds + 30, "ready": str(ready), "output": str(output)}
+    spec = {
+        "client": kind,
+        "url": job.url,
+        "target": job.target,
+        "model": job.model,
+        "rate": job.rate,
+        "users": job.users,
+        "write_fraction": job.write_fraction,
+        "run_id": f"{kind}-{secrets.token_hex(3)}",
+        "max_duration": window.warmup + window.seconds + 30,
+        "ready": str(ready),
+        "output": str(output),
+    }
     spec_path = work / f"{kind}-spec.json"
     spec_path.write_text(json.dumps(spec))
     with open(work / f"{kind}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, __file__, "--client-worker", str(spec_path)], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--client-worker", str(spec_path)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         t_ready = wait_for_file(ready, proc, 30, f"the {kind} worker")
         start, end, cpu = measure_cpu(proc.pid, t_ready, window)
@@ -276,12 +350,16 @@ def run_client_worker(kind: str, job: Job, window: Window, work: Path) -> list[M
     return [summarize(job.target, job.workload, kind, records, start, end, cpu)]  # type: ignore[arg-type]
 
 
-RUNNERS = {"suite": run_suite, "locust": run_locust,
-           "aiohttp": lambda job, window, work: run_client_worker("aiohttp", job, window, work),
-           "httpx": lambda job, window, work: run_client_worker("httpx", job, window, work)}
+RUNNERS = {
+    "suite": run_suite,
+    "locust": run_locust,
+    "aiohttp": lambda job, window, work: run_client_worker("aiohttp", job, window, work),
+    "httpx": lambda job, window, work: run_client_worker("httpx", job, window, work),
+}
 
 
 # -- the client-library worker (a separate process) -------------------------------------------------
+
 
 class ClientWorker:
     """The suite's worker's schedule and bookkeeping on a client library: ``httpx.AsyncClient`` or
@@ -326,7 +404,7 @@ class ClientWorker:
                 ok = isinstance(row, dict) and (row.get("name"), row.get("email")) == expected
             else:
                 ok = isinstance(row, dict)
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError):
+        except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, OSError, ValueError):
             ok = False
         self.records.append((scheduled, start, time.monotonic(), ok))
 
@@ -369,9 +447,10 @@ class ClientWorker:
             limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=30)
             session: Any = httpx.AsyncClient(base_url=self.spec["url"], limits=limits, timeout=5.0)
         else:
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0,
-                                                                           keepalive_timeout=30),
-                                            timeout=aiohttp.ClientTimeout(total=5.0))
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=5.0),
+            )
         async with session as client:
             self.client = client
             self.t0 = time.monotonic()
@@ -404,6 +483,7 @@ def client_worker_main(spec_path: str) -> int:
 
 # -- the timer control (a separate process) ------------------------------------------------------
 
+
 class TimerControl:
     """A process that only keeps the open model's schedule (no requests): the machine's own timer lag."""
 
@@ -423,8 +503,9 @@ def start_timer_control(rate: float, max_duration: float, work: Path) -> TimerCo
     for path in (ready, output):
         path.unlink(missing_ok=True)
     spec_path = work / "timer-spec.json"
-    spec_path.write_text(json.dumps({"rate": rate, "max_duration": max_duration, "ready": str(ready),
-                                     "output": str(output)}))
+    spec_path.write_text(
+        json.dumps({"rate": rate, "max_duration": max_duration, "ready": str(ready), "output": str(output)})
+    )
     proc = subprocess.Popen([sys.executable, __file__, "--timer-control", str(spec_path)], cwd=ROOT)
     wait_for_file(ready, proc, 30, "the timer control")
     return TimerControl(proc, output)
@@ -476,6 +557,7 @@ def timer_control_main(spec_path: str) -> int:
 
 # -- the hello server (a separate process) ----------------------------------------------------------
 
+
 def hello_server_main(port: int) -> int:
     """Serve ``GET /hello/{id}`` and ``POST /hello`` with ``{"id": 1}`` on 127.0.0.1:``port`` until SIGTERM."""
     from aiohttp import web
@@ -492,6 +574,7 @@ def hello_server_main(port: int) -> int:
     app.router.add_post("/hello", hello)
     try:
         import uvloop  # type: ignore[import-not-found]
+
         uvloop.install()
     except ImportError:
         pass
@@ -513,6 +596,7 @@ def start_hello_server() -> tuple[subprocess.Popen, str]:
 
 # -- main --------------------------------------------------------------------------------------------
 
+
 def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}" if a is not None and b else "-"
 
@@ -525,11 +609,20 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="open-model rate, requests/s (default: behave.ini load_heavy)")
     parser.add_argument("--users", type=int, default=10, help="concurrent users of the closed model")
     parser.add_argument("--only", choices=("users", "hello"), help="one target only")
-    parser.add_argument("--generators", default=",".join(GENERATORS), metavar="LIST",
-                        help="comma-separated generators to run (the suite's always runs; e.g. locust alone, to "
-                             "compare a change of the suite's worker on a busy machine)")
-    parser.add_argument("--busy", type=int, default=0, metavar="N",
-                        help="N processes that only burn CPU run throughout, as on a busy shared machine")
+    parser.add_argument(
+        "--generators",
+        default=",".join(GENERATORS),
+        metavar="LIST",
+        help="comma-separated generators to run (the suite's always runs; e.g. locust alone, to "
+        "compare a change of the suite's worker on a busy machine)",
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N processes that only burn CPU run throughout, as on a busy shared machine",
+    )
     parser.add_argument("--client-worker", metavar="SPEC", help=argparse.SUPPRESS)
     parser.add_argument("--hello-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--timer-control", metavar="SPEC", help=argparse.SUPPRESS)
@@ -553,9 +646,12 @@ def main() -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     targets = [t for t in ("users", "hello") if args.only in (None, t)]
     generators = tuple(g for g in GENERATORS if g == "suite" or g in args.generators.split(","))
-    print(f"{machine()}; open model at {rate:g}/s, closed model with {args.users} users; "
-          f"{rounds} round(s) of {window.warmup:g} s warm-up + {window.seconds:g} s measured per run"
-          f"{f'; {args.busy} CPU burners running' if args.busy else ''}", flush=True)
+    print(
+        f"{machine()}; open model at {rate:g}/s, closed model with {args.users} users; "
+        f"{rounds} round(s) of {window.warmup:g} s warm-up + {window.seconds:g} s measured per run"
+        f"{f'; {args.busy} CPU burners running' if args.busy else ''}",
+        flush=True,
+    )
     work = Path(settings.work_root) / f"bench-loadgen-{secrets.token_hex(4)}"
     work.mkdir(parents=True)
     suite = None
@@ -571,8 +667,18 @@ def main() -> int:
             urls["users"] = suite.stack.api_url
         if "hello" in targets:
             hello, urls["hello"] = start_hello_server()
-        jobs = [Job(target, urls[target], model, rate, args.users, settings.load_write_fraction if target == "users"
-                    else 0.0) for target in targets for model in ("open", "closed")]
+        jobs = [
+            Job(
+                target,
+                urls[target],
+                model,
+                rate,
+                args.users,
+                settings.load_write_fraction if target == "users" else 0.0,
+            )
+            for target in targets
+            for model in ("open", "closed")
+        ]
         for round_index in range(rounds):
             for index, job in enumerate(jobs):
                 shift = (index + round_index) % len(generators)  # each generator takes every place in turn
@@ -585,8 +691,11 @@ def main() -> int:
                         else:
                             results[key] = measured
                     measured = this_round[0]
-                    print(f"  {job.target:<5} {job.workload:<12} {generator:<6} {measured.per_second:>8,.0f} req/s  "
-                          f"{measured.per_cpu_second or 0:>8,.0f} req/CPU-s", flush=True)
+                    print(
+                        f"  {job.target:<5} {job.workload:<12} {generator:<6} {measured.per_second:>8,.0f} req/s  "
+                        f"{measured.per_cpu_second or 0:>8,.0f} req/CPU-s",
+                        flush=True,
+                    )
     finally:
         for burner in burners:
             stop_process(burner, 5)
@@ -597,9 +706,28 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print(table(["target", "workload", "generator", "req/s", "req/CPU-s", "CPU", "p50 ms", "p99 ms",
-                 "lag p99 ms", "errors"], [results[(j.target, j.workload, g)].row() for j in jobs
-                                           for g in generators + ("timer",) if (j.target, j.workload, g) in results]))
+    print(
+        table(
+            [
+                "target",
+                "workload",
+                "generator",
+                "req/s",
+                "req/CPU-s",
+                "CPU",
+                "p50 ms",
+                "p99 ms",
+                "lag p99 ms",
+                "errors",
+            ],
+            [
+                results[(j.target, j.workload, g)].row()
+                for j in jobs
+                for g in generators + ("timer",)
+                if (j.target, j.workload, g) in results
+            ],
+        )
+    )
     by = results
     ratio_rows = []
     cpu_ratios: list[float] = []
@@ -613,19 +741,27 @@ def main() -> int:
                 cpu_ratios.append(ours.per_cpu_second / theirs.per_cpu_second)
         ratio_rows.append(row)
     print()
-    print(table(["target", "workload"] + [h for other in generators[1:] for h in (f"suite/{other} req/CPU-s", "req/s")],
-                ratio_rows))
+    print(
+        table(
+            ["target", "workload"] + [h for other in generators[1:] for h in (f"suite/{other} req/CPU-s", "req/s")],
+            ratio_rows,
+        )
+    )
     lags = [percentile(m.lags, 99) for m in results.values() if m.generator == "suite" and m.lags]
     worst_lag = max((lag for lag in lags if lag is not None), default=None)
     worst_ratio = min(cpu_ratios, default=None)
     controls = [percentile(m.lags, 99) for m in results.values() if m.generator == "timer" and m.lags]
     worst_control = max((lag for lag in controls if lag is not None), default=None)
     print()
-    print(f"goal: suite/locust requests per CPU-second >= {CPU_RATIO_GOAL:g}: worst {ratio(worst_ratio, 1.0)}"
-          f" -> {'met' if worst_ratio is not None and worst_ratio >= CPU_RATIO_GOAL else 'NOT met'}")
-    print(f"goal: open-model schedule lag p99 < {LAG_GOAL * 1000:g} ms at {rate:g}/s: worst {ms(worst_lag, 2)} ms"
-          f" -> {'met' if worst_lag is not None and worst_lag < LAG_GOAL else 'NOT met'}"
-          f" (a bare timer loop in the same windows: worst {ms(worst_control, 2)} ms, the machine's own share)")
+    print(
+        f"goal: suite/locust requests per CPU-second >= {CPU_RATIO_GOAL:g}: worst {ratio(worst_ratio, 1.0)}"
+        f" -> {'met' if worst_ratio is not None and worst_ratio >= CPU_RATIO_GOAL else 'NOT met'}"
+    )
+    print(
+        f"goal: open-model schedule lag p99 < {LAG_GOAL * 1000:g} ms at {rate:g}/s: worst {ms(worst_lag, 2)} ms"
+        f" -> {'met' if worst_lag is not None and worst_lag < LAG_GOAL else 'NOT met'}"
+        f" (a bare timer loop in the same windows: worst {ms(worst_control, 2)} ms, the machine's own share)"
+    )
     return 0
 
 

@@ -17,6 +17,7 @@ with its settings in the environment:
 Each request is recorded from Locust's ``request`` event, which costs Locust
 about what recording its history costs the suite's worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,9 @@ class BenchUser(FastHttpUser):
         if not _acked or _rng.random() < WRITE_FRACTION:
             seq = next(_seq)
             name, email = f"user-{RUN_ID}-{seq}", f"{RUN_ID}-{seq}@load.test"
-            with self.client.post("/users", json={"name": name, "email": email}, name="write",
-                                  catch_response=True) as response:
+            with self.client.post(
+                "/users", json={"name": name, "email": email}, name="write", catch_response=True
+            ) as response:
                 if response.status_code == 201:
                     row = response.json()
                     _acked.append((row["id"], name, email))

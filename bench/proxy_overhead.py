@@ -19,18 +19,18 @@ Prints requests/s, p50/p99 latency and the proxy's CPU use (share of one core)
 side by side, and the ratios proxied/direct last. On a small machine the
 proxy's CPU is taken from the others, so the ratio includes that contention.
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
-from dataclasses import replace
 import os
 import secrets
 import shutil
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,13 +39,13 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import psycopg2  # noqa: E402
 
-from support.core.config import Settings  # noqa: E402
-from support.backends.process.pg_binaries import find_pg_binaries, run_as_for  # noqa: E402
 from support.backends.process.backend import ApiProcess, PostgresProcess, connection_values  # noqa: E402
-from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file  # noqa: E402
-from support.proxy.client import ProxyServer  # noqa: E402
+from support.backends.process.pg_binaries import find_pg_binaries, run_as_for  # noqa: E402
+from support.core.config import Settings  # noqa: E402
 from support.core.waiting import wait_until  # noqa: E402
 from support.load.history import percentile  # noqa: E402
+from support.proxy.client import ProxyServer  # noqa: E402
+from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file  # noqa: E402
 
 
 @dataclass
@@ -118,6 +118,7 @@ def run_round(dsn: str, clients: int, seconds: float, into: Result) -> None:
 async def _api_round(url: str, concurrency: int, seconds: float, into: Result) -> None:
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+
         async def get() -> bool:
             async with session.get(f"{url}/users/1") as response:
                 await response.read()
@@ -149,8 +150,10 @@ def start_api(postgres: PostgresProcess, port: int, app_password: str, run_dir: 
     """The reference API on its own free port, reaching PostgreSQL at 127.0.0.1:``port``; ready with user 1."""
     run_dir.mkdir(parents=True, exist_ok=True)
     definition = load_stack_file(DEFAULT_STACK_FILE)
-    values = {**connection_values("127.0.0.1", port, "users", "app", app_password),
-              "stack_dir": str(DEFAULT_STACK_FILE.parent)}
+    values = {
+        **connection_values("127.0.0.1", port, "users", "app", app_password),
+        "stack_dir": str(DEFAULT_STACK_FILE.parent),
+    }
     command = tuple(app if part == "users_api.main:app" else part for part in definition.api.command)
     api = ApiProcess(replace(definition.api, command=command), values, run_dir)
     api.start(30)
@@ -193,8 +196,11 @@ def main() -> int:
             proxied_port = client.create_proxy("postgres", postgres.address).port
         direct_dsn = postgres.dsn()
         proxied_dsn = direct_dsn.replace(f"port={postgres.address.port}", f"port={proxied_port}")
-        print(f"PostgreSQL on :{postgres.address.port}, proxy ({proxy_server.loop} loop) on :{proxied_port}; "
-              f"{args.rounds} rounds x {args.seconds:g} s per path and workload", flush=True)
+        print(
+            f"PostgreSQL on :{postgres.address.port}, proxy ({proxy_server.loop} loop) on :{proxied_port}; "
+            f"{args.rounds} rounds x {args.seconds:g} s per path and workload",
+            flush=True,
+        )
         results: dict[tuple[str, str], Result] = {}
         order = [("direct", "proxied"), ("proxied", "direct")]
         if args.only != "api":
@@ -227,17 +233,23 @@ def main() -> int:
                     cpu_before = cpu_seconds(proxy_server.pid)
                     run_api_round(urls[path], args.api_concurrency, args.seconds, result)
                     result.proxy_cpu += cpu_seconds(proxy_server.pid) - cpu_before
-        print(f"{'workload':<22} {'path':<8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-              f"{'proxy CPU':>10}")
+        print(
+            f"{'workload':<22} {'path':<8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
+            f"{'proxy CPU':>10}"
+        )
         for (workload, path), result in results.items():
             cpu = f"{result.proxy_cpu / result.elapsed:>9.0%}" if path == "proxied" else f"{'':>9}-"
-            print(f"{workload:<22} {path:<8} {result.per_second:>11,.0f} {result.latency_ms(50):>8.3f} "
-                  f"{result.latency_ms(99):>8.3f} {result.errors:>7} {cpu}")
+            print(
+                f"{workload:<22} {path:<8} {result.per_second:>11,.0f} {result.latency_ms(50):>8.3f} "
+                f"{result.latency_ms(99):>8.3f} {result.errors:>7} {cpu}"
+            )
         ratios = []
         for workload in dict.fromkeys(w for w, _ in results):
             direct, proxied = results[(workload, "direct")], results[(workload, "proxied")]
-            ratios.append(f"{workload}: throughput {proxied.per_second / direct.per_second:.2f}, "
-                          f"p50 latency {proxied.latency_ms(50) / direct.latency_ms(50):.2f}x")
+            ratios.append(
+                f"{workload}: throughput {proxied.per_second / direct.per_second:.2f}, "
+                f"p50 latency {proxied.latency_ms(50) / direct.latency_ms(50):.2f}x"
+            )
         print("ratio proxied/direct: " + "; ".join(reversed(ratios)))
     finally:
         for api in apis:

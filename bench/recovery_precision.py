@@ -34,6 +34,7 @@ that times it (the link cut by its outage window and downtime, the pause by its
 silence; the pause's outage window is shown but not judged, see ``main``); the
 worst absolute error is printed last against the goal of 100 ms.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,9 @@ from bench.common import bench_settings, machine, table  # noqa: E402
 from support.checks.latency import longest_silence  # noqa: E402
 from support.checks.recovery import recovery as measure_recovery  # noqa: E402
 from support.faults.base import Fault  # noqa: E402
+from support.faults.network import LinkDown  # noqa: E402
 from support.faults.process import ServicePause  # noqa: E402
 from support.load.history import OK  # noqa: E402
-from support.faults.network import LinkDown  # noqa: E402
 from support.run.suite import Suite, start_suite  # noqa: E402
 
 GOAL = 0.100  # s: the largest acceptable timing error
@@ -96,10 +97,23 @@ class Outcome:
         def offset(v: float | None) -> str:
             return "-" if v is None else f"{v * 1000:.0f}"
 
-        return [self.fault, f"{self.injected:g}", s(self.ledger), s(self.outage), err(self.outage_error),
-                offset(self.first_failure), offset(self.last_failure), str(self.failures), "-" if self.recovery is None else f"{self.recovery * 1000:.0f}",
-                s(self.downtime), err(self.downtime_error), s(self.silence), err(self.silence_error), str(self.requests),
-                self.kinds or "-"]
+        return [
+            self.fault,
+            f"{self.injected:g}",
+            s(self.ledger),
+            s(self.outage),
+            err(self.outage_error),
+            offset(self.first_failure),
+            offset(self.last_failure),
+            str(self.failures),
+            "-" if self.recovery is None else f"{self.recovery * 1000:.0f}",
+            s(self.downtime),
+            err(self.downtime_error),
+            s(self.silence),
+            err(self.silence_error),
+            str(self.requests),
+            self.kinds or "-",
+        ]
 
 
 def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
@@ -108,26 +122,47 @@ def run_one(suite: Suite, kind: str, seconds: float, rate: float) -> Outcome:
     state = suite.begin_scenario(f"{kind} for {seconds:g} s")
     try:
         state.start_load(state.open_load(rate))
-        fault: Fault = (LinkDown(suite.stack.link("api", "postgres")) if kind == "link down"
-                        else ServicePause(suite.stack.service("api")))
+        fault: Fault = (
+            LinkDown(suite.stack.link("api", "postgres"))
+            if kind == "link down"
+            else ServicePause(suite.stack.service("api"))
+        )
         state.hold(fault, seconds)
         history = state.observed(10.0)
         window = state.ledger.windows()[-1]
         assert window.healed is not None
-        recovery = measure_recovery(history, window.recovery_reference, since=window.injected,
-                                     min_successes=settings.recovery_min_successes,
-                                     min_span=settings.recovery_min_span)
+        recovery = measure_recovery(
+            history,
+            window.recovery_reference,
+            since=window.injected,
+            min_successes=settings.recovery_min_successes,
+            min_span=settings.recovery_min_span,
+        )
         downtime = None
         if recovery.recovered_at is not None and recovery.outage_start is not None:
             downtime = recovery.recovered_at - recovery.outage_start
         silence = longest_silence(history, window.injected).seconds
         first = None if recovery.outage_start is None else recovery.outage_start - window.injected
         last = None if recovery.outage_end is None else window.healed - recovery.outage_end
-        kinds = Counter(str(r.status) if r.status is not None else r.error.split(":")[0]
-                        for r in history if r.start >= window.injected and r.outcome != OK)
-        return Outcome(kind, seconds, window.healed - window.injected, recovery.outage, first, last,
-                       recovery.failures, recovery.recovery_time, downtime, silence, len(history),
-                       ", ".join(f"{what} x{n}" for what, n in kinds.most_common(3)))
+        kinds = Counter(
+            str(r.status) if r.status is not None else r.error.split(":")[0]
+            for r in history
+            if r.start >= window.injected and r.outcome != OK
+        )
+        return Outcome(
+            kind,
+            seconds,
+            window.healed - window.injected,
+            recovery.outage,
+            first,
+            last,
+            recovery.failures,
+            recovery.recovery_time,
+            downtime,
+            silence,
+            len(history),
+            ", ".join(f"{what} x{n}" for what, n in kinds.most_common(3)),
+        )
     finally:
         suite.end_scenario(state)
 
@@ -142,8 +177,11 @@ def main() -> int:
     durations = [float(d) for d in (args.durations or ("1" if args.quick else "1,3,5")).split(",")]
 
     settings = bench_settings()
-    print(f"{machine()}; open load of {args.rate:g} requests/s; outages of {', '.join(f'{d:g}' for d in durations)} s"
-          f" x {args.rounds}", flush=True)
+    print(
+        f"{machine()}; open load of {args.rate:g} requests/s; outages of {', '.join(f'{d:g}' for d in durations)} s"
+        f" x {args.rounds}",
+        flush=True,
+    )
     results: list[Outcome] = []
     suite = start_suite(settings)
     try:
@@ -152,15 +190,37 @@ def main() -> int:
                 for seconds in durations:
                     outcome = run_one(suite, kind, seconds, args.rate)
                     results.append(outcome)
-                    print(f"  {kind} {seconds:g} s: outage {outcome.outage:.3f} s, recovery "
-                          f"{(outcome.recovery or 0) * 1000:.0f} ms, silence {outcome.silence:.3f} s", flush=True)
+                    print(
+                        f"  {kind} {seconds:g} s: outage {outcome.outage:.3f} s, recovery "
+                        f"{(outcome.recovery or 0) * 1000:.0f} ms, silence {outcome.silence:.3f} s",
+                        flush=True,
+                    )
     finally:
         suite.close()
 
     print()
-    print(table(["fault", "D s", "ledger s", "outage s", "err ms", "1st fail ms", "heal-last ms", "failed",
-                 "recovery ms", "downtime s", "err ms", "silence s", "err ms", "requests", "failures"],
-                [r.row() for r in results]))
+    print(
+        table(
+            [
+                "fault",
+                "D s",
+                "ledger s",
+                "outage s",
+                "err ms",
+                "1st fail ms",
+                "heal-last ms",
+                "failed",
+                "recovery ms",
+                "downtime s",
+                "err ms",
+                "silence s",
+                "err ms",
+                "requests",
+                "failures",
+            ],
+            [r.row() for r in results],
+        )
+    )
     print()
     worst_all: float | None = None
     # Each fault is judged by the measure that times it: a cut link answers fast 503s (the
@@ -173,8 +233,9 @@ def main() -> int:
     for kind in FAULTS:
         mine = [r for r in results if r.fault == kind]
         for name in measures[kind] + shown.get(kind, ()):
-            errors = [{"outage": r.outage_error, "downtime": r.downtime_error, "silence": r.silence_error}[name]
-                      for r in mine]
+            errors = [
+                {"outage": r.outage_error, "downtime": r.downtime_error, "silence": r.silence_error}[name] for r in mine
+            ]
             seen = [e for e in errors if e is not None]
             worst = max(seen, key=abs, default=None)
             judged = name in measures[kind]
@@ -183,8 +244,10 @@ def main() -> int:
             if worst is None:
                 verdict = "not measured"
             elif judged:
-                verdict = (f"worst error {worst * 1000:+.0f} ms -> {'within' if abs(worst) < GOAL else 'OUTSIDE'}"
-                           f" the {GOAL * 1000:.0f} ms goal")
+                verdict = (
+                    f"worst error {worst * 1000:+.0f} ms -> {'within' if abs(worst) < GOAL else 'OUTSIDE'}"
+                    f" the {GOAL * 1000:.0f} ms goal"
+                )
             else:
                 verdict = f"largest difference {worst * 1000:+.0f} ms (shown, not judged: failures, not the freeze)"
             missing = len(errors) - len(seen)

@@ -24,6 +24,7 @@ scenario (imports, step loading and the stack start in ``before_all``) and
 Printed last: the breakdown per scenario, the totals per backend, and the
 comparison with QA_Recovery_Testing's 4 to 5 minutes for its seven cases.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -131,8 +132,9 @@ def step_module(step: dict) -> str:
     return location.stem if location.parent.name == "steps" else ""
 
 
-def breakdown(json_path: Path, clock_path: Path, launched: float, ended: float, backend: str,
-              exit_code: int) -> RunTime:
+def breakdown(
+    json_path: Path, clock_path: Path, launched: float, ended: float, backend: str, exit_code: int
+) -> RunTime:
     """Phases per scenario from behave's JSON (steps) and the PhaseClock stamps (hooks)."""
     features = json.loads(json_path.read_text()) if json_path.exists() and json_path.stat().st_size else []
     events = [json.loads(line) for line in clock_path.read_text().splitlines()] if clock_path.exists() else []
@@ -183,8 +185,12 @@ def docker_answers() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        return subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
-                              timeout=10).returncode == 0
+        return (
+            subprocess.run(
+                ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, timeout=10
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -192,11 +198,25 @@ def docker_answers() -> bool:
 def write_config(work: Path) -> None:
     """A behave.ini like the repository's, with every report written under ``work``."""
     userdata = read_ini_userdata(ROOT / "behave.ini")
-    lines = ["[behave]", f"paths = {ROOT / 'features'}", "default_format = pretty", "format = pretty",
-             "    allure_behave.formatter:AllureFormatter", "    json", "    bench.suite_time:PhaseClock",
-             f"outfiles = {work / 'pretty.txt'}", f"    {work / 'allure-results'}", f"    {work / 'behave.json'}",
-             f"    {work / 'clock.jsonl'}", "junit = true", f"junit_directory = {work / 'junit'}",
-             "show_skipped = false", "logging_level = WARNING", "", "[behave.userdata]"]
+    lines = [
+        "[behave]",
+        f"paths = {ROOT / 'features'}",
+        "default_format = pretty",
+        "format = pretty",
+        "    allure_behave.formatter:AllureFormatter",
+        "    json",
+        "    bench.suite_time:PhaseClock",
+        f"outfiles = {work / 'pretty.txt'}",
+        f"    {work / 'allure-results'}",
+        f"    {work / 'behave.json'}",
+        f"    {work / 'clock.jsonl'}",
+        "junit = true",
+        f"junit_directory = {work / 'junit'}",
+        "show_skipped = false",
+        "logging_level = WARNING",
+        "",
+        "[behave.userdata]",
+    ]
     lines += [f"{name} = {value}" for name, value in userdata.items()]
     (work / "behave.ini").write_text("\n".join(lines) + "\n")
 
@@ -205,8 +225,17 @@ def run_suite(backend: str, work: Path, paths: list[str]) -> RunTime:
     """One ``behave --tags=@chaos`` run on ``backend``, from a directory holding :func:`write_config`'s ini."""
     work.mkdir(parents=True)
     write_config(work)
-    argv = [sys.executable, "-m", "behave", "--tags=@chaos", "-D", f"backend={backend}",
-            "-D", f"work_root={WORK_ROOT}", *[str(ROOT / p) for p in paths]]
+    argv = [
+        sys.executable,
+        "-m",
+        "behave",
+        "--tags=@chaos",
+        "-D",
+        f"backend={backend}",
+        "-D",
+        f"work_root={WORK_ROOT}",
+        *[str(ROOT / p) for p in paths],
+    ]
     # the directory of environment.py and steps/ is found from the feature paths; bench.suite_time from ROOT
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     launched = time.monotonic()
@@ -227,16 +256,18 @@ def run_suite(backend: str, work: Path, paths: list[str]) -> RunTime:
             proc.wait(timeout=60)
             raise
     ended = time.monotonic()
-    (work / "run.json").write_text(json.dumps({"backend": backend, "launched": launched, "ended": ended,
-                                               "exit_code": code}))
+    (work / "run.json").write_text(
+        json.dumps({"backend": backend, "launched": launched, "ended": ended, "exit_code": code})
+    )
     return report_of(work)
 
 
 def report_of(work: Path) -> RunTime:
     """The :class:`RunTime` of a run directory that :func:`run_suite` made."""
     run = json.loads((work / "run.json").read_text())
-    return breakdown(work / "behave.json", work / "clock.jsonl", run["launched"], run["ended"], run["backend"],
-                     run["exit_code"])
+    return breakdown(
+        work / "behave.json", work / "clock.jsonl", run["launched"], run["ended"], run["backend"], run["exit_code"]
+    )
 
 
 def print_figures(runs: list[RunTime]) -> None:
@@ -244,32 +275,62 @@ def print_figures(runs: list[RunTime]) -> None:
     for run in runs:
         print()
         print(f"backend {run.backend}: per scenario, seconds")
-        rows = [[s.name[:58], *(f"{s.phases[p]:.2f}" for p in PHASES), f"{s.total:.2f}", s.status]
-                for s in run.scenarios]
+        rows = [
+            [s.name[:58], *(f"{s.phases[p]:.2f}" for p in PHASES), f"{s.total:.2f}", s.status] for s in run.scenarios
+        ]
         totals = {p: sum(s.phases[p] for s in run.scenarios) for p in PHASES}
-        rows.append(["all scenarios", *(f"{totals[p]:.1f}" for p in PHASES),
-                     f"{sum(totals.values()):.1f}", f"{run.passed}/{len(run.scenarios)}"])
+        rows.append(
+            [
+                "all scenarios",
+                *(f"{totals[p]:.1f}" for p in PHASES),
+                f"{sum(totals.values()):.1f}",
+                f"{run.passed}/{len(run.scenarios)}",
+            ]
+        )
         print(table(["scenario", *PHASES, "total", "status"], rows))
     print()
     low, high, cases = QA_RECOVERY_TESTING
     rows = []
     for run in runs:
         n = len(run.scenarios) or 1
-        rows.append([run.backend, str(len(run.scenarios)), f"{run.wall:.1f}", f"{run.start:.1f}", f"{run.stop:.1f}",
-                     f"{run.wall / n:.1f}", f"{(low / cases) / (run.wall / n):.1f}-{(high / cases) / (run.wall / n):.1f}x",
-                     str(run.exit_code)])
-    rows.append(["QA_Recovery_Testing", str(cases), f"{low:.0f}-{high:.0f}", "-", "-",
-                 f"{low / cases:.0f}-{high / cases:.0f}", "1x", "-"])
-    print(table(["run", "scenarios", "wall s", "start s", "stop s", "s per scenario", "faster per scenario",
-                 "exit"], rows))
+        rows.append(
+            [
+                run.backend,
+                str(len(run.scenarios)),
+                f"{run.wall:.1f}",
+                f"{run.start:.1f}",
+                f"{run.stop:.1f}",
+                f"{run.wall / n:.1f}",
+                f"{(low / cases) / (run.wall / n):.1f}-{(high / cases) / (run.wall / n):.1f}x",
+                str(run.exit_code),
+            ]
+        )
+    rows.append(
+        [
+            "QA_Recovery_Testing",
+            str(cases),
+            f"{low:.0f}-{high:.0f}",
+            "-",
+            "-",
+            f"{low / cases:.0f}-{high / cases:.0f}",
+            "1x",
+            "-",
+        ]
+    )
+    print(
+        table(
+            ["run", "scenarios", "wall s", "start s", "stop s", "s per scenario", "faster per scenario", "exit"], rows
+        )
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"only {QUICK_FEATURE}, process backend (under a minute)")
-    parser.add_argument("--backends", help="comma-separated: process, docker (default: process, and docker when "
-                                           "a daemon answers; --quick: process)")
+    parser.add_argument("--quick", action="store_true", help=f"only {QUICK_FEATURE}, process backend (under a minute)")
+    parser.add_argument(
+        "--backends",
+        help="comma-separated: process, docker (default: process, and docker when a daemon answers; --quick: process)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the reports under /tmp/chaos-suite-bench")
     parser.add_argument("--from", dest="source", metavar="DIR", help="print the figures of runs kept with --keep")
     args = parser.parse_args()
@@ -281,8 +342,9 @@ def main() -> int:
     else:
         backends = ["process"] + (["docker"] if not args.quick and docker_answers() else [])
     paths = [QUICK_FEATURE] if args.quick else []
-    print(f"{machine()}; behave --tags=@chaos {' '.join(paths) or '(all features)'} on: {', '.join(backends)}",
-          flush=True)
+    print(
+        f"{machine()}; behave --tags=@chaos {' '.join(paths) or '(all features)'} on: {', '.join(backends)}", flush=True
+    )
     if not args.quick and "docker" not in backends:
         print("  (no Docker daemon answers: the docker backend is left out)", flush=True)
     root = Path(WORK_ROOT)
@@ -293,8 +355,11 @@ def main() -> int:
         for backend in backends:
             run = run_suite(backend, work / backend, paths)
             runs.append(run)
-            print(f"  {backend}: {run.wall:.1f} s, {run.passed}/{len(run.scenarios)} scenarios passed "
-                  f"(exit code {run.exit_code}); log {work / backend / 'behave.log'}", flush=True)
+            print(
+                f"  {backend}: {run.wall:.1f} s, {run.passed}/{len(run.scenarios)} scenarios passed "
+                f"(exit code {run.exit_code}); log {work / backend / 'behave.log'}",
+                flush=True,
+            )
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -10,6 +10,7 @@ over the DevTools protocol on 127.0.0.1: opens the scenario's result, expands
 its "timeline chart" attachment and captures the page. Everything it starts is
 stopped before it returns.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,19 @@ from pathlib import Path
 import aiohttp
 
 LOOPBACK = "127.0.0.1"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--disable-default-apps", "--disable-extensions", "--mute-audio"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--mute-audio",
+]
 # clicks the attachment row whose title is NAME (which expands it in place), scrolling only if needed
 _OPEN_ATTACHMENT = """
 (() => {
@@ -87,6 +98,7 @@ async def _until(check, timeout: float, what: str, interval: float = 0.1):
 
 async def _capture(devtools_port: int, url: str, attachment: str, out: Path, width: int, height: int) -> None:
     async with aiohttp.ClientSession() as http:
+
         async def page_ws():
             async with http.get(f"http://{LOOPBACK}:{devtools_port}/json/list") as response:
                 pages = [p for p in await response.json() if p.get("type") == "page"]
@@ -111,8 +123,9 @@ async def _capture(devtools_port: int, url: str, attachment: str, out: Path, wid
                 result = await call("Runtime.evaluate", expression=expression, returnByValue=True)
                 return result.get("result", {}).get("value")
 
-            await call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
-                       mobile=False)
+            await call(
+                "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+            )
             await call("Page.navigate", url=url)
             script = _OPEN_ATTACHMENT.replace("NAME", json.dumps(attachment))
             await _until(lambda: _is(evaluate(script), "clicked"), 30, f"the {attachment!r} attachment row")
@@ -141,10 +154,20 @@ def main(argv: list[str] | None = None) -> int:
     server = _serve(args.report)
     profile = tempfile.mkdtemp(prefix="report-shot-")
     # a free port for DevTools: Chromium picks one itself with port 0 and writes it to DevToolsActivePort
-    proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                             f"--remote-debugging-address={LOOPBACK}", "--remote-debugging-port=0",
-                             f"--window-size={width},{height}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--remote-debugging-address={LOOPBACK}",
+            "--remote-debugging-port=0",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         active = Path(profile) / "DevToolsActivePort"
         deadline = time.monotonic() + 30

@@ -1,4 +1,5 @@
 """Then steps that judge what the load saw."""
+
 from behave import then
 
 

@@ -1,4 +1,5 @@
 """Steps that break the database from the inside (sessions, slots, locks, read-only, slowness), and judge it."""
+
 from behave import given, then, when
 
 

@@ -1,4 +1,5 @@
 """Steps that talk to the API directly: its health endpoint and single requests."""
+
 from behave import then
 
 

@@ -1,4 +1,5 @@
 """Steps that start a background load against the API."""
+
 from behave import given
 
 

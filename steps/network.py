@@ -1,4 +1,5 @@
 """Steps that break the network between two services, through the suite's fault proxy."""
+
 from behave import when
 
 

@@ -1,4 +1,5 @@
 """Steps about a service's background work: what its worker must do with every acknowledged write."""
+
 from behave import then
 
 

@@ -1,4 +1,5 @@
 """Steps about the stack as a whole and its services' life: start, stop, kill, restart, pause."""
+
 from behave import given, when
 
 

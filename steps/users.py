@@ -3,6 +3,7 @@
 ``{records}`` is the workload's noun (``records = "notes"`` in the stack file; "users" always
 works): a wrong one is refused when the features are read, so the steps need not look at it.
 """
+
 from behave import given, then, when
 
 

@@ -13,6 +13,7 @@ Packages, lowest layer first; a package imports only from those before it
 8. ``evidence``  Allure attachments, chart, summary, report metadata, progress line
 9. ``run``       the run and the scenario state that hooks and steps use
 """
+
 from pathlib import Path
 
 #: the suite's repository: where the stack, the features and the library live

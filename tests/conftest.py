@@ -4,6 +4,7 @@
 venv that the README's test command has just made, so they are built here (reused while their inputs are
 unchanged: a no-op after the first session). Without an engine nothing is built and the Docker tests skip.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,17 @@ def pytest_sessionstart(session) -> None:
         return
     if subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False).returncode != 0:
         return
-    built = subprocess.run([sys.executable, "-m", "support.backends.docker.images"], cwd=REPO_ROOT,
-                           capture_output=True, text=True, timeout=1800, check=False,
-                           env={**os.environ, "CHAOS_DOCKER_BASE_IMAGE":
-                                os.environ.get("CHAOS_DOCKER_BASE_IMAGE", "debian:bookworm-slim")})
+    built = subprocess.run(
+        [sys.executable, "-m", "support.backends.docker.images"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env={
+            **os.environ,
+            "CHAOS_DOCKER_BASE_IMAGE": os.environ.get("CHAOS_DOCKER_BASE_IMAGE", "debian:bookworm-slim"),
+        },
+    )
     if built.returncode != 0:  # the Docker tests will say why; the rest of the session still runs
         print(f"conftest: the stack's images could not be built:\n{built.stdout}{built.stderr}", file=sys.stderr)
-

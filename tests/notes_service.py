@@ -9,6 +9,7 @@ the load worker log in again.
 - ``GET /v1/notes/{note_id}`` -> the note; ``GET /v1/notes`` -> ``{"count": n}``
 - anything else under /v1 without ``Authorization: Bearer <valid token>`` -> 401; outside /v1 -> 404
 """
+
 from __future__ import annotations
 
 import json
@@ -85,8 +86,10 @@ class NotesService:
                 data = self.body()
                 if self.path == "/v1/token":
                     form = {k: v[0] for k, v in parse_qs(data.decode()).items()}
-                    if self.headers.get("Content-Type") != "application/x-www-form-urlencoded" or \
-                            (form.get("username"), form.get("password")) != (USERNAME, PASSWORD):
+                    if self.headers.get("Content-Type") != "application/x-www-form-urlencoded" or (
+                        form.get("username"),
+                        form.get("password"),
+                    ) != (USERNAME, PASSWORD):
                         return self.answer(400, {"detail": "incorrect username or password"})
                     token = secrets.token_urlsafe(16)
                     with service.lock:
@@ -99,8 +102,10 @@ class NotesService:
                     return self.answer(401, {"detail": "not authenticated"})
                 note = json.loads(data)
                 with psycopg2.connect(service.dsn) as conn, conn.cursor() as cur:
-                    cur.execute("INSERT INTO notes (slug, title) VALUES (%s, %s) RETURNING note_id",
-                                (note["slug"], note["title"]))
+                    cur.execute(
+                        "INSERT INTO notes (slug, title) VALUES (%s, %s) RETURNING note_id",
+                        (note["slug"], note["title"]),
+                    )
                     ident = cur.fetchone()[0]
                 conn.close()
                 self.answer(201, {"note_id": ident, "slug": note["slug"], "title": note["title"]})
@@ -115,8 +120,10 @@ class NotesService:
                         cur.execute("SELECT count(*) FROM notes")
                         row = {"count": cur.fetchone()[0]}
                     else:
-                        cur.execute("SELECT note_id, slug, title FROM notes WHERE note_id = %s",
-                                    (int(self.path.rsplit("/", 1)[1]),))
+                        cur.execute(
+                            "SELECT note_id, slug, title FROM notes WHERE note_id = %s",
+                            (int(self.path.rsplit("/", 1)[1]),),
+                        )
                         found = cur.fetchone()
                         row = dict(zip(("note_id", "slug", "title"), found, strict=True)) if found else None
                 conn.close()

@@ -1,4 +1,5 @@
 """Running the behave suite as a user would, from a test, and checking what it left behind."""
+
 from __future__ import annotations
 
 import atexit
@@ -83,8 +84,20 @@ def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = RE
     work_root = _remember(Path("/tmp/chaos-suite-tests") / f"{work_root.parent.name}-{uuid.uuid4().hex[:8]}")
     work_root.mkdir(parents=True)
     work_root.parent.chmod(0o755)
-    argv = [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
-            "-D", f"work_root={work_root}", "-D", "keep_work_dir=true", *args]
+    argv = [
+        sys.executable,
+        "-m",
+        "behave",
+        "--no-capture",
+        "-f",
+        "plain",
+        "--no-junit",
+        "-D",
+        f"work_root={work_root}",
+        "-D",
+        "keep_work_dir=true",
+        *args,
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
     env["PYTHONPATH"] = str(REPO)
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -97,11 +110,27 @@ def start_behave(project: Path, work_root: Path, *args: str) -> subprocess.Popen
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen(
-        [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
-         "-D", f"work_root={work_root}", "-D", "keep_work_dir=true", *args],
+        [
+            sys.executable,
+            "-m",
+            "behave",
+            "--no-capture",
+            "-f",
+            "plain",
+            "--no-junit",
+            "-D",
+            f"work_root={work_root}",
+            "-D",
+            "keep_work_dir=true",
+            *args,
+        ],
         # output to a file, not a pipe nobody reads until the end: a full pipe would stall the run
-        cwd=project, env=env, stdout=open(work_root / "behave.out", "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True)
+        cwd=project,
+        env=env,
+        stdout=open(work_root / "behave.out", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def leftovers(run: BehaveRun) -> list[str]:

@@ -6,6 +6,7 @@ that completes the TCP handshake and never answers, as a SIGSTOPped PostgreSQL
 does). The last group starts a private PostgreSQL cluster and is skipped only
 when no PostgreSQL server binaries are installed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -155,7 +156,9 @@ def test_failure_descriptions_are_one_short_line_without_secrets() -> None:
     secret = _wrapped(psycopg2.OperationalError("could not connect: password=s3cret-pw rejected"))
     assert describe_failure(multi) == "server closed the connection unexpectedly"
     assert "s3cret-pw" not in describe_failure(secret)
-    assert describe_failure(sa_exc.TimeoutError("QueuePool limit")) == "connection pool exhausted (all connections busy)"
+    assert (
+        describe_failure(sa_exc.TimeoutError("QueuePool limit")) == "connection pool exhausted (all connections busy)"
+    )
     assert describe_failure(DeadlineExceeded("request deadline of 3 s exceeded")) == "request deadline of 3 s exceeded"
     assert len(describe_failure(_wrapped(psycopg2.OperationalError("x" * 1000)))) == 200
 
@@ -283,7 +286,9 @@ def test_frozen_server_health_is_bounded_and_single_flight(frozen_server: int) -
 
 
 def test_frozen_server_request_deadline_gives_503_and_error_hook_runs(frozen_server: int) -> None:
-    db = Database(_settings(frozen_server, request_timeout=0.4, connect_timeout=10), on_database_error=lambda e, x: None)
+    db = Database(
+        _settings(frozen_server, request_timeout=0.4, connect_timeout=10), on_database_error=lambda e, x: None
+    )
     db.schema_ready.set()
 
     async def attempt() -> None:
@@ -348,8 +353,9 @@ def test_uvicorn_without_database_url_prints_one_line_and_exits() -> None:
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert len(mentions) == 1
-    assert mentions[0].endswith("configuration error: DATABASE_URL is required, e.g. "
-                                "postgresql+psycopg2://user:password@127.0.0.1:5432/dbname")
+    assert mentions[0].endswith(
+        "configuration error: DATABASE_URL is required, e.g. postgresql+psycopg2://user:password@127.0.0.1:5432/dbname"
+    )
 
 
 # -- against a real PostgreSQL ------------------------------------------------------------
@@ -370,17 +376,28 @@ class Cluster:
         return f"postgresql+psycopg2://app:app-pw@127.0.0.1:{self.port}/app"
 
     def start(self, timeout: float = 20.0) -> None:
-        cmd = [str(self.bindir / "postgres"), "-D", str(self.root / "data"), "-p", str(self.port),
-               "-k", str(self.root), "-c", "listen_addresses=127.0.0.1"]
+        cmd = [
+            str(self.bindir / "postgres"),
+            "-D",
+            str(self.root / "data"),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.root),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ]
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     **self.popen_kwargs)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **self.popen_kwargs
+        )
         log.close()
 
         def ready() -> bool:
             try:
-                psycopg2.connect(host=str(self.root), port=self.port, user="postgres", dbname="postgres",
-                                 connect_timeout=2).close()
+                psycopg2.connect(
+                    host=str(self.root), port=self.port, user="postgres", dbname="postgres", connect_timeout=2
+                ).close()
                 return True
             except psycopg2.OperationalError:
                 return False
@@ -409,9 +426,24 @@ def cluster() -> Iterator[Cluster]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    subprocess.run([str(bindir / "initdb"), "-D", str(root / "data"), "-U", "postgres", "--auth-local=trust",
-                    "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                   check=True, capture_output=True, timeout=60, **kwargs)
+    subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(root / "data"),
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        **kwargs,
+    )
     c = Cluster(bindir, root, port, kwargs)
     c.start()
     try:
@@ -468,9 +500,8 @@ def test_pool_is_filled_after_a_success_so_a_slot_outage_finds_it_full(cluster: 
 def test_write_past_its_deadline_leaves_no_row(cluster: Cluster) -> None:
     db = Database(load_settings({"DATABASE_URL": cluster.url}))
     expired = Deadline(time.monotonic() - 1, 3)
-    with pytest.raises(DeadlineExceeded):
-        with Session(db.engine) as session:
-            routes._create(session, expired, "Late", "late@example.com")
+    with pytest.raises(DeadlineExceeded), Session(db.engine) as session:
+        routes._create(session, expired, "Late", "late@example.com")
     with Session(db.engine) as session:
         count = session.execute(select(func.count()).select_from(users).where(users.c.email == "late@example.com"))
         remaining = count.scalar_one()
@@ -511,10 +542,9 @@ def _admin(cluster: Cluster):
 
 def _error_of(engine, *statements: str) -> sa_exc.DBAPIError:
     """The SQLAlchemy error the last of ``statements`` raises on a real server."""
-    with pytest.raises(sa_exc.DBAPIError) as caught:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
+    with pytest.raises(sa_exc.DBAPIError) as caught, engine.connect() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
     return caught.value
 
 
@@ -536,12 +566,11 @@ def test_errors_on_a_live_session_keep_the_pool_lost_sessions_discard_it(cluster
     holder.close()
     statement_timeout = _error_of(engine, "SET statement_timeout = 50", "SELECT pg_sleep(1)")
     read_only = _error_of(engine, "SET TRANSACTION READ ONLY", "INSERT INTO discard_probe VALUES (1)")
-    with pytest.raises(sa_exc.DBAPIError) as caught:
-        with engine.connect() as conn:
-            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            with admin.cursor() as cur:
-                cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
-            conn.exec_driver_sql("SELECT 1")
+    with pytest.raises(sa_exc.DBAPIError) as caught, engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        conn.exec_driver_sql("SELECT 1")
     terminated = caught.value
     refused = _error_of(create_engine(f"postgresql+psycopg2://app:pw@127.0.0.1:{closed_port}/app"), "SELECT 1")
     admin.close()
@@ -577,8 +606,10 @@ def test_read_only_database_answers_writes_503_reads_200_and_keeps_the_pool(clus
         accepted = client.post("/users", json={"name": "Ro", "email": "ro3@example.com"})
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
-    assert refused.json() == {"error": "database unavailable",
-                              "detail": "cannot execute INSERT in a read-only transaction"}
+    assert refused.json() == {
+        "error": "database unavailable",
+        "detail": "cannot execute INSERT in a read-only transaction",
+    }
     assert kept == (True, 1)  # the refusal did not throw the pool's connection away
     assert reachable is True  # the server answered: it is not logged as unreachable
     assert (read.status_code, health.status_code, accepted.status_code) == (200, 200, 201)

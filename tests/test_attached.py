@@ -1,4 +1,5 @@
 """An attached stack: the suite loads and judges a stack it did not start, and refuses what is unsafe."""
+
 import os
 import re
 import signal
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from suite_runner import leftovers, project_with, run_behave, start_behave
 
 from support.core.config import Settings
-from support.run.suite import start_suite
 from support.core.waiting import wait_until
-from suite_runner import leftovers, project_with, run_behave, start_behave
+from support.run.suite import start_suite
 
 FEATURE = """Feature: attached
   Scenario: A lock on an attached stack is judged like any other
@@ -42,8 +43,16 @@ def url_of(dsn: str) -> str:
 
 def test_the_suite_judges_an_attached_stack_and_refuses_to_restart_what_it_did_not_start(tmp_path, other_stack):
     project = project_with(tmp_path, "attached.feature", FEATURE)
-    run = run_behave(tmp_path / "work", "-D", "backend=attached", "-D", f"attached_api_url={other_stack.api_url}",
-                     "-D", f"attached_database_url={url_of(other_stack.admin_dsn)}", cwd=project)
+    run = run_behave(
+        tmp_path / "work",
+        "-D",
+        "backend=attached",
+        "-D",
+        f"attached_api_url={other_stack.api_url}",
+        "-D",
+        f"attached_database_url={url_of(other_stack.admin_dsn)}",
+        cwd=project,
+    )
     assert "1 scenario passed, 0 failed, 1 error" in run.output, run.output[-4000:]
     assert "cannot restart postgres: the suite did not start it (attached stack)" in run.output
     assert other_stack.service("postgres").pid is not None  # untouched
@@ -52,11 +61,21 @@ def test_the_suite_judges_an_attached_stack_and_refuses_to_restart_what_it_did_n
 
 
 def test_a_target_off_loopback_is_refused_before_any_traffic(tmp_path):
-    run = run_behave(tmp_path / "work", "-D", "backend=attached", "-D", "attached_api_url=http://10.1.2.3:8000",
-                     "-D", "attached_database_url=postgresql://u:p@10.1.2.3:5432/db", "--tags=@chaos")
+    run = run_behave(
+        tmp_path / "work",
+        "-D",
+        "backend=attached",
+        "-D",
+        "attached_api_url=http://10.1.2.3:8000",
+        "-D",
+        "attached_database_url=postgresql://u:p@10.1.2.3:5432/db",
+        "--tags=@chaos",
+    )
     assert run.returncode == 2
-    assert ("chaos-suite: refusing to inject faults into the API at 10.1.2.3: it is not on 127.0.0.1 and the suite "
-            "did not start it; if you own that stack and mean it, set allow_remote_targets=true") in run.output
+    assert (
+        "chaos-suite: refusing to inject faults into the API at 10.1.2.3: it is not on 127.0.0.1 and the suite "
+        "did not start it; if you own that stack and mean it, set allow_remote_targets=true"
+    ) in run.output
 
 
 LONG_ATTACHED_FAULTS = """Feature: faults left open
@@ -85,13 +104,24 @@ def _scalar(dsn: str, query: str):
 def test_faults_a_killed_run_left_in_an_attached_database_are_healed_by_the_next_run(tmp_path, other_stack):
     work_root = Path("/tmp/chaos-suite-tests") / f"residues-{uuid.uuid4().hex[:8]}"
     work_root.mkdir(parents=True)
-    attach = ["-D", "backend=attached", "-D", f"attached_api_url={other_stack.api_url}",
-              "-D", f"attached_database_url={url_of(other_stack.admin_dsn)}", "-D", "attached_reset=true"]
+    attach = [
+        "-D",
+        "backend=attached",
+        "-D",
+        f"attached_api_url={other_stack.api_url}",
+        "-D",
+        f"attached_database_url={url_of(other_stack.admin_dsn)}",
+        "-D",
+        "attached_reset=true",
+    ]
     dsn = other_stack.admin_dsn
     killed = start_behave(project_with(tmp_path / "a", "long.feature", LONG_ATTACHED_FAULTS), work_root, *attach)
     try:
-        wait_until(lambda: killed.poll() is not None or _scalar(dsn, "SHOW default_transaction_read_only") == "on",
-                   60, "the attached database turning read-only")
+        wait_until(
+            lambda: killed.poll() is not None or _scalar(dsn, "SHOW default_transaction_read_only") == "on",
+            60,
+            "the attached database turning read-only",
+        )
         assert killed.poll() is None, (work_root / "behave.out").read_text()[-3000:]
     finally:
         if killed.poll() is None:

@@ -1,9 +1,9 @@
 """The behave suite itself, run end to end on both backends, and proof that it can fail."""
+
 import os
 import shutil
 
 import pytest
-
 from suite_runner import REPO, leftovers, project_with, run_behave
 
 
@@ -16,8 +16,11 @@ def test_chaos_suite_passes_and_leaves_nothing_behind(tmp_path):
 
 
 def test_unknown_service_fails_at_once_listing_the_valid_ones(tmp_path):
-    project = project_with(tmp_path, "typo.feature", "Feature: typo\n  Scenario: a typo\n"
-                           "    Given the stack is healthy\n    When postgress restarts\n")
+    project = project_with(
+        tmp_path,
+        "typo.feature",
+        "Feature: typo\n  Scenario: a typo\n    Given the stack is healthy\n    When postgress restarts\n",
+    )
     run = run_behave(tmp_path / "work", cwd=project)
     assert run.returncode != 0
     assert "unknown service 'postgress'; this stack has: api, postgres" in run.output
@@ -62,8 +65,15 @@ def test_a_service_the_project_does_not_ship_runs_on_docker_from_its_own_dockerf
     _require_docker()
     service = tmp_path / "notes_service"  # outside the repository, as a user's service is
     shutil.copytree(REPO / "examples" / "notes_service", service)
-    run = run_behave(tmp_path / "work", "-D", "backend=docker", "-D", f"stack_file={service / 'stack.toml'}",
-                     "-n", "The API rides out a Postgres restart under load|Data survives an API restart")
+    run = run_behave(
+        tmp_path / "work",
+        "-D",
+        "backend=docker",
+        "-D",
+        f"stack_file={service / 'stack.toml'}",
+        "-n",
+        "The API rides out a Postgres restart under load|Data survives an API restart",
+    )
     assert run.returncode == 0, run.output[-6000:]
     assert "2 scenarios passed, 0 failed" in run.output
     from support.backends.docker.engine import docker_client

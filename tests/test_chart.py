@@ -1,4 +1,5 @@
 """The timeline chart: window maths on numbers, and a real PNG from a hand-made history with an outage."""
+
 from __future__ import annotations
 
 import io
@@ -32,10 +33,16 @@ def outage_history() -> list[Request]:
 
 # -- window maths --------------------------------------------------------------------
 
+
 def test_windows_count_by_start_with_rates_per_second_and_nearest_rank_latencies() -> None:
-    history = [req(0.0, latency=0.010), req(0.1, latency=0.020), req(0.2, FAIL, latency=0.030),
-               req(0.30, latency=0.040),  # second window
-               req(0.80, INFO, latency=1.0), req(0.9, latency=0.002)]  # fourth window; third stays empty
+    history = [
+        req(0.0, latency=0.010),
+        req(0.1, latency=0.020),
+        req(0.2, FAIL, latency=0.030),
+        req(0.30, latency=0.040),  # second window
+        req(0.80, INFO, latency=1.0),
+        req(0.9, latency=0.002),
+    ]  # fourth window; third stays empty
     got = windows(history, width=0.25)
     assert [w.start for w in got] == [0.0, 0.25, 0.5, 0.75]
     assert [w.requests for w in got] == [3, 1, 0, 2]
@@ -67,6 +74,7 @@ def test_a_window_is_plain_numbers() -> None:
 
 
 # -- the image ---------------------------------------------------------------------------
+
 
 def _pixels(png: bytes) -> Image.Image:
     return Image.open(io.BytesIO(png)).convert("RGB")

@@ -1,4 +1,5 @@
 """The checkers on hand-made histories (times in monotonic seconds, chosen by hand)."""
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,32 @@ from support.load.recovery import RecoveryRule
 T0 = 1000.0  # a monotonic origin far from zero, as real ones are
 
 
-def req(t: float, outcome: str = OK, *, op: str = "write", key: str = "", status: int | None = None,
-        error: str = "", latency: float = 0.01, body: str = "") -> Request:
+def req(
+    t: float,
+    outcome: str = OK,
+    *,
+    op: str = "write",
+    key: str = "",
+    status: int | None = None,
+    error: str = "",
+    latency: float = 0.01,
+    body: str = "",
+) -> Request:
     """A request that started ``t`` s into the load."""
     if status is None and not error:
         status = {OK: 201, FAIL: 409, INFO: 503}[outcome]
     start = T0 + t
-    return Request(op=op, key=key or f"k{t:g}", scheduled=start, start=start, end=start + latency,
-                   status=status, error=error, outcome=outcome, body=body)
+    return Request(
+        op=op,
+        key=key or f"k{t:g}",
+        scheduled=start,
+        start=start,
+        end=start + latency,
+        status=status,
+        error=error,
+        outcome=outcome,
+        body=body,
+    )
 
 
 def steady(start: float, stop: float, outcome: str = OK, step: float = 0.1) -> list[Request]:
@@ -37,6 +56,7 @@ def steady(start: float, stop: float, outcome: str = OK, step: float = 0.1) -> l
 
 
 # -- recovery -------------------------------------------------------------------
+
 
 def test_no_failures_recovers_at_the_reference_with_time_zero() -> None:
     history = steady(0, 10)
@@ -60,8 +80,10 @@ def test_outage_and_recovery_are_measured_from_their_own_moments() -> None:
     check_recovered_within(result, 1.0)  # the bound is inclusive
     with pytest.raises(CheckFailed) as failed:
         check_recovered_within(result, 0.5)
-    assert str(failed.value) == ("the API did not recover within 0.5 s: recovered after 1.0 s"
-                                 " (outage 1.9 s from 4.0 s to 5.9 s, 20 failed requests)")
+    assert str(failed.value) == (
+        "the API did not recover within 0.5 s: recovered after 1.0 s"
+        " (outage 1.9 s from 4.0 s to 5.9 s, 20 failed requests)"
+    )
 
 
 def test_failures_until_the_end_never_recover_and_the_message_gives_the_window() -> None:
@@ -70,8 +92,11 @@ def test_failures_until_the_end_never_recover_and_the_message_gives_the_window()
     assert not result.recovered
     assert result.recovered_at is None and result.recovery_time is None
     assert result.last_failure == pytest.approx(T0 + 19.9)
-    with pytest.raises(CheckFailed, match=r"^the API never recovered: failing from 3\.0 s until the end of"
-                                          r" observation at 19\.9 s \(170 failed requests"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^the API never recovered: failing from 3\.0 s until the end of"
+        r" observation at 19\.9 s \(170 failed requests",
+    ):
         check_recovered_within(result, 10)
 
 
@@ -138,8 +163,12 @@ def test_no_history_is_no_load() -> None:
         check_recovered_within(recovery([], T0), 10)
     with pytest.raises(CheckFailed, match="no load ran"):
         check_recovered_within(None, 10)
-    for check in (lambda h: check_error_rate_below(h, 5), lambda h: check_no_request_slower_than(h, 1),
-                  check_failures_are_503, lambda h: check_no_failures_after(h, T0, "the heal")):
+    for check in (
+        lambda h: check_error_rate_below(h, 5),
+        lambda h: check_no_request_slower_than(h, 1),
+        check_failures_are_503,
+        lambda h: check_no_failures_after(h, T0, "the heal"),
+    ):
         for empty in (None, []):
             with pytest.raises(CheckFailed) as failed:
                 check(empty)
@@ -174,12 +203,20 @@ def test_the_rule_holds_only_once_the_run_is_long_enough_and_reports_its_figures
     for t in (5.3, 5.4, 5.5):
         rule.add(T0 + t, True)
     assert rule.holds and rule.recovered_at == pytest.approx(T0 + 5.3)
-    assert rule.figures() == {"after": T0 + 5, "last_bad": T0 + 5.25, "bad": 1, "oks": 3, "first_ok": T0 + 5.3,
-                              "last_ok": T0 + 5.5, "recovered": True}
+    assert rule.figures() == {
+        "after": T0 + 5,
+        "last_bad": T0 + 5.25,
+        "bad": 1,
+        "oks": 3,
+        "first_ok": T0 + 5.3,
+        "last_ok": T0 + 5.5,
+        "recovered": True,
+    }
     json.dumps(rule.figures())  # the worker sends them as JSON
 
 
 # -- phases, rates, percentiles ---------------------------------------------------------
+
 
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(100, 0, -1)]
@@ -195,7 +232,12 @@ def test_phases_split_the_history_at_injection_heal_and_recovery() -> None:
     windows = [FaultWindow("down", "postgres", injected=T0 + 2, healed=T0 + 4)]
     result = phases(history, windows, recovered_at=T0 + 4.5)
     assert {name: p.count for name, p in result.items()} == {
-        "before": 20, "fault": 20, "recovery": 1, "after": 21, "overall": 62}
+        "before": 20,
+        "fault": 20,
+        "recovery": 1,
+        "after": 21,
+        "overall": 62,
+    }
     assert result["fault"].error_rate == 1.0 and result["fault"].info == 20
     assert result["recovery"].fail == 1
     assert result["after"].error_rate == 0.0
@@ -218,12 +260,16 @@ def test_error_rate_bound() -> None:
     history = steady(0, 9) + steady(9, 10, INFO)
     assert error_rate(history) == pytest.approx(0.1)
     check_error_rate_below(history, 10.01)
-    with pytest.raises(CheckFailed, match=r"^the error rate was 10\.00%, not below 10%: 10 of 100 requests"
-                                          r" failed \(0 fail, 10 info\)$"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^the error rate was 10\.00%, not below 10%: 10 of 100 requests"
+        r" failed \(0 fail, 10 info\)$",
+    ):
         check_error_rate_below(history, 10)
 
 
 # -- durability -------------------------------------------------------------------------
+
 
 def write(t: float, key: str, outcome: str, name: str = "") -> Request:
     return req(t, outcome, key=key, body=f"{name or 'user-' + key}\t{key}")
@@ -231,12 +277,22 @@ def write(t: float, key: str, outcome: str, name: str = "") -> Request:
 
 def test_durability_sorts_writes_by_outcome_and_presence() -> None:
     history = [
-        write(0, "a@x", OK), write(1, "b@x", OK), write(2, "c@x", OK),
-        write(3, "d@x", INFO), write(4, "e@x", INFO), write(5, "f@x", FAIL), write(6, "g@x", FAIL),
+        write(0, "a@x", OK),
+        write(1, "b@x", OK),
+        write(2, "c@x", OK),
+        write(3, "d@x", INFO),
+        write(4, "e@x", INFO),
+        write(5, "f@x", FAIL),
+        write(6, "g@x", FAIL),
         req(7, key="a@x", op="read", status=200),
     ]
-    rows = {"a@x": ("user-a@x", "a@x"), "b@x": ("someone else", "b@x"), "d@x": ("user-d@x", "d@x"),
-            "f@x": ("user-f@x", "f@x"), "zzz@x": ("not ours", "zzz@x")}
+    rows = {
+        "a@x": ("user-a@x", "a@x"),
+        "b@x": ("someone else", "b@x"),
+        "d@x": ("user-d@x", "d@x"),
+        "f@x": ("user-f@x", "f@x"),
+        "zzz@x": ("not ours", "zzz@x"),
+    }
     result = durability(history, rows)
     assert result.acknowledged == 3
     assert (result.lost, result.changed, result.fail_present) == (["c@x"], ["b@x"], ["f@x"])
@@ -247,7 +303,8 @@ def test_durability_sorts_writes_by_outcome_and_presence() -> None:
         check_no_lost_writes(result)
     assert str(failed.value) == (
         "1 acknowledged write lost: c@x; 1 acknowledged write changed: b@x; 1 write answered as not applied"
-        " exist anyway: f@x (of 3 acknowledged writes; unknown writes: 1 present, 1 absent)")
+        " exist anyway: f@x (of 3 acknowledged writes; unknown writes: 1 present, 1 absent)"
+    )
 
 
 def test_info_writes_may_be_present_or_absent() -> None:
@@ -273,6 +330,7 @@ def test_a_key_acknowledged_once_is_acknowledged() -> None:
 
 # -- slowness, statuses, failures after a moment ------------------------------------------
 
+
 def test_slow_requests_include_every_timeout() -> None:
     fast, slow = req(0, latency=0.1), req(1, latency=2.5)
     timed_out = req(2, INFO, status=None, error="timeout", latency=0.5)
@@ -280,8 +338,11 @@ def test_slow_requests_include_every_timeout() -> None:
     assert slow_requests(history, 1.0) == [slow, timed_out]
     assert slow_requests(history, 10.0) == [timed_out]
     check_no_request_slower_than([fast], 0.11)
-    with pytest.raises(CheckFailed, match=r"^2 requests took longer than 1 s \(1 timed out\); slowest: write k1 at"
-                                          r" 1\.0 s \(status 201, 2\.5 s\)"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^2 requests took longer than 1 s \(1 timed out\); slowest: write k1 at"
+        r" 1\.0 s \(status 201, 2\.5 s\)",
+    ):
         check_no_request_slower_than(history, 1.0)
 
 
@@ -294,8 +355,11 @@ def test_failures_not_503_split_statuses_from_transport_errors() -> None:
     assert len(found) == 3
     check_failures_are_503([req(0), req(1, INFO, status=503)])
     check_failures_are_503([req(0), req(1, INFO, status=503), refused], allow_transport_errors=True)
-    with pytest.raises(CheckFailed, match=r"^3 failed requests not answered with 503: 2 with another status"
-                                          r" \(500 x1, 409 x1\); 1 with no answer \(connection refused x1\)"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^3 failed requests not answered with 503: 2 with another status"
+        r" \(500 x1, 409 x1\); 1 with no answer \(connection refused x1\)",
+    ):
         check_failures_are_503(history)
 
 
@@ -303,12 +367,16 @@ def test_failures_after_a_moment() -> None:
     history = steady(0, 2, INFO) + steady(2, 4) + [req(4.05, INFO)]
     assert failures_after(history, T0 + 2) == [history[-1]]
     check_no_failures_after(history[:-1], T0 + 2, "the API recovered")
-    with pytest.raises(CheckFailed, match=r"^1 request failed after the API recovered \(at 2\.0 s into the load\):"
-                                          r" first write k4\.05 at 4\.0 s \(status 503"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^1 request failed after the API recovered \(at 2\.0 s into the load\):"
+        r" first write k4\.05 at 4\.0 s \(status 503",
+    ):
         check_no_failures_after(history, T0 + 2, "the API recovered")
 
 
 # -- metrics -----------------------------------------------------------------------------
+
 
 def test_metrics_are_plain_json_numbers() -> None:
     history = steady(0, 2) + steady(2, 3, INFO) + steady(3, 5)
@@ -331,6 +399,7 @@ def test_metrics_are_plain_json_numbers() -> None:
 
 
 # -- silence ---------------------------------------------------------------------------------
+
 
 def test_a_freeze_is_the_longest_silence_though_no_request_failed() -> None:
     # answers every 0.1 s until 2.0; frozen until 4.5, when the waiting requests are answered at once

@@ -1,4 +1,5 @@
 """Cleanup after anything: SIGTERM or SIGINT mid-scenario, and SIGKILL followed by a new run."""
+
 import json
 import os
 import shutil
@@ -8,16 +9,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from suite_runner import project_with, start_behave
 
-from support.backends.reaper import reaper_of
-from support.core.run_dirs import clean_leftovers, marked_processes
-from support.core.process_tree import descendants
-from support.core.waiting import wait_until
-from support.core.config import Settings
 from support.backends.process import backend
+from support.backends.reaper import reaper_of
+from support.core.config import Settings
+from support.core.process_tree import descendants
+from support.core.run_dirs import clean_leftovers, marked_processes
+from support.core.waiting import wait_until
 from support.stack.services import ServiceError
 from support.stack.stack import Cleanup
-from suite_runner import project_with, start_behave
 
 LONG_FAULT = """Feature: a long fault
   Scenario: Postgres frozen for a long time
@@ -30,12 +31,15 @@ LONG_FAULT = """Feature: a long fault
 def open_fault_journal(work_root: Path, behave: subprocess.Popen) -> Path:
     def find():
         if behave.poll() is not None:
-            raise AssertionError(f"behave exited with {behave.returncode} before the fault: "
-                                 f"{(work_root / 'behave.out').read_text()[-3000:]}")
+            raise AssertionError(
+                f"behave exited with {behave.returncode} before the fault: "
+                f"{(work_root / 'behave.out').read_text()[-3000:]}"
+            )
         for journal in work_root.glob("run-*/faults.json"):
             if json.loads(journal.read_text() or "{}").get("open_faults"):
                 return journal
         return None
+
     try:
         return wait_until(find, 60, "the fault being injected", interval=0.1, retry_on=(ValueError, OSError))
     except Exception:
@@ -83,8 +87,11 @@ def test_a_killed_run_is_cleaned_up_by_the_next_one(tmp_path, work_root):
     assert len(survivors) > len(marked), "PostgreSQL's backends (unmarked) are among them"
     found = clean_leftovers(work_root)
     assert run_dir in found.run_dirs and not run_dir.exists()
-    wait_until(lambda: all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in survivors), 5,
-               "the leftover processes' exit")
+    wait_until(
+        lambda: all(not Path(f"/proc/{pid}").exists() or _zombie(pid) for pid in survivors),
+        5,
+        "the leftover processes' exit",
+    )
 
 
 def _zombie(pid):
@@ -95,6 +102,7 @@ def _zombie(pid):
 
 
 # -- the one teardown mechanism: Cleanup, an ExitStack -----------------------------------------
+
 
 def test_cleanup_runs_every_callback_newest_first_and_raises_the_first_error():
     ran = []
@@ -117,11 +125,10 @@ def test_cleanup_runs_every_callback_newest_first_and_raises_the_first_error():
 
 def test_a_failed_start_unwinds_what_was_made_and_a_good_one_hands_it_to_the_stack():
     ran = []
-    with pytest.raises(ValueError, match="api never ready"):
-        with Cleanup() as made:
-            made.callback(ran.append, "postgres")
-            made.callback(ran.append, "link")
-            raise ValueError("api never ready")
+    with pytest.raises(ValueError, match="api never ready"), Cleanup() as made:
+        made.callback(ran.append, "postgres")
+        made.callback(ran.append, "link")
+        raise ValueError("api never ready")
     assert ran == ["link", "postgres"]
 
     ran.clear()

@@ -4,6 +4,7 @@ Refusals need only the CLI; the rest runs on a real engine and is skipped, with 
 reason, when no Docker daemon answers (and fails instead when CHAOS_REQUIRE_DOCKER=1,
 as in CI). Every compose file here uses host networking on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,6 +41,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 # -- refusals, before anything starts -------------------------------------------------
 
+
 def test_the_cli_is_the_official_compose_v2():
     version = subprocess.run([str(compose_binary()), "version", "--short"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.strip().split(".")[0] in ("2", "v2")
@@ -65,8 +67,10 @@ def test_no_x_chaos_target_is_one_line(tmp_path):
     path = _write(tmp_path, "services:\n  api:\n    image: x\n    network_mode: host\n")
     with pytest.raises(StackFileError) as caught:
         load_compose_project(path, {})
-    assert str(caught.value) == (f"{path}: no x-chaos section says which service the workload drives: add x-chaos: "
-                                 "{ target: SERVICE } to the compose file (or [compose] target in a stack file)")
+    assert str(caught.value) == (
+        f"{path}: no x-chaos section says which service the workload drives: add x-chaos: "
+        "{ target: SERVICE } to the compose file (or [compose] target in a stack file)"
+    )
 
 
 def test_an_unknown_target_names_the_services(tmp_path):
@@ -87,8 +91,11 @@ def test_a_link_whose_variable_does_not_exist_is_refused(tmp_path):
 
 
 def test_a_ready_check_of_an_unknown_kind_is_refused(tmp_path):
-    path = _write(tmp_path, "services:\n  api:\n    image: x\n    network_mode: host\n"
-                            "x-chaos:\n  target: api\n  services:\n    api: { port: 8000, ready: { grpc: x } }\n")
+    path = _write(
+        tmp_path,
+        "services:\n  api:\n    image: x\n    network_mode: host\n"
+        "x-chaos:\n  target: api\n  services:\n    api: { port: 8000, ready: { grpc: x } }\n",
+    )
     with pytest.raises(StackFileError, match=r"x-chaos.services.api.ready takes one of http: /path"):
         load_compose_project(path, {})
 
@@ -105,8 +112,9 @@ def test_a_stack_file_can_name_the_compose_file_and_override_x_chaos(tmp_path):
     from support.backends.compose.project import compose_file_of
 
     stack_file = tmp_path / "stack.toml"
-    stack_file.write_text(f'[compose]\nfile = "{REFERENCE}"\nhealth = "/health"\n\n'
-                          '[workload]\nrecords = "users"\ntable = "users"\n')
+    stack_file.write_text(
+        f'[compose]\nfile = "{REFERENCE}"\nhealth = "/health"\n\n[workload]\nrecords = "users"\ntable = "users"\n'
+    )
     file, options = compose_file_of(Settings(stack_file=str(stack_file)))
     assert file == REFERENCE and options["health"] == "/health" and options["workload"]["table"] == "users"
     project = load_compose_project(file, options)
@@ -125,6 +133,7 @@ def test_the_suite_refuses_a_bad_compose_file_before_making_a_run(tmp_path):
 
 
 # -- on a real engine ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def client():
@@ -154,8 +163,10 @@ def project(client, tmp_path_factory):
 
 
 def _containers(client, name: str) -> dict[str, object]:
-    return {c.labels["com.docker.compose.service"]: c
-            for c in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})}
+    return {
+        c.labels["com.docker.compose.service"]: c
+        for c in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})
+    }
 
 
 def test_the_project_starts_labelled_with_the_run(client, project):
@@ -164,8 +175,9 @@ def test_the_project_starts_labelled_with_the_run(client, project):
     assert set(containers) == {"api", "postgres"}
     # the run's labels on every container and volume: a killed run's project is swept by the next run and the reaper
     assert all(c.labels[RUN_LABEL] == run_dir.name for c in containers.values())
-    assert [v.attrs["Labels"][RUN_LABEL] for v in client.volumes.list(filters={"label": f"{PROJECT_LABEL}={name}"})] \
-        == [run_dir.name]
+    assert [
+        v.attrs["Labels"][RUN_LABEL] for v in client.volumes.list(filters={"label": f"{PROJECT_LABEL}={name}"})
+    ] == [run_dir.name]
     assert all(c.attrs["HostConfig"]["NetworkMode"] == "host" for c in containers.values())
     assert httpx.get(stack.health_url, timeout=5).status_code == 200
     with psycopg2.connect(stack.admin_dsn) as conn, conn.cursor() as cur:
@@ -203,14 +215,18 @@ def test_a_link_cut_through_the_override_reaches_the_api(client, project):
 
 
 def test_scenarios_run_through_compose(client, tmp_path):
-    run = run_behave(tmp_path / "work", "-D", f"stack_file={REFERENCE}",
-                     "-n", "The API rides out a Postgres restart under load|A cut link gives fast 503s")
+    run = run_behave(
+        tmp_path / "work",
+        "-D",
+        f"stack_file={REFERENCE}",
+        "-n",
+        "The API rides out a Postgres restart under load|A cut link gives fast 503s",
+    )
     assert run.returncode == 0, run.output[-6000:]
     assert "2 scenarios passed, 0 failed" in run.output
     for run_dir in run.run_dirs:
         name = project_name(run_dir.name)
         assert client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"}) == []
-
 
 
 def test_the_chaos_suite_passes_through_compose(client, tmp_path):
@@ -236,8 +252,13 @@ def test_a_killed_runs_project_is_removed_by_the_next_run(client, tmp_path):
 
     run_dir = tmp_path / f"run-killed-compose-{os.getpid()}"
     run_dir.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(run_dir), str(REFERENCE)], cwd=REPO,
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(run_dir), str(REFERENCE)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         assert child.stdout.readline().strip() == "started"
     finally:
@@ -326,8 +347,13 @@ time.sleep(600)
 
 def test_the_reaper_removes_a_sigkilled_suites_project(client, tmp_path):
     work = Path("/tmp/chaos-suite-tests") / f"compose-reaped-{os.getpid()}"
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_SUITE, str(work), str(REFERENCE)], cwd=REPO,
-                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SUITE, str(work), str(REFERENCE)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         run_id = child.stdout.readline().strip()
     finally:
@@ -338,7 +364,12 @@ def test_the_reaper_removes_a_sigkilled_suites_project(client, tmp_path):
     # the reaper sweeps the run's containers and volumes by the run's label, which the override put on them
     try:
         # containers first, then volumes: the sweep is done when both are gone
-        wait_until(lambda: client.containers.list(all=True, filters=selector) == [] and
-                   client.volumes.list(filters=selector) == [], 60, "the reaper's sweep")
+        wait_until(
+            lambda: (
+                client.containers.list(all=True, filters=selector) == [] and client.volumes.list(filters=selector) == []
+            ),
+            60,
+            "the reaper's sweep",
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -24,14 +24,17 @@ def test_unknown_setting_lists_the_valid_ones():
         load_settings({"bakend": "docker"}, {}, {})
 
 
-@pytest.mark.parametrize("name, value, fragment", [
-    ("load_heavy", "fast", "is not a number"),
-    ("recovery_min_successes", "2.5", "is not a whole number"),
-    ("keep_work_dir", "maybe", "is not true or false"),
-    ("backend", "k8s", "is not a backend"),
-    ("load_write_fraction", "1.5", "between 0 and 1"),
-    ("load_heavy", "-1", "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "name, value, fragment",
+    [
+        ("load_heavy", "fast", "is not a number"),
+        ("recovery_min_successes", "2.5", "is not a whole number"),
+        ("keep_work_dir", "maybe", "is not true or false"),
+        ("backend", "k8s", "is not a backend"),
+        ("load_write_fraction", "1.5", "between 0 and 1"),
+        ("load_heavy", "-1", "greater than 0"),
+    ],
+)
 def test_malformed_values_are_refused_in_one_line(name, value, fragment):
     with pytest.raises(SettingsError) as error:
         load_settings({name: value}, {}, {})
@@ -54,8 +57,9 @@ def test_repository_behave_ini_is_valid(tmp_path):
     load_settings(ini, ini, {})
 
 
-@pytest.mark.parametrize("text, seconds", [("10 seconds", 10.0), ("1 second", 1.0), ("0.5 s", 0.5),
-                                           ("250 ms", 0.25), ("2 minutes", 120.0)])
+@pytest.mark.parametrize(
+    "text, seconds", [("10 seconds", 10.0), ("1 second", 1.0), ("0.5 s", 0.5), ("250 ms", 0.25), ("2 minutes", 120.0)]
+)
 def test_durations_in_the_gherkin_carry_their_unit(text, seconds):
     import parse
 
@@ -76,12 +80,15 @@ def test_a_malformed_duration_is_refused_naming_the_forms_it_takes(text):
     assert str(error.value) == f"{text!r} is not a duration; write it as {DURATION_FORMS}"
 
 
-@pytest.mark.parametrize("pattern, text, fragment", [
-    ("{n:Count} users exist", "-3 users exist", "'-3' is not a whole number"),
-    ("{n:Count} users exist", "2.5 users exist", "'2.5' is not a whole number"),
-    ("a load of {r:Number} per second", "a load of .5 per second", "'.5' is not a number"),
-    ("{level:Level} load", "extreme load", "'extreme' is not a load level; use one of: light, steady, heavy"),
-])
+@pytest.mark.parametrize(
+    "pattern, text, fragment",
+    [
+        ("{n:Count} users exist", "-3 users exist", "'-3' is not a whole number"),
+        ("{n:Count} users exist", "2.5 users exist", "'2.5' is not a whole number"),
+        ("a load of {r:Number} per second", "a load of .5 per second", "'.5' is not a number"),
+        ("{level:Level} load", "extreme load", "'extreme' is not a load level; use one of: light, steady, heavy"),
+    ],
+)
 def test_other_malformed_parameters_say_what_they_take(pattern, text, fragment):
     import parse
 
@@ -91,10 +98,14 @@ def test_other_malformed_parameters_say_what_they_take(pattern, text, fragment):
         parse.parse(pattern, text, TYPES)
 
 
-@pytest.mark.parametrize("pattern, text, value", [
-    ("{n:Count} users exist", "12 users exist", 12),
-    ("a load of {r:Number} per second", "a load of 2.5 per second", 2.5),
-    ("{level:Level} load", "heavy load", "heavy")])
+@pytest.mark.parametrize(
+    "pattern, text, value",
+    [
+        ("{n:Count} users exist", "12 users exist", 12),
+        ("a load of {r:Number} per second", "a load of 2.5 per second", 2.5),
+        ("{level:Level} load", "heavy load", "heavy"),
+    ],
+)
 def test_well_formed_parameters_still_parse(pattern, text, value):
     import parse
 

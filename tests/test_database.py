@@ -1,4 +1,5 @@
 """The suite's own connections wait out a moment when every backend slot is taken, and nothing else."""
+
 import psycopg2
 import pytest
 
@@ -11,7 +12,7 @@ def test_a_busy_server_is_retried_until_it_has_a_slot(monkeypatch):
     def connect(dsn, **params):
         calls.append(params)
         if len(calls) < 3:
-            raise psycopg2.OperationalError('connection failed: FATAL:  sorry, too many clients already')
+            raise psycopg2.OperationalError("connection failed: FATAL:  sorry, too many clients already")
         return "connection"
 
     monkeypatch.setattr(psycopg2, "connect", connect)
@@ -57,11 +58,15 @@ def test_connect_bounds_statements_is_autocommit_and_closes(monkeypatch):
         assert conn.autocommit and not conn.closed
     assert conn.closed
     assert calls[0] == {"connect_timeout": 3, "application_name": "chaos-suite", "options": "-c statement_timeout=3000"}
-    with database.connect("dbname=x", 1.0, application_name="t", autocommit=False,
-                          settings={"lock_timeout": 500, "search_path": "a b"}) as conn:
+    with database.connect(
+        "dbname=x", 1.0, application_name="t", autocommit=False, settings={"lock_timeout": 500, "search_path": "a b"}
+    ) as conn:
         assert not conn.autocommit
-    assert calls[1] == {"connect_timeout": 2, "application_name": "t",
-                        "options": "-c lock_timeout=500 -c search_path=a\\ b"}
+    assert calls[1] == {
+        "connect_timeout": 2,
+        "application_name": "t",
+        "options": "-c lock_timeout=500 -c search_path=a\\ b",
+    }
 
 
 def test_a_probe_does_not_wait_for_a_slot(monkeypatch):

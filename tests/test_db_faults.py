@@ -4,6 +4,7 @@ The last tests run the feature's scenarios through behave against broken
 variants of the API (tests/broken_apis/) and show each fails, naming the
 property the variant lacks.
 """
+
 import re
 import threading
 import time
@@ -55,8 +56,12 @@ def sql(dsn, query, params=None):
 
 
 def api_pids(stack):
-    return {pid for (pid,) in sql(stack.admin_dsn, "SELECT pid FROM pg_stat_activity WHERE usename = %s",
-                                  (api_role(stack.app_dsn),))}
+    return {
+        pid
+        for (pid,) in sql(
+            stack.admin_dsn, "SELECT pid FROM pg_stat_activity WHERE usename = %s", (api_role(stack.app_dsn),)
+        )
+    }
 
 
 def create(stack, email):
@@ -70,6 +75,7 @@ def timed(cur, query, params=None):
 
 
 # -- terminate ---------------------------------------------------------------------------
+
 
 def test_terminate_ends_every_api_session_and_the_api_reconnects(stack):
     assert create(stack, "before@t.test").status_code == 201
@@ -109,6 +115,7 @@ def test_terminate_can_select_by_application_name(stack):
 
 # -- connection slots ---------------------------------------------------------------------
 
+
 def test_slot_exhaustion_refuses_new_connections_keeps_superusers_and_heals(stack):
     assert create(stack, "warm@t.test").status_code == 201
     for _ in range(6):  # the pool hands its connections out in turn: pre-ping revives any a test terminated
@@ -129,8 +136,14 @@ def test_slot_exhaustion_refuses_new_connections_keeps_superusers_and_heals(stac
         victim = sql(stack.admin_dsn, "SELECT max(pid) FROM pg_stat_activity WHERE usename = %s", (fault.role,))[0][0]
         sql(stack.admin_dsn, "SELECT pg_terminate_backend(%s, 3000)", (victim,))
         held = fault.held
-        wait_until(lambda: sql(stack.admin_dsn, "SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
-                               (fault.role,))[0][0] == held, 3.0, "the freed slot being taken back")
+        wait_until(
+            lambda: (
+                sql(stack.admin_dsn, "SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (fault.role,))[0][0]
+                == held
+            ),
+            3.0,
+            "the freed slot being taken back",
+        )
         with pytest.raises(psycopg2.OperationalError, match="remaining connection slots are reserved"):
             connect(stack.app_dsn)
     finally:
@@ -176,12 +189,16 @@ def test_slot_exhaustion_heals_after_failing_half_way(stack):
 
 # -- table lock ------------------------------------------------------------------------------
 
+
 def test_table_lock_blocks_statements_until_healed(stack):
     fault = TableLock(stack.admin_dsn)
     fault.inject()
     try:
-        with closing(connect(stack.app_dsn, options="-c lock_timeout=200")) as conn, conn.cursor() as cur, \
-                pytest.raises(errors.LockNotAvailable):
+        with (
+            closing(connect(stack.app_dsn, options="-c lock_timeout=200")) as conn,
+            conn.cursor() as cur,
+            pytest.raises(errors.LockNotAvailable),
+        ):
             cur.execute("SELECT count(*) FROM users")
         assert create(stack, "locked@t.test").status_code == 503
     finally:
@@ -197,6 +214,7 @@ def test_table_lock_blocks_statements_until_healed(stack):
 
 # -- read-only ---------------------------------------------------------------------------------
 
+
 def test_read_only_reaches_existing_sessions_and_heal_makes_them_writable_again(stack):
     assert create(stack, "first@t.test").status_code == 201
     existing = connect(stack.app_dsn)  # opened before the fault
@@ -208,8 +226,11 @@ def test_read_only_reaches_existing_sessions_and_heal_makes_them_writable_again(
                 cur.execute("INSERT INTO users (name, email) VALUES ('x', 'existing@t.test')")
             cur.execute("SELECT count(*) FROM users")
             assert cur.fetchone() == (1,)
-        with closing(connect(stack.app_dsn)) as fresh, fresh.cursor() as cur, \
-                pytest.raises(errors.ReadOnlySqlTransaction):
+        with (
+            closing(connect(stack.app_dsn)) as fresh,
+            fresh.cursor() as cur,
+            pytest.raises(errors.ReadOnlySqlTransaction),
+        ):
             cur.execute("INSERT INTO users (name, email) VALUES ('x', 'fresh@t.test')")
         refused = create(stack, "during@t.test")
         assert refused.status_code == 503
@@ -230,6 +251,7 @@ def test_read_only_reaches_existing_sessions_and_heal_makes_them_writable_again(
 
 
 # -- slow statements ---------------------------------------------------------------------------
+
 
 def test_slow_statements_delay_each_statement_once_and_heal_restores_speed(stack):
     for i in range(5):
@@ -262,8 +284,9 @@ def test_slow_statements_delay_each_statement_once_and_heal_restores_speed(stack
     fault.heal()
     with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
         assert timed(cur, "SELECT count(*) FROM users") < one / 2  # the delay is gone
-    assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") \
-        == [(False, False)]
+    assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") == [
+        (False, False)
+    ]
     assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_proc WHERE proname = 'chaos_suite_delay'") == [(0,)]
 
 
@@ -280,6 +303,7 @@ def test_slow_statements_heal_after_a_failed_inject(stack):
 
 
 # -- heals that win ------------------------------------------------------------------------------
+
 
 def stuck_on_the_table(stack):
     """A session of the service's role stuck in a statement on the users table (no timeout of its own), holding
@@ -299,8 +323,13 @@ def stuck_on_the_table(stack):
 
     pid = stuck.get_backend_pid()
     threading.Thread(target=run, daemon=True).start()
-    wait_until(lambda: sql(stack.admin_dsn, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,))
-               == [("PgSleep",)], 5.0, "the statement stuck in the slowing policy")
+    wait_until(
+        lambda: (
+            sql(stack.admin_dsn, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)) == [("PgSleep",)]
+        ),
+        5.0,
+        "the statement stuck in the slowing policy",
+    )
     return pid, outcome
 
 
@@ -319,8 +348,9 @@ def test_slow_statements_heal_wins_over_the_service_statements_stuck_on_the_tabl
     assert f"pid {pid}" in fault.heal_note
     assert ledger.as_records()[0]["heal"] == fault.heal_note  # in the evidence
     assert sql(stack.admin_dsn, "SELECT count(*) FROM pg_policy") == [(0,)]
-    assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") \
-        == [(False, False)]
+    assert sql(stack.admin_dsn, "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'users'") == [
+        (False, False)
+    ]
     with closing(connect(stack.app_dsn)) as conn, conn.cursor() as cur:
         assert timed(cur, "SELECT count(*) FROM users") < 0.5
 
@@ -335,8 +365,11 @@ def test_a_heal_that_cannot_get_its_lock_in_time_says_so_in_one_line(stack):
         with pytest.raises(HealTimeout) as raised:  # a deadline shorter than the polite wait: nobody is terminated
             run_heal(stack.admin_dsn, "dropping a policy", lambda cur: cur.execute("LOCK TABLE users"), timeout=0.3)
         assert time.monotonic() - started < 3.0
-        assert re.fullmatch(r"dropping a policy did not succeed within 0.3 s: canceling statement due to lock"
-                            r" timeout.*", str(raised.value)), raised.value
+        assert re.fullmatch(
+            r"dropping a policy did not succeed within 0.3 s: canceling statement due to lock"
+            r" timeout.*",
+            str(raised.value),
+        ), raised.value
         assert "\n" not in str(raised.value)
     finally:
         holder.close()
@@ -388,8 +421,16 @@ def test_residues_of_faults_a_killed_run_left_are_healed_from_the_journal_alone(
     assert sql(stack.admin_dsn, rls) == [(False, False)]  # no other policy: row security off again
     role = api_role(stack.app_dsn)
     sql(stack.admin_dsn, f'ALTER ROLE "{role}" CONNECTION LIMIT 0')  # left by a kill before the journal had the limit
-    lines = heal_residue(stack.admin_dsn, {"kind": "slot_exhaustion", "database": database_identity(stack.admin_dsn),
-                                           "role": "chaos_suite_slots", "service_role": role, "service_limit": None})
+    lines = heal_residue(
+        stack.admin_dsn,
+        {
+            "kind": "slot_exhaustion",
+            "database": database_identity(stack.admin_dsn),
+            "role": "chaos_suite_slots",
+            "service_role": role,
+            "service_limit": None,
+        },
+    )
     assert lines == f"dropped role chaos_suite_slots and gave {role} back its connection limit"
     assert sql(stack.admin_dsn, "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s", (role,)) == [(-1,)]
     with pytest.raises(ValueError, match="unknown fault residue"):
@@ -398,20 +439,34 @@ def test_residues_of_faults_a_killed_run_left_are_healed_from_the_journal_alone(
 
 # -- the scenarios fail against APIs that lack what they rely on -------------------------------------
 
-@pytest.mark.parametrize(("variant", "scenarios", "message"), [
-    ("keeps_dead_connections", "Terminated database sessions", r"the API never recovered: failing from"),
-    ("no_pool", "With no connection slot to spare", r"the error rate was [\d.]+%, not below 1%"),
-    ("tiny_pool", "Slightly slow statements", r"the error rate was [\d.]+%, not below 1%"),
-    ("discard_pool_on_any_error", "A lock timeout while no connection slot is free",
-     r"the API (never recovered|did not recover within 1 s)"),
-    ("no_timeouts", "A locked table|Statements slower than",
-     r"(?s)took longer than 3.5 s.*took longer than 3.5 s.*0 scenarios passed, 2 failed"),
-    ("read_only_500", "A read-only database refuses writes with 503",
-     r"writes did not fail with 503 while reads kept working .* not answered 503: \d+ \(500 x"),
-])
+
+@pytest.mark.parametrize(
+    ("variant", "scenarios", "message"),
+    [
+        ("keeps_dead_connections", "Terminated database sessions", r"the API never recovered: failing from"),
+        ("no_pool", "With no connection slot to spare", r"the error rate was [\d.]+%, not below 1%"),
+        ("tiny_pool", "Slightly slow statements", r"the error rate was [\d.]+%, not below 1%"),
+        (
+            "discard_pool_on_any_error",
+            "A lock timeout while no connection slot is free",
+            r"the API (never recovered|did not recover within 1 s)",
+        ),
+        (
+            "no_timeouts",
+            "A locked table|Statements slower than",
+            r"(?s)took longer than 3.5 s.*took longer than 3.5 s.*0 scenarios passed, 2 failed",
+        ),
+        (
+            "read_only_500",
+            "A read-only database refuses writes with 503",
+            r"writes did not fail with 503 while reads kept working .* not answered 503: \d+ \(500 x",
+        ),
+    ],
+)
 def test_db_fault_scenarios_fail_against_an_api_without_their_protection(tmp_path, variant, scenarios, message):
-    run = run_behave(tmp_path / "work", "-i", "db_faults", "-D", f"stack_file={BROKEN / (variant + '.toml')}",
-                     "-n", scenarios)
+    run = run_behave(
+        tmp_path / "work", "-i", "db_faults", "-D", f"stack_file={BROKEN / (variant + '.toml')}", "-n", scenarios
+    )
     assert run.returncode != 0, run.output[-4000:]
     assert re.search(message, run.output), run.output[-4000:]
     assert leftovers(run) == []

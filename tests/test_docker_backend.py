@@ -4,6 +4,7 @@ The engine tests are skipped, with the reason, only when no Docker daemon
 answers (and fail instead when CHAOS_REQUIRE_DOCKER=1, as in CI). Everything
 runs with host networking on 127.0.0.1; no bridge network is created.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,21 +19,29 @@ import psycopg2
 import pytest
 import yaml
 
-from support.core.config import Settings
-from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file
 from support.backends.docker.backend import start_docker_stack
 from support.backends.docker.engine import docker_client
+from support.backends.docker.images import IMAGE_SPECS, ImageSpec, context_tar, ensure_image, inputs_digest
+from support.backends.docker.labels import (
+    KEEP_LABEL,
+    OWNER_PID_LABEL,
+    RUN_LABEL,
+    SERVICE_LABEL,
+    Owner,
+    remove_leftovers,
+    run_labels,
+)
 from support.backends.docker.specs import api_spec, postgres_spec
-from support.backends.docker.images import IMAGE_SPECS, context_tar, ensure_image, inputs_digest, ImageSpec
-from support.backends.docker.labels import (KEEP_LABEL, OWNER_PID_LABEL, RUN_LABEL, SERVICE_LABEL, Owner, remove_leftovers,
-                                   run_labels)
-from support.stack.services import Service, ServiceError
+from support.core.config import Settings
 from support.core.waiting import WaitTimeout, wait_until
+from support.stack.services import Service, ServiceError
+from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 # -- without an engine ---------------------------------------------------------
+
 
 def test_unreachable_daemon_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -46,9 +55,26 @@ def test_unreachable_daemon_is_one_clear_error(monkeypatch):
 def test_behave_without_a_daemon_says_how_to_fix_it_without_a_traceback(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
     env.update(DOCKER_HOST="unix:///nonexistent/docker.sock", PYTHONPATH=str(REPO))
-    done = subprocess.run([sys.executable, "-m", "behave", "-D", "backend=docker", "-D", f"work_root={tmp_path}",
-                           "--tags=@chaos", "-f", "plain", "--no-junit"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "behave",
+            "-D",
+            "backend=docker",
+            "-D",
+            f"work_root={tmp_path}",
+            "--tags=@chaos",
+            "-f",
+            "plain",
+            "--no-junit",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-2000:]
     assert "chaos-suite: cannot reach the Docker daemon at unix:///nonexistent/docker.sock" in output
@@ -75,8 +101,12 @@ def test_build_context_digest_follows_content_not_times(tmp_path):
 
 
 REFERENCE = load_stack_file(DEFAULT_STACK_FILE)
-VALUES = {"python": "python", "repo": "/suite", "stack_dir": "/suite/stack",
-          "sqlalchemy_url": "postgresql+psycopg2://app:b@127.0.0.1:15432/users"}
+VALUES = {
+    "python": "python",
+    "repo": "/suite",
+    "stack_dir": "/suite/stack",
+    "sqlalchemy_url": "postgresql+psycopg2://app:b@127.0.0.1:15432/users",
+}
 VALUES["postgres.sqlalchemy_url"] = VALUES["sqlalchemy_url"]  # the reference stack file names its postgres
 
 
@@ -120,6 +150,7 @@ def test_compose_file_has_health_checks_and_loopback_ports():
 
 # -- on a real engine ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def client():
     try:
@@ -151,7 +182,9 @@ def healthy(stack):
 
 
 def _containers(client, run_id: str) -> dict[str, object]:
-    return {c.labels[SERVICE_LABEL]: c for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})}
+    return {
+        c.labels[SERVICE_LABEL]: c for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+    }
 
 
 def _sql(dsn: str, query: str, *args) -> list[tuple]:
@@ -166,7 +199,9 @@ def _create_users(api_url: str, count: int) -> list[dict]:
     users = []
     with httpx.Client(base_url=api_url, timeout=5) as http:
         for i in range(count):
-            response = http.post("/users", json={"name": f"docker-{tag}-{i}", "email": f"docker-{tag}-{i}@example.test"})
+            response = http.post(
+                "/users", json={"name": f"docker-{tag}-{i}", "email": f"docker-{tag}-{i}@example.test"}
+            )
             assert response.status_code == 201, response.text
             users.append(response.json())
     return users
@@ -294,19 +329,27 @@ def test_leftovers_of_dead_owners_go_and_nothing_else(client, stack):
     base = "debian:bookworm-slim"
     made = []
     try:
-        foreign = client.containers.run(base, ["sleep", "300"], detach=True, network_mode="none",
-                                        labels={"purpose": "not the suite's"})
+        foreign = client.containers.run(
+            base, ["sleep", "300"], detach=True, network_mode="none", labels={"purpose": "not the suite's"}
+        )
         made.append(foreign)
-        orphan = client.containers.create(base, ["sleep", "300"], network_mode="none",
-                                          labels={**run_labels("run-dead", dead_owner), SERVICE_LABEL: "api"})
+        orphan = client.containers.create(
+            base,
+            ["sleep", "300"],
+            network_mode="none",
+            labels={**run_labels("run-dead", dead_owner), SERVICE_LABEL: "api"},
+        )
         made.append(orphan)
-        alive = client.containers.create(base, ["sleep", "300"], network_mode="none",
-                                         labels={**run_labels("run-alive"), SERVICE_LABEL: "api"})
+        alive = client.containers.create(
+            base, ["sleep", "300"], network_mode="none", labels={**run_labels("run-alive"), SERVICE_LABEL: "api"}
+        )
         made.append(alive)
-        orphan_volume = client.volumes.create("chaos-suite-test-dead-pgdata",
-                                              labels={**run_labels("run-dead", dead_owner), KEEP_LABEL: "false"})
-        kept_volume = client.volumes.create("chaos-suite-test-kept-pgdata",
-                                            labels={**run_labels("run-dead", dead_owner), KEEP_LABEL: "true"})
+        orphan_volume = client.volumes.create(
+            "chaos-suite-test-dead-pgdata", labels={**run_labels("run-dead", dead_owner), KEEP_LABEL: "false"}
+        )
+        kept_volume = client.volumes.create(
+            "chaos-suite-test-kept-pgdata", labels={**run_labels("run-dead", dead_owner), KEEP_LABEL: "true"}
+        )
         made += [orphan_volume, kept_volume]
 
         removed = remove_leftovers(client)
@@ -342,8 +385,13 @@ time.sleep(600)
 def test_a_run_killed_with_sigkill_is_cleaned_up_by_the_next(client, tmp_path):
     run_dir = tmp_path / f"run-killed-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir()
-    child = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(run_dir)], cwd=REPO, stdout=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, str(run_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         run_id = child.stdout.readline().strip()
     finally:

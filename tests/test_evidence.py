@@ -1,4 +1,5 @@
 """The evidence adapter: what it attaches, and that no secret reaches any attachment."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ from types import SimpleNamespace
 import allure_commons
 import pytest
 
-from support.evidence import allure as evidence
 from support.core.config import Settings
+from support.core.ports import free_port
+from support.evidence import allure as evidence
 from support.faults.base import Fault
 from support.faults.ledger import FaultLedger
 from support.load.history import INFO, OK, Request
-from support.core.ports import free_port
 
 PASSWORD = "s3cret-Pa55word"
 T0 = 7000.0
@@ -58,25 +59,50 @@ class Restart(Fault):
 def req(t: float, outcome: str = OK) -> Request:
     start = T0 + t
     # the body of a write is what the history CSV carries: make it carry the password too
-    return Request("write", f"k{t:g}@example.test", start, start, start + 0.01, 201 if outcome == OK else 503,
-                   "", outcome, f"user {PASSWORD}\tk{t:g}@example.test")
+    return Request(
+        "write",
+        f"k{t:g}@example.test",
+        start,
+        start,
+        start + 0.01,
+        201 if outcome == OK else 503,
+        "",
+        outcome,
+        f"user {PASSWORD}\tk{t:g}@example.test",
+    )
 
 
 def make_state():
     port = free_port()  # nothing listens: the database snapshots and the health read fail fast
     dsn = f"postgresql://admin:{PASSWORD}@127.0.0.1:{port}/users"
-    log = (f"1.0 connecting to postgresql+psycopg2://app:{PASSWORD}@127.0.0.1:{port}/users\n"
-           f"2.0 password={PASSWORD} in a config dump\n")
+    log = (
+        f"1.0 connecting to postgresql+psycopg2://app:{PASSWORD}@127.0.0.1:{port}/users\n"
+        f"2.0 password={PASSWORD} in a config dump\n"
+    )
     service = SimpleNamespace(logs=lambda since=None: log)
-    stack = SimpleNamespace(secrets=(PASSWORD,), names=["api", "postgres"], service=lambda name: service,
-                            admin_dsn=dsn, api_url=f"http://127.0.0.1:{port}")
+    stack = SimpleNamespace(
+        secrets=(PASSWORD,),
+        names=["api", "postgres"],
+        service=lambda name: service,
+        admin_dsn=dsn,
+        api_url=f"http://127.0.0.1:{port}",
+    )
     clock = iter([T0 + 4.0, T0 + 4.2]).__next__
     ledger = FaultLedger(clock=clock, wall_clock=lambda: 1_700_000_000.0)
     ledger.inject(Restart())
     history = [req(t / 10, INFO if 40 <= t < 45 else OK) for t in range(100)]
-    return SimpleNamespace(name=f"a scenario about {PASSWORD}", stack=stack, ledger=ledger, history=history,
-                           recovery=None, durability=None, load=None, settings=Settings(),
-                           notes={"dsn": dsn}, figures=lambda: {})
+    return SimpleNamespace(
+        name=f"a scenario about {PASSWORD}",
+        stack=stack,
+        ledger=ledger,
+        history=history,
+        recovery=None,
+        durability=None,
+        load=None,
+        settings=Settings(),
+        notes={"dsn": dsn},
+        figures=lambda: {},
+    )
 
 
 def test_every_piece_of_evidence_is_attached_and_no_attachment_holds_the_password(captured) -> None:
@@ -84,9 +110,18 @@ def test_every_piece_of_evidence_is_attached_and_no_attachment_holds_the_passwor
     evidence.begin_scenario(state, "features/database/x.feature", "Outages", ["chaos"])
     evidence.attach_scenario(state, failed=True)
     names = set(captured.attachments)
-    assert {"timeline chart", "figures.json", "fault ledger.json", "notes.json", "api log", "postgres log",
-            "history.csv", "pg_stat_activity after the scenario", "requests around the failure",
-            "health endpoint at the end"} <= names, names
+    assert {
+        "timeline chart",
+        "figures.json",
+        "fault ledger.json",
+        "notes.json",
+        "api log",
+        "postgres log",
+        "history.csv",
+        "pg_stat_activity after the scenario",
+        "requests around the failure",
+        "health endpoint at the end",
+    } <= names, names
     assert "evidence errors" not in names, captured.attachments.get("evidence errors")
     assert captured.attachments["timeline chart"][:4] == b"\x89PNG"
     for name, body in captured.attachments.items():

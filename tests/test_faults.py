@@ -47,8 +47,9 @@ class Recorder(Fault):
 
 def make_ledger(tmp_path):
     clock = Clock()
-    return FaultLedger(journal=tmp_path / "faults.json", clock=clock, wall_clock=lambda: 1000.0 + clock.now,
-                       sleep=clock.sleep), clock
+    return FaultLedger(
+        journal=tmp_path / "faults.json", clock=clock, wall_clock=lambda: 1000.0 + clock.now, sleep=clock.sleep
+    ), clock
 
 
 def test_hold_injects_waits_and_heals_on_the_clock(tmp_path):
@@ -122,8 +123,9 @@ def test_a_heal_that_fails_is_one_line_that_fails_the_scenario(tmp_path):
         ledger.hold(fault, 1.0)
     # an AssertionError: behave fails the step with this line instead of printing a traceback
     assert isinstance(raised.value, AssertionError)
-    assert str(raised.value) == ("could not heal: slow of postgres: RuntimeError: connection to server failed"
-                                 " Is the server running?")
+    assert str(raised.value) == (
+        "could not heal: slow of postgres: RuntimeError: connection to server failed Is the server running?"
+    )
     assert ledger.open_faults() == [fault]  # still open: the end of the scenario tries again
     with pytest.raises(HealErrors) as again:
         ledger.heal_all()
@@ -175,22 +177,32 @@ def test_every_fault_on_a_service_waits_for_the_start_timeout_of_the_settings():
     # -D start_timeout=60 reached "the whole stack restarts" but not "api restarts" (a hard-coded 30 s)
     api = FakeService("api")
     waits = []
-    stack = Stack("process", {"api": api}, "http://127.0.0.1:1", "dbname=x", "dbname=x user=app",
-                  start_order=("api",))
+    stack = Stack("process", {"api": api}, "http://127.0.0.1:1", "dbname=x", "dbname=x user=app", start_order=("api",))
     stack.restart_all = waits.append
     stack.ensure_running = waits.append
     faults = FaultFactory(stack, Settings(start_timeout=60))
     for fault in (faults.restart("api", "immediate"), faults.kill("api"), faults.stop("api"), faults.restart_stack()):
         fault.inject()
         fault.heal()
-    assert api.calls == [("restart", "immediate", 60), ("start", 60), ("kill", signal.SIGKILL), ("start", 60),
-                         ("stop", 60), ("start", 60)]
+    assert api.calls == [
+        ("restart", "immediate", 60),
+        ("start", 60),
+        ("kill", signal.SIGKILL),
+        ("start", 60),
+        ("stop", 60),
+        ("start", 60),
+    ]
     assert waits == [60, 60]
 
 
 def test_the_factory_supplies_the_database_role_and_the_workload_table():
-    stack = Stack("process", {}, "http://127.0.0.1:1", "host=127.0.0.1 dbname=users user=postgres",
-                  "host=127.0.0.1 dbname=users user=users_api")
+    stack = Stack(
+        "process",
+        {},
+        "http://127.0.0.1:1",
+        "host=127.0.0.1 dbname=users user=postgres",
+        "host=127.0.0.1 dbname=users user=users_api",
+    )
     faults = FaultFactory(stack, Settings())
     assert faults.terminate_api_sessions().role == "users_api"
     assert faults.exhaust_slots().service_role == "users_api"

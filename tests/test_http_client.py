@@ -1,4 +1,5 @@
 """The load worker's HTTP client against a raw TCP server on 127.0.0.1 that answers what each test scripts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,14 @@ class Script:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 body = await reader.readexactly(length)
                 self.requests.append(head + body)
                 answer = self.answers[len(self.requests) - 1]
@@ -48,8 +55,9 @@ class Script:
             writer.close()
 
 
-async def _run(answers: list, requests: list[tuple[str, str, bytes | None]], *, timeout: float = 2.0,
-               sequential: bool = True) -> tuple[list[Answer], Script]:
+async def _run(
+    answers: list, requests: list[tuple[str, str, bytes | None]], *, timeout: float = 2.0, sequential: bool = True
+) -> tuple[list[Answer], Script]:
     script = Script(answers)
     server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -90,8 +98,7 @@ def test_an_answer_in_pieces_chunked_bodies_and_bodies_that_end_with_the_connect
     chunked = [b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n", b"3;x=y\r\nefg\r\n0\r\n\r\n"]
     to_close = [b"HTTP/1.1 200 OK\r\n\r\npart one, ", b"part two", "close"]
     pieces = [b"HTTP/1.1 503 Service Unavailable\r\nContent-Le", b"ngth: 4\r\n\r\nbu", b"sy"]
-    results, script = run([chunked, pieces, to_close],
-                          [("GET", "/a", None), ("GET", "/b", None), ("GET", "/c", None)])
+    results, script = run([chunked, pieces, to_close], [("GET", "/a", None), ("GET", "/b", None), ("GET", "/c", None)])
     assert results[0] == Answer(201, b"abcdefg")
     assert results[1] == Answer(503, b"busy")
     assert results[2] == Answer(200, b"part one, part two")  # no length: the body ends with the connection
@@ -101,8 +108,9 @@ def test_connection_close_interim_and_empty_answers():
     close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
     interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
-    results, script = run([close, interim, head], [("GET", "/", None), ("DELETE", "/users/1", None),
-                                                  ("HEAD", "/", None)])
+    results, script = run(
+        [close, interim, head], [("GET", "/", None), ("DELETE", "/users/1", None), ("HEAD", "/", None)]
+    )
     assert results == [Answer(200, b"ok"), Answer(204, b""), Answer(200, b"")]
     assert script.connections == 2  # the first was closed as asked; the others shared one
 
@@ -134,6 +142,7 @@ def test_closed_without_answer_and_cut_mid_answer_are_unknown_outcomes():
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
             await writer.drain()
             writer.close()
+
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         client = HttpClient(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=2)
         done = asyncio.get_running_loop().create_future()
@@ -160,15 +169,21 @@ def test_a_malformed_answer_is_reported_not_raised():
 def test_only_http_urls():
     async def make():
         HttpClient("ftp://127.0.0.1/", timeout=1)
+
     with pytest.raises(ValueError, match="not an http"):
         asyncio.run(make())
 
 
 # -- the parser path (httptools): framing, keep-alive and what it refuses -------------------------------------------
 
+
 def test_chunked_with_extensions_and_trailers_split_anywhere():
-    chunked = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=v", b"alue\r\nhel",
-               b"lo\r\n1\r\n!\r\n0\r\n", b"X-Trailer: yes\r\n\r\n"]
+    chunked = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=v",
+        b"alue\r\nhel",
+        b"lo\r\n1\r\n!\r\n0\r\n",
+        b"X-Trailer: yes\r\n\r\n",
+    ]
     results, script = run([chunked, OK_JSON], [("GET", "/a", None), ("GET", "/b", None)])
     assert results == [Answer(200, b"hello!"), Answer(200, b'{"id": 42}\n')]
     assert script.connections == 1  # a chunked answer ends where its last chunk says: the connection is kept

@@ -6,6 +6,7 @@ answers again after its first 503. The scenarios after the one that wedges it
 must still get verdicts of their own, the run must take no longer than the
 wedge costs once, and two scenarios must get the same verdicts in either order.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -56,8 +57,16 @@ def _feature(*scenarios: str) -> str:
 def _run(tmp_path, name: str, stack: str, feature: str):
     project = project_with(tmp_path / name, "isolation.feature", feature)
     started = time.monotonic()
-    run = run_behave(tmp_path / name / "work", "-D", f"stack_file={stack}", "-D", f"healthy_timeout={LONG}",
-                     "-D", f"start_timeout={LONG}", cwd=project)
+    run = run_behave(
+        tmp_path / name / "work",
+        "-D",
+        f"stack_file={stack}",
+        "-D",
+        f"healthy_timeout={LONG}",
+        "-D",
+        f"start_timeout={LONG}",
+        cwd=project,
+    )
     return run, time.monotonic() - started
 
 
@@ -98,12 +107,16 @@ def test_verdicts_do_not_depend_on_the_order_of_the_scenarios(tmp_path):
 
 # -- readiness that an impostor on the port cannot fool ------------------------------------------
 
+
 @pytest.fixture
 def impostor():
     """An HTTP server that answers every path (404 on /health) on a free port: not the service."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", LOOPBACK, str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", LOOPBACK, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until(lambda: not port_is_free(port), 10, "the impostor listening")
         yield port, server
@@ -144,6 +157,7 @@ def test_an_api_whose_port_an_impostor_holds_is_never_ready(impostor, tmp_path, 
 
 # -- the before-scenario routine itself, with services that misbehave on cue ----------------------
 
+
 class _FakeService:
     """A service whose readiness is scripted: ``hung`` until restarted, or ``broken`` for good."""
 
@@ -169,6 +183,7 @@ class _FakeService:
 @pytest.fixture
 def healthy_url():
     """A health endpoint that says 200 with the database reachable."""
+
     class Healthy(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = b'{"status": "ok", "database": "reachable"}'
@@ -187,8 +202,13 @@ def healthy_url():
 
 
 def _isolation(url: str, api: _FakeService, **settings) -> Isolation:
-    stack = Stack(backend="process", services={"postgres": _FakeService("postgres"), "api": api}, api_url=url,
-                  admin_dsn="", app_dsn="")
+    stack = Stack(
+        backend="process",
+        services={"postgres": _FakeService("postgres"), "api": api},
+        api_url=url,
+        admin_dsn="",
+        app_dsn="",
+    )
     return Isolation(stack, Settings(ready_probe_timeout=0.2, healthy_timeout=0.5, **settings))
 
 

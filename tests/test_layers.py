@@ -1,4 +1,5 @@
 """The library's packages depend one way: a layer imports only from the layers below it."""
+
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,13 @@ SUPPORT = REPO_ROOT / "support"
 
 def _type_only(tree: ast.Module) -> set[int]:
     """Ids of the nodes under ``if TYPE_CHECKING:``: names for annotations, never imported when the code runs."""
-    return {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
-            for stmt in block.body for n in ast.walk(stmt)}
+    return {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
 
 
 def _imports(path: Path) -> set[str]:
@@ -52,5 +58,9 @@ def test_no_layer_imports_a_higher_one():
 
 
 def test_every_package_says_what_lives_there():
-    silent = [str(p.relative_to(REPO_ROOT)) for p in SUPPORT.rglob("__init__.py") if not ast.get_docstring(ast.parse(p.read_text()))]
+    silent = [
+        str(p.relative_to(REPO_ROOT))
+        for p in SUPPORT.rglob("__init__.py")
+        if not ast.get_docstring(ast.parse(p.read_text()))
+    ]
     assert not silent, f"packages without a docstring: {silent}"

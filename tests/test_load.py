@@ -4,6 +4,7 @@ The server can be switched to answer 503 (now, or during a window of monotonic
 time), to hang, to refuse connections, to answer slowly or with wrong content,
 so outages of known length and kind can be produced and measured.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from aiohttp import web
@@ -201,8 +202,13 @@ print(lags[min(len(lags) - 1, int(len(lags) * 0.99))])
 def bare_timer_lag_p99(rate: float, seconds: float) -> float:
     """p99 lag (s) of a bare timer keeping a ``rate``/s schedule for ``seconds`` s in a process of its own, as the
     worker does: what the machine's scheduler alone costs a schedule at that moment."""
-    done = subprocess.run([sys.executable, "-c", _BARE_TIMER, str(rate), str(seconds)], capture_output=True,
-                          text=True, timeout=seconds + 10, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _BARE_TIMER, str(rate), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 10,
+        check=True,
+    )
     return float(done.stdout)
 
 
@@ -215,15 +221,18 @@ def test_open_rate_keeps_its_schedule(api: FakeUsersAPI, loads: list[LoadRun], t
     history = run.stop()
     lag_p99 = percentile((r.lag for r in history), 99)
     cpu = run.cpu_seconds - cpu_at_ready
-    print(f"\nopen 200/s for 2 s: {len(history)} requests, lag p99 {lag_p99 * 1000:.2f} ms,"
-          f" max {max(r.lag for r in history) * 1000:.2f} ms, latency p99"
-          f" {percentile((r.latency for r in history), 99) * 1000:.2f} ms,"
-          f" worker CPU {cpu:.3f} s after ready = {len(history) / cpu:.0f} requests per CPU-second")
+    print(
+        f"\nopen 200/s for 2 s: {len(history)} requests, lag p99 {lag_p99 * 1000:.2f} ms,"
+        f" max {max(r.lag for r in history) * 1000:.2f} ms, latency p99"
+        f" {percentile((r.latency for r in history), 99) * 1000:.2f} ms,"
+        f" worker CPU {cpu:.3f} s after ready = {len(history) / cpu:.0f} requests per CPU-second"
+    )
     assert abs(len(history) - 400) <= 8
     # the schedule holds: 5 ms at p99 on a quiet machine (bench/loadgen_vs_locust.py measures it); judged against
     # a bare timer measured side by side, so a busy shared machine moves both and only a schedule that drifts fails
-    assert lag_p99 < machine_lag_p99 + 0.020, f"worker lag p99 {lag_p99 * 1000:.1f} ms, " \
-                                              f"a bare timer's {machine_lag_p99 * 1000:.1f} ms"
+    assert lag_p99 < machine_lag_p99 + 0.020, (
+        f"worker lag p99 {lag_p99 * 1000:.1f} ms, a bare timer's {machine_lag_p99 * 1000:.1f} ms"
+    )
     assert Counter(r.outcome for r in history) == {OK: len(history)}
     scheduled = sorted(r.scheduled - run.t0 for r in history)
     assert scheduled[1] - scheduled[0] == pytest.approx(0.005)
@@ -245,9 +254,11 @@ def test_an_outage_of_known_length_is_measured(api: FakeUsersAPI, loads: list[Lo
     history = run.finish(after=healed, settle=0.2, min_successes=5, min_span=0.5, deadline=healed + 8)
     returned = time.monotonic() - healed
     measured = recovery(history, healed, since=begin)
-    print(f"\noutage 1.000 s: measured {measured.outage:.4f} s from {measured.outage_start - begin:+.4f}"
-          f" to {measured.outage_end - healed:+.4f}, recovery {measured.recovery_time * 1000:.1f} ms,"
-          f" {measured.failures} failures; finish() returned {returned:.2f} s after the heal")
+    print(
+        f"\noutage 1.000 s: measured {measured.outage:.4f} s from {measured.outage_start - begin:+.4f}"
+        f" to {measured.outage_end - healed:+.4f}, recovery {measured.recovery_time * 1000:.1f} ms,"
+        f" {measured.failures} failures; finish() returned {returned:.2f} s after the heal"
+    )
     assert measured.recovered
     assert abs(measured.outage_start - begin) < 0.1
     assert abs(measured.outage_end - healed) < 0.1
@@ -288,7 +299,8 @@ def test_a_hang_is_info_with_timeout(api: FakeUsersAPI, loads: list[LoadRun], tm
 
 
 def test_past_max_in_flight_requests_are_recorded_as_client_overloaded(
-        api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
+    api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path
+) -> None:
     api.mode = "hang"
     spec = LoadSpec.open_rate(api.url, 100, request_timeout=2.0, max_in_flight=5, max_duration=20)
     run = load(loads, tmp_path, spec)
@@ -321,13 +333,15 @@ def test_statuses_and_content_decide_outcomes(api: FakeUsersAPI, loads: list[Loa
 
 # -- the closed model ---------------------------------------------------------------
 
+
 def _realtime_allowed() -> bool:
     probe = "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
 def test_only_an_open_model_worker_at_a_modest_rate_runs_in_the_realtime_class(
-        api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
+    api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path
+) -> None:
     expected = "realtime" if _realtime_allowed() else "normal"
     open_run = load(loads, tmp_path, LoadSpec.open_rate(api.url, 50, max_duration=5.0))
     fast_run = load(loads, tmp_path, LoadSpec.open_rate(api.url, 5000, max_duration=0.5, run_id="fast"))
@@ -354,6 +368,7 @@ def test_closed_model_keeps_n_users_in_flight(api: FakeUsersAPI, loads: list[Loa
 
 # -- stopping ------------------------------------------------------------------------
 
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -373,7 +388,8 @@ def test_stop_leaves_no_process_and_is_idempotent(api: FakeUsersAPI, loads: list
 
 
 def test_a_stuck_worker_is_killed_and_its_history_reported_lost(
-        api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path) -> None:
+    api: FakeUsersAPI, loads: list[LoadRun], tmp_path: Path
+) -> None:
     run = load(loads, tmp_path, LoadSpec.open_rate(api.url, 50, max_duration=20))
     os.kill(run.pid, signal.SIGSTOP)
     with pytest.raises(LoadError, match=r"did not stop within 0\.5 s; killed it"):
@@ -387,8 +403,13 @@ def test_a_stuck_worker_is_killed_and_its_history_reported_lost(
 def test_the_worker_stops_and_writes_its_history_when_told(api: FakeUsersAPI, tmp_path: Path, how: str) -> None:
     output = tmp_path / "history.csv"
     spec = {**LoadSpec.open_rate(api.url, 50, max_duration=20).to_dict(), "output": str(output)}
-    worker = subprocess.Popen([sys.executable, "-m", "support.load.worker"], cwd=REPO_ROOT, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "support.load.worker"],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.write(json.dumps(spec).encode() + b"\n")
@@ -409,8 +430,7 @@ def test_the_worker_stops_and_writes_its_history_when_told(api: FakeUsersAPI, tm
     assert len(from_csv(output.read_text())) == done["requests"]
 
 
-def test_a_worker_that_exits_before_it_is_ready_is_reported(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_that_exits_before_it_is_ready_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import support.load.controller
 
     monkeypatch.setattr(support.load.controller.sys, "executable", "/bin/false")  # a "python" that exits at once with 1
@@ -420,17 +440,21 @@ def test_a_worker_that_exits_before_it_is_ready_is_reported(
 
 # -- the spec ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes, message", [
-    ({"base_url": "http://example.com"}, "not on loopback"),
-    ({"base_url": "ftp://127.0.0.1"}, "must be an http(s) URL"),
-    ({"model": "poisson"}, "model='poisson' must be 'open' or 'closed'"),
-    ({"rate": 0}, "rate=0 must be a number of requests per second > 0"),
-    ({"write_fraction": 1.5}, "write_fraction=1.5 must be between 0 and 1"),
-    ({"request_timeout": -1}, "request_timeout=-1 must be a number of seconds > 0"),
-    ({"max_in_flight": 0}, "max_in_flight=0 must be an integer >= 1"),
-    ({"model": "closed", "users": 20, "max_in_flight": 10}, "users=20 exceeds max_in_flight=10"),
-    ({"run_id": "Run_1"}, "run_id='Run_1' must be 1-40 lower-case letters"),
-])
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"base_url": "http://example.com"}, "not on loopback"),
+        ({"base_url": "ftp://127.0.0.1"}, "must be an http(s) URL"),
+        ({"model": "poisson"}, "model='poisson' must be 'open' or 'closed'"),
+        ({"rate": 0}, "rate=0 must be a number of requests per second > 0"),
+        ({"write_fraction": 1.5}, "write_fraction=1.5 must be between 0 and 1"),
+        ({"request_timeout": -1}, "request_timeout=-1 must be a number of seconds > 0"),
+        ({"max_in_flight": 0}, "max_in_flight=0 must be an integer >= 1"),
+        ({"model": "closed", "users": 20, "max_in_flight": 10}, "users=20 exceeds max_in_flight=10"),
+        ({"run_id": "Run_1"}, "run_id='Run_1' must be 1-40 lower-case letters"),
+    ],
+)
 def test_a_bad_spec_is_refused_in_one_line(changes: dict, message: str) -> None:
     with pytest.raises(LoadSpecError) as error:
         LoadSpec(**{"base_url": "http://127.0.0.1:8000", **changes})
@@ -450,9 +474,15 @@ def test_spec_round_trips_and_refuses_unknown_fields() -> None:
 MIXED = {
     "base_path": "/v1",
     "operations": [
-        {"name": "create", "weight": 1, "method": "POST", "path": "/notes", "form": {"slug": "{key}", "t": "{name}"},
-         "read": {"path": "/notes/{id}", "compare": ["t"]},
-         "find_sql": "SELECT slug, t FROM n WHERE slug = ANY(%(keys)s)"},
+        {
+            "name": "create",
+            "weight": 1,
+            "method": "POST",
+            "path": "/notes",
+            "form": {"slug": "{key}", "t": "{name}"},
+            "read": {"path": "/notes/{id}", "compare": ["t"]},
+            "find_sql": "SELECT slug, t FROM n WHERE slug = ANY(%(keys)s)",
+        },
         {"name": "list", "weight": 3, "method": "GET", "path": "/notes"},
     ],
 }
@@ -460,8 +490,10 @@ MIXED = {
 
 def test_operations_are_drawn_by_weight_under_the_base_url_path_and_base_path(tmp_path: Path) -> None:
     workload = parse_workload(MIXED, "test")
-    worker = Worker(LoadSpec.open_rate("http://127.0.0.1:8000/api", 10, workload=workload.to_dict(), seed=3,
-                                       run_id="r"), tmp_path / "h.csv")
+    worker = Worker(
+        LoadSpec.open_rate("http://127.0.0.1:8000/api", 10, workload=workload.to_dict(), seed=3, run_id="r"),
+        tmp_path / "h.csv",
+    )
     drawn = [worker.mix.choose() for _ in range(4000)]
     names = Counter(operation.name for operation, *_ in drawn)
     assert 0.22 < names["create"] / 4000 < 0.28  # weight 1 of 4

@@ -9,6 +9,7 @@ Docker daemon) the same runs go through ``docker.toml`` and ``variants/docker_*.
 no ``before_start`` yet, so the API's container command runs the migrations first. Through the real Docker
 Compose they go through ``compose.yaml``, and a variant is that file with the worker's command changed.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,8 +96,11 @@ def test_processing_waits_for_every_acknowledged_write_and_names_the_missing(mon
     assert processing.check_processed_within("dsn", workload, history, since=100.0, seconds=5, clock=clock) == 2
     assert seen[0] == ["order-1", "order-2"]
     clock.now = 100.0
-    with pytest.raises(CheckFailed, match=r"^1 acknowledged write not processed within 2 s of the fault's end: "
-                                          r"order-2 \(of 2 acknowledged; processed: 1\)"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^1 acknowledged write not processed within 2 s of the fault's end: "
+        r"order-2 \(of 2 acknowledged; processed: 1\)",
+    ):
         processing.check_processed_within("dsn", workload, history, since=100.0, seconds=2, clock=clock)
 
 
@@ -152,8 +156,9 @@ def test_the_example_passes_its_features(tmp_path, backend):
 @pytest.mark.parametrize("variant", VARIANTS, ids=str)
 def test_the_guarding_feature_fails_against_the_variant(tmp_path, backend, variant):
     with stack_options(backend, variant.name) as options:
-        run = run_behave(tmp_path / "work", *options, "--tags=@chaos", "-n", f"^{re.escape(variant.scenario)}$",
-                         FEATURES)
+        run = run_behave(
+            tmp_path / "work", *options, "--tags=@chaos", "-n", f"^{re.escape(variant.scenario)}$", FEATURES
+        )
     assert run.returncode != 0, run.output[-4000:]
     assert "\n0 scenarios passed, 1 failed" in run.output, run.output[-3000:]
     assert re.search(variant.message, run.output), run.output[-4000:]

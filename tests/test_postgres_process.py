@@ -1,4 +1,5 @@
 """The process backend's PostgreSQL, for real: a private cluster on a free loopback port."""
+
 import secrets
 import shutil
 import signal
@@ -9,11 +10,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from support.core.config import Settings
-from support.backends.process.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
 from support.backends.process.backend import PostgresProcess
-from support.stack.services import ServiceError
+from support.backends.process.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
+from support.core.config import Settings
 from support.core.waiting import wait_until
+from support.stack.services import ServiceError
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +162,9 @@ def test_the_pgserver_binaries_run_a_cluster_even_from_a_private_directory():
         pytest.skip("pgserver is not installed")
     settings = Settings()
     run_as = run_as_for(settings.pg_user)
-    bins = find_pg_binaries(str(Path(spec.origin).parent / "pginstall" / "bin"), run_as,
-                            settings.work_root_path / "cache")
+    bins = find_pg_binaries(
+        str(Path(spec.origin).parent / "pginstall" / "bin"), run_as, settings.work_root_path / "cache"
+    )
     run_dir = settings.work_root_path / f"test-{secrets.token_hex(4)}"
     run_dir.mkdir(parents=True)
     run_dir.chmod(0o755)
@@ -227,8 +229,9 @@ def test_a_stack_of_several_services_starts_in_order_with_a_link_per_use(tmp_pat
 def test_a_failing_before_start_stops_the_start_with_its_last_lines(tmp_path):
     from support.backends.process.backend import start_process_stack
 
-    settings, run_dir = _several(tmp_path, "import sys; print('step 1 ok'); print('migration 7: no table'); "
-                                           "sys.exit(3)")
+    settings, run_dir = _several(
+        tmp_path, "import sys; print('step 1 ok'); print('migration 7: no table'); sys.exit(3)"
+    )
     try:
         with pytest.raises(ServiceError) as error:
             start_process_stack(settings, run_dir)

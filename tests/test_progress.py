@@ -1,4 +1,5 @@
 """The live progress line: what it says, and that it draws only where it should."""
+
 from __future__ import annotations
 
 import io
@@ -19,16 +20,22 @@ PROGRESS = {"t": 12.34, "sent": 600, "ok": 588, "errors": 12, "rps": 49.8, "in_f
 
 def test_the_line_says_elapsed_rate_errors_and_recovery_awaited() -> None:
     text = describe_load(PROGRESS, {"oks": 3}, faults=1, min_successes=5)
-    assert text == ("load  12.3 s ·   49.8 req/s · 600 sent · 12 errors (2.0%) · 2 in flight · lag p99 3 ms"
-                    " · 1 fault injected · awaiting recovery: 3/5 ok since the last failure")
+    assert text == (
+        "load  12.3 s ·   49.8 req/s · 600 sent · 12 errors (2.0%) · 2 in flight · lag p99 3 ms"
+        " · 1 fault injected · awaiting recovery: 3/5 ok since the last failure"
+    )
     assert describe_load({}) == "load starting…"
 
 
 def test_a_scenario_without_a_running_load_has_no_line() -> None:
     assert describe_state(SimpleNamespace(load=None, history=None)) is None
     load = SimpleNamespace(progress=PROGRESS, watch=None)
-    state = SimpleNamespace(load=load, history=None, ledger=SimpleNamespace(windows=lambda: []),
-                            settings=SimpleNamespace(recovery_min_successes=5))
+    state = SimpleNamespace(
+        load=load,
+        history=None,
+        ledger=SimpleNamespace(windows=lambda: []),
+        settings=SimpleNamespace(recovery_min_successes=5),
+    )
     assert describe_state(state).startswith("load  12.3 s")
     state.history = []  # the load was stopped and its history collected
     assert describe_state(state) is None

@@ -1,4 +1,5 @@
 """The fault proxy on real sockets: byte-exact forwarding, each toxic's effect measured, heal restores speed."""
+
 import asyncio
 import hashlib
 import os
@@ -53,6 +54,7 @@ class EchoServer:
 
 try:
     import uvloop  # noqa: F401
+
     LOOPS = ["asyncio", "uvloop"]
 except ImportError:  # the server then runs on asyncio only, as it would in a run
     LOOPS = ["asyncio"]
@@ -161,6 +163,7 @@ def echo_through(sock: socket.socket, blob: bytes) -> bytes:
 
 # -- forwarding ---------------------------------------------------------------------------------------------------
 
+
 def test_forwards_megabytes_of_random_bytes_exactly_both_ways(proxy):
     blob = os.urandom(4 * 1024 * 1024)
     with connect(proxy.port) as sock:
@@ -188,6 +191,7 @@ def test_half_close_is_passed_on(proxy):
 
 
 # -- toxics --------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stream", ["downstream", "upstream"])
 def test_latency_adds_the_configured_delay(client, proxy, stream):
@@ -353,6 +357,7 @@ def test_an_unreachable_upstream_closes_the_client_at_once(client):
 
 # -- control API --------------------------------------------------------------------------------------------------
 
+
 def test_reset_enables_every_proxy_and_removes_every_toxic(client, proxy):
     client.add_toxic(proxy.name, "latency", latency=1000)
     with connect(proxy.port) as sock:
@@ -369,29 +374,39 @@ def test_reset_enables_every_proxy_and_removes_every_toxic(client, proxy):
 
 def test_toxics_are_listed_updated_and_named_as_toxiproxy_does(client, proxy):
     toxic = client.add_toxic(proxy.name, "latency", stream="upstream", latency=10)
-    assert (toxic.name, toxic.stream, toxic.toxicity, toxic.attributes) == \
-        ("latency_upstream", "upstream", 1.0, {"latency": 10, "jitter": 0})
+    assert (toxic.name, toxic.stream, toxic.toxicity, toxic.attributes) == (
+        "latency_upstream",
+        "upstream",
+        1.0,
+        {"latency": 10, "jitter": 0},
+    )
     updated = client.update_toxic(proxy.name, "latency_upstream", jitter=5)
     assert updated.attributes == {"latency": 10, "jitter": 5}
     assert [t.name for t in client.toxics(proxy.name)] == ["latency_upstream"]
     assert proxy.name in client.proxies()
 
 
-@pytest.mark.parametrize("call, status, message", [
-    (lambda c, p: c.proxy("nope"), 404, "no proxy named 'nope'"),
-    (lambda c, p: c.add_toxic("nope", "latency"), 404, "no proxy named 'nope'"),
-    (lambda c, p: c.add_toxic(p.name, "lag"), 400,
-     "unknown toxic type 'lag'; valid types: latency, bandwidth, timeout, reset_peer, slow_close, limit_data"),
-    (lambda c, p: c.add_toxic(p.name, "latency", delay=3), 400, "unknown attribute 'delay' for a latency toxic"),
-    (lambda c, p: c.add_toxic(p.name, "latency", latency=-1), 400, "must be a whole number >= 0"),
-    (lambda c, p: c.add_toxic(p.name, "latency", stream="sideways"), 400, "unknown stream 'sideways'"),
-    (lambda c, p: c.add_toxic(p.name, "latency", toxicity=1.5), 400, "toxicity must be a number from 0 to 1"),
-    (lambda c, p: c.add_toxic(p.name, "bandwidth", rate=0), 400, "bandwidth rate must be > 0"),
-    (lambda c, p: c.remove_toxic(p.name, "ghost"), 404, "has no toxic named 'ghost'"),
-    (lambda c, p: c.create_proxy(p.name, "127.0.0.1:1"), 409, "already exists"),
-    (lambda c, p: c.create_proxy("other", "127.0.0.1:1", listen_port=p.port), 409, "is busy"),
-    (lambda c, p: c.create_proxy("far", "192.0.2.1:5432"), 400, "is not on loopback"),
-])
+@pytest.mark.parametrize(
+    "call, status, message",
+    [
+        (lambda c, p: c.proxy("nope"), 404, "no proxy named 'nope'"),
+        (lambda c, p: c.add_toxic("nope", "latency"), 404, "no proxy named 'nope'"),
+        (
+            lambda c, p: c.add_toxic(p.name, "lag"),
+            400,
+            "unknown toxic type 'lag'; valid types: latency, bandwidth, timeout, reset_peer, slow_close, limit_data",
+        ),
+        (lambda c, p: c.add_toxic(p.name, "latency", delay=3), 400, "unknown attribute 'delay' for a latency toxic"),
+        (lambda c, p: c.add_toxic(p.name, "latency", latency=-1), 400, "must be a whole number >= 0"),
+        (lambda c, p: c.add_toxic(p.name, "latency", stream="sideways"), 400, "unknown stream 'sideways'"),
+        (lambda c, p: c.add_toxic(p.name, "latency", toxicity=1.5), 400, "toxicity must be a number from 0 to 1"),
+        (lambda c, p: c.add_toxic(p.name, "bandwidth", rate=0), 400, "bandwidth rate must be > 0"),
+        (lambda c, p: c.remove_toxic(p.name, "ghost"), 404, "has no toxic named 'ghost'"),
+        (lambda c, p: c.create_proxy(p.name, "127.0.0.1:1"), 409, "already exists"),
+        (lambda c, p: c.create_proxy("other", "127.0.0.1:1", listen_port=p.port), 409, "is busy"),
+        (lambda c, p: c.create_proxy("far", "192.0.2.1:5432"), 400, "is not on loopback"),
+    ],
+)
 def test_control_api_refusals_are_one_line_messages(client, proxy, call, status, message):
     with pytest.raises(ProxyError) as caught:
         call(client, proxy)
@@ -409,6 +424,7 @@ def test_a_duplicate_toxic_is_refused_and_a_missing_one_may_be_ignored(client, p
 
 # -- life cycle ----------------------------------------------------------------------------------------------------
 
+
 def test_server_process_stops_by_pid_idempotently(tmp_path):
     proxy_server = ProxyServer.start(tmp_path, timeout=10)
     assert proxy_server.running and pid_alive(proxy_server.pid)
@@ -423,16 +439,25 @@ def test_server_process_stops_by_pid_idempotently(tmp_path):
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path):
-    with socket.create_server(("127.0.0.1", 0)) as busy, \
-            pytest.raises(ProxyError, match="exited with status 1 before it was ready: .*address already in use"):
+    with (
+        socket.create_server(("127.0.0.1", 0)) as busy,
+        pytest.raises(ProxyError, match="exited with status 1 before it was ready: .*address already in use"),
+    ):
         ProxyServer.start(tmp_path, timeout=10, control_port=busy.getsockname()[1])
 
 
 def test_server_process_exits_with_its_parent(tmp_path):
-    code = ("import sys, pathlib; from support.proxy.client import ProxyServer; "
-            "s = ProxyServer.start(pathlib.Path(sys.argv[1])); print(s.pid, flush=True)")
-    parent = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
-                            timeout=20, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        "import sys, pathlib; from support.proxy.client import ProxyServer; "
+        "s = ProxyServer.start(pathlib.Path(sys.argv[1])); print(s.pid, flush=True)"
+    )
+    parent = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     orphan = int(parent.stdout.split()[0])
     wait_until(lambda: not pid_alive(orphan), 5, f"the orphaned proxy server {orphan} exiting")
 

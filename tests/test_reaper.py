@@ -1,4 +1,5 @@
 """Nothing outlives the suite: after SIGKILL of behave, its reaper removes the run's processes and containers."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,14 +55,18 @@ def work_root():
 
 def _paused_run(behave: subprocess.Popen, work_root: Path) -> Path:
     """The run dir, once PostgreSQL is paused (the fault is on the journal and the addresses in run.json)."""
+
     def find():
         if behave.poll() is not None:
-            raise AssertionError(f"behave exited with {behave.returncode} before the fault: "
-                                 f"{(work_root / 'behave.out').read_text()[-3000:]}")
+            raise AssertionError(
+                f"behave exited with {behave.returncode} before the fault: "
+                f"{(work_root / 'behave.out').read_text()[-3000:]}"
+            )
         for journal in work_root.glob("run-*/faults.json"):
             if json.loads(journal.read_text() or "{}").get("open_faults"):
                 return journal.parent
         return None
+
     return wait_until(find, 240, "postgres being paused", interval=0.1)
 
 
@@ -73,15 +78,20 @@ def _alive(pid: int) -> bool:
 
 
 def _containers(run_id: str) -> list[str]:
-    done = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label=chaos-suite.run={run_id}"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label=chaos-suite.run={run_id}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return done.stdout.split()
 
 
 @pytest.mark.parametrize("backend", list(_backends()))
 def test_sigkill_of_behave_during_a_paused_postgres_leaves_nothing(tmp_path, work_root, backend):
-    behave = start_behave(project_with(tmp_path, "paused.feature", PAUSED_POSTGRES), work_root,
-                          "-D", f"backend={backend}")
+    behave = start_behave(
+        project_with(tmp_path, "paused.feature", PAUSED_POSTGRES), work_root, "-D", f"backend={backend}"
+    )
     try:
         run_dir = _paused_run(behave, work_root)
         ports = [int(a.rsplit(":", 1)[1]) for a in json.loads((run_dir / "run.json").read_text())["addresses"].values()]
@@ -100,18 +110,24 @@ def test_sigkill_of_behave_during_a_paused_postgres_leaves_nothing(tmp_path, wor
         if backend == "docker":
             found += [f"container {c}" for c in _containers(run_dir.name)]
         return found
+
     try:
         with contextlib.suppress(WaitTimeout):  # the assertions below say what is left
-            wait_until(lambda: not left() and reaper_of(run_dir) is None, GONE_WITHIN,
-                       "the run's processes, ports and containers going", interval=0.1)
+            wait_until(
+                lambda: not left() and reaper_of(run_dir) is None,
+                GONE_WITHIN,
+                "the run's processes, ports and containers going",
+                interval=0.1,
+            )
         assert left() == [], f"still there {GONE_WITHIN:g} s after the SIGKILL"
         assert reaper_of(run_dir) is None, "the reaper exits once it has swept"
         note = (run_dir / "reaper.log").read_text()
     finally:
         clean_leftovers(work_root)  # whatever the verdict, the machine as it was found
         if backend == "docker":
-            subprocess.run(["docker", "volume", "rm", "-f", f"chaos-suite-{run_dir.name}-pgdata"], capture_output=True,
-                           timeout=60)
+            subprocess.run(
+                ["docker", "volume", "rm", "-f", f"chaos-suite-{run_dir.name}-pgdata"], capture_output=True, timeout=60
+            )
     assert note.startswith("reaper: removed "), note
     if backend == "process":
         assert "process" in note, note
@@ -120,8 +136,15 @@ def test_sigkill_of_behave_during_a_paused_postgres_leaves_nothing(tmp_path, wor
 
 
 def test_describe_removed_names_each_kind_it_removed():
-    text = describe_removed({"container": ["chaos-suite-x-api", "chaos-suite-x-postgres"], "volume": ["v"],
-                             "process": [], "run directory": ["run-1", "run-2"]})
-    assert text == ("2 containers (chaos-suite-x-api, chaos-suite-x-postgres), 1 volume (v), "
-                    "2 run directories (run-1, run-2)")
+    text = describe_removed(
+        {
+            "container": ["chaos-suite-x-api", "chaos-suite-x-postgres"],
+            "volume": ["v"],
+            "process": [],
+            "run directory": ["run-1", "run-2"],
+        }
+    )
+    assert text == (
+        "2 containers (chaos-suite-x-api, chaos-suite-x-postgres), 1 volume (v), 2 run directories (run-1, run-2)"
+    )
     assert describe_removed({"process": []}) == "nothing"

@@ -1,5 +1,6 @@
 """scripts/report.sh with the real Allure tool: the report holds the chart, sorts failures into the
 product's categories (Java applies our regexes as categorize() does), and keeps its history for trends."""
+
 from __future__ import annotations
 
 import json
@@ -13,21 +14,28 @@ import pytest
 
 from support.evidence import report_meta
 from support.evidence.chart import timeline_png
-from support.load.history import OK, Request
 from support.faults.timeline import FaultWindow
+from support.load.history import OK, Request
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "reports" / ".tools" / "node_modules" / ".bin" / "allure"
 
 pytestmark = pytest.mark.skipif(
     shutil.which("java") is None or (not TOOL.exists() and shutil.which("npm") is None),
-    reason="needs Java and the Allure tool (or npm to install it: scripts/report.sh does)")
+    reason="needs Java and the Allure tool (or npm to install it: scripts/report.sh does)",
+)
 
 FAILURES = {
-    "Slow recovery": ("support.checks.verdict.CheckFailed: the API did not recover within 1 s: recovered after 3.0 s "
-                      "(outage 2.9 s from 4.0 s to 6.9 s, 30 failed requests)\n", report_meta.RECOVERY_TOO_SLOW),
-    "Lost write": ("support.checks.verdict.CheckFailed: 1 acknowledged write lost: k1 (of 5 acknowledged writes; unknown "
-                   "writes: 0 present, 0 absent)\n", report_meta.WRITE_LOST),
+    "Slow recovery": (
+        "support.checks.verdict.CheckFailed: the API did not recover within 1 s: recovered after 3.0 s "
+        "(outage 2.9 s from 4.0 s to 6.9 s, 30 failed requests)\n",
+        report_meta.RECOVERY_TOO_SLOW,
+    ),
+    "Lost write": (
+        "support.checks.verdict.CheckFailed: 1 acknowledged write lost: k1 (of 5 acknowledged writes; unknown "
+        "writes: 0 present, 0 absent)\n",
+        report_meta.WRITE_LOST,
+    ),
     "Broken suite": ("KeyError: 'x'\n", report_meta.SUITE_ERROR),
 }
 
@@ -38,10 +46,19 @@ def _result(results: Path, name: str, status: str, message: str | None, chart: b
         source = f"{uuid.uuid4()}-attachment.png"
         (results / source).write_bytes(chart)
         attachments.append({"name": "timeline chart", "source": source, "type": "image/png"})
-    result = {"uuid": str(uuid.uuid4()), "historyId": name, "name": name, "fullName": f"Feature: {name}",
-              "status": status, "stage": "finished", "start": 1_700_000_000_000, "stop": 1_700_000_001_000,
-              "labels": [{"name": "feature", "value": "Outages"}, {"name": "epic", "value": "Database"}],
-              "attachments": attachments, "steps": []}
+    result = {
+        "uuid": str(uuid.uuid4()),
+        "historyId": name,
+        "name": name,
+        "fullName": f"Feature: {name}",
+        "status": status,
+        "stage": "finished",
+        "start": 1_700_000_000_000,
+        "stop": 1_700_000_001_000,
+        "labels": [{"name": "feature", "value": "Outages"}, {"name": "epic", "value": "Database"}],
+        "attachments": attachments,
+        "steps": [],
+    }
     if message is not None:
         result["statusDetails"] = {"message": message, "trace": '  File "steps/checks.py", line 7, in step\n'}
     (results / f"{result['uuid']}-result.json").write_text(json.dumps(result))
@@ -49,8 +66,9 @@ def _result(results: Path, name: str, status: str, message: str | None, chart: b
 
 def _generate(results: Path, report: Path) -> None:
     env = dict(os.environ, ALLURE_RESULTS=str(results), ALLURE_REPORT=str(report))
-    done = subprocess.run([str(REPO / "scripts" / "report.sh")], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [str(REPO / "scripts" / "report.sh")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == f"{report}/index.html"
 

@@ -1,4 +1,5 @@
 """Run directories: a killed run's leftovers are recognised by its owner's PID and start time."""
+
 import json
 import os
 import subprocess
@@ -41,9 +42,11 @@ def test_a_record_without_a_start_time_falls_back_to_a_python_owner(tmp_path):
 def test_a_work_root_that_cannot_be_made_names_the_setting_and_the_fix():
     with pytest.raises(SettingsError) as error:
         check_work_root(__import__("pathlib").Path("/proc/x"))
-    assert str(error.value) == ("work_root='/proc/x' cannot hold the run's directory (No such file or directory); "
-                                "set work_root to a directory the suite can create and write, such as "
-                                "/tmp/chaos-suite")
+    assert str(error.value) == (
+        "work_root='/proc/x' cannot hold the run's directory (No such file or directory); "
+        "set work_root to a directory the suite can create and write, such as "
+        "/tmp/chaos-suite"
+    )
 
 
 def test_a_work_root_is_made_when_missing(tmp_path):

@@ -1,4 +1,5 @@
 """The end-of-run summary: rows from real figures, the table, the JSON."""
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,9 @@ T0 = 2000.0
 
 def req(t: float, outcome: str = OK) -> Request:
     start = T0 + t
-    return Request("write", f"k{t:g}", start, start, start + 0.01, 201 if outcome == OK else 503, "", outcome,
-                   f"n\tk{t:g}")
+    return Request(
+        "write", f"k{t:g}", start, start, start + 0.01, 201 if outcome == OK else 503, "", outcome, f"n\tk{t:g}"
+    )
 
 
 def outage() -> tuple[list[Request], list[FaultWindow]]:
@@ -60,10 +62,35 @@ def test_a_scenario_without_a_load_has_dashes() -> None:
 
 def test_the_table_shows_recovery_errors_lost_writes_and_the_failure() -> None:
     rows = [
-        ScenarioRow("The API rides out a Postgres restart under load", "Load", "passed", 5.0, ["postgres restart"],
-                    500, 1.2, True, 0.184, 0.2, 250, 0),
-        ScenarioRow("A killed API comes back under load", "Load", "failed", 14.0, ["api kill (SIGKILL)"], 700,
-                    80.69, False, None, 9.0, 100, 3, "Then the API recovers within 5 seconds: the API never recovered"),
+        ScenarioRow(
+            "The API rides out a Postgres restart under load",
+            "Load",
+            "passed",
+            5.0,
+            ["postgres restart"],
+            500,
+            1.2,
+            True,
+            0.184,
+            0.2,
+            250,
+            0,
+        ),
+        ScenarioRow(
+            "A killed API comes back under load",
+            "Load",
+            "failed",
+            14.0,
+            ["api kill (SIGKILL)"],
+            700,
+            80.69,
+            False,
+            None,
+            9.0,
+            100,
+            3,
+            "Then the API recovers within 5 seconds: the API never recovered",
+        ),
     ]
     table = format_table(rows, elapsed_s=19.0)
     lines = table.splitlines()
@@ -84,9 +111,14 @@ def test_summary_json_has_totals_and_every_field() -> None:
 
 def _state(history, windows, durability=None, recovery=None):
     """A stand-in for ScenarioState with a hand-made fault timeline."""
-    return SimpleNamespace(history=history, ledger=SimpleNamespace(windows=lambda: windows), recovery=recovery,
-                           durability=durability, notes={},
-                           settings=SimpleNamespace(recovery_min_successes=5, recovery_min_span=0.5))
+    return SimpleNamespace(
+        history=history,
+        ledger=SimpleNamespace(windows=lambda: windows),
+        recovery=recovery,
+        durability=durability,
+        notes={},
+        settings=SimpleNamespace(recovery_min_successes=5, recovery_min_span=0.5),
+    )
 
 
 def test_recovery_is_measured_when_no_step_judged_it() -> None:
@@ -99,12 +131,19 @@ def test_recovery_is_measured_when_no_step_judged_it() -> None:
 
 def test_run_summary_collects_behave_scenarios_prints_and_writes_json(tmp_path) -> None:
     history, windows = outage()
-    failed_step = SimpleNamespace(keyword="Then", name="no acknowledged write is lost", status=None,
-                                  exception=CheckFailed("1 acknowledged write lost: k1"))
-    scenario = SimpleNamespace(name="Postgres restart", status=SimpleNamespace(name="failed"), duration=3.5,
-                               feature=SimpleNamespace(name="Outages"),
-                               steps=[SimpleNamespace(keyword="Given", name="x", status=None, exception=None),
-                                      failed_step])
+    failed_step = SimpleNamespace(
+        keyword="Then",
+        name="no acknowledged write is lost",
+        status=None,
+        exception=CheckFailed("1 acknowledged write lost: k1"),
+    )
+    scenario = SimpleNamespace(
+        name="Postgres restart",
+        status=SimpleNamespace(name="failed"),
+        duration=3.5,
+        feature=SimpleNamespace(name="Outages"),
+        steps=[SimpleNamespace(keyword="Given", name="x", status=None, exception=None), failed_step],
+    )
     summary = RunSummary(results=tmp_path / "results", clock=iter([0.0, 42.0]).__next__)
     row = summary.add_scenario(_state(history, windows, Durability(acknowledged=90, lost=["k1"])), scenario)
     assert (row.status, row.recovery_time_s, row.lost_writes) == ("failed", pytest.approx(1.0), 1)

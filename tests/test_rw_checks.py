@@ -2,11 +2,17 @@ import math
 
 import pytest
 
+from support.checks.during_faults import (
+    EffectWindow,
+    check_answers_within_during_faults,
+    check_writes_refused_reads_served,
+    effect_window,
+    fault_span,
+    read_write_split,
+)
+from support.checks.verdict import CheckFailed
 from support.faults.ledger import FaultLedger
 from support.load.history import FAIL, INFO, OK, Request
-from support.checks.during_faults import (EffectWindow, check_answers_within_during_faults, check_writes_refused_reads_served,
-                               effect_window, fault_span, read_write_split)
-from support.checks.verdict import CheckFailed
 
 WINDOW = EffectWindow("read-only", start=10.0, end=13.0, injected=9.9, healed=13.1)
 
@@ -18,13 +24,13 @@ def req(op, start, end, status, error=""):
 
 def good_history():
     return [
-        req("write", 9.0, 9.01, 201),            # before: acknowledged
-        req("write", 9.99, 10.02, 201),          # overlaps the start: served before the fault took effect
-        req("write", 10.5, 10.51, 503),          # inside: refused
-        req("read", 10.6, 10.61, 200),           # reads go on
-        req("write", 12.99, 13.02, 201),         # overlaps the end: served after the heal took effect
+        req("write", 9.0, 9.01, 201),  # before: acknowledged
+        req("write", 9.99, 10.02, 201),  # overlaps the start: served before the fault took effect
+        req("write", 10.5, 10.51, 503),  # inside: refused
+        req("read", 10.6, 10.61, 200),  # reads go on
+        req("write", 12.99, 13.02, 201),  # overlaps the end: served after the heal took effect
         req("read", 12.0, 12.01, 200),
-        req("write", 14.0, 14.01, 201),          # after
+        req("write", 14.0, 14.01, 201),  # after
     ]
 
 
@@ -36,8 +42,11 @@ def test_writes_inside_refused_edges_either_way_reads_ok_passes():
 
 def test_a_write_acknowledged_inside_the_window_fails():
     history = good_history() + [req("write", 11.0, 11.02, 201)]
-    with pytest.raises(CheckFailed, match=r"writes inside the window not answered 503: 1 \(201 x1\): write write-11.0"
-                                          r" at 2.0 s \(status 201"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"writes inside the window not answered 503: 1 \(201 x1\): write write-11.0"
+        r" at 2.0 s \(status 201",
+    ):
         check_writes_refused_reads_served(history, WINDOW)
 
 
@@ -57,7 +66,7 @@ def test_a_failed_read_overlapping_the_window_fails():
 
 
 def test_a_window_without_writes_or_reads_cannot_be_judged():
-    history = [r for r in good_history() if not (r.op == "write" and 10.0 <= r.start and r.end <= 13.0)]
+    history = [r for r in good_history() if not (r.op == "write" and r.start >= 10.0 and r.end <= 13.0)]
     with pytest.raises(CheckFailed, match="held 0 writes and 2 reads, too few to judge"):
         check_writes_refused_reads_served(history, WINDOW)
     with pytest.raises(CheckFailed, match="no load ran"):
@@ -105,16 +114,20 @@ def test_effect_window_prefers_the_faults_own_times_and_falls_back_to_the_ledger
 
 
 def test_answers_within_judges_only_requests_started_while_the_fault_lasted():
-    history = [req("read", 5.0, 9.0, 200),                  # before the fault: slow, not judged
-               req("write", 10.5, 11.5, 503),                # 1 s: within 2 s
-               req("read", 12.0, 14.5, 200),                 # 2.5 s: too slow
-               req("read", 12.5, 17.5, None, "timeout"),     # a timeout is never within a bound
-               req("read", 13.5, 20.0, 200)]                 # after the heal: not judged
+    history = [
+        req("read", 5.0, 9.0, 200),  # before the fault: slow, not judged
+        req("write", 10.5, 11.5, 503),  # 1 s: within 2 s
+        req("read", 12.0, 14.5, 200),  # 2.5 s: too slow
+        req("read", 12.5, 17.5, None, "timeout"),  # a timeout is never within a bound
+        req("read", 13.5, 20.0, 200),
+    ]  # after the heal: not judged
     with pytest.raises(CheckFailed) as failure:
         check_answers_within_during_faults(history, (10.0, 13.0), 2.0)
     message = str(failure.value)
-    assert message.startswith("2 of the 3 requests started while the fault lasted (5.0 s to 8.0 s) took longer"
-                              " than 2 s (1 timed out); slowest: read read-12.5 at 7.5 s")
+    assert message.startswith(
+        "2 of the 3 requests started while the fault lasted (5.0 s to 8.0 s) took longer"
+        " than 2 s (1 timed out); slowest: read read-12.5 at 7.5 s"
+    )
     check_answers_within_during_faults(history[:2], (10.0, 13.0), 2.0)
     with pytest.raises(CheckFailed, match="no request of the load started while the fault lasted"):
         check_answers_within_during_faults(history[:1], (10.0, 13.0), 2.0)

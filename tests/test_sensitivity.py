@@ -1,14 +1,15 @@
 """The suite's judgements fail when the property they claim is broken, on a real stack."""
+
 import time
 
 import psycopg2
 import pytest
+from suite_runner import leftovers, project_with, run_behave
 
+from support.checks.verdict import CheckFailed
 from support.core.config import Settings
 from support.core.waiting import Deadline
 from support.run.suite import start_suite
-from support.checks.verdict import CheckFailed
-from suite_runner import leftovers, project_with, run_behave
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +83,17 @@ def test_recovery_check_fails_when_the_api_stays_down_past_the_bound(suite):
 
 
 def test_a_scenario_judging_a_down_api_fails_through_behave(tmp_path):
-    project = project_with(tmp_path, "down.feature", """Feature: kept down
+    project = project_with(
+        tmp_path,
+        "down.feature",
+        """Feature: kept down
   Scenario: The API is stopped and never started again
     Given the stack is healthy
     And a steady load of 50 requests per second
     When api is stopped
     Then the API recovers within 2 seconds
-""")
+""",
+    )
     run = run_behave(tmp_path / "work", cwd=project)
     assert run.returncode != 0
     assert "the fault was never healed" in run.output
@@ -96,12 +101,16 @@ def test_a_scenario_judging_a_down_api_fails_through_behave(tmp_path):
 
 
 def test_a_then_step_without_a_load_says_what_is_missing(tmp_path):
-    project = project_with(tmp_path, "noload.feature", """Feature: no load
+    project = project_with(
+        tmp_path,
+        "noload.feature",
+        """Feature: no load
   Scenario: Judging a load that never ran
     Given the stack is healthy
     When postgres restarts
     Then no acknowledged write is lost
-""")
+""",
+    )
     run = run_behave(tmp_path / "work", cwd=project)
     assert run.returncode != 0
     assert "no load ran in this scenario" in run.output

@@ -26,21 +26,24 @@ def test_extends_overrides_key_by_key_and_keeps_inherited_paths(tmp_path):
     assert definition.workload.read_path == "/users/{id}"
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("[api]\n", "[api] needs a command"),
-    ('[api]\ncommand = "serve"\n', "must use {port}"),
-    ('[api]\ncommand = "s {port}"\nhealth_path = "health"\n', "must start with /"),
-    ('[api]\ncommand = "s {port}"\nstop_signal = "SIGFOO"\n', "is not a signal name"),
-    ('[api]\ncommand = "s {port}"\n[workload]\nread_path = "/things"\n', "must contain {id}"),
-    ('[api]\ncommand = "s {port}"\n[workload]\ncompare = ["age"]\n', "compare names 'age'"),
-    ('[api]\ncommand = "s {port}"\n[workload]\ncolour = "red"\n', "unknown workload field(s) colour"),
-    ('[apii]\n', "unknown section(s) apii"),
-    ('[api]\ncommand = "s {port}"\n[api.docker]\nfiles = "x"\n', "[api.docker] takes image"),
-    ('[api]\ncommand = "s {port}"\n[api.docker]\nimage = "x"\nbuild = "."\n', "takes image or build, not both"),
-    ('[api]\ncommand = "s {port}"\n[api.docker]\ndockerfile = "x"\n', "add build = \"folder\""),
-    ('[api]\ncommand = "s {port}"\n[api.docker]\nbuild = "nowhere"\n', "there is no"),
-    ('[api\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[api]\n", "[api] needs a command"),
+        ('[api]\ncommand = "serve"\n', "must use {port}"),
+        ('[api]\ncommand = "s {port}"\nhealth_path = "health"\n', "must start with /"),
+        ('[api]\ncommand = "s {port}"\nstop_signal = "SIGFOO"\n', "is not a signal name"),
+        ('[api]\ncommand = "s {port}"\n[workload]\nread_path = "/things"\n', "must contain {id}"),
+        ('[api]\ncommand = "s {port}"\n[workload]\ncompare = ["age"]\n', "compare names 'age'"),
+        ('[api]\ncommand = "s {port}"\n[workload]\ncolour = "red"\n', "unknown workload field(s) colour"),
+        ("[apii]\n", "unknown section(s) apii"),
+        ('[api]\ncommand = "s {port}"\n[api.docker]\nfiles = "x"\n', "[api.docker] takes image"),
+        ('[api]\ncommand = "s {port}"\n[api.docker]\nimage = "x"\nbuild = "."\n', "takes image or build, not both"),
+        ('[api]\ncommand = "s {port}"\n[api.docker]\ndockerfile = "x"\n', 'add build = "folder"'),
+        ('[api]\ncommand = "s {port}"\n[api.docker]\nbuild = "nowhere"\n', "there is no"),
+        ("[api\n", "not valid TOML"),
+    ],
+)
 def test_malformed_stack_files_are_refused_in_one_line(tmp_path, text, fragment):
     path = write(tmp_path, text)
     with pytest.raises(StackFileError) as error:
@@ -135,26 +138,44 @@ def test_a_stack_of_several_services_with_links_before_start_and_ready_kinds(tmp
     assert [d.user for d in definition.services["db"].databases] == ["notes", "auditor"]
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (("uses = [\"db\", \"cache\"]", "uses = [\"db\", \"queue\"]"),
-     "[services.web] uses names 'queue', which is not another service of this stack; services: db, cache, web"),
-    (("depends_on = [\"web\"]", "depends_on = [\"web\"]\n[services.cache.x]"), "unknown [services.cache] field(s) x"),
-    (("ready = { command = [\"{python}\", \"-c\", \"pass\"] }", ""),
-     "[services.worker] needs ready = { command = [...] } (or sql for a database it fills): its command has no"),
-    (("{db.sqlalchemy_url}", "{cache.port}"), "[services.worker] env has {cache.port}, but 'cache' is not in its uses"),
-    (("{db.url}\", CACHE", "{db.password}\", CACHE"), "[services.web] env has {db.password}; db offers {db.host}"),
-    (("target = \"web\"", "target = \"site\""), "[workload] target = 'site' is not a service of this stack"),
-    (("target = \"web\"", "target = \"worker\""), "[services.worker] command must use {port}: the suite chooses"),
-    (("ready = { http = \"/ready\", timeout = 20 }", "ready = { http = \"/ready\", tcp = true }"),
-     "[services.web] ready takes exactly one of http, tcp, sql, command"),
-    (("uses = [\"db\"]\ndepends_on", "uses = [\"db\", \"worker\"]\ndepends_on"),
-     "[services.worker] uses names 'worker', which is not another service"),
-    (("uses = [\"db\", \"cache\"]", "uses = [\"db\", \"cache\", \"worker\"]"),
-     "[services.web] uses 'worker', which listens on no {port}"),
-    (("kind = \"postgres\"", "kind = \"mysql\""), "[services.db] kind='mysql': use \"command\""),
-    (("\"{port}\"]\n\n[services.web]", "\"{port}\"]\ndepends_on = [\"worker\"]\n\n[services.web]"),
-     "[services.cache] depends_on: a dependency cycle cache -> worker -> web -> cache; no service can start first"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (
+            ('uses = ["db", "cache"]', 'uses = ["db", "queue"]'),
+            "[services.web] uses names 'queue', which is not another service of this stack; services: db, cache, web",
+        ),
+        (('depends_on = ["web"]', 'depends_on = ["web"]\n[services.cache.x]'), "unknown [services.cache] field(s) x"),
+        (
+            ('ready = { command = ["{python}", "-c", "pass"] }', ""),
+            "[services.worker] needs ready = { command = [...] } (or sql for a database it fills): its command has no",
+        ),
+        (
+            ("{db.sqlalchemy_url}", "{cache.port}"),
+            "[services.worker] env has {cache.port}, but 'cache' is not in its uses",
+        ),
+        (('{db.url}", CACHE', '{db.password}", CACHE'), "[services.web] env has {db.password}; db offers {db.host}"),
+        (('target = "web"', 'target = "site"'), "[workload] target = 'site' is not a service of this stack"),
+        (('target = "web"', 'target = "worker"'), "[services.worker] command must use {port}: the suite chooses"),
+        (
+            ('ready = { http = "/ready", timeout = 20 }', 'ready = { http = "/ready", tcp = true }'),
+            "[services.web] ready takes exactly one of http, tcp, sql, command",
+        ),
+        (
+            ('uses = ["db"]\ndepends_on', 'uses = ["db", "worker"]\ndepends_on'),
+            "[services.worker] uses names 'worker', which is not another service",
+        ),
+        (
+            ('uses = ["db", "cache"]', 'uses = ["db", "cache", "worker"]'),
+            "[services.web] uses 'worker', which listens on no {port}",
+        ),
+        (('kind = "postgres"', 'kind = "mysql"'), "[services.db] kind='mysql': use \"command\""),
+        (
+            ('"{port}"]\n\n[services.web]', '"{port}"]\ndepends_on = ["worker"]\n\n[services.web]'),
+            "[services.cache] depends_on: a dependency cycle cache -> worker -> web -> cache; no service can start first",
+        ),
+    ],
+)
 def test_a_broken_stack_of_several_services_is_refused_in_one_line(tmp_path, change, fragment):
     text = THREE_SERVICES.replace(*change)
     assert text != THREE_SERVICES
@@ -177,14 +198,20 @@ def test_the_docker_backend_refuses_in_one_line_a_stack_it_cannot_run_yet(tmp_pa
     from support.backends.docker.backend import check_docker_shape
 
     check_docker_shape(load_stack_file(DEFAULT_STACK_FILE))  # the reference stack runs there
-    with pytest.raises(StackFileError, match=r"stack.toml: \[services.db\] the Docker backend runs one postgres "
-                                             "with one database; run this stack with -D backend=process"):
+    with pytest.raises(
+        StackFileError,
+        match=r"stack.toml: \[services.db\] the Docker backend runs one postgres "
+        "with one database; run this stack with -D backend=process",
+    ):
         check_docker_shape(load_stack_file(write(tmp_path, THREE_SERVICES)))
     one_database = THREE_SERVICES.replace(', { name = "audit", user = "auditor" }', "")
     with pytest.raises(StackFileError, match=r"\[services.web\] before_start is not run by the Docker backend"):
         check_docker_shape(load_stack_file(write(tmp_path, one_database)))
     several = load_stack_file(write(tmp_path, one_database.replace("before_start", "# before_start")))
     check_docker_shape(several)  # command services beside the target run on the host network
-    with pytest.raises(StackFileError, match=r"\[services.cache\] the Docker backend runs the workload's target "
-                                             r"and one postgres only \(db, web\) on docker_network=bridge"):
+    with pytest.raises(
+        StackFileError,
+        match=r"\[services.cache\] the Docker backend runs the workload's target "
+        r"and one postgres only \(db, web\) on docker_network=bridge",
+    ):
         check_docker_shape(several, "bridge")

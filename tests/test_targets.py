@@ -2,6 +2,7 @@
 
 No test here sends any traffic, not even a DNS query: names go to a replaced resolver, literals to none.
 """
+
 import socket
 
 import pytest
@@ -14,11 +15,13 @@ from support.load.spec import LoadSpec, LoadSpecError
 
 def _resolving_to(monkeypatch, table: dict[str, list[str]]) -> None:
     """Replace the resolver: each name in ``table`` resolves to its addresses, any other name does not."""
+
     def getaddrinfo(host, port, *args, **kwargs):
         if host not in table:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0))
-                for a in table[host]]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in table[host]
+        ]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
@@ -28,13 +31,16 @@ def test_loopback_addresses_are_allowed(host):
     check_target(host, allow_remote=False)
 
 
-@pytest.mark.parametrize("host, reason", [
-    ("10.1.2.3", "it is not on 127.0.0.1"),
-    ("::ffff:10.0.0.1", "it is not on 127.0.0.1"),
-    ("0.0.0.0", "0.0.0.0 is the unspecified address"),
-    ("::", ":: is the unspecified address"),
-    ("", "no host is given"),
-])
+@pytest.mark.parametrize(
+    "host, reason",
+    [
+        ("10.1.2.3", "it is not on 127.0.0.1"),
+        ("::ffff:10.0.0.1", "it is not on 127.0.0.1"),
+        ("0.0.0.0", "0.0.0.0 is the unspecified address"),
+        ("::", ":: is the unspecified address"),
+        ("", "no host is given"),
+    ],
+)
 def test_addresses_off_loopback_are_refused_with_the_reason(host, reason):
     with pytest.raises(TargetNotAllowed, match=reason) as error:
         check_target(host, allow_remote=False)

@@ -47,8 +47,9 @@ def test_deadline_remaining_never_negative():
 def test_done_decides_which_result_ends_the_wait_and_the_timeout_says_what_was_last_seen():
     clock = FakeClock()
     readings = iter([{"t": 1}, {"t": 2}, {"t": 3}])
-    assert wait_until(lambda: next(readings), 5, "x", done=lambda r: r["t"] >= 2,
-                      clock=clock, sleep=clock.sleep) == {"t": 2}
+    assert wait_until(lambda: next(readings), 5, "x", done=lambda r: r["t"] >= 2, clock=clock, sleep=clock.sleep) == {
+        "t": 2
+    }
     with pytest.raises(WaitTimeout, match=r"the baseline did not happen within 1 s \(last seen: \{'t': 0\}\)") as info:
         wait_until(lambda: {"t": 0}, 1.0, "the baseline", done=lambda r: r["t"] >= 2, clock=clock, sleep=clock.sleep)
     assert info.value.last == {"t": 0} and info.value.error is None
@@ -76,8 +77,14 @@ def test_a_predicate_can_pick_the_transient_errors():
         wait_until(busy, 0.5, "a slot", retry_on=lambda e: "busy" in str(e), clock=clock, sleep=clock.sleep)
     assert isinstance(info.value.error, RuntimeError) and info.value.last is None
     with pytest.raises(RuntimeError, match="gone"):
-        wait_until(lambda: (_ for _ in ()).throw(RuntimeError("gone")), 0.5, "a slot",
-                   retry_on=lambda e: "busy" in str(e), clock=clock, sleep=clock.sleep)
+        wait_until(
+            lambda: (_ for _ in ()).throw(RuntimeError("gone")),
+            0.5,
+            "a slot",
+            retry_on=lambda e: "busy" in str(e),
+            clock=clock,
+            sleep=clock.sleep,
+        )
 
 
 def test_retry_returns_whatever_the_call_returns_once_it_stops_failing():
@@ -101,7 +108,9 @@ def test_retry_times_out_on_the_clock_naming_the_last_error():
     def refused():
         raise ConnectionRefusedError("nope")
 
-    with pytest.raises(WaitTimeout, match=r"the read did not happen within 3 s \(last error: ConnectionRefusedError") as info:
+    with pytest.raises(
+        WaitTimeout, match=r"the read did not happen within 3 s \(last error: ConnectionRefusedError"
+    ) as info:
         retry(refused, 3.0, "the read", interval=1.0, clock=clock, sleep=clock.sleep)
     assert clock.now == pytest.approx(103.0) and isinstance(info.value.error, ConnectionRefusedError)
 

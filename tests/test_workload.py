@@ -1,5 +1,6 @@
 """The general workload: target, records, base_path, headers, auth, several operations; and, end to end, the
 real load worker and the record checks against a service with a form login, a /v1 prefix and tokens it revokes."""
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,12 @@ def test_a_workload_with_a_form_login_a_base_path_and_several_operations_loads(m
     assert (w.target, w.records, w.table, w.base_path) == ("notes-api", "notes", "notes", "/v1")
     assert w.header_values("r1") == {"X-Tenant": "chaos", "X-Run": "r1", "X-Key": "k-42"}
     assert w.auth == Auth(login_path="/token", login_form={"username": "chaos", "password": "s3cret"})
-    assert w.auth.login_request() == ("POST", "/token", b"username=chaos&password=s3cret",
-                                      "application/x-www-form-urlencoded")
+    assert w.auth.login_request() == (
+        "POST",
+        "/token",
+        b"username=chaos&password=s3cret",
+        "application/x-www-form-urlencoded",
+    )
     assert w.auth.header_value("abc") == "Bearer abc"
     assert [op.name for op in w.operations] == ["create", "read", "list"]
     assert w.weights(0.9) == [2, 2, 1]  # given weights: the write fraction setting does not apply
@@ -87,40 +92,59 @@ def test_the_flat_form_of_today_is_one_write_and_one_read_back_weighted_by_the_w
     write, read = flat.operations
     assert write.is_write and read.reads == "create" and flat.weights(0.3) == [0.3, 0.7]
     assert (flat.create_method, flat.create_path, flat.read_path, flat.table, flat.records) == (
-        "POST", "/users", "/users/{id}", "users", "users")
+        "POST",
+        "/users",
+        "/users/{id}",
+        "users",
+        "users",
+    )
     assert flat.record("r1", 7)[0] == "r1-7@load.test" and flat.base_path == "" and flat.auth is None
 
 
-@pytest.mark.parametrize("workload", [Workload(), notes_workload(),
-                                      notes_workload(NOTES.replace('json = {', 'form = {'))])
+@pytest.mark.parametrize(
+    "workload", [Workload(), notes_workload(), notes_workload(NOTES.replace("json = {", "form = {"))]
+)
 def test_a_workload_travels_as_json(workload):
     assert Workload.from_dict(json.loads(json.dumps(workload.to_dict()))) == workload
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ('[workload]\nbase_path = "v1"\n', "base_path='v1' must start with /"),
-    ('[workload]\nheaders = { X = 1 }\n', "headers must be a table of strings"),
-    ('[workload.auth]\nscheme = "Bearer"\n', "[workload.auth] needs exactly one of login"),
-    ('[workload.auth]\ntoken_env = "T"\ntoken_command = ["x"]\n', "got token_command, token_env"),
-    ('[workload.auth]\nlogin = { path = "token" }\n', "[workload.auth].login.path='token' must be a path"),
-    ('[workload.auth]\nlogin = { path = "/t", json = {}, form = {} }\n', "takes json or form, not both"),
-    ('[workload.auth]\ntoken_env = "T"\ncolour = 1\n', "[workload.auth]: unknown field(s) colour"),
-    ('[workload]\ncreate_path = "/u"\n[[workload.operations]]\nname = "x"\n', "cannot be mixed"),
-    ('[[workload.operations]]\nname = "list"\n', "no operation is a write"),
-    ('[[workload.operations]]\nmethod = "GET"\n', "operations[0] needs a name"),
-    ('[[workload.operations]]\nname = "r"\nreads = "create"\n', "operations[0] (r): reads='create' names no write"),
-    ('[[workload.operations]]\nname = "c"\nfind_sql = "SELECT %(keys)s"\nmethod = "POST"\njson = { a = "{key}" }\n',
-     "operations[0] (c): a write needs read"),
-    ('[[workload.operations]]\nname = "c"\nfind_sql = "x %(keys)s"\nmethod = "POST"\njson = { a = "{key}" }\n'
-     'read = { path = "/c/{id}", compare = ["b"] }\n', "operations[0] (c): read.compare names 'b'"),
-    ('[[workload.operations]]\nname = "c"\nfind_sql = "x"\nmethod = "POST"\njson = { a = "{key}" }\n'
-     'read = { path = "/c/{id}" }\n', "find_sql must select rows by the key list"),
-    ('[[workload.operations]]\nname = "c"\nweight = -1\nfind_sql = "x %(keys)s"\njson = { a = "{key}" }\n',
-     "operations[0] (c): weight=-1 must be a number >= 0"),
-    ('[[workload.operations]]\nname = "c"\nspeed = 3\n', "operations[0] (c): unknown field(s) speed"),
-    ('[workload]\nread_path = "/things"\n', "read_path='/things' must contain {id}"),
-    ('[workload]\ncolour = "red"\n', "unknown workload field(s) colour"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('[workload]\nbase_path = "v1"\n', "base_path='v1' must start with /"),
+        ("[workload]\nheaders = { X = 1 }\n", "headers must be a table of strings"),
+        ('[workload.auth]\nscheme = "Bearer"\n', "[workload.auth] needs exactly one of login"),
+        ('[workload.auth]\ntoken_env = "T"\ntoken_command = ["x"]\n', "got token_command, token_env"),
+        ('[workload.auth]\nlogin = { path = "token" }\n', "[workload.auth].login.path='token' must be a path"),
+        ('[workload.auth]\nlogin = { path = "/t", json = {}, form = {} }\n', "takes json or form, not both"),
+        ('[workload.auth]\ntoken_env = "T"\ncolour = 1\n', "[workload.auth]: unknown field(s) colour"),
+        ('[workload]\ncreate_path = "/u"\n[[workload.operations]]\nname = "x"\n', "cannot be mixed"),
+        ('[[workload.operations]]\nname = "list"\n', "no operation is a write"),
+        ('[[workload.operations]]\nmethod = "GET"\n', "operations[0] needs a name"),
+        ('[[workload.operations]]\nname = "r"\nreads = "create"\n', "operations[0] (r): reads='create' names no write"),
+        (
+            '[[workload.operations]]\nname = "c"\nfind_sql = "SELECT %(keys)s"\nmethod = "POST"\njson = { a = "{key}" }\n',
+            "operations[0] (c): a write needs read",
+        ),
+        (
+            '[[workload.operations]]\nname = "c"\nfind_sql = "x %(keys)s"\nmethod = "POST"\njson = { a = "{key}" }\n'
+            'read = { path = "/c/{id}", compare = ["b"] }\n',
+            "operations[0] (c): read.compare names 'b'",
+        ),
+        (
+            '[[workload.operations]]\nname = "c"\nfind_sql = "x"\nmethod = "POST"\njson = { a = "{key}" }\n'
+            'read = { path = "/c/{id}" }\n',
+            "find_sql must select rows by the key list",
+        ),
+        (
+            '[[workload.operations]]\nname = "c"\nweight = -1\nfind_sql = "x %(keys)s"\njson = { a = "{key}" }\n',
+            "operations[0] (c): weight=-1 must be a number >= 0",
+        ),
+        ('[[workload.operations]]\nname = "c"\nspeed = 3\n', "operations[0] (c): unknown field(s) speed"),
+        ('[workload]\nread_path = "/things"\n', "read_path='/things' must contain {id}"),
+        ('[workload]\ncolour = "red"\n', "unknown workload field(s) colour"),
+    ],
+)
 def test_a_bad_workload_is_refused_in_one_line_naming_the_field(text, fragment):
     table = tomllib.loads(text).get("workload", {})
     with pytest.raises(WorkloadError) as error:
@@ -133,12 +157,14 @@ def test_a_token_from_a_command_or_a_variable(monkeypatch):
     monkeypatch.setenv("CHAOS_TOKEN", "from-env")
     by_env = parse_workload({**tomllib.loads(NOTES)["workload"], "auth": {"token_env": "CHAOS_TOKEN"}}, "s").auth
     assert by_env.token_from_source() == "from-env"
-    by_command = parse_workload({**tomllib.loads(NOTES)["workload"], "auth": {"token_command": ["echo", "tok"],
-                                                                               "scheme": ""}}, "s").auth
+    by_command = parse_workload(
+        {**tomllib.loads(NOTES)["workload"], "auth": {"token_command": ["echo", "tok"], "scheme": ""}}, "s"
+    ).auth
     assert by_command.token_from_source() == "tok" and by_command.header_value("tok") == "tok"
 
 
 # -- end to end: the real load worker and the record checks against the notes service ------------------------
+
 
 @pytest.fixture(scope="module")
 def postgres():
@@ -175,8 +201,7 @@ def notes(postgres):
 def run_load(notes, tmp_path: Path, workload: Workload, revoke_after: int | None = None) -> tuple[list, dict]:
     """Load the notes service at 40/s until 40 writes are answered (revoking every token once ``revoke_after``
     writes are), then 2 s more; (history, the worker's summary)."""
-    spec = LoadSpec.open_rate(notes.url, 40, workload=workload.to_dict(), max_duration=30, request_timeout=3,
-                              seed=7)
+    spec = LoadSpec.open_rate(notes.url, 40, workload=workload.to_dict(), max_duration=30, request_timeout=3, seed=7)
     with start_load(spec, tmp_path) as run:
         if revoke_after is not None:
             wait_until(lambda: run.progress.get("sent", 0) >= revoke_after, 10, f"{revoke_after} requests sent")
@@ -237,9 +262,13 @@ def test_records_are_created_and_verified_through_the_same_login_and_prefix(note
     with pytest.raises(CheckFailed, match="could not create record 1 of 1: 401"):
         create_users(notes.url, parse_workload(table, "notes.toml"), 1)
     started = time.monotonic()
-    wrong = parse_workload({**tomllib.loads(NOTES)["workload"],
-                            "auth": {"login": {"path": "/token", "form": {"username": "chaos", "password": "no"}}}},
-                           "notes.toml")
+    wrong = parse_workload(
+        {
+            **tomllib.loads(NOTES)["workload"],
+            "auth": {"login": {"path": "/token", "form": {"username": "chaos", "password": "no"}}},
+        },
+        "notes.toml",
+    )
     with pytest.raises(CheckFailed, match="no auth token for the workload: the login POST /token was answered 400"):
         create_users(notes.url, wrong, 1)
     assert time.monotonic() - started < 5
@@ -248,9 +277,11 @@ def test_records_are_created_and_verified_through_the_same_login_and_prefix(note
 def test_a_stack_file_carries_the_general_workload_to_the_stack_definition(tmp_path):
     from support.stack.stack_file import load_stack_file
 
-    services = ('[services.postgres]\nkind = "postgres"\ndatabases = [{ name = "notes", user = "notes" }]\n'
-                '[services.notes-api]\ncommand = ["{python}", "app.py", "--port", "{port}"]\nuses = ["postgres"]\n'
-                'ready = { http = "/healthz" }\nhealth = "/healthz"\n')
+    services = (
+        '[services.postgres]\nkind = "postgres"\ndatabases = [{ name = "notes", user = "notes" }]\n'
+        '[services.notes-api]\ncommand = ["{python}", "app.py", "--port", "{port}"]\nuses = ["postgres"]\n'
+        'ready = { http = "/healthz" }\nhealth = "/healthz"\n'
+    )
     path = tmp_path / "stack.toml"
     path.write_text(services + NOTES)
     definition = load_stack_file(path)
@@ -270,8 +301,11 @@ def test_the_load_sends_a_token_from_a_variable_or_a_command(notes, postgres, tm
 
     token = httpx.post(f"{notes.url}/v1/token", data={"username": USERNAME, "password": PASSWORD}).json()
     monkeypatch.setenv("CHAOS_NOTES_TOKEN", token["access_token"])  # the worker inherits the environment
-    auth = {"token_env": "CHAOS_NOTES_TOKEN"} if source == "token_env" else {
-        "token_command": ["sh", "-c", "echo $CHAOS_NOTES_TOKEN"]}
+    auth = (
+        {"token_env": "CHAOS_NOTES_TOKEN"}
+        if source == "token_env"
+        else {"token_command": ["sh", "-c", "echo $CHAOS_NOTES_TOKEN"]}
+    )
     workload = parse_workload({**tomllib.loads(NOTES)["workload"], "auth": auth}, "notes.toml")
     history, summary = run_load(notes, tmp_path, workload)
     check_every_write_acknowledged_and_found(history, postgres.dsn(), workload)

@@ -7,6 +7,7 @@ are not on the loopback interface are refused unless the user opts in with
 ``allow_remote_targets``; emptying the database before each scenario (the
 workload's ``reset_sql``) is skipped unless ``attached_reset`` is set.
 """
+
 from __future__ import annotations
 
 import signal
@@ -30,8 +31,10 @@ def check_target_allowed(what: str, host: str, settings: Settings) -> None:
     try:
         check_target(host, settings.allow_remote_targets)
     except TargetNotAllowed as error:
-        raise SettingsError(f"refusing to inject faults into {what} at {host}: {error} and the suite did not start "
-                            "it; if you own that stack and mean it, set allow_remote_targets=true") from None
+        raise SettingsError(
+            f"refusing to inject faults into {what} at {host}: {error} and the suite did not start "
+            "it; if you own that stack and mean it, set allow_remote_targets=true"
+        ) from None
 
 
 class AttachedService:
@@ -47,8 +50,10 @@ class AttachedService:
         return self._address
 
     def _refuse(self, action: str) -> None:
-        raise ServiceError(f"cannot {action} {self.name}: the suite did not start it (attached stack); "
-                           "run the stack with backend=process or backend=docker for process faults")
+        raise ServiceError(
+            f"cannot {action} {self.name}: the suite did not start it (attached stack); "
+            "run the stack with backend=process or backend=docker for process faults"
+        )
 
     def start(self, timeout: float = 30.0) -> None:
         self.wait_ready(timeout)
@@ -87,33 +92,46 @@ class AttachedService:
 def start_attached_stack(settings: Settings, run_dir: Path) -> Stack:
     """Attach to ``attached_api_url`` and ``attached_database_url``; both must answer within ``start_timeout`` s."""
     if not settings.attached_api_url or not settings.attached_database_url:
-        raise SettingsError("backend=attached needs attached_api_url (http://127.0.0.1:PORT) and "
-                            "attached_database_url (postgresql://USER:PASSWORD@127.0.0.1:PORT/DB)")
+        raise SettingsError(
+            "backend=attached needs attached_api_url (http://127.0.0.1:PORT) and "
+            "attached_database_url (postgresql://USER:PASSWORD@127.0.0.1:PORT/DB)"
+        )
     definition = stack_definition(settings)
     api = urlsplit(settings.attached_api_url)
     db = urlsplit(settings.attached_database_url)
     if api.scheme not in ("http", "https") or not api.hostname or db.scheme not in ("postgresql", "postgres"):
-        raise SettingsError("attached_api_url must be http://HOST:PORT and attached_database_url "
-                            "postgresql://USER:PASSWORD@HOST:PORT/DB")
+        raise SettingsError(
+            "attached_api_url must be http://HOST:PORT and attached_database_url "
+            "postgresql://USER:PASSWORD@HOST:PORT/DB"
+        )
     check_target_allowed("the API", api.hostname, settings)
     check_target_allowed("PostgreSQL", db.hostname or "", settings)
     api_url = settings.attached_api_url.rstrip("/")
     dsn = settings.attached_database_url
 
     services: dict[str, Service] = {
-        "api": AttachedService("api", Address(api.hostname, api.port or 80),
-                               lambda: http_answers(api_url + definition.api.health_path)),
-        "postgres": AttachedService("postgres", Address(db.hostname or LOOPBACK, db.port or 5432),
-                                    lambda: database_answers(dsn)),
+        "api": AttachedService(
+            "api", Address(api.hostname, api.port or 80), lambda: http_answers(api_url + definition.api.health_path)
+        ),
+        "postgres": AttachedService(
+            "postgres", Address(db.hostname or LOOPBACK, db.port or 5432), lambda: database_answers(dsn)
+        ),
     }
     workload = definition.workload
     if not settings.attached_reset:
         from dataclasses import replace
 
         workload = replace(workload, reset_sql="SELECT 1")  # never empty someone else's database unasked
-    stack = Stack(backend="attached", services=services, api_url=api_url, admin_dsn=dsn, app_dsn=dsn,
-                  workload=workload, health_path=definition.api.health_path,
-                  secrets=tuple(filter(None, [db.password])))
+    stack = Stack(
+        backend="attached",
+        services=services,
+        api_url=api_url,
+        admin_dsn=dsn,
+        app_dsn=dsn,
+        workload=workload,
+        health_path=definition.api.health_path,
+        secrets=tuple(filter(None, [db.password])),
+    )
     for service in services.values():
         service.wait_ready(settings.start_timeout)
     return stack

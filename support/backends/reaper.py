@@ -16,6 +16,7 @@ What a power cut leaves (the reaper dies too) the next run cleans
 
 Run as ``python -m support.backends.reaper RUN_DIR [--docker]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -131,8 +132,15 @@ def start_reaper(run_dir: Path, docker: bool = False) -> Reaper:
     env = {k: v for k, v in os.environ.items() if k != RUN_MARKER}  # unmarked: not a leftover of the run
     env["PYTHONPATH"] = str(REPO_ROOT)
     try:
-        process = subprocess.Popen(argv, stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   cwd="/", env=env, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env=env,
+            start_new_session=True,
+        )
     except BaseException:
         os.close(write_end)
         raise
@@ -164,12 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     while os.read(0, 4096):
         pass  # the suite writes nothing; the read returns empty once every write end is closed
     reaped = reap_run(args.run_dir, args.run_dir.name if args.docker else None)
-    if (reaped.processes or reaped.containers or reaped.volumes or reaped.networks or reaped.failed) \
-            and args.run_dir.is_dir():
+    if (
+        reaped.processes or reaped.containers or reaped.volumes or reaped.networks or reaped.failed
+    ) and args.run_dir.is_dir():
         # a killed suite's run dir stays until the next run: the note goes with it (a clean run leaves none)
         failed = "".join(f"; could not remove {name}: {why}" for name, why in reaped.failed.items())
-        removed = describe_removed({"process": reaped.processes, "container": reaped.containers,
-                                    "volume": reaped.volumes, "network": reaped.networks})
+        removed = describe_removed(
+            {
+                "process": reaped.processes,
+                "container": reaped.containers,
+                "volume": reaped.volumes,
+                "network": reaped.networks,
+            }
+        )
         (args.run_dir / "reaper.log").write_text(f"reaper: removed {removed}{failed}\n")
     return 0
 

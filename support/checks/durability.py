@@ -1,8 +1,9 @@
 """Durability: what became of the load's writes once read back from the database."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from support.checks.messages import NO_LOAD, keys, plural
 from support.checks.verdict import CheckFailed
@@ -77,8 +78,14 @@ def durability(history: Sequence[Request], rows: Mapping[str, Sequence[str]]) ->
                 info_absent += 1
         elif present:
             fail_present.append(key)
-    return Durability(acknowledged=acknowledged, lost=lost, changed=changed, info_present=info_present,
-                      info_absent=info_absent, fail_present=fail_present)
+    return Durability(
+        acknowledged=acknowledged,
+        lost=lost,
+        changed=changed,
+        info_present=info_present,
+        info_absent=info_absent,
+        fail_present=fail_present,
+    )
 
 
 def check_no_lost_writes(durability: Durability | None) -> None:
@@ -91,8 +98,12 @@ def check_no_lost_writes(durability: Durability | None) -> None:
     if durability.changed:
         problems.append(f"{plural(len(durability.changed), 'acknowledged write')} changed: {keys(durability.changed)}")
     if durability.fail_present:
-        problems.append(f"{plural(len(durability.fail_present), 'write')} answered as not applied exist anyway:"
-                        f" {keys(durability.fail_present)}")
+        problems.append(
+            f"{plural(len(durability.fail_present), 'write')} answered as not applied exist anyway:"
+            f" {keys(durability.fail_present)}"
+        )
     if problems:
-        raise CheckFailed("; ".join(problems) + f" (of {durability.acknowledged} acknowledged writes;"
-                          f" unknown writes: {durability.info_present} present, {durability.info_absent} absent)")
+        raise CheckFailed(
+            "; ".join(problems) + f" (of {durability.acknowledged} acknowledged writes;"
+            f" unknown writes: {durability.info_present} present, {durability.info_absent} absent)"
+        )

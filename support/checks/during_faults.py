@@ -6,11 +6,12 @@ a window when it started before the window's end and ended after its start;
 it is *inside* when it started at or after the start and ended at or before
 the end.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from support.checks.latency import is_timeout, slow_requests
 from support.checks.messages import REQUESTS_AT_MOST, describe, listing, no_fault, origin, require, seconds
@@ -18,8 +19,16 @@ from support.checks.verdict import CheckFailed
 from support.faults.ledger import FaultLedger
 from support.load.history import OK, Request
 
-__all__ = ["EffectWindow", "effect_window", "fault_over", "fault_span", "ReadWriteSplit", "read_write_split",
-           "check_writes_refused_reads_served", "check_answers_within_during_faults"]
+__all__ = [
+    "EffectWindow",
+    "effect_window",
+    "fault_over",
+    "fault_span",
+    "ReadWriteSplit",
+    "read_write_split",
+    "check_writes_refused_reads_served",
+    "check_answers_within_during_faults",
+]
 
 #: why a judgement over the fault window cannot run in a scenario without a fault
 _NO_WINDOW = no_fault("no fault window to judge")
@@ -127,8 +136,9 @@ def read_write_split(history: Sequence[Request], start: float, end: float, statu
     return ReadWriteSplit(writes_inside, reads, not_refused, wrong, reads_failed)
 
 
-def check_writes_refused_reads_served(history: Sequence[Request] | None, window: EffectWindow,
-                                      status: int = 503) -> None:
+def check_writes_refused_reads_served(
+    history: Sequence[Request] | None, window: EffectWindow, status: int = 503
+) -> None:
     """Fail unless, by :func:`read_write_split`, every write inside the window got ``status``, every
     write overlapping it got ``ok`` or ``status``, and every read overlapping it was ok.
 
@@ -138,37 +148,45 @@ def check_writes_refused_reads_served(history: Sequence[Request] | None, window:
     history = require(history)
     since = origin(history)
     split = read_write_split(history, window.start, window.end, status)
-    where = (f"the {window.name} fault took effect at {seconds(window.start - since)} and"
-             + (" was never healed" if math.isinf(window.end) else f" its heal began at {seconds(window.end - since)}"))
+    where = f"the {window.name} fault took effect at {seconds(window.start - since)} and" + (
+        " was never healed" if math.isinf(window.end) else f" its heal began at {seconds(window.end - since)}"
+    )
     if split.writes_inside == 0 or split.reads_overlapping == 0:
-        raise CheckFailed(f"the fault window held {split.writes_inside} writes and {split.reads_overlapping} reads,"
-                          f" too few to judge whether writes fail with {status} while reads work ({where};"
-                          " hold the fault longer or raise the load)")
+        raise CheckFailed(
+            f"the fault window held {split.writes_inside} writes and {split.reads_overlapping} reads,"
+            f" too few to judge whether writes fail with {status} while reads work ({where};"
+            " hold the fault longer or raise the load)"
+        )
     problems = []
     if split.writes_not_refused:
-        problems.append(f"writes inside the window not answered {status}: "
-                        + listing(split.writes_not_refused, since))
+        problems.append(f"writes inside the window not answered {status}: " + listing(split.writes_not_refused, since))
     if split.writes_wrongly_answered:
-        problems.append(f"writes at the window's edges neither ok nor {status}: "
-                        + listing(split.writes_wrongly_answered, since))
+        problems.append(
+            f"writes at the window's edges neither ok nor {status}: " + listing(split.writes_wrongly_answered, since)
+        )
     if split.reads_failed:
         problems.append("reads that failed: " + listing(split.reads_failed, since))
     if problems:
-        raise CheckFailed(f"writes did not fail with {status} while reads kept working ({where};"
-                          f" {split.writes_inside} writes inside, {split.reads_overlapping} reads overlapping): "
-                          + "; ".join(problems))
+        raise CheckFailed(
+            f"writes did not fail with {status} while reads kept working ({where};"
+            f" {split.writes_inside} writes inside, {split.reads_overlapping} reads overlapping): "
+            + "; ".join(problems)
+        )
 
 
-def check_answers_within_during_faults(history: Sequence[Request] | None, span: tuple[float, float],
-                                       bound: float) -> None:
+def check_answers_within_during_faults(
+    history: Sequence[Request] | None, span: tuple[float, float], bound: float
+) -> None:
     """Fail if a request that started in ``span`` (first injection to last heal, monotonic s) took longer
     than ``bound`` seconds or timed out (its real latency is unknown, so it is not under any bound)."""
     history = require(history)
     start, end = span
     during = [r for r in history if start <= r.start < end]
     if not during:
-        raise CheckFailed("no request of the load started while the fault lasted: nothing to judge"
-                          " (hold the fault longer or raise the load)")
+        raise CheckFailed(
+            "no request of the load started while the fault lasted: nothing to judge"
+            " (hold the fault longer or raise the load)"
+        )
     slow = slow_requests(during, bound)
     if not slow:
         return
@@ -178,4 +196,5 @@ def check_answers_within_during_faults(history: Sequence[Request] | None, span: 
     raise CheckFailed(
         f"{len(slow)} of the {len(during)} requests started while the fault lasted ({seconds(start - since)} to"
         f" {'the end' if math.isinf(end) else seconds(end - since)}) took longer than {bound:g} s ({timeouts} timed"
-        f" out); slowest: " + "; ".join(describe(r, since) for r in worst))
+        f" out); slowest: " + "; ".join(describe(r, since) for r in worst)
+    )

@@ -4,12 +4,13 @@ Times are ``time.monotonic()`` seconds, latencies seconds, rates fractions
 (0..1) unless a name says percent. A request is placed in a phase by its
 ``start`` and is non-ok when its outcome is ``fail`` or ``info``.
 """
+
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from support.checks.messages import require
 from support.checks.verdict import CheckFailed
@@ -44,15 +45,23 @@ class PhaseStats:
     max: float | None
 
     @classmethod
-    def of(cls, name: str, requests: Sequence[Request], start: float | None, end: float | None) -> "PhaseStats":
+    def of(cls, name: str, requests: Sequence[Request], start: float | None, end: float | None) -> PhaseStats:
         """The statistics of ``requests``, the members of the phase ``name`` from ``start`` to ``end``."""
         outcomes = Counter(r.outcome for r in requests)
         latencies = sorted(r.latency for r in requests)
         count = len(requests)
         return cls(
-            name=name, start=start, end=end, count=count, ok=outcomes[OK], fail=outcomes[FAIL],
-            info=outcomes[INFO], error_rate=(count - outcomes[OK]) / count if count else 0.0,
-            p50=percentile(latencies, 50), p95=percentile(latencies, 95), p99=percentile(latencies, 99),
+            name=name,
+            start=start,
+            end=end,
+            count=count,
+            ok=outcomes[OK],
+            fail=outcomes[FAIL],
+            info=outcomes[INFO],
+            error_rate=(count - outcomes[OK]) / count if count else 0.0,
+            p50=percentile(latencies, 50),
+            p95=percentile(latencies, 95),
+            p99=percentile(latencies, 99),
             max=latencies[-1] if latencies else None,
         )
 
@@ -62,8 +71,9 @@ def error_rate(history: Sequence[Request]) -> float:
     return sum(r.outcome != OK for r in history) / len(history) if history else 0.0
 
 
-def phases(history: Sequence[Request], windows: Sequence[FaultWindow],
-           recovered_at: float | None) -> dict[str, PhaseStats]:
+def phases(
+    history: Sequence[Request], windows: Sequence[FaultWindow], recovered_at: float | None
+) -> dict[str, PhaseStats]:
     """Statistics per phase of the scenario, plus ``"overall"``.
 
     The phases split the history by request start at three boundaries:
@@ -101,4 +111,5 @@ def check_error_rate_below(history: Sequence[Request] | None, percent: float) ->
     bad = outcomes[FAIL] + outcomes[INFO]
     raise CheckFailed(
         f"the error rate was {rate:.2f}%, not below {percent:g}%: {bad} of {len(history)} requests"
-        f" failed ({outcomes[FAIL]} fail, {outcomes[INFO]} info)")
+        f" failed ({outcomes[FAIL]} fail, {outcomes[INFO]} info)"
+    )

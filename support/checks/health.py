@@ -1,4 +1,5 @@
 """The API's health endpoint, read and awaited with a deadline."""
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,11 @@ class HealthReading:
 
     @property
     def database_unreachable(self) -> bool:
-        return (self.status is not None and 500 <= self.status < 600
-                and self.body.get("database", "unreachable") == "unreachable")
+        return (
+            self.status is not None
+            and 500 <= self.status < 600
+            and self.body.get("database", "unreachable") == "unreachable"
+        )
 
     def describe(self) -> str:
         if self.status is None:
@@ -55,8 +59,9 @@ def read_health(health_url: str, timeout: float = 2.0) -> HealthReading:
         body = response.json()
     except ValueError:
         body = {"raw": response.text[:200]}
-    return HealthReading(response.status_code, body if isinstance(body, dict) else {"raw": body},
-                         time.monotonic() - started)
+    return HealthReading(
+        response.status_code, body if isinstance(body, dict) else {"raw": body}, time.monotonic() - started
+    )
 
 
 def wait_for_health(health_url: str, expect: str, timeout: float, interval: float = 0.05) -> HealthReading:
@@ -70,9 +75,16 @@ def wait_for_health(health_url: str, expect: str, timeout: float, interval: floa
     wanted = "healthy" if expect == HEALTHY else "the database as unreachable"
     deadline = Deadline(timeout)  # each read's own timeout shrinks with it
     try:
-        return wait_until(lambda: read_health(health_url, timeout=max(0.2, min(2.0, deadline.remaining() + 0.5))),
-                          timeout, f"the health endpoint reporting {wanted}", interval=interval, retry_on=(),
-                          done=lambda last: last.healthy if expect == HEALTHY else last.database_unreachable)
+        return wait_until(
+            lambda: read_health(health_url, timeout=max(0.2, min(2.0, deadline.remaining() + 0.5))),
+            timeout,
+            f"the health endpoint reporting {wanted}",
+            interval=interval,
+            retry_on=(),
+            done=lambda last: last.healthy if expect == HEALTHY else last.database_unreachable,
+        )
     except WaitTimeout as waited:
-        raise CheckFailed(f"the health endpoint did not report {wanted} within {timeout:g} s; "
-                          f"last answer: {cast(HealthReading, waited.last).describe()}") from None
+        raise CheckFailed(
+            f"the health endpoint did not report {wanted} within {timeout:g} s; "
+            f"last answer: {cast(HealthReading, waited.last).describe()}"
+        ) from None

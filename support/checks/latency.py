@@ -2,10 +2,11 @@
 
 Times are ``time.monotonic()`` seconds, latencies and durations seconds.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from support.checks.messages import describe, origin, plural, require
 from support.checks.verdict import CheckFailed
@@ -36,7 +37,8 @@ def check_no_request_slower_than(history: Sequence[Request] | None, seconds: flo
     worst = sorted(slow, key=lambda r: r.latency, reverse=True)[:3]
     raise CheckFailed(
         f"{plural(len(slow), 'request')} took longer than {seconds:g} s"
-        f" ({timeouts} timed out); slowest: " + "; ".join(describe(r, since) for r in worst))
+        f" ({timeouts} timed out); slowest: " + "; ".join(describe(r, since) for r in worst)
+    )
 
 
 @dataclass(frozen=True)

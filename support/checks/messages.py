@@ -4,19 +4,34 @@ Messages give times as seconds into the load (from the first request's start),
 since monotonic readings mean nothing to a reader. ``support.evidence.report_meta``
 sorts failures by these sentences, so a change of wording belongs here and there.
 """
+
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from support.checks.verdict import CheckFailed
 from support.load.history import Request
 
-__all__ = ["NO_LOAD", "NO_FAULT", "no_fault", "KEYS_AT_MOST", "REQUESTS_AT_MOST", "require", "origin",
-           "seconds", "keys", "describe", "listing", "plural"]
+__all__ = [
+    "NO_LOAD",
+    "NO_FAULT",
+    "no_fault",
+    "KEYS_AT_MOST",
+    "REQUESTS_AT_MOST",
+    "require",
+    "origin",
+    "seconds",
+    "keys",
+    "describe",
+    "listing",
+    "plural",
+]
 
-NO_LOAD = ("no load ran in this scenario: add a 'Given a steady load of N requests per second' (or 'Given heavy"
-           " load', 'Given N concurrent users') step before the steps that judge it")
+NO_LOAD = (
+    "no load ran in this scenario: add a 'Given a steady load of N requests per second' (or 'Given heavy"
+    " load', 'Given N concurrent users') step before the steps that judge it"
+)
 #: the start of every message about a judgement that needs a fault in a scenario that injected none
 NO_FAULT = "no fault was injected in this scenario"
 #: how many keys a message lists before "and N more"

@@ -5,6 +5,7 @@ before the work it stands for is done; what it must not do is lose that work. Th
 workload's ``processed_sql`` says which of the acknowledged keys are processed;
 this module waits, on the clock, for all of them.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,14 @@ def processed_keys(dsn: str, workload: Workload, wanted: Sequence[str]) -> set[s
         return {str(row[0]) for row in cur.fetchall()}
 
 
-def check_processed_within(dsn: str, workload: Workload, history: Sequence[Request] | None, since: float,
-                           seconds: float, clock: Callable[[], float] = time.monotonic) -> int:
+def check_processed_within(
+    dsn: str,
+    workload: Workload,
+    history: Sequence[Request] | None,
+    since: float,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
     """Fail unless every acknowledged write of ``history`` is processed within ``seconds`` s.
 
     The bound runs from ``since`` (monotonic s: the last fault's end) or, for a write
@@ -50,14 +57,22 @@ def check_processed_within(dsn: str, workload: Workload, history: Sequence[Reque
     last_ack = max(r.end for r in history if r.op == "write" and r.outcome == OK)
     remaining = max(since, last_ack) + seconds - clock()
     try:
-        wait_until(lambda: processed_keys(dsn, workload, wanted), max(remaining, 0.0),
-                   f"every acknowledged {workload.records} processed", done=lambda found: len(found) == len(wanted),
-                   retry_on=database.DatabaseError, interval=0.2, clock=clock)
+        wait_until(
+            lambda: processed_keys(dsn, workload, wanted),
+            max(remaining, 0.0),
+            f"every acknowledged {workload.records} processed",
+            done=lambda found: len(found) == len(wanted),
+            retry_on=database.DatabaseError,
+            interval=0.2,
+            clock=clock,
+        )
     except WaitTimeout as waited:
         found = waited.last if isinstance(waited.last, set) else set()
         missing = [key for key in wanted if key not in found]
         reason = f" (last error: {waited.error})" if waited.error is not None and not found else ""
-        raise CheckFailed(f"{plural(len(missing), 'acknowledged write')} not processed within {seconds:g} s of the "
-                          f"fault's end: {keys(missing)} (of {len(wanted)} acknowledged; "
-                          f"processed: {len(found)}){reason}") from None
+        raise CheckFailed(
+            f"{plural(len(missing), 'acknowledged write')} not processed within {seconds:g} s of the "
+            f"fault's end: {keys(missing)} (of {len(wanted)} acknowledged; "
+            f"processed: {len(found)}){reason}"
+        ) from None
     return len(wanted)

@@ -5,6 +5,7 @@ Every request goes through the workload as the load does: under its ``base_path`
 with its headers and its auth token (fetched at the first request, again after a
 401, then the request is sent once more: a 401 applied nothing).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,15 @@ from support.stack import database
 from support.stack.auth import Auth, AuthError
 from support.stack.workload import Operation, Workload
 
-__all__ = ["User", "create_users", "check_users_intact", "check_next_read", "try_duplicate_write",
-           "check_user_count", "check_status"]
+__all__ = [
+    "User",
+    "create_users",
+    "check_users_intact",
+    "check_next_read",
+    "try_duplicate_write",
+    "check_user_count",
+    "check_status",
+]
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,9 @@ class TokenAuth(httpx.Auth):
         if not self.auth.uses_login:
             return self.auth.token_from_source(self.timeout)
         method, path, body, content_type = self.auth.login_request()
-        response = yield httpx.Request(method, self.base + path, content=body,
-                                       headers={**self.headers, "Content-Type": content_type})
+        response = yield httpx.Request(
+            method, self.base + path, content=body, headers={**self.headers, "Content-Type": content_type}
+        )
         return self.auth.token_from_answer(response.status_code, response.content)
 
 
@@ -100,8 +109,9 @@ def workload_client(api_url: str, workload: Workload, timeout: float = 5.0, run:
 def send(client: httpx.Client, operation: Operation, path: str, body: Any) -> httpx.Response:
     """Send ``body`` the way ``operation`` does (JSON or form-encoded) to ``path``."""
     data, content_type = operation.encode(body)
-    return client.request(operation.method, path, content=data,
-                          headers={"Content-Type": content_type} if data is not None else None)
+    return client.request(
+        operation.method, path, content=data, headers={"Content-Type": content_type} if data is not None else None
+    )
 
 
 def create_users(api_url: str, workload: Workload, count: int, timeout: float = 5.0) -> list[User]:
@@ -113,14 +123,14 @@ def create_users(api_url: str, workload: Workload, count: int, timeout: float = 
             key, path, body, expected = workload.record(run, i)
             response = send(client, workload.write, path, body)
             if not response.is_success:
-                raise CheckFailed(f"could not create record {i + 1} of {count}: "
-                                  f"{response.status_code} {response.text[:200]}")
+                raise CheckFailed(
+                    f"could not create record {i + 1} of {count}: {response.status_code} {response.text[:200]}"
+                )
             users.append(User(response.json().get(workload.id_field), key, expected, body))
     return users
 
 
-def check_users_intact(api_url: str, dsn: str, workload: Workload, users: list[User],
-                       timeout: float = 5.0) -> None:
+def check_users_intact(api_url: str, dsn: str, workload: Workload, users: list[User], timeout: float = 5.0) -> None:
     """Every record in ``users`` is served by the API's read path and stored in the database unchanged."""
     if not users:
         raise CheckFailed(f"no records were created in this scenario: add a 'Given N {workload.records} exist' step")
@@ -139,8 +149,9 @@ def check_users_intact(api_url: str, dsn: str, workload: Workload, users: list[U
         elif "\t".join(stored[user.key]) != user.expected:
             wrong.append(f"{user.key}: changed in the database")
     if wrong:
-        raise CheckFailed(f"{len(wrong)} problem(s) with {len(users)} records that should have survived: "
-                          + "; ".join(wrong[:10]))
+        raise CheckFailed(
+            f"{len(wrong)} problem(s) with {len(users)} records that should have survived: " + "; ".join(wrong[:10])
+        )
 
 
 def check_next_read(api_url: str, workload: Workload, users: list[User], timeout: float = 5.0) -> None:
@@ -157,8 +168,9 @@ def check_next_read(api_url: str, workload: Workload, users: list[User], timeout
     except httpx.HTTPError as error:
         raise CheckFailed(f"the first request after the fault got no answer: {type(error).__name__}: {error}") from None
     if response.status_code != 200:
-        raise CheckFailed(f"the first request after the fault was answered {response.status_code}, not 200: "
-                          f"{response.text[:200]}")
+        raise CheckFailed(
+            f"the first request after the fault was answered {response.status_code}, not 200: {response.text[:200]}"
+        )
     if not workload.matches(response.json(), users[0].expected):
         raise CheckFailed(f"the first request after the fault served wrong content: {response.text[:200]}")
 

@@ -6,10 +6,11 @@ the outage window. Times are ``time.monotonic()`` seconds, durations seconds; a
 request is placed in time by its ``start`` and is non-ok when its outcome is
 ``fail`` or ``info``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from support.checks.messages import NO_LOAD, origin, seconds
 from support.checks.verdict import CheckFailed
@@ -66,28 +67,40 @@ class Recovery:
     def describe(self) -> str:
         """A predicate for a sentence whose subject is the service: "recovered after 0.2 s (...)",
         "never recovered: ...", "did not show recovery: ..." or "could not be judged: ..."."""
-        rule = (f"the rule needs {self.min_successes} successes over {seconds(self.min_span)}"
-                f" with no failure after them")
+        rule = f"the rule needs {self.min_successes} successes over {seconds(self.min_span)} with no failure after them"
         if self.requests == 0:
             return NO_LOAD
         if self.reference is None:
             return f"could not be judged: the fault was never healed ({self.failures} failed requests since it began)"
-        outage = (f"outage {seconds(self.outage)} from {self._at(self.outage_start)} to {self._at(self.outage_end)},"
-                  f" {self.failures} failed requests" if self.failures else "no failed requests")
+        outage = (
+            f"outage {seconds(self.outage)} from {self._at(self.outage_start)} to {self._at(self.outage_end)},"
+            f" {self.failures} failed requests"
+            if self.failures
+            else "no failed requests"
+        )
         if self.recovered:
             return f"recovered after {seconds(self.recovery_time or 0.0)} ({outage})"
         if self.last_failure is not None:
-            return (f"never recovered: failing from {self._at(self.outage_start)} until the end of observation"
-                    f" at {self._at(self.observed_until)} ({self.failures} failed requests, the last at"
-                    f" {self._at(self.last_failure)}; {self.run_successes} successes over {seconds(self.run_span)}"
-                    f" after it; the fault was healed at {self._at(self.reference)}; {rule})")
-        return (f"did not show recovery: only {self.run_successes} successes over {seconds(self.run_span)} after"
-                f" the fault was healed at {self._at(self.reference)}, before the end of observation at"
-                f" {self._at(self.observed_until)} ({outage}; {rule})")
+            return (
+                f"never recovered: failing from {self._at(self.outage_start)} until the end of observation"
+                f" at {self._at(self.observed_until)} ({self.failures} failed requests, the last at"
+                f" {self._at(self.last_failure)}; {self.run_successes} successes over {seconds(self.run_span)}"
+                f" after it; the fault was healed at {self._at(self.reference)}; {rule})"
+            )
+        return (
+            f"did not show recovery: only {self.run_successes} successes over {seconds(self.run_span)} after"
+            f" the fault was healed at {self._at(self.reference)}, before the end of observation at"
+            f" {self._at(self.observed_until)} ({outage}; {rule})"
+        )
 
 
-def recovery(history: Sequence[Request], reference: float | None, min_successes: int = MIN_SUCCESSES,
-             min_span: float = MIN_SPAN, since: float | None = None) -> Recovery:
+def recovery(
+    history: Sequence[Request],
+    reference: float | None,
+    min_successes: int = MIN_SUCCESSES,
+    min_span: float = MIN_SPAN,
+    since: float | None = None,
+) -> Recovery:
     """When the service recovered after ``reference`` (monotonic s), by the recovery rule.
 
     The rule is :class:`support.load.recovery.RecoveryRule`'s: only requests
@@ -112,19 +125,30 @@ def recovery(history: Sequence[Request], reference: float | None, min_successes:
         for r in history:
             rule.add(r.start, r.outcome == OK)
     return Recovery(
-        reference=reference, since=since, recovered=rule is not None and rule.holds,
+        reference=reference,
+        since=since,
+        recovered=rule is not None and rule.holds,
         recovered_at=rule.recovered_at if rule else None,
-        outage_start=min(outage) if outage else None, outage_end=max(outage) if outage else None,
-        failures=len(outage), last_failure=rule.last_failure if rule else None,
-        run_successes=rule.successes if rule else 0, run_span=rule.span if rule else 0.0,
-        min_successes=min_successes, min_span=min_span, requests=len(history),
+        outage_start=min(outage) if outage else None,
+        outage_end=max(outage) if outage else None,
+        failures=len(outage),
+        last_failure=rule.last_failure if rule else None,
+        run_successes=rule.successes if rule else 0,
+        run_span=rule.span if rule else 0.0,
+        min_successes=min_successes,
+        min_span=min_span,
+        requests=len(history),
         origin=origin(history) if history else None,
         observed_until=max(r.end for r in history) if history else None,
     )
 
 
-def recovery_after_faults(history: Sequence[Request], windows: Sequence[FaultWindow],
-                          min_successes: int = MIN_SUCCESSES, min_span: float = MIN_SPAN) -> Recovery:
+def recovery_after_faults(
+    history: Sequence[Request],
+    windows: Sequence[FaultWindow],
+    min_successes: int = MIN_SUCCESSES,
+    min_span: float = MIN_SPAN,
+) -> Recovery:
     """:func:`recovery` measured from the latest fault's recovery reference (its heal, or its
     injection for an instant fault), with the outage counted from the first injection.
     No windows: measured from the start of the load (a scenario without faults)."""

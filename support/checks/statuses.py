@@ -3,11 +3,12 @@
 Times are ``time.monotonic()`` seconds. A request is non-ok when its outcome is
 ``fail`` or ``info``.
 """
+
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from support.checks.messages import describe, origin, plural, require, seconds
 from support.checks.verdict import CheckFailed
@@ -44,16 +45,23 @@ def check_failures_are_503(history: Sequence[Request] | None, allow_transport_er
     parts = []
     if found.statuses:
         by_status = Counter(r.status for r in found.statuses)
-        parts.append(f"{len(found.statuses)} with another status ("
-                     + ", ".join(f"{s} x{n}" for s, n in by_status.most_common()) + ")")
+        parts.append(
+            f"{len(found.statuses)} with another status ("
+            + ", ".join(f"{s} x{n}" for s, n in by_status.most_common())
+            + ")"
+        )
     if transport:
         by_error = Counter(r.error or "no answer" for r in transport)
-        parts.append(f"{len(transport)} with no answer ("
-                     + ", ".join(f"{e} x{n}" for e, n in by_error.most_common(5)) + ")")
+        parts.append(
+            f"{len(transport)} with no answer (" + ", ".join(f"{e} x{n}" for e, n in by_error.most_common(5)) + ")"
+        )
     total = len(found.statuses) + len(transport)
     first = min(found.statuses + transport, key=lambda r: r.start)
-    raise CheckFailed(f"{plural(total, 'failed request')} not answered with 503: "
-                      + "; ".join(parts) + f"; first: {describe(first, origin(history))}")
+    raise CheckFailed(
+        f"{plural(total, 'failed request')} not answered with 503: "
+        + "; ".join(parts)
+        + f"; first: {describe(first, origin(history))}"
+    )
 
 
 def failures_after(history: Sequence[Request], t: float) -> list[Request]:
@@ -71,4 +79,5 @@ def check_no_failures_after(history: Sequence[Request] | None, t: float, what: s
     bad.sort(key=lambda r: r.start)
     raise CheckFailed(
         f"{plural(len(bad), 'request')} failed after {what} (at {seconds(t - since)} into the"
-        f" load): first {describe(bad[0], since)}" + (f", last {describe(bad[-1], since)}" if len(bad) > 1 else ""))
+        f" load): first {describe(bad[0], since)}" + (f", last {describe(bad[-1], since)}" if len(bad) > 1 else "")
+    )

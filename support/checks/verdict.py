@@ -1,4 +1,5 @@
 """The one exception a failed property raises."""
+
 from __future__ import annotations
 
 __all__ = ["CheckFailed"]

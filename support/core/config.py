@@ -4,13 +4,15 @@ Precedence, highest first: ``behave -D name=value``, the environment variable
 ``CHAOS_<NAME>`` (upper case), the ``[behave.userdata]`` section of
 ``behave.ini``, then the defaults written here.
 """
+
 from __future__ import annotations
 
 import configparser
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["Settings", "SettingsError", "LOAD_LEVELS", "load_settings", "read_ini_userdata"]
 
@@ -84,13 +86,24 @@ class Settings:
             raise SettingsError(f"backend={self.backend!r} is not a backend; use one of: {', '.join(BACKENDS)}")
         if self.docker_network not in DOCKER_NETWORKS:
             raise SettingsError(
-                f"docker_network={self.docker_network!r} is not supported; use one of: {', '.join(DOCKER_NETWORKS)}")
+                f"docker_network={self.docker_network!r} is not supported; use one of: {', '.join(DOCKER_NETWORKS)}"
+            )
         if self.isolation not in ISOLATIONS:
             raise SettingsError(f"isolation={self.isolation!r} is not supported; use one of: {', '.join(ISOLATIONS)}")
         if self.not_ready_limit < 1:
             raise SettingsError(f"not_ready_limit={self.not_ready_limit} must be 1 or more")
-        for name in ("start_timeout", "healthy_timeout", "ready_probe_timeout", "load_light", "load_steady", "load_heavy",
-                     "load_request_timeout", "load_max_duration", "settle_timeout", "load_baseline"):
+        for name in (
+            "start_timeout",
+            "healthy_timeout",
+            "ready_probe_timeout",
+            "load_light",
+            "load_steady",
+            "load_heavy",
+            "load_request_timeout",
+            "load_max_duration",
+            "settle_timeout",
+            "load_baseline",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}={getattr(self, name)} must be greater than 0")
         if not 0.0 <= self.load_write_fraction <= 1.0:
@@ -144,8 +157,9 @@ def read_ini_userdata(path: Path) -> dict[str, str]:
     return dict(parser["behave.userdata"]) if parser.has_section("behave.userdata") else {}
 
 
-def load_settings(userdata: Mapping[str, Any], ini: Mapping[str, str] | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    userdata: Mapping[str, Any], ini: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Build the settings from behave's userdata (ini merged with ``-D``), the ini alone, and env.
 
     A userdata value that differs from the ini's (or is absent from it) came
@@ -161,8 +175,7 @@ def load_settings(userdata: Mapping[str, Any], ini: Mapping[str, str] | None = N
             if name.startswith("x_"):  # user extensions pass through untouched
                 extra[name] = str(raw)
                 continue
-            raise SettingsError(
-                f"unknown setting {name!r}; valid settings: {', '.join(sorted(_FIELDS))}")
+            raise SettingsError(f"unknown setting {name!r}; valid settings: {', '.join(sorted(_FIELDS))}")
     for name in _FIELDS:
         env_name = f"CHAOS_{name.upper()}"
         from_cli = name in userdata and (name not in ini or str(userdata[name]) != str(ini[name]))

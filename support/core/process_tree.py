@@ -1,4 +1,5 @@
 """The processes below a process, read from /proc (Linux)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Keeping secrets out of evidence and logs."""
+
 from __future__ import annotations
 
 import re

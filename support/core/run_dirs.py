@@ -10,6 +10,7 @@ the run, so the residues of a dead attached run's open faults (its journal,
 ``faults.json``) are kept under ``<work_root>/residues/`` until a run against
 that database heals them (:func:`support.faults.residues.heal_residues`).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,16 @@ from pathlib import Path
 from support.core.config import SettingsError
 from support.core.process_tree import descendants
 
-__all__ = ["RemovedRuns", "child_env", "check_work_root", "clean_leftovers", "marked_processes", "owner_record",
-           "process_start_time", "RUN_MARKER"]
+__all__ = [
+    "RemovedRuns",
+    "child_env",
+    "check_work_root",
+    "clean_leftovers",
+    "marked_processes",
+    "owner_record",
+    "process_start_time",
+    "RUN_MARKER",
+]
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
 RESIDUES = "residues"  # under the work root: faults that dead runs left in databases that outlive them
@@ -37,8 +46,10 @@ class RemovedRuns:
     processes: list[int] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (f"removed {len(self.run_dirs)} leftover run director{'y' if len(self.run_dirs) == 1 else 'ies'}"
-                f" and killed {len(self.processes)} leftover process{'' if len(self.processes) == 1 else 'es'}")
+        return (
+            f"removed {len(self.run_dirs)} leftover run director{'y' if len(self.run_dirs) == 1 else 'ies'}"
+            f" and killed {len(self.processes)} leftover process{'' if len(self.processes) == 1 else 'es'}"
+        )
 
 
 def process_start_time(pid: int) -> int | None:
@@ -48,7 +59,7 @@ def process_start_time(pid: int) -> int | None:
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: count the fields after its last ")"
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def owner_record(pid: int | None = None) -> dict[str, int | None]:
@@ -85,9 +96,11 @@ def check_work_root(root: Path) -> None:
         probe.mkdir()
         probe.rmdir()
     except OSError as error:
-        raise SettingsError(f"work_root={str(root)!r} cannot hold the run's directory ({error.strerror or error}); "
-                            "set work_root to a directory the suite can create and write, such as "
-                            "/tmp/chaos-suite") from None
+        raise SettingsError(
+            f"work_root={str(root)!r} cannot hold the run's directory ({error.strerror or error}); "
+            "set work_root to a directory the suite can create and write, such as "
+            "/tmp/chaos-suite"
+        ) from None
 
 
 def child_env(run_dir: Path) -> dict[str, str]:

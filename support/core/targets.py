@@ -7,6 +7,7 @@ when every address it resolves to is a loopback address (``127.0.0.0/8``,
 ``0.0.0.0`` is not a target. Users who own a remote stack opt in with
 ``allow_remote_targets``.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -84,5 +85,8 @@ def check_target(host: str, allow_remote: bool, timeout: float = RESOLVE_TIMEOUT
         return
     if any(a.is_unspecified for a in addresses):
         raise TargetNotAllowed(f"{outside[0]} is the unspecified address, not a host; it is not on 127.0.0.1")
-    raise TargetNotAllowed("it is not on 127.0.0.1" if _is_literal(host) else
-                           f"it resolves to {', '.join(outside)}, which is not on 127.0.0.1")
+    raise TargetNotAllowed(
+        "it is not on 127.0.0.1"
+        if _is_literal(host)
+        else f"it resolves to {', '.join(outside)}, which is not on 127.0.0.1"
+    )

@@ -18,6 +18,7 @@ arguments at every call site where here the defaults cover the common case.
 Waiting on a :class:`threading.Condition` (a child's exit, a worker's message)
 uses ``Condition.wait_for`` instead: it is woken, not polled.
 """
+
 from __future__ import annotations
 
 import time
@@ -74,10 +75,17 @@ def _seen(value: object) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def wait_until(check: Callable[[], T], timeout: float, what: str, *, done: Callable[[T], object] = bool,
-               retry_on: RetryOn = Exception, interval: float = 0.01,
-               clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> T:
+def wait_until(
+    check: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    done: Callable[[T], object] = bool,
+    retry_on: RetryOn = Exception,
+    interval: float = 0.01,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``check`` every ``interval`` s until ``done(result)`` (by default: the result is truthy); return it.
 
     An exception that ``retry_on`` lists (types, or a predicate; by default any
@@ -107,8 +115,9 @@ def wait_until(check: Callable[[], T], timeout: float, what: str, *, done: Calla
                 text = " ".join(str(last_error).split())  # one line, whatever the driver printed
                 reasons.append(f"last error: {type(last_error).__name__}: {text}")
             reason = f" ({'; '.join(reasons)})" if reasons else ""
-            raise WaitTimeout(f"{what} did not happen within {timeout:g} s{reason}",
-                              None if last is _NOTHING else last, last_error)
+            raise WaitTimeout(
+                f"{what} did not happen within {timeout:g} s{reason}", None if last is _NOTHING else last, last_error
+            )
         sleep(min(interval, deadline.remaining()) or interval)
 
 
@@ -116,14 +125,22 @@ def _any_result(result: object) -> bool:
     return True
 
 
-def retry(call: Callable[[], T], timeout: float, what: str, *, retry_on: RetryOn = Exception,
-          interval: float = 0.01, clock: Callable[[], float] = time.monotonic,
-          sleep: Callable[[float], None] = time.sleep) -> T:
+def retry(
+    call: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    retry_on: RetryOn = Exception,
+    interval: float = 0.01,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``call`` every ``interval`` s until it returns without a transient error; return what it returned.
 
     Whatever it returns counts, None and empty results too; :func:`wait_until`
     with ``done`` always true. After ``timeout`` s, :class:`WaitTimeout` naming
     the last error (its ``error``).
     """
-    return wait_until(call, timeout, what, done=_any_result, retry_on=retry_on, interval=interval,
-                      clock=clock, sleep=sleep)
+    return wait_until(
+        call, timeout, what, done=_any_result, retry_on=retry_on, interval=interval, clock=clock, sleep=sleep
+    )

@@ -8,30 +8,30 @@ history; on failure also the requests around the failure, the load worker's log
 and the health endpoint's last answer. Every text passes through
 :func:`support.core.redact.redact` with the stack's secrets.
 """
+
 from __future__ import annotations
 
 import gzip
 import json
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import allure
 import allure_commons
 from allure_commons.model2 import Label
 
-from support.evidence import chart
-
-from support.checks.metrics import metrics
-
-from support.stack import database
 from support.checks.health import read_health
-from support.load.history import OK, Request, to_csv
+from support.checks.metrics import metrics
 from support.core.redact import redact
+from support.evidence import chart
 from support.evidence.report_meta import scenario_labels
 from support.evidence.summary import measured_recovery
 from support.faults.timeline import FaultWindow
+from support.load.history import OK, Request, to_csv
+from support.stack import database
 
 if TYPE_CHECKING:
     from support.run.scenario import ScenarioState
@@ -44,18 +44,19 @@ _ACTIVITY_INTERVAL_S = 0.5
 _AROUND_FAILURE = 20  # requests shown on each side in the failure evidence
 
 # the sampler of the scenario that runs now, by ScenarioState identity (behave runs one at a time)
-_SAMPLERS: dict[int, "ActivitySampler"] = {}
+_SAMPLERS: dict[int, ActivitySampler] = {}
 
 
-def _attach_text(state: "ScenarioState", text: str, name: str, kind=allure.attachment_type.TEXT) -> None:
+def _attach_text(state: ScenarioState, text: str, name: str, kind=allure.attachment_type.TEXT) -> None:
     allure.attach(redact(text, state.stack.secrets), name=name, attachment_type=kind)
 
 
-def _attach_json(state: "ScenarioState", data: Any, name: str) -> None:
+def _attach_json(state: ScenarioState, data: Any, name: str) -> None:
     _attach_text(state, json.dumps(data, indent=2, default=str), name, allure.attachment_type.JSON)
 
 
 # -- labels ---------------------------------------------------------------------------
+
 
 def add_labels(labels: Sequence[tuple[str, str]]) -> bool:
     """Add labels to the Allure test result being written now; a severity replaces the default one.
@@ -82,6 +83,7 @@ def add_labels(labels: Sequence[tuple[str, str]]) -> bool:
 
 # -- pg_stat_activity around the faults --------------------------------------------------
 
+
 @dataclass
 class ActivitySampler:
     """Snapshots of ``pg_stat_activity`` every ``interval`` s in a thread, each stamped with the
@@ -93,7 +95,7 @@ class ActivitySampler:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
-    def start(self) -> "ActivitySampler":
+    def start(self) -> ActivitySampler:
         self._thread = threading.Thread(target=self._run, name="pg-activity", daemon=True)
         self._thread.start()
         return self
@@ -154,7 +156,8 @@ def _describe_sample(sample: dict[str, Any], windows: Sequence[FaultWindow]) -> 
 
 # -- the scenario's life --------------------------------------------------------------
 
-def begin_scenario(state: "ScenarioState", filename: str, feature: str, tags: Sequence[str]) -> None:
+
+def begin_scenario(state: ScenarioState, filename: str, feature: str, tags: Sequence[str]) -> None:
     """Label the Allure result (feature family, severity) and start sampling database activity."""
     add_labels(scenario_labels(filename, feature, list(tags)))
     _SAMPLERS[id(state)] = ActivitySampler(state.stack.admin_dsn).start()
@@ -174,23 +177,30 @@ def _subtitle(figures: dict[str, Any], recovery_text: str) -> str:
     return " · ".join(parts)
 
 
-def _attach_chart(state: "ScenarioState", figures: dict[str, Any]) -> None:
+def _attach_chart(state: ScenarioState, figures: dict[str, Any]) -> None:
     history, windows = state.history or [], state.ledger.windows()
     recovery = measured_recovery(state)
     text = ""
     if recovery is not None:
-        text = (f"recovered after {chart.seconds_text(recovery.recovery_time)}"
-                if recovery.recovered and recovery.recovery_time is not None else "no recovery observed")
-    png = chart.timeline_png(history, windows, recovery, title=redact(state.name, state.stack.secrets),
-                             subtitle=redact(_subtitle(figures, text), state.stack.secrets))
+        text = (
+            f"recovered after {chart.seconds_text(recovery.recovery_time)}"
+            if recovery.recovered and recovery.recovery_time is not None
+            else "no recovery observed"
+        )
+    png = chart.timeline_png(
+        history,
+        windows,
+        recovery,
+        title=redact(state.name, state.stack.secrets),
+        subtitle=redact(_subtitle(figures, text), state.stack.secrets),
+    )
     allure.attach(png, name="timeline chart", attachment_type=allure.attachment_type.PNG)
 
 
 def _describe_request(r: Request, origin: float) -> str:
     answer = f"status {r.status}" if r.status is not None else "no answer"
     error = f" {r.error}" if r.error else ""
-    return (f"{r.start - origin:9.3f} s  {r.op:<5} {r.outcome:<4} {answer}{error}  {r.latency * 1000:8.1f} ms"
-            f"  {r.key}")
+    return f"{r.start - origin:9.3f} s  {r.op:<5} {r.outcome:<4} {answer}{error}  {r.latency * 1000:8.1f} ms  {r.key}"
 
 
 def _requests_around_failure(history: Sequence[Request]) -> str:
@@ -209,7 +219,7 @@ def _requests_around_failure(history: Sequence[Request]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _attach_activity(state: "ScenarioState", sampler: "ActivitySampler | None", failed: bool) -> None:
+def _attach_activity(state: ScenarioState, sampler: ActivitySampler | None, failed: bool) -> None:
     windows = state.ledger.windows()
     if sampler is not None:
         sampler.stop()
@@ -220,7 +230,7 @@ def _attach_activity(state: "ScenarioState", sampler: "ActivitySampler | None", 
         _attach_json(state, _describe_sample(after, windows), "pg_stat_activity after the scenario")
 
 
-def _attach_failure(state: "ScenarioState") -> None:
+def _attach_failure(state: ScenarioState) -> None:
     if state.history:
         _attach_text(state, _requests_around_failure(state.history), "requests around the failure")
     if state.load is not None:
@@ -231,18 +241,21 @@ def _attach_failure(state: "ScenarioState") -> None:
         if log:
             _attach_text(state, log[-100_000:], "load worker log")
     reading = read_health(state.stack.api_url, timeout=2.0)
-    _attach_json(state, {"status": reading.status, "body": reading.body, "seconds": round(reading.seconds, 3),
-                         "error": reading.error}, "health endpoint at the end")
+    _attach_json(
+        state,
+        {"status": reading.status, "body": reading.body, "seconds": round(reading.seconds, 3), "error": reading.error},
+        "health endpoint at the end",
+    )
 
 
-def _figures(state: "ScenarioState") -> dict[str, Any]:
+def _figures(state: ScenarioState) -> dict[str, Any]:
     """The scenario's figures, with the recovery measured by the suite's rule even when no step judged it."""
     if not state.history:
         return {}
     return metrics(state.history, state.ledger.windows(), measured_recovery(state), state.durability)
 
 
-def attach_scenario(state: "ScenarioState", failed: bool) -> None:
+def attach_scenario(state: ScenarioState, failed: bool) -> None:
     """Attach the scenario's evidence (see the module doc); each part is attached even if another fails."""
     sampler = _SAMPLERS.pop(id(state), None)
     problems: list[str] = []
@@ -276,7 +289,7 @@ def attach_scenario(state: "ScenarioState", failed: bool) -> None:
         _attach_text(state, "\n".join(problems), "evidence errors")
 
 
-def _attach_logs(state: "ScenarioState", failed: bool) -> None:
+def _attach_logs(state: ScenarioState, failed: bool) -> None:
     ledger = state.ledger.as_records()
     if ledger or failed:
         since = min((r["injected_at"] for r in ledger), default=None)
@@ -286,7 +299,7 @@ def _attach_logs(state: "ScenarioState", failed: bool) -> None:
             _attach_text(state, logs[-200_000:], f"{name} log")
 
 
-def _attach_history(state: "ScenarioState") -> None:
+def _attach_history(state: ScenarioState) -> None:
     if state.history:
         csv_text = redact(to_csv(state.history), state.stack.secrets)
         if len(csv_text) > _MAX_INLINE_CSV:

@@ -9,12 +9,14 @@ marked with the measured recovery time.
 Rendering uses matplotlib's Agg canvas directly (no pyplot, no global backend
 switch), so it is safe in a test run and in a suite that never opens a display.
 """
+
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from support.faults.timeline import FaultWindow
 from support.load.history import OK, Request, percentile
@@ -24,8 +26,17 @@ if TYPE_CHECKING:  # matplotlib is imported only when a chart is drawn (it costs
 
     from support.checks.recovery import Recovery
 
-__all__ = ["WINDOW_S", "Window", "windows", "timeline_figure", "figure_png", "timeline_png",
-           "FAULT_RGB", "SIZE_PX", "seconds_text"]
+__all__ = [
+    "WINDOW_S",
+    "Window",
+    "windows",
+    "timeline_figure",
+    "figure_png",
+    "timeline_png",
+    "FAULT_RGB",
+    "SIZE_PX",
+    "seconds_text",
+]
 
 #: width of a counting window, seconds
 WINDOW_S = 0.25
@@ -70,8 +81,9 @@ class Window:
         return self.start + self.width / 2
 
 
-def windows(history: Sequence[Request], width: float = WINDOW_S, origin: float | None = None,
-            until: float | None = None) -> list[Window]:
+def windows(
+    history: Sequence[Request], width: float = WINDOW_S, origin: float | None = None, until: float | None = None
+) -> list[Window]:
     """Consecutive windows of ``width`` s from ``origin`` (default: the first start, monotonic s)
     to the last start (or to monotonic ``until`` if later), empty windows included."""
     if width <= 0:
@@ -91,9 +103,16 @@ def windows(history: Sequence[Request], width: float = WINDOW_S, origin: float |
     out = []
     for i, members in enumerate(buckets):
         latencies = [r.latency for r in members]
-        out.append(Window(start=i * width, width=width, requests=len(members),
-                          errors=sum(r.outcome != OK for r in members),
-                          p50=percentile(latencies, 50), p99=percentile(latencies, 99)))
+        out.append(
+            Window(
+                start=i * width,
+                width=width,
+                requests=len(members),
+                errors=sum(r.outcome != OK for r in members),
+                p50=percentile(latencies, 50),
+                p99=percentile(latencies, 99),
+            )
+        )
     return out
 
 
@@ -102,9 +121,14 @@ def seconds_text(value: float) -> str:
     return f"{value:.1f} s" if abs(value) >= 1 else f"{value * 1000:.0f} ms"
 
 
-def timeline_figure(history: Sequence[Request], faults: Sequence[FaultWindow],
-                    recovery: "Recovery | None" = None, title: str = "", subtitle: str = "",
-                    width: float = WINDOW_S) -> "Figure":
+def timeline_figure(
+    history: Sequence[Request],
+    faults: Sequence[FaultWindow],
+    recovery: Recovery | None = None,
+    title: str = "",
+    subtitle: str = "",
+    width: float = WINDOW_S,
+) -> Figure:
     """The chart as a matplotlib Figure (``SIZE_PX`` pixels at its dpi); see the module doc."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -121,20 +145,33 @@ def timeline_figure(history: Sequence[Request], faults: Sequence[FaultWindow],
     x = [w.middle for w in win]
     x_end = max([win[-1].start + width] if win else [1.0])
 
-    rate_ax.plot(x, [w.rps for w in win], color=_REQUESTS_COLOUR, linewidth=1.6, label="requests/s (launched)",
-                 drawstyle="steps-mid", zorder=3)
-    rate_ax.fill_between(x, [w.errors_ps for w in win], color=_ERRORS_COLOUR, alpha=0.55, step="mid",
-                         linewidth=0, label="errors/s (fail + unknown)", zorder=3)
+    rate_ax.plot(
+        x,
+        [w.rps for w in win],
+        color=_REQUESTS_COLOUR,
+        linewidth=1.6,
+        label="requests/s (launched)",
+        drawstyle="steps-mid",
+        zorder=3,
+    )
+    rate_ax.fill_between(
+        x,
+        [w.errors_ps for w in win],
+        color=_ERRORS_COLOUR,
+        alpha=0.55,
+        step="mid",
+        linewidth=0,
+        label="errors/s (fail + unknown)",
+        zorder=3,
+    )
     rate_ax.set_ylabel("requests per second (1/s)")
     rate_ax.set_ylim(bottom=0, top=max([w.rps for w in win] + [1.0]) * 1.3)
 
     ms = 1000.0
     p50 = [w.p50 * ms if w.p50 is not None else math.nan for w in win]
     p99 = [w.p99 * ms if w.p99 is not None else math.nan for w in win]
-    latency_ax.plot(x, p99, color="#fdae61", linewidth=1.6, label="p99 latency", marker=".", markersize=3,
-                    zorder=3)
-    latency_ax.plot(x, p50, color="#5e3c99", linewidth=1.6, label="p50 latency", marker=".", markersize=3,
-                    zorder=3)
+    latency_ax.plot(x, p99, color="#fdae61", linewidth=1.6, label="p99 latency", marker=".", markersize=3, zorder=3)
+    latency_ax.plot(x, p50, color="#5e3c99", linewidth=1.6, label="p50 latency", marker=".", markersize=3, zorder=3)
     latency_ax.set_yscale("log")
     # plain numbers at 1-2-5 steps read better than 10^n and its minor labels
     latency_ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
@@ -165,13 +202,21 @@ def _draw_faults(rate_ax, latency_ax, faults: Sequence[FaultWindow], origin: flo
             ax.axvline(start, color=_FAULT_EDGE, linewidth=1.0, linestyle="-", zorder=2)
         held = "never healed" if fault.healed is None else seconds_text(fault.healed - fault.injected)
         label = f"{fault.target}: {fault.name} ({held})"
-        rate_ax.annotate(label, xy=(start, 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(4, -14 - 14 * i), textcoords="offset points", fontsize=9,
-                         color=_FAULT_EDGE, fontweight="bold", zorder=5,
-                         bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        rate_ax.annotate(
+            label,
+            xy=(start, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -14 - 14 * i),
+            textcoords="offset points",
+            fontsize=9,
+            color=_FAULT_EDGE,
+            fontweight="bold",
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
 
 
-def _draw_recovery(rate_ax, latency_ax, recovery: "Recovery | None", origin: float, had_faults: bool) -> None:
+def _draw_recovery(rate_ax, latency_ax, recovery: Recovery | None, origin: float, had_faults: bool) -> None:
     if recovery is None or not had_faults:
         return
     if recovery.recovered and recovery.recovered_at is not None:
@@ -182,23 +227,44 @@ def _draw_recovery(rate_ax, latency_ax, recovery: "Recovery | None", origin: flo
         # near the right edge the label goes to the left of the line, so it is never cut off
         left, right = rate_ax.get_xlim()
         on_left = at > left + 0.75 * (right - left)
-        rate_ax.annotate(text, xy=(at, 0.5), xycoords=("data", "axes fraction"), xytext=(-6 if on_left else 6, 0),
-                         ha="right" if on_left else "left",
-                         textcoords="offset points", fontsize=10, color=_RECOVERY_COLOUR, fontweight="bold",
-                         zorder=5, bbox={"boxstyle": "round,pad=0.25", "facecolor": "white",
-                                         "edgecolor": _RECOVERY_COLOUR, "alpha": 0.9})
+        rate_ax.annotate(
+            text,
+            xy=(at, 0.5),
+            xycoords=("data", "axes fraction"),
+            xytext=(-6 if on_left else 6, 0),
+            ha="right" if on_left else "left",
+            textcoords="offset points",
+            fontsize=10,
+            color=_RECOVERY_COLOUR,
+            fontweight="bold",
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": _RECOVERY_COLOUR, "alpha": 0.9},
+        )
         if recovery.reference is not None and (recovery.recovery_time or 0) > 0:
-            rate_ax.annotate("", xy=(at, 0.42), xytext=(recovery.reference - origin, 0.42),
-                             xycoords=("data", "axes fraction"), textcoords=("data", "axes fraction"),
-                             arrowprops={"arrowstyle": "<->", "color": _RECOVERY_COLOUR, "linewidth": 1.5},
-                             zorder=5)
+            rate_ax.annotate(
+                "",
+                xy=(at, 0.42),
+                xytext=(recovery.reference - origin, 0.42),
+                xycoords=("data", "axes fraction"),
+                textcoords=("data", "axes fraction"),
+                arrowprops={"arrowstyle": "<->", "color": _RECOVERY_COLOUR, "linewidth": 1.5},
+                zorder=5,
+            )
     else:
-        rate_ax.text(0.01, 0.5, "no recovery observed", transform=rate_ax.transAxes, fontsize=11,
-                     color=_ERRORS_COLOUR, fontweight="bold", zorder=5,
-                     bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": _ERRORS_COLOUR})
+        rate_ax.text(
+            0.01,
+            0.5,
+            "no recovery observed",
+            transform=rate_ax.transAxes,
+            fontsize=11,
+            color=_ERRORS_COLOUR,
+            fontweight="bold",
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": _ERRORS_COLOUR},
+        )
 
 
-def figure_png(figure: "Figure") -> bytes:
+def figure_png(figure: Figure) -> bytes:
     """The figure as PNG bytes, through the Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -208,7 +274,13 @@ def figure_png(figure: "Figure") -> bytes:
     return out.getvalue()
 
 
-def timeline_png(history: Sequence[Request], faults: Sequence[FaultWindow], recovery: "Recovery | None" = None,
-                 title: str = "", subtitle: str = "", width: float = WINDOW_S) -> bytes:
+def timeline_png(
+    history: Sequence[Request],
+    faults: Sequence[FaultWindow],
+    recovery: Recovery | None = None,
+    title: str = "",
+    subtitle: str = "",
+    width: float = WINDOW_S,
+) -> bytes:
     """The chart of :func:`timeline_figure` as PNG bytes (about 60-150 kB)."""
     return figure_png(timeline_figure(history, faults, recovery, title, subtitle, width))

@@ -6,13 +6,15 @@ variable ``CHAOS_PROGRESS=always`` (``never`` turns it off). It is redrawn in
 place with a carriage return; :meth:`ProgressLine.pause` erases it so that
 behave's own output never lands in the middle of it.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import sys
 import threading
-from typing import Any, Callable, Mapping, TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 __all__ = ["ProgressLine", "progress_enabled", "describe_load", "describe_state", "MODES"]
 
@@ -36,8 +38,12 @@ def progress_enabled(stream: TextIO | None, mode: str | None = None) -> bool:
         return False
 
 
-def describe_load(progress: Mapping[str, Any], watch: Mapping[str, Any] | None = None, faults: int = 0,
-                  min_successes: int | None = None) -> str:
+def describe_load(
+    progress: Mapping[str, Any],
+    watch: Mapping[str, Any] | None = None,
+    faults: int = 0,
+    min_successes: int | None = None,
+) -> str:
     """One line from a load's progress dict (``t`` s, ``sent``, ``ok``, ``errors``, ``rps``,
     ``in_flight``, ``lag_p99_ms``) and, once recovery is awaited, its live watch figures."""
     if not progress:
@@ -45,10 +51,13 @@ def describe_load(progress: Mapping[str, Any], watch: Mapping[str, Any] | None =
     sent = int(progress.get("sent", 0))
     errors = int(progress.get("errors", 0))
     share = f" ({errors / sent * 100:.1f}%)" if sent else ""
-    parts = [f"load {float(progress.get('t', 0.0)):5.1f} s",
-             f"{float(progress.get('rps', 0.0)):6.1f} req/s",
-             f"{sent} sent", f"{errors} errors{share}",
-             f"{int(progress.get('in_flight', 0))} in flight"]
+    parts = [
+        f"load {float(progress.get('t', 0.0)):5.1f} s",
+        f"{float(progress.get('rps', 0.0)):6.1f} req/s",
+        f"{sent} sent",
+        f"{errors} errors{share}",
+        f"{int(progress.get('in_flight', 0))} in flight",
+    ]
     lag = progress.get("lag_p99_ms")
     if lag is not None:
         parts.append(f"lag p99 {float(lag):.0f} ms")
@@ -80,8 +89,13 @@ class ProgressLine:
     thread. When disabled (see :func:`progress_enabled`) every call is a no-op.
     """
 
-    def __init__(self, describe: Callable[[Any], str | None] = describe_state, stream: TextIO | None = None,
-                 mode: str | None = None, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        describe: Callable[[Any], str | None] = describe_state,
+        stream: TextIO | None = None,
+        mode: str | None = None,
+        interval: float = 0.5,
+    ) -> None:
         # sys.__stderr__ is None without a console (pythonw): progress is then disabled, never drawn
         self.stream: TextIO | None = stream if stream is not None else sys.__stderr__
         self.enabled = progress_enabled(self.stream, mode)
@@ -139,7 +153,7 @@ class ProgressLine:
                 return None
             width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
             if len(text) > width:  # a wrapped line cannot be redrawn in place
-                text = text[:width - 1] + "…"
+                text = text[: width - 1] + "…"
             self.stream.write(_ERASE + text)
             self.stream.flush()
             self._drawn = True

@@ -5,20 +5,21 @@ machines) into the results folder. Rows are built from a scenario's figures
 (:func:`support.checks.metrics.metrics`), so the numbers are the ones the checks
 judged and the evidence shows.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, TextIO
 
 from support.checks.metrics import metrics
 from support.checks.recovery import Recovery, recovery_after_faults
 
-__all__ = ["ScenarioRow", "RunSummary", "row_from_figures", "measured_recovery", "format_table",
-           "summary_json"]
+__all__ = ["ScenarioRow", "RunSummary", "row_from_figures", "measured_recovery", "format_table", "summary_json"]
 
 _NAME_WIDTH = 52
 
@@ -62,22 +63,28 @@ def measured_recovery(state: Any) -> Recovery | None:
     return recovery_after_faults(history, windows, settings.recovery_min_successes, settings.recovery_min_span)
 
 
-def row_from_figures(name: str, feature: str, status: str, duration_s: float, figures: Mapping[str, Any],
-                     message: str = "") -> ScenarioRow:
+def row_from_figures(
+    name: str, feature: str, status: str, duration_s: float, figures: Mapping[str, Any], message: str = ""
+) -> ScenarioRow:
     """A row from a scenario's figures (the dict of :func:`support.checks.metrics.metrics`, {} without a load)."""
     recovery = figures.get("recovery") or {}
     durability = figures.get("durability")
     faults = [f"{f['target']} {f['name']}" for f in figures.get("faults", [])]
     lost = None if durability is None else durability.get("lost", 0) + durability.get("changed", 0)
     return ScenarioRow(
-        name=name, feature=feature, status=status, duration_s=round(duration_s, 3), faults=faults,
+        name=name,
+        feature=feature,
+        status=status,
+        duration_s=round(duration_s, 3),
+        faults=faults,
         requests=figures.get("requests", 0),
         error_rate_percent=figures.get("error_rate_percent") if figures else None,
         recovered=recovery.get("recovered") if recovery else None,
         recovery_time_s=recovery.get("recovery_time_s") if recovery else None,
         outage_s=recovery.get("outage_s") if recovery else None,
         acknowledged_writes=None if durability is None else durability.get("acknowledged"),
-        lost_writes=lost, message=message.strip().splitlines()[0] if message.strip() else "",
+        lost_writes=lost,
+        message=message.strip().splitlines()[0] if message.strip() else "",
     )
 
 
@@ -116,7 +123,7 @@ def _lost_cell(row: ScenarioRow) -> str:
 
 
 def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def format_table(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) -> str:
@@ -125,27 +132,32 @@ def format_table(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) ->
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     totals = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    head = f"Chaos suite summary: {len(rows)} scenario{'s' if len(rows) != 1 else ''}" + (f" ({totals})" if rows else "")
+    head = f"Chaos suite summary: {len(rows)} scenario{'s' if len(rows) != 1 else ''}" + (
+        f" ({totals})" if rows else ""
+    )
     if elapsed_s is not None:
         head += f" in {elapsed_s:.1f} s"
     columns = ("status", "scenario", "fault", "recovery", "errors", "requests", "lost writes")
     cells = [columns]
     for row in rows:
-        cells.append((
-            "FAILED" if row.status in ("failed", "error", "hook_error") else row.status,
-            _short(row.name, _NAME_WIDTH),
-            _short(", ".join(row.faults) or "-", 28),
-            _recovery_cell(row),
-            "-" if row.error_rate_percent is None else f"{row.error_rate_percent:.1f}%",
-            str(row.requests) if row.requests else "-",
-            _lost_cell(row),
-        ))
+        cells.append(
+            (
+                "FAILED" if row.status in ("failed", "error", "hook_error") else row.status,
+                _short(row.name, _NAME_WIDTH),
+                _short(", ".join(row.faults) or "-", 28),
+                _recovery_cell(row),
+                "-" if row.error_rate_percent is None else f"{row.error_rate_percent:.1f}%",
+                str(row.requests) if row.requests else "-",
+                _lost_cell(row),
+            )
+        )
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
     right = {3, 4, 5, 6}
 
     def line(c: Sequence[str]) -> str:
-        return "  ".join(c[i].rjust(widths[i]) if i in right else c[i].ljust(widths[i])
-                         for i in range(len(columns))).rstrip()
+        return "  ".join(
+            c[i].rjust(widths[i]) if i in right else c[i].ljust(widths[i]) for i in range(len(columns))
+        ).rstrip()
 
     out = [head, line(cells[0]), "  ".join("-" * w for w in widths)]
     for row, c in zip(rows, cells[1:]):
@@ -160,10 +172,14 @@ def summary_json(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) ->
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    return {"generated_at": round(time.time(), 3), "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
-            "scenarios": len(rows), "by_status": counts,
-            "lost_writes": sum(r.lost_writes or 0 for r in rows),
-            "rows": [asdict(r) for r in rows]}
+    return {
+        "generated_at": round(time.time(), 3),
+        "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
+        "scenarios": len(rows),
+        "by_status": counts,
+        "lost_writes": sum(r.lost_writes or 0 for r in rows),
+        "rows": [asdict(r) for r in rows],
+    }
 
 
 class RunSummary:
@@ -192,8 +208,14 @@ class RunSummary:
         elif state is not None and state.ledger.windows():
             figures = {"faults": [{"target": w.target, "name": w.name} for w in state.ledger.windows()]}
         feature = getattr(getattr(scenario, "feature", None), "name", "")
-        row = row_from_figures(scenario.name, feature, _status_of(scenario), float(getattr(scenario, "duration", 0.0)),
-                               figures, _failure_of(scenario))
+        row = row_from_figures(
+            scenario.name,
+            feature,
+            _status_of(scenario),
+            float(getattr(scenario, "duration", 0.0)),
+            figures,
+            _failure_of(scenario),
+        )
         self.add(row)
         return row
 

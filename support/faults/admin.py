@@ -9,6 +9,7 @@ after the first polite wait it terminates the sessions that block it (a
 service's stuck statements, a transaction left open), since a database left
 broken would spoil every later scenario.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,8 +23,18 @@ import psycopg2.extensions
 from support.core.waiting import Deadline
 from support.stack.database import connect
 
-__all__ = ["admin_connection", "heal_connection", "run_heal", "terminated_note", "HealTimeout", "api_role",
-           "database_identity", "SUITE_APPLICATION", "HEAL_TIMEOUT", "HEAL_PATIENCE"]
+__all__ = [
+    "admin_connection",
+    "heal_connection",
+    "run_heal",
+    "terminated_note",
+    "HealTimeout",
+    "api_role",
+    "database_identity",
+    "SUITE_APPLICATION",
+    "HEAL_TIMEOUT",
+    "HEAL_PATIENCE",
+]
 
 SUITE_APPLICATION = "chaos-suite-fault"
 HEAL_APPLICATION = "chaos-suite-heal"
@@ -58,8 +69,12 @@ def admin_connection(dsn: str, timeout: float = 5.0) -> AbstractContextManager[p
     works while the read-only fault holds.
     """
     ms = int(timeout * 1000)
-    return connect(dsn, timeout, application_name=SUITE_APPLICATION,
-                   settings={"statement_timeout": ms, "lock_timeout": ms, "default_transaction_read_only": "off"})
+    return connect(
+        dsn,
+        timeout,
+        application_name=SUITE_APPLICATION,
+        settings={"statement_timeout": ms, "lock_timeout": ms, "default_transaction_read_only": "off"},
+    )
 
 
 def heal_connection(dsn: str, timeout: float = 5.0) -> AbstractContextManager[psycopg2.extensions.connection]:
@@ -69,13 +84,27 @@ def heal_connection(dsn: str, timeout: float = 5.0) -> AbstractContextManager[ps
     or the role says; read-write while the read-only fault holds. Lock waits
     are the caller's to bound (:func:`run_heal` does).
     """
-    return connect(dsn, timeout, application_name=HEAL_APPLICATION,
-                   settings={"statement_timeout": 0, "idle_in_transaction_session_timeout": 0,
-                             "default_transaction_read_only": "off"})
+    return connect(
+        dsn,
+        timeout,
+        application_name=HEAL_APPLICATION,
+        settings={
+            "statement_timeout": 0,
+            "idle_in_transaction_session_timeout": 0,
+            "default_transaction_read_only": "off",
+        },
+    )
 
 
-def run_heal(dsn: str, what: str, work: Callable[[psycopg2.extensions.cursor], None], *,
-             transaction: bool = True, timeout: float = HEAL_TIMEOUT, patience: float = HEAL_PATIENCE) -> list[int]:
+def run_heal(
+    dsn: str,
+    what: str,
+    work: Callable[[psycopg2.extensions.cursor], None],
+    *,
+    transaction: bool = True,
+    timeout: float = HEAL_TIMEOUT,
+    patience: float = HEAL_PATIENCE,
+) -> list[int]:
     """Run ``work(cursor)`` on a :func:`heal_connection` until it succeeds; the pids of the sessions it terminated.
 
     ``work`` runs in one transaction (``transaction``) or in autocommit mode
@@ -128,8 +157,9 @@ def _rollback_quietly(conn: psycopg2.extensions.connection) -> None:
 
 
 @contextmanager
-def _terminating_blockers(dsn: str, pid: int, terminated: list[int], active: bool,
-                          interval: float = 0.02) -> Iterator[None]:
+def _terminating_blockers(
+    dsn: str, pid: int, terminated: list[int], active: bool, interval: float = 0.02
+) -> Iterator[None]:
     """While the block runs (when ``active``), terminate every session that blocks backend ``pid``, every
     ``interval`` s, adding their pids to ``terminated``; a watcher that cannot connect leaves the heal to its
     lock timeout."""
@@ -142,10 +172,13 @@ def _terminating_blockers(dsn: str, pid: int, terminated: list[int], active: boo
         try:
             with admin_connection(dsn) as conn, conn.cursor() as cur:
                 while not stop.is_set():
-                    cur.execute("SELECT blocker, pg_terminate_backend(blocker)"
-                                " FROM unnest(pg_blocking_pids(%s)) AS blocker", (pid,))
-                    terminated.extend(blocker for blocker, signalled in cur.fetchall()
-                                      if signalled and blocker not in terminated)
+                    cur.execute(
+                        "SELECT blocker, pg_terminate_backend(blocker) FROM unnest(pg_blocking_pids(%s)) AS blocker",
+                        (pid,),
+                    )
+                    terminated.extend(
+                        blocker for blocker, signalled in cur.fetchall() if signalled and blocker not in terminated
+                    )
                     stop.wait(interval)
         except psycopg2.Error:
             pass  # the heal's own lock timeout still bounds the attempt

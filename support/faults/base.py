@@ -1,4 +1,5 @@
 """The fault contract: what every fault offers and what the ledger, the journal and the checkers read."""
+
 from __future__ import annotations
 
 import time

@@ -36,6 +36,7 @@ How each fault is made, and how faithful it is:
   touch no row of the table (``SELECT 1``, pre-ping, a read of a missing id)
   are not slowed; superusers (the suite's own checks) bypass it.
 """
+
 from __future__ import annotations
 
 import time
@@ -119,10 +120,12 @@ class TerminateBackends(Fault):
         return f"postgres (sessions of {self.role}{named})"
 
     def inject(self) -> None:
-        query = ("SELECT pid, pg_terminate_backend(pid), extract(epoch FROM clock_timestamp())::float"
-                 " FROM pg_stat_activity"
-                 " WHERE usename = %(role)s AND pid <> pg_backend_pid()"
-                 " AND (%(app)s::text IS NULL OR application_name = %(app)s)")
+        query = (
+            "SELECT pid, pg_terminate_backend(pid), extract(epoch FROM clock_timestamp())::float"
+            " FROM pg_stat_activity"
+            " WHERE usename = %(role)s AND pid <> pg_backend_pid()"
+            " AND (%(app)s::text IS NULL OR application_name = %(app)s)"
+        )
         with admin_connection(self.dsn, self.timeout + 1) as conn, conn.cursor() as cur:
             # signal them all first and wait afterwards: pg_terminate_backend's own wait polls in
             # 100 ms steps, one session after the other. It is false, with a warning, for a
@@ -141,8 +144,9 @@ class TerminateBackends(Fault):
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
                 return cur.fetchone()[0] == 0
 
-            wait_until(exited, self.timeout, f"the {len(pids)} terminated sessions of {self.role} exiting",
-                       interval=0.005)
+            wait_until(
+                exited, self.timeout, f"the {len(pids)} terminated sessions of {self.role} exiting", interval=0.005
+            )
         self.terminated = sum(1 for _, signalled, _ in results if signalled)
 
     def heal(self) -> None:
@@ -162,8 +166,9 @@ def _reload(cur, timeout: float) -> None:
     """
     before = _conf_load_time(cur)
     cur.execute("SELECT pg_reload_conf()")
-    wait_until(lambda: _conf_load_time(cur) != before, timeout, "PostgreSQL reloading its configuration",
-               interval=0.005)
+    wait_until(
+        lambda: _conf_load_time(cur) != before, timeout, "PostgreSQL reloading its configuration", interval=0.005
+    )
 
 
 @dataclass
@@ -206,8 +211,9 @@ class ReadOnlyDatabase(Fault):
             cur.execute("ALTER SYSTEM RESET default_transaction_read_only")
             _reload(cur, self.timeout)
 
-        terminated = run_heal(self.dsn, "resetting the server-wide read-only default", reset, transaction=False,
-                              timeout=self.heal_timeout)
+        terminated = run_heal(
+            self.dsn, "resetting the server-wide read-only default", reset, transaction=False, timeout=self.heal_timeout
+        )
         self.heal_note = terminated_note(terminated)
         self._changed = False
 
@@ -245,8 +251,12 @@ class SlowStatements(Fault):
 
     def residue(self) -> dict:
         """What a run killed while this fault holds leaves in the database (see :mod:`support.faults.residues`)."""
-        return {"kind": "slow_statements", "database": database_identity(self.dsn), "table": self.table,
-                "was": None if self._was is None else list(self._was)}
+        return {
+            "kind": "slow_statements",
+            "database": database_identity(self.dsn),
+            "table": self.table,
+            "was": None if self._was is None else list(self._was),
+        }
 
     def inject(self) -> None:
         table = sql.Identifier(self.table)
@@ -259,22 +269,32 @@ class SlowStatements(Fault):
                     PERFORM pg_sleep({delay});
                 END IF;
                 RETURN true;
-            END $$""").format(fn=sql.Identifier(_DELAY_FUNCTION), marker=sql.Literal(_DELAY_MARKER),
-                              delay=sql.Literal(float(self.delay)))
+            END $$""").format(
+            fn=sql.Identifier(_DELAY_FUNCTION), marker=sql.Literal(_DELAY_MARKER), delay=sql.Literal(float(self.delay))
+        )
         with admin_connection(self.dsn, self.timeout) as conn, conn.cursor() as cur:
-            cur.execute("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass",
-                        (self.table,))
+            cur.execute(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", (self.table,)
+            )
             was = cur.fetchone()
             conn.autocommit = False  # one transaction: all of it takes effect, or none
             self._was, self._changed = (bool(was[0]), bool(was[1])), True
             cur.execute(body)
-            cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC")
-                        .format(sql.Identifier(_DELAY_FUNCTION)))
+            cur.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(sql.Identifier(_DELAY_FUNCTION))
+            )
             cur.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(DELAY_POLICY), table))
-            cur.execute(sql.SQL("CREATE POLICY {} ON {} AS PERMISSIVE FOR ALL TO PUBLIC USING (public.{}())"
-                                " WITH CHECK (public.{}())")
-                        .format(sql.Identifier(DELAY_POLICY), table, sql.Identifier(_DELAY_FUNCTION),
-                                sql.Identifier(_DELAY_FUNCTION)))
+            cur.execute(
+                sql.SQL(
+                    "CREATE POLICY {} ON {} AS PERMISSIVE FOR ALL TO PUBLIC USING (public.{}())"
+                    " WITH CHECK (public.{}())"
+                ).format(
+                    sql.Identifier(DELAY_POLICY),
+                    table,
+                    sql.Identifier(_DELAY_FUNCTION),
+                    sql.Identifier(_DELAY_FUNCTION),
+                )
+            )
             cur.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY").format(table))
             conn.commit()
         self.active_since = time.monotonic()
@@ -288,11 +308,15 @@ class SlowStatements(Fault):
 
         def restore(cur) -> None:  # one transaction: all of it, or none
             cur.execute(sql.SQL("DROP POLICY IF EXISTS {} ON {}").format(sql.Identifier(DELAY_POLICY), table))
-            cur.execute(sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY, {} ROW LEVEL SECURITY").format(
-                table, sql.SQL("ENABLE" if enabled else "DISABLE"), sql.SQL("FORCE" if forced else "NO FORCE")))
+            cur.execute(
+                sql.SQL("ALTER TABLE {} {} ROW LEVEL SECURITY, {} ROW LEVEL SECURITY").format(
+                    table, sql.SQL("ENABLE" if enabled else "DISABLE"), sql.SQL("FORCE" if forced else "NO FORCE")
+                )
+            )
             cur.execute(sql.SQL("DROP FUNCTION IF EXISTS public.{}()").format(sql.Identifier(_DELAY_FUNCTION)))
 
-        terminated = run_heal(self.dsn, f"dropping the statement-slowing policy on table {self.table}", restore,
-                              timeout=self.heal_timeout)
+        terminated = run_heal(
+            self.dsn, f"dropping the statement-slowing policy on table {self.table}", restore, timeout=self.heal_timeout
+        )
         self.heal_note = terminated_note(terminated)
         self._changed = False

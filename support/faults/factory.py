@@ -6,6 +6,7 @@ timeouts (``start_timeout`` for every fault that waits for a service to come
 back). It only makes faults; the scenario's ledger injects, holds and heals
 them.
 """
+
 from __future__ import annotations
 
 import signal

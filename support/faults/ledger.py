@@ -5,6 +5,7 @@ checkers read), writes a journal on disk so that a run killed half-way can be
 healed by the next one, and heals everything still open at the end of a
 scenario, whatever happened in it.
 """
+
 from __future__ import annotations
 
 import json
@@ -128,19 +129,28 @@ class FaultLedger:
 
     def windows(self) -> list[FaultWindow]:
         """The fault timeline, in injection order."""
-        return [FaultWindow(e.fault.name, e.fault.target, e.injected, e.healed, e.fault.instant, e.wall_injected)
-                for e in self.entries]
+        return [
+            FaultWindow(e.fault.name, e.fault.target, e.injected, e.healed, e.fault.instant, e.wall_injected)
+            for e in self.entries
+        ]
 
     def as_records(self) -> list[dict]:
         """The ledger as plain dicts (wall-clock times, seconds) for the evidence."""
         records = []
         for e in self.entries:
             healed_wall = None if e.healed is None else e.wall_injected + (e.healed - e.injected)
-            records.append({"fault": e.fault.name, "target": e.fault.target, "instant": e.fault.instant,
-                            "injected_at": round(e.wall_injected, 3),
-                            "healed_at": None if healed_wall is None else round(healed_wall, 3),
-                            "duration_s": None if e.healed is None else round(e.healed - e.injected, 3),
-                            "error": e.error, **({"heal": e.fault.heal_note} if e.fault.heal_note else {})})
+            records.append(
+                {
+                    "fault": e.fault.name,
+                    "target": e.fault.target,
+                    "instant": e.fault.instant,
+                    "injected_at": round(e.wall_injected, 3),
+                    "healed_at": None if healed_wall is None else round(healed_wall, 3),
+                    "duration_s": None if e.healed is None else round(e.healed - e.injected, 3),
+                    "error": e.error,
+                    **({"heal": e.fault.heal_note} if e.fault.heal_note else {}),
+                }
+            )
         return records
 
     def _write_journal(self, done: bool = False) -> None:

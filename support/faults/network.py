@@ -1,4 +1,5 @@
 """Network faults on a proxied link, in Toxiproxy's vocabulary."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,9 @@ class LinkToxic(LinkFault):
         return f"chaos_{self.type}_{self.stream}"
 
     def inject(self) -> None:
-        self.link.client.add_toxic(self.link.name, self.type, name=self.toxic_name, stream=self.stream,
-                                   **self.attributes)
+        self.link.client.add_toxic(
+            self.link.name, self.type, name=self.toxic_name, stream=self.stream, **self.attributes
+        )
 
     def heal(self) -> None:
         self.link.client.remove_toxic(self.link.name, self.toxic_name, missing_ok=True)

@@ -5,6 +5,7 @@ Every one that waits for a service to come back takes its deadline
 in by :class:`support.faults.factory.FaultFactory`. There is no default, so a
 step cannot silently wait for another bound than the one the user set.
 """
+
 from __future__ import annotations
 
 import signal

@@ -4,6 +4,7 @@ A dead run's journal (``faults.json``) is kept under ``<work_root>/residues/``
 by :func:`support.core.run_dirs.clean_leftovers`; the next run against the same
 database heals each residue before its first scenario.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,11 @@ def heal_residues(work_root: Path, admin_dsn: str) -> list[str]:
             try:
                 done.append(f"{heal_residue(admin_dsn, residue)} in {here} (left by the killed {path.stem})")
             except Exception as error:  # noqa: BLE001 - any failure stops the start with one line
-                raise ServiceError(f"could not heal the {residue.get('kind')} fault that the killed {path.stem}"
-                                   f" left in {here}: {type(error).__name__}: {' '.join(str(error).split())}"
-                                   f"; heal it by hand, then delete {path}") from None
+                raise ServiceError(
+                    f"could not heal the {residue.get('kind')} fault that the killed {path.stem}"
+                    f" left in {here}: {type(error).__name__}: {' '.join(str(error).split())}"
+                    f"; heal it by hand, then delete {path}"
+                ) from None
         if left:
             path.write_text(json.dumps(left))
         else:
@@ -75,11 +78,14 @@ def heal_residue(dsn: str, residue: dict) -> str:
         was = residue.get("was")
         if was is None:
             with admin_connection(dsn) as conn, conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_policy WHERE polrelid = %s::regclass AND polname <> %s",
-                            (table, DELAY_POLICY))
+                cur.execute(
+                    "SELECT count(*) FROM pg_policy WHERE polrelid = %s::regclass AND polname <> %s",
+                    (table, DELAY_POLICY),
+                )
                 others = cur.fetchone()[0]
-                cur.execute("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass",
-                            (table,))
+                cur.execute(
+                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = %s::regclass", (table,)
+                )
                 now = cur.fetchone()
             was = [False, False] if others == 0 else [bool(now[0]), bool(now[1])]
         slow._was, slow._changed = (bool(was[0]), bool(was[1])), True
@@ -96,6 +102,7 @@ def heal_residue(dsn: str, residue: dict) -> str:
             limit = -1 if row is not None and row[0] == 0 else None  # 0 is the fault's, never a service's own
         slots._service_limit, slots._role_made = limit, True
         slots.heal()
-        return f"dropped role {slots.role}" + (f" and gave {service_role} back its connection limit"
-                                               if limit is not None else "")
+        return f"dropped role {slots.role}" + (
+            f" and gave {service_role} back its connection limit" if limit is not None else ""
+        )
     raise ValueError(f"unknown fault residue {kind!r}")

@@ -11,6 +11,7 @@ own role (when it is not a superuser) may open no new session while the fault
 holds (``CONNECTION LIMIT 0``; its open sessions carry on), and the heal
 restores its limit.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -113,24 +114,36 @@ class SlotExhaustion(Fault):
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.role,))
             verb = "ALTER" if cur.fetchone() else "CREATE"
             self._role_made = True  # before the statement: heal drops the role even if its answer is lost
-            cur.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER CONNECTION LIMIT -1 PASSWORD %s")
-                        .format(sql.Identifier(self.role)), (self._password,))
+            cur.execute(
+                sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER CONNECTION LIMIT -1 PASSWORD %s").format(
+                    sql.Identifier(self.role)
+                ),
+                (self._password,),
+            )
             self._lock_out_service(cur)
         deadline = Deadline(self.timeout)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="chaos-slots") as pool:
             for future in [pool.submit(self._fill, deadline) for _ in range(self.workers)]:
                 future.result()
         if not self.refused:
-            raise TimeoutError(f"PostgreSQL still accepted connections after {self.held} were opened"
-                               f" in {self.timeout:g} s")
+            raise TimeoutError(
+                f"PostgreSQL still accepted connections after {self.held} were opened in {self.timeout:g} s"
+            )
         # a client that opens and closes connections all the time frees slots while we fill:
         # take them back until none is free, for a while, before calling the fault a failure
         try:
-            wait_until(self._take_free_slots, min(2.0, self.timeout), "every connection slot taken",
-                       done=lambda free: free <= 0, retry_on=())
+            wait_until(
+                self._take_free_slots,
+                min(2.0, self.timeout),
+                "every connection slot taken",
+                done=lambda free: free <= 0,
+                retry_on=(),
+            )
         except WaitTimeout as late:  # the refusal was something else (authentication, a timeout): say so
-            raise FaultHadNoEffect(f"{late.last} connection slots were still free after {self.held} connections;"
-                                   f" the last attempt failed with: {self.refused}") from None
+            raise FaultHadNoEffect(
+                f"{late.last} connection slots were still free after {self.held} connections;"
+                f" the last attempt failed with: {self.refused}"
+            ) from None
         self.active_since = time.monotonic()
         self._refiller = threading.Thread(target=self._refill, name="chaos-slots-refill", daemon=True)
         self._refiller.start()
@@ -145,8 +158,13 @@ class SlotExhaustion(Fault):
 
     def residue(self) -> dict:
         """What a run killed while this fault holds leaves in the database (see :func:`heal_residue`)."""
-        return {"kind": "slot_exhaustion", "database": database_identity(self.dsn), "role": self.role,
-                "service_role": self.service_role, "service_limit": self._service_limit}
+        return {
+            "kind": "slot_exhaustion",
+            "database": database_identity(self.dsn),
+            "role": self.role,
+            "service_role": self.service_role,
+            "service_limit": self._service_limit,
+        }
 
     def _lock_out_service(self, cur) -> None:
         if not self.service_role:
@@ -164,11 +182,19 @@ class SlotExhaustion(Fault):
         limit = self._service_limit
 
         def restore(cur) -> None:
-            cur.execute(sql.SQL("ALTER ROLE {} CONNECTION LIMIT %s").format(sql.Identifier(self.service_role)),
-                        (limit,))
+            cur.execute(
+                sql.SQL("ALTER ROLE {} CONNECTION LIMIT %s").format(sql.Identifier(self.service_role)), (limit,)
+            )
 
-        self._note(run_heal(self.dsn, f"giving role {self.service_role} its connection limit back", restore,
-                            transaction=False, timeout=self.heal_timeout))
+        self._note(
+            run_heal(
+                self.dsn,
+                f"giving role {self.service_role} its connection limit back",
+                restore,
+                transaction=False,
+                timeout=self.heal_timeout,
+            )
+        )
         self._service_limit = None
 
     def _note(self, terminated: list[int]) -> None:
@@ -196,18 +222,20 @@ class SlotExhaustion(Fault):
             def gone() -> bool:
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (self.role,))
                 return cur.fetchone()[0] == 0
+
             wait_until(gone, self.timeout, f"the sessions of {self.role} exiting", interval=0.02)
             cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(self.role)))
 
-        self._note(run_heal(self.dsn, f"dropping role {self.role}", drop, transaction=False,
-                            timeout=self.heal_timeout))
+        self._note(run_heal(self.dsn, f"dropping role {self.role}", drop, transaction=False, timeout=self.heal_timeout))
         self._role_made = False
 
 
 def _free_slots(cur) -> int:
     """Connection slots a non-superuser could still take: ``max_connections`` less the
     superuser-reserved ones less every client backend (superusers' included)."""
-    cur.execute("SELECT current_setting('max_connections')::int"
-                " - current_setting('superuser_reserved_connections')::int - count(*)"
-                " FROM pg_stat_activity WHERE backend_type = 'client backend'")
+    cur.execute(
+        "SELECT current_setting('max_connections')::int"
+        " - current_setting('superuser_reserved_connections')::int - count(*)"
+        " FROM pg_stat_activity WHERE backend_type = 'client backend'"
+    )
     return int(cur.fetchone()[0])

@@ -1,4 +1,5 @@
 """The fault timeline: when each fault of a scenario was injected and healed."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -34,6 +34,7 @@ between runs of one parser (users closed, hand parser: 2.42-3.12 over three full
 runs): the worker stays at least as far ahead of Locust. h11 would cost 10-20
 times what the hand parser did.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -231,8 +232,9 @@ class HttpClient:
         self._all: set[_Connection] = set()
         self._loop = asyncio.get_running_loop()
 
-    def send(self, method: str, path: str, body: bytes | None, callback: Callback,
-             content_type: str = "application/json") -> None:
+    def send(
+        self, method: str, path: str, body: bytes | None, callback: Callback, content_type: str = "application/json"
+    ) -> None:
         """Send one request now (on an idle connection, or a new one); ``callback(answer)`` once it ends."""
         verb = method.upper().encode()
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (verb, path.encode(), self._host_header, self.extra_headers)
@@ -249,8 +251,7 @@ class HttpClient:
 
     async def _connect(self, call: _Call) -> None:
         try:
-            _, conn = await self._loop.create_connection(lambda: _Connection(self), self.host, self.port,
-                                                         ssl=self.ssl)
+            _, conn = await self._loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self.ssl)
         except asyncio.CancelledError:
             self._complete(call, Answer(None, error="connect timeout", sent=False), None)
             raise

@@ -7,6 +7,7 @@ to its stdin (``stop``, ``watch <t> <min_successes> <min_span>``), and its stdou
 per line (``{"ready": ...}``, progress about every 0.5 s, ``{"done": ...}``),
 read by a thread so the latest progress is always at hand without polling files.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from support import REPO_ROOT
 from support.core.run_dirs import RUN_MARKER
@@ -44,8 +46,9 @@ class LoadRun:
     monotonic time the schedule started.
     """
 
-    def __init__(self, spec: LoadSpec, workdir: Path, proc: subprocess.Popen, history_path: Path,
-                 log_path: Path) -> None:
+    def __init__(
+        self, spec: LoadSpec, workdir: Path, proc: subprocess.Popen, history_path: Path, log_path: Path
+    ) -> None:
         self.spec = spec
         self.workdir = workdir
         self.history_path = history_path
@@ -175,12 +178,15 @@ class LoadRun:
         deadline = time.monotonic() + timeout
         if not self._wait_for(lambda: self._ready is not None or self._eof, deadline):
             self._kill()
-            raise LoadError(f"load worker (pid {self.pid}) was not ready within {timeout:g} s;"
-                            f" killed it. Its log:{self._log_tail()}")
+            raise LoadError(
+                f"load worker (pid {self.pid}) was not ready within {timeout:g} s;"
+                f" killed it. Its log:{self._log_tail()}"
+            )
         if self._ready is None:
             self._proc.wait(timeout=5)
-            raise LoadError(f"load worker exited with code {self._proc.returncode} before it was ready."
-                            f" Its log:{self._log_tail()}")
+            raise LoadError(
+                f"load worker exited with code {self._proc.returncode} before it was ready. Its log:{self._log_tail()}"
+            )
 
     def _kill(self) -> None:
         """SIGKILL the worker's process group (its own, led by its PID) and reap it."""
@@ -214,13 +220,16 @@ class LoadRun:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self._kill()
-                self._error = LoadError(f"load worker (pid {self.pid}) did not stop within {timeout:g} s;"
-                                        f" killed it, its history is lost. Its log:{self._log_tail()}")
+                self._error = LoadError(
+                    f"load worker (pid {self.pid}) did not stop within {timeout:g} s;"
+                    f" killed it, its history is lost. Its log:{self._log_tail()}"
+                )
                 raise self._error from None
             self._reader.join(timeout=5)
             if self._proc.returncode != 0:
-                self._error = LoadError(f"load worker exited with code {self._proc.returncode}."
-                                        f" Its log:{self._log_tail()}")
+                self._error = LoadError(
+                    f"load worker exited with code {self._proc.returncode}. Its log:{self._log_tail()}"
+                )
                 raise self._error
             try:
                 history = from_csv(self.history_path.read_text())
@@ -230,8 +239,15 @@ class LoadRun:
             self._history = sorted(history, key=lambda r: r.start)
             return self._history
 
-    def finish(self, after: float, settle: float = 0.0, min_successes: int = MIN_SUCCESSES,
-               min_span: float = MIN_SPAN, *, deadline: float) -> list[Request]:
+    def finish(
+        self,
+        after: float,
+        settle: float = 0.0,
+        min_successes: int = MIN_SUCCESSES,
+        min_span: float = MIN_SPAN,
+        *,
+        deadline: float,
+    ) -> list[Request]:
         """Keep the load running until it shows recovery since ``after``, then stop it.
 
         The worker applies the recovery rule (:class:`support.load.recovery.RecoveryRule`,
@@ -270,7 +286,7 @@ class LoadRun:
         self._wait_for(settled, deadline)
         return self.stop()
 
-    def __enter__(self) -> "LoadRun":
+    def __enter__(self) -> LoadRun:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -302,8 +318,12 @@ def start_load(spec: LoadSpec, workdir: Path, ready_timeout: float = 20.0) -> Lo
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "support.load.worker", str(spec_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-            cwd=REPO_ROOT, env=env, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=REPO_ROOT,
+            env=env,
+            start_new_session=True,
         )
     run = LoadRun(spec, workdir, proc, history_path, log_path)
     run._wait_ready(ready_timeout)

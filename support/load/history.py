@@ -4,13 +4,15 @@ Times are ``time.monotonic()`` seconds, which is one clock for every process on
 the machine, so a load worker's history lines up with the fault timeline kept by
 the suite's own process.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
-from typing import Iterable, Literal, Sequence, TextIO, cast
+from typing import Literal, TextIO, cast
 
 __all__ = ["Outcome", "Request", "OK", "FAIL", "INFO", "write_csv", "to_csv", "from_csv", "percentile"]
 
@@ -92,10 +94,15 @@ def from_csv(text: str) -> list[Request]:
     rows = csv.DictReader(io.StringIO(text))
     return [
         Request(
-            op=r["op"], key=r["key"], scheduled=float(r["scheduled"]),
-            start=float(r["start"]), end=float(r["end"]),
+            op=r["op"],
+            key=r["key"],
+            scheduled=float(r["scheduled"]),
+            start=float(r["start"]),
+            end=float(r["end"]),
             status=int(r["status"]) if r["status"] else None,
-            error=r["error"], outcome=cast(Outcome, r["outcome"]), body=r.get("body", ""),
+            error=r["error"],
+            outcome=cast(Outcome, r["outcome"]),
+            body=r.get("body", ""),
         )
         for r in rows
     ]

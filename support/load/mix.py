@@ -5,6 +5,7 @@ a read-back draws a record its write acknowledged, or writes one while there is
 none yet. Acknowledged writes are remembered per write operation. Part of the
 worker's hot path: everything that can be worked out once is, here.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,9 @@ class Mix:
         self.acked_by: dict[str, list[tuple[Any, str, str]]] = {name: [] for name in self.writes}
         self.acked = self.acked_by[workload.write.name]
         # plain operations send the same bytes every time: encoded once
-        self.plain = {op.name: op.encode(render(op.body, {"run": run})) for op in self.ops
-                      if not op.is_write and not op.reads}
+        self.plain = {
+            op.name: op.encode(render(op.body, {"run": run})) for op in self.ops if not op.is_write and not op.reads
+        }
 
     def choose(self) -> Choice:
         """The next request; see :data:`Choice`."""
@@ -57,8 +59,16 @@ class Mix:
                 ident, key, expected = self.rng.choice(acked)
                 read = write.read
                 assert read is not None
-                return write, "read", key, "", read.method, self.base + read.path.replace("{id}", str(ident)), \
-                    _NO_BODY, expected
+                return (
+                    write,
+                    "read",
+                    key,
+                    "",
+                    read.method,
+                    self.base + read.path.replace("{id}", str(ident)),
+                    _NO_BODY,
+                    expected,
+                )
             op = write  # nothing acknowledged to read yet: write one
         if op.is_write:
             seq, self.seq = self.seq, self.seq + 1
@@ -66,8 +76,16 @@ class Mix:
             return op, "write", key, expected, op.method, self.base + path, op.encode(payload), None
         return op, "read", "", "", op.method, self.base + op.path, self.plain[op.name], None
 
-    def judge(self, status: int, data: bytes, op: str, expected: str | None, body: str, key: str = "",
-              operation: Operation | None = None) -> str:
+    def judge(
+        self,
+        status: int,
+        data: bytes,
+        op: str,
+        expected: str | None,
+        body: str,
+        key: str = "",
+        operation: Operation | None = None,
+    ) -> str:
         """Outcome of an answered request; remembers acknowledged writes for later reads.
 
         ``operation`` is the write (of a write or a read-back; the first write if None), or the plain operation.

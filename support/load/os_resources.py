@@ -3,6 +3,7 @@
 Kept apart from :mod:`support.load.worker` (what the worker does) because it is
 about the process it runs in; the controller reads a worker's CPU time from here too.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,5 +59,5 @@ def cpu_seconds_of(pid: int) -> float | None:
     except OSError:
         return None
     # the command name (field 2) may hold spaces; fields after its closing parenthesis are fixed
-    after = stat[stat.rindex(")") + 2:].split()
+    after = stat[stat.rindex(")") + 2 :].split()
     return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")

@@ -22,6 +22,7 @@ follows the run. The service has *recovered* when the run has at least
 (first to last start); it recovered at the start of the run's first request, or
 at ``reference`` itself when no request failed after it (recovery time 0).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -95,6 +96,12 @@ class RecoveryRule:
 
     def figures(self) -> dict[str, Any]:
         """The rule's state as JSON-able figures (what the worker reports to the controller)."""
-        return {"after": self.reference, "last_bad": self.last_failure, "bad": self.failures,
-                "oks": len(self._run), "first_ok": self.first_ok, "last_ok": self.last_ok,
-                "recovered": self.holds}
+        return {
+            "after": self.reference,
+            "last_bad": self.last_failure,
+            "bad": self.failures,
+            "oks": len(self._run),
+            "first_ok": self.first_ok,
+            "last_ok": self.last_ok,
+            "recovered": self.holds,
+        }

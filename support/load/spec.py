@@ -3,6 +3,7 @@
 The controller writes a spec to a JSON file for the worker, which reads it back
 with :meth:`LoadSpec.from_dict`; both validate it the same way.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,17 +67,17 @@ class LoadSpec:
 
     # -- constructors -------------------------------------------------------
     @classmethod
-    def open_rate(cls, base_url: str, rate: float, **options: Any) -> "LoadSpec":
+    def open_rate(cls, base_url: str, rate: float, **options: Any) -> LoadSpec:
         """An open-model load of ``rate`` requests per second."""
         return cls(base_url=base_url, model="open", rate=rate, **options)
 
     @classmethod
-    def closed_users(cls, base_url: str, users: int, **options: Any) -> "LoadSpec":
+    def closed_users(cls, base_url: str, users: int, **options: Any) -> LoadSpec:
         """A closed-model load of ``users`` concurrent users."""
         return cls(base_url=base_url, model="closed", users=users, **options)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LoadSpec":
+    def from_dict(cls, data: dict[str, Any]) -> LoadSpec:
         """Build from a plain dict (e.g. parsed JSON); unknown keys are an error."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -88,13 +89,14 @@ class LoadSpec:
         """The spec as a JSON-able dict."""
         return asdict(self)
 
-    def with_(self, **changes: Any) -> "LoadSpec":
+    def with_(self, **changes: Any) -> LoadSpec:
         """A copy with some fields changed (and validated)."""
         return replace(self, **changes)
 
     # -- validation -----------------------------------------------------------
     def validate(self) -> None:
         """Raise :class:`LoadSpecError` naming the first bad field."""
+
         def bad(name: str, why: str) -> LoadSpecError:
             return LoadSpecError(f"load spec: {name}={getattr(self, name)!r} {why}")
 
@@ -104,8 +106,9 @@ class LoadSpec:
         try:
             check_target(parts.hostname, self.allow_remote)
         except TargetNotAllowed as error:
-            raise bad("base_url", f"is not on loopback (127.0.0.1): {error}; set allow_remote=True to load "
-                                  "another host") from None
+            raise bad(
+                "base_url", f"is not on loopback (127.0.0.1): {error}; set allow_remote=True to load another host"
+            ) from None
         if self.model not in ("open", "closed"):
             raise bad("model", "must be 'open' or 'closed'")
         if not _finite(self.rate) or self.rate <= 0:

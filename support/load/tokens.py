@@ -5,6 +5,7 @@ hot path pays nothing for them. ``generation`` changes with every new token:
 the worker asks for a new one only for a 401 to the current token, so a burst
 of 401s to one token makes one login, not one per request.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,6 +54,7 @@ class Tokens:
                     done(None, str(error))
                 else:
                     done(f.result(), "")
+
             future.add_done_callback(fetched)
             return
 
@@ -84,6 +86,7 @@ class Tokens:
             else:
                 self.fetched += 1
                 self.set_token(token)
+
         self.fetch(done)
 
     async def authenticate(self) -> None:

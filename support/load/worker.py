@@ -33,6 +33,7 @@ once the schedule starts, then about every ``progress_interval`` s
 "lag_p99_ms", "cpu_s"}``, and ``{"done": true, ...}`` after the
 history (CSV, :func:`support.load.history.to_csv`) is written to ``output``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -149,8 +150,18 @@ class Worker:
         assert self.client is not None
         self.client.send(method, path, data, answered, content_type)
 
-    def record(self, op: str, key: str, scheduled: float, start: float, end: float, status: int | None,
-               error: str, outcome: str, body: str) -> None:
+    def record(
+        self,
+        op: str,
+        key: str,
+        scheduled: float,
+        start: float,
+        end: float,
+        status: int | None,
+        error: str,
+        outcome: str,
+        body: str,
+    ) -> None:
         self.records.append((op, key, scheduled, start, end, status, error, outcome, body))
         self.window_done += 1
         if outcome == OK:
@@ -215,10 +226,16 @@ class Worker:
             lags, self.window_lags = self.window_lags, []
             done, self.window_done = self.window_done, 0
             message = {
-                "t": round(now - self.t0, 3), "sent": self.sent, "ok": self.ok,
-                "errors": self.fail + self.info, "fail": self.fail, "info": self.info,
-                "rps": round(done / (now - last), 1), "in_flight": len(self.open_starts),
-                "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3), "cpu_s": round(own_cpu_seconds(), 3),
+                "t": round(now - self.t0, 3),
+                "sent": self.sent,
+                "ok": self.ok,
+                "errors": self.fail + self.info,
+                "fail": self.fail,
+                "info": self.info,
+                "rps": round(done / (now - last), 1),
+                "in_flight": len(self.open_starts),
+                "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3),
+                "cpu_s": round(own_cpu_seconds(), 3),
             }
             last = now
             self.emit(message)
@@ -240,8 +257,9 @@ class Worker:
         elif words and words[0] == "watch" and len(words) in (2, 4):
             try:
                 after = float(words[1])
-                min_successes, min_span = (int(words[2]), float(words[3])) if len(words) == 4 else (
-                    MIN_SUCCESSES, MIN_SPAN)
+                min_successes, min_span = (
+                    (int(words[2]), float(words[3])) if len(words) == 4 else (MIN_SUCCESSES, MIN_SPAN)
+                )
             except ValueError:
                 print(f"loadgen: ignored bad command {line!r}", file=sys.stderr)
                 return
@@ -265,8 +283,9 @@ class Worker:
         stdin_reader = asyncio.StreamReader()
         reader: asyncio.StreamReader | None = stdin_reader
         try:
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin_reader),
-                                         open(stdin_fd, "rb", 0, closefd=False))
+            await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(stdin_reader), open(stdin_fd, "rb", 0, closefd=False)
+            )
         except ValueError:  # stdin is a regular file: no commands, stop by signal or max_duration
             reader = None
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -278,8 +297,15 @@ class Worker:
         gc.collect()
         gc.freeze()  # what exists now lives all run long: keep it out of every collection
         self.t0 = monotonic()
-        self.emit({"ready": True, "t0": self.t0, "model": self.spec.model, "run_id": self.spec.run_id,
-                   "priority": self.priority})
+        self.emit(
+            {
+                "ready": True,
+                "t0": self.t0,
+                "model": self.spec.model,
+                "run_id": self.spec.run_id,
+                "priority": self.priority,
+            }
+        )
         reporter = loop.create_task(self.report())
         watch_reporter = loop.create_task(self.report_watch())
         if self.spec.model == "open":
@@ -360,9 +386,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loadgen: no auth token, so no load: {error}", file=sys.stderr)
         return 2
     count_ = worker.write_history()
-    worker.emit({"done": True, "requests": count_, "path": str(output), "cpu_s": round(own_cpu_seconds(), 3),
-                 "sent": worker.sent, "ok": worker.ok, "fail": worker.fail, "info": worker.info,
-                 "tokens": worker.tokens.fetched if worker.tokens else 0})
+    worker.emit(
+        {
+            "done": True,
+            "requests": count_,
+            "path": str(output),
+            "cpu_s": round(own_cpu_seconds(), 3),
+            "sent": worker.sent,
+            "ok": worker.ok,
+            "fail": worker.fail,
+            "info": worker.info,
+            "tokens": worker.tokens.fetched if worker.tokens else 0,
+        }
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ It prints one JSON line ``{"ready": true, "control_url": ..., "port": ...,
 SIGTERM or SIGINT (or, with ``--exit-with-parent``, until its parent is gone).
 :class:`support.proxy.client.ProxyServer` starts it so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,18 @@ async def _serve(control: tuple[str, int], exit_with_parent: bool, loop_name: st
         loop.add_signal_handler(sig, stop.set)
     server = FaultProxyServer(*control)
     port = await server.start()
-    print(json.dumps({"ready": True, "control_url": f"http://{control[0]}:{port}", "port": port,
-                      "pid": os.getpid(), "loop": loop_name}), flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "control_url": f"http://{control[0]}:{port}",
+                "port": port,
+                "pid": os.getpid(),
+                "loop": loop_name,
+            }
+        ),
+        flush=True,
+    )
     parent = os.getppid()
     try:
         while not stop.is_set():
@@ -46,13 +57,18 @@ async def _serve(control: tuple[str, int], exit_with_parent: bool, loop_name: st
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m support.proxy --control 127.0.0.1:PORT [--exit-with-parent]``."""
-    parser = argparse.ArgumentParser(prog="python -m support.proxy",
-                                     description="A TCP fault proxy for the links between services, "
-                                                 "in Toxiproxy's vocabulary.")
+    parser = argparse.ArgumentParser(
+        prog="python -m support.proxy",
+        description="A TCP fault proxy for the links between services, in Toxiproxy's vocabulary.",
+    )
     parser.add_argument("--control", default=f"{LOOPBACK}:8474", help="host:port of the control API (port 0 = free)")
     parser.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process dies")
-    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
-                        help="event loop; auto = uvloop when installed (about half the per-message overhead)")
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop; auto = uvloop when installed (about half the per-message overhead)",
+    )
     args = parser.parse_args(argv)
     try:
         control = parse_address(args.control, "--control")

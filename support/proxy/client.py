@@ -13,6 +13,7 @@ Every call has an explicit timeout; every refusal is a :class:`ProxyError`
 whose message is one line (unknown proxy, unknown toxic type with the valid
 list, busy port, ...).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,6 @@ from support.core.waiting import Deadline
 from support.stack.services import Address
 
 __all__ = ["ProxyServer", "ProxyClient", "ProxyInfo", "ToxicInfo", "ProxyError"]
-
 
 
 class ProxyError(RuntimeError):
@@ -79,8 +79,14 @@ class ProxyInfo:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProxyInfo:
         host, _, port = data["listen"].rpartition(":")
-        return cls(data["name"], host, int(port), data["upstream"], bool(data["enabled"]),
-                   tuple(ToxicInfo.from_json(t) for t in data.get("toxics", [])))
+        return cls(
+            data["name"],
+            host,
+            int(port),
+            data["upstream"],
+            bool(data["enabled"]),
+            tuple(ToxicInfo.from_json(t) for t in data.get("toxics", [])),
+        )
 
 
 class ProxyClient:
@@ -103,8 +109,9 @@ class ProxyClient:
         try:
             response = self._http.request(method, path, json=body)
         except httpx.HTTPError as error:
-            raise ProxyError(f"fault proxy at {self.control_url} did not answer {method} {path}: "
-                             f"{type(error).__name__}: {error}") from None
+            raise ProxyError(
+                f"fault proxy at {self.control_url} did not answer {method} {path}: {type(error).__name__}: {error}"
+            ) from None
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]
@@ -122,8 +129,9 @@ class ProxyClient:
     def proxy(self, name: str) -> ProxyInfo:
         return ProxyInfo.from_json(self._call("GET", f"/proxies/{name}"))
 
-    def create_proxy(self, name: str, upstream: str | Address | tuple[str, int], listen_port: int = 0,
-                     enabled: bool = True) -> ProxyInfo:
+    def create_proxy(
+        self, name: str, upstream: str | Address | tuple[str, int], listen_port: int = 0, enabled: bool = True
+    ) -> ProxyInfo:
         """Listen on 127.0.0.1:``listen_port`` (0 = a free port, in the answer) and forward to ``upstream``."""
         if not isinstance(upstream, str):
             upstream = f"{upstream[0]}:{upstream[1]}" if isinstance(upstream, tuple) else str(upstream)
@@ -141,8 +149,15 @@ class ProxyClient:
     def toxics(self, proxy: str) -> list[ToxicInfo]:
         return [ToxicInfo.from_json(t) for t in self._call("GET", f"/proxies/{proxy}/toxics")]
 
-    def add_toxic(self, proxy: str, type: str, name: str | None = None, stream: str = "downstream",
-                  toxicity: float = 1.0, **attributes: int) -> ToxicInfo:
+    def add_toxic(
+        self,
+        proxy: str,
+        type: str,
+        name: str | None = None,
+        stream: str = "downstream",
+        toxicity: float = 1.0,
+        **attributes: int,
+    ) -> ToxicInfo:
         """Add a toxic; ``name`` defaults to ``{type}_{stream}``, attributes as Toxiproxy (ms, KB/s, bytes)."""
         body: dict[str, Any] = {"type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes}
         if name is not None:
@@ -191,11 +206,26 @@ class ProxyServer:
         log_path = workdir / "proxy.log"
         env = child_env(workdir)
         env.update({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"})
-        argv = [sys.executable, "-m", "support.proxy", "--control", f"127.0.0.1:{control_port}", "--exit-with-parent",
-                "--loop", loop]
+        argv = [
+            sys.executable,
+            "-m",
+            "support.proxy",
+            "--control",
+            f"127.0.0.1:{control_port}",
+            "--exit-with-parent",
+            "--loop",
+            loop,
+        ]
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
         try:
             ready = _read_ready_line(process, timeout, log_path)
         except BaseException:
@@ -233,13 +263,16 @@ def _read_ready_line(process: subprocess.Popen, timeout: float, log_path: Path) 
     while b"\n" not in buffer:
         readable, _, _ = select.select([fd], [], [], deadline.remaining())
         if not readable:
-            raise ProxyError(f"fault proxy (pid {process.pid}) did not say it was ready within {timeout:g} s; "
-                             f"see {log_path}")
+            raise ProxyError(
+                f"fault proxy (pid {process.pid}) did not say it was ready within {timeout:g} s; see {log_path}"
+            )
         data = os.read(fd, 4096)
         if not data:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
-            raise ProxyError(f"fault proxy exited with status {process.wait(2.0)} before it was ready: "
-                             f"{tail[0] if tail else 'no output'} (log: {log_path})")
+            raise ProxyError(
+                f"fault proxy exited with status {process.wait(2.0)} before it was ready: "
+                f"{tail[0] if tail else 'no output'} (log: {log_path})"
+            )
         buffer += data
     line = buffer.split(b"\n", 1)[0]
     try:

@@ -10,6 +10,7 @@ handlers are thin JSON wrappers over them, and every refusal is a
 In-process: ``server = FaultProxyServer(); await server.start(); ...; await server.stop()``.
 As a process: ``python -m support.proxy`` (:mod:`support.proxy.__main__`).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -43,7 +44,6 @@ def parse_address(text: Any, what: str) -> tuple[str, int]:
     if not loopback:
         raise ProxyApiError(400, f"{what} {text!r} is not on loopback; this proxy only serves 127.0.0.1")
     return host, int(port_text)
-
 
 
 class FaultProxyServer:
@@ -96,13 +96,18 @@ class FaultProxyServer:
         try:
             return self.proxies[name]
         except KeyError:
-            raise ProxyApiError(404, f"no proxy named {name!r} (proxies: {', '.join(self.proxies) or 'none'})") \
-                from None
+            raise ProxyApiError(
+                404, f"no proxy named {name!r} (proxies: {', '.join(self.proxies) or 'none'})"
+            ) from None
 
     async def create_proxy(self, data: dict[str, Any]) -> Proxy:
         """Create from Toxiproxy's JSON: ``name``, ``upstream``, ``listen`` (port 0 = free), ``enabled``."""
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"] \
-                or "/" in data["name"]:
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("name"), str)
+            or not data["name"]
+            or "/" in data["name"]
+        ):
             raise ProxyApiError(400, "a proxy needs a 'name' (a string without '/')")
         name = data["name"]
         if name in self.proxies:
@@ -146,8 +151,10 @@ class FaultProxyServer:
         try:
             return proxy.toxics[toxic_name]
         except KeyError:
-            raise ProxyApiError(404, f"proxy {proxy_name!r} has no toxic named {toxic_name!r} (toxics: "
-                                     f"{', '.join(proxy.toxics) or 'none'})") from None
+            raise ProxyApiError(
+                404,
+                f"proxy {proxy_name!r} has no toxic named {toxic_name!r} (toxics: {', '.join(proxy.toxics) or 'none'})",
+            ) from None
 
     def update_toxic(self, proxy_name: str, toxic_name: str, data: dict[str, Any]) -> Toxic:
         base = self.toxic(proxy_name, toxic_name)
@@ -207,8 +214,7 @@ class FaultProxyServer:
         return web.json_response(self.toxic(request.match_info["proxy"], request.match_info["toxic"]).to_json())
 
     async def _h_update_toxic(self, request: web.Request) -> web.Response:
-        toxic = self.update_toxic(request.match_info["proxy"], request.match_info["toxic"],
-                                  await _json_body(request))
+        toxic = self.update_toxic(request.match_info["proxy"], request.match_info["toxic"], await _json_body(request))
         return web.json_response(toxic.to_json())
 
     async def _h_remove_toxic(self, request: web.Request) -> web.Response:
@@ -230,6 +236,6 @@ async def _errors_as_json(request: web.Request, handler: Callable) -> web.Stream
     except ProxyApiError as error:
         return web.json_response({"error": str(error), "status": error.status}, status=error.status)
     except web.HTTPException as error:
-        return web.json_response({"error": f"{request.method} {request.path}: {error.reason}",
-                                  "status": error.status}, status=error.status)
-
+        return web.json_response(
+            {"error": f"{request.method} {request.path}: {error.reason}", "status": error.status}, status=error.status
+        )

@@ -5,6 +5,7 @@ proxy (:mod:`support.proxy`) that the suite controls, so the link can be slowed,
 cut or reset in Toxiproxy's terms. The suite's own administrative connections
 go straight to PostgreSQL, so a broken link never blinds the checks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

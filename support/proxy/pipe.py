@@ -8,6 +8,7 @@ the stream, in order, lets it pass (:meth:`Pipe._hold`); removing a toxic takes
 effect at once on the chunks it held. Back-pressure both ways: a full queue
 pauses reading from the source, a full destination pauses the queue.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,8 +68,12 @@ class Pipe:
         return self.dst_full or self.queued >= QUEUE_HIGH
 
     def feed(self, data: bytes) -> None:
-        if (not self.queue and self.task is None and self.conn.established
-                and not self.conn.has_data_toxics(self.stream)):
+        if (
+            not self.queue
+            and self.task is None
+            and self.conn.established
+            and not self.conn.has_data_toxics(self.stream)
+        ):
             self.dst.transport.write(data)  # type: ignore[union-attr]  # the no-toxic path
             return
         self.queue.append(Chunk(data, self.conn.loop.time()))
@@ -197,7 +202,7 @@ class Pipe:
             left = attrs["bytes"] - count
             if len(chunk.data) >= left:
                 self.queued -= len(chunk.data) - max(0, left)
-                chunk.data = chunk.data[:max(0, left)]
+                chunk.data = chunk.data[: max(0, left)]
                 chunk.close_after = True
             self._counts[uid] = count + len(chunk.data)
         return 0.0

@@ -9,6 +9,7 @@ A :class:`Connection` is a client socket and its upstream socket
 it owns the toxics that act on the connection as a whole (``reset_peer``, a
 ``timeout`` > 0) and how it closes (graceful, cut, reset).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -75,7 +76,6 @@ class Side(asyncio.Protocol):
                 transport.pause_reading()
 
 
-
 class Connection:
     """A client connection and its upstream connection, joined by two pipes."""
 
@@ -111,8 +111,9 @@ class Connection:
             return
         live: dict[int, Toxic] = {}
         for toxic in self.proxy.toxics.values():
-            if self._applies(toxic) and (toxic.type == "reset_peer"
-                                         or (toxic.type == "timeout" and toxic.attributes["timeout"] > 0)):
+            if self._applies(toxic) and (
+                toxic.type == "reset_peer" or (toxic.type == "timeout" and toxic.attributes["timeout"] > 0)
+            ):
                 live[toxic.uid] = toxic
         for uid in list(self._timers):
             if uid not in live:
@@ -190,7 +191,6 @@ class Connection:
             transport.abort()
 
 
-
 class Proxy:
     """One listen address forwarding to one upstream, with its toxics."""
 
@@ -206,9 +206,13 @@ class Proxy:
         self.port: int = sock.getsockname()[1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "listen": f"{LOOPBACK}:{self.port}",
-                "upstream": f"{self.upstream[0]}:{self.upstream[1]}", "enabled": self.enabled,
-                "toxics": [t.to_json() for t in self.toxics.values()]}
+        return {
+            "name": self.name,
+            "listen": f"{LOOPBACK}:{self.port}",
+            "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
+            "enabled": self.enabled,
+            "toxics": [t.to_json() for t in self.toxics.values()],
+        }
 
     async def set_enabled(self, enabled: bool) -> None:
         """Enabled: listen and forward. Disabled: refuse new connections and cut existing ones."""
@@ -216,8 +220,7 @@ class Proxy:
             return
         if enabled:
             assert self._socket is not None  # a disabled proxy holds its port
-            self._server = await asyncio.get_running_loop().create_server(self._accept, sock=self._socket,
-                                                                          backlog=1024)
+            self._server = await asyncio.get_running_loop().create_server(self._accept, sock=self._socket, backlog=1024)
             self._socket = None  # the server owns it now
             self.enabled = True
             return
@@ -270,4 +273,3 @@ def bind(port: int) -> socket.socket:
         raise ProxyApiError(409, f"listen address {LOOPBACK}:{port} is busy: {error.strerror}") from None
     sock.setblocking(False)
     return sock
-

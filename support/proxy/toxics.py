@@ -21,6 +21,7 @@ How a toxic holds the bytes of a stream is :mod:`support.proxy.pipe`'s; this
 module knows only what a toxic says. :class:`ProxyApiError` is the one refusal
 of the whole proxy (here, in the data plane and in the control API).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -51,6 +52,7 @@ class ProxyApiError(Exception):
         super().__init__(message)
         self.status = status
 
+
 @dataclass(frozen=True)
 class Toxic:
     """One toxic as configured; ``uid`` changes on every update so per-connection state restarts."""
@@ -63,8 +65,13 @@ class Toxic:
     uid: int = field(default_factory=lambda: next(_uids), compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "stream": self.stream, "toxicity": self.toxicity,
-                "attributes": dict(self.attributes)}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "stream": self.stream,
+            "toxicity": self.toxicity,
+            "attributes": dict(self.attributes),
+        }
 
 
 def make_toxic(data: dict[str, Any], base: Toxic | None = None) -> Toxic:
@@ -91,12 +98,13 @@ def make_toxic(data: dict[str, Any], base: Toxic | None = None) -> Toxic:
         raise ProxyApiError(400, "attributes is a JSON object")
     for key, value in given.items():
         if key not in TOXIC_ATTRIBUTES[kind]:
-            raise ProxyApiError(400, f"unknown attribute {key!r} for a {kind} toxic; valid attributes: "
-                                     f"{', '.join(TOXIC_ATTRIBUTES[kind])}")
+            raise ProxyApiError(
+                400,
+                f"unknown attribute {key!r} for a {kind} toxic; valid attributes: {', '.join(TOXIC_ATTRIBUTES[kind])}",
+            )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
             raise ProxyApiError(400, f"{kind} attribute {key} must be a whole number >= 0, not {value!r}")
         attributes[key] = int(value)
     if kind == "bandwidth" and attributes["rate"] <= 0:
         raise ProxyApiError(400, "bandwidth rate must be > 0 KB/s (to stop data altogether use a timeout toxic)")
     return Toxic(name, kind, stream, float(toxicity), attributes)
-

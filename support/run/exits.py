@@ -5,6 +5,7 @@ executed no scenario. The status is set once behave has finished (its
 formatters closed, its reports written): at interpreter exit, where nothing of
 the run is left to do.
 """
+
 from __future__ import annotations
 
 import atexit

@@ -4,6 +4,7 @@ Each pattern takes a little more than it accepts (a sign, a leading point, an
 unknown level), so that a near miss reaches its converter and is refused with
 the forms it takes, instead of leaving the step "undefined" with no hint.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,16 @@ __all__ = ["TYPES", "DURATION_FORMS", "NAMED_PARAMETERS"]
 _NUMBER = r"[-+]?[\d.]*\d[\d.]*"
 _VALID_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
-_UNITS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1.0, "second": 1.0, "seconds": 1.0,
-          "minute": 60.0, "minutes": 60.0}
+_UNITS = {
+    "ms": 0.001,
+    "millisecond": 0.001,
+    "milliseconds": 0.001,
+    "s": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+}
 
 #: what a duration in a step may look like, as the error message says it
 DURATION_FORMS = "10 seconds, 1 second, 0.5 s, 250 ms or 2 minutes (digits before any point, no sign)"
@@ -26,8 +35,10 @@ _LEVELS = ("light", "steady", "heavy")
 
 def _number(text: str, what: str) -> float:
     if not _VALID_NUMBER.fullmatch(text):
-        raise ValueError(f"{text!r} is not {what}; write digits with an optional fraction, such as 10 or 0.5 "
-                         "(no sign, a digit before the point)")
+        raise ValueError(
+            f"{text!r} is not {what}; write digits with an optional fraction, such as 10 or 0.5 "
+            "(no sign, a digit before the point)"
+        )
     return float(text)
 
 
@@ -85,13 +96,23 @@ def parse_table(text: str) -> str:
 def parse_level(text: str) -> str:
     """A named load level from behave.ini."""
     if text not in _LEVELS:
-        raise ValueError(f"{text!r} is not a load level; use one of: {', '.join(_LEVELS)} (their rates are "
-                         "load_light, load_steady and load_heavy in behave.ini)")
+        raise ValueError(
+            f"{text!r} is not a load level; use one of: {', '.join(_LEVELS)} (their rates are "
+            "load_light, load_steady and load_heavy in behave.ini)"
+        )
     return text
 
 
-TYPES = {"Duration": parse_duration, "Seconds": parse_seconds, "Number": parse_number, "Count": parse_count,
-         "Service": parse_service, "Level": parse_level, "Records": parse_records, "Table": parse_table}
+TYPES = {
+    "Duration": parse_duration,
+    "Seconds": parse_seconds,
+    "Number": parse_number,
+    "Count": parse_count,
+    "Service": parse_service,
+    "Level": parse_level,
+    "Records": parse_records,
+    "Table": parse_table,
+}
 
 #: the step parameters whose value must name something of the stack (checked when the features are read):
 #: a service, the two ends of a link, the records' noun, the workload's table

@@ -13,6 +13,7 @@ them (restarted only when they are not ready), ``restart-api`` restarts the
 API before every scenario but the first (a fresh pool and fresh threads),
 ``restart-all`` restarts the whole stack.
 """
+
 from __future__ import annotations
 
 import sys
@@ -54,7 +55,7 @@ def last_log_lines(service: Service, lines: int = 10, skip: str = "") -> list[st
     except Exception as error:  # noqa: BLE001 - a service gone with its logs says so
         return [f"(its logs could not be read: {type(error).__name__}: {error})"]
     out = []
-    for line in text.splitlines()[-lines * 20:]:
+    for line in text.splitlines()[-lines * 20 :]:
         head, _, rest = line.partition(" ")
         line = rest if head.replace(".", "", 1).isdigit() else line
         if line.strip() and not (skip and skip in line):
@@ -96,9 +97,11 @@ class Isolation:
         except StackNotReady as error:
             self.not_ready_in_a_row += 1
             if self.not_ready_in_a_row >= self.settings.not_ready_limit:
-                line = (f"chaos-suite: stopping the run: {error.service} could not be made ready before "
-                        f"{self.not_ready_in_a_row} scenarios in a row "
-                        f"(not_ready_limit={self.settings.not_ready_limit})")
+                line = (
+                    f"chaos-suite: stopping the run: {error.service} could not be made ready before "
+                    f"{self.not_ready_in_a_row} scenarios in a row "
+                    f"(not_ready_limit={self.settings.not_ready_limit})"
+                )
                 print(line, file=sys.stderr, flush=True)
                 raise RunStopped(f"{line}\n{error}") from None
             raise
@@ -145,8 +148,9 @@ class Isolation:
                 notes[f"{name} restarted"] = f"{name} was not ready within {self.probe:g} s ({error}); restarted it"
                 self._restart(name)
         try:
-            wait_for_health(self.stack.health_url, HEALTHY,
-                            self.probe if self.restartable else self.settings.healthy_timeout)
+            wait_for_health(
+                self.stack.health_url, HEALTHY, self.probe if self.restartable else self.settings.healthy_timeout
+            )
         except CheckFailed as error:
             if not self.restartable:
                 raise self._not_ready(API, f"and cannot be restarted: {error}") from None
@@ -171,5 +175,6 @@ class Isolation:
         probes = f"GET {self.stack.health_path} "  # the access log of our own probes says nothing of why
         lines = last_log_lines(service, skip=probes) if service is not None else []
         said = "".join(f"\n    {line}" for line in lines) if lines else "\n    (nothing)"
-        return StackNotReady(redact(f"{name} is not ready {why}; the last lines of its log:{said}", self.stack.secrets),
-                             name)
+        return StackNotReady(
+            redact(f"{name} is not ready {why}; the last lines of its log:{said}", self.stack.secrets), name
+        )

@@ -3,6 +3,7 @@
 Steps keep their results here and nowhere else on behave's context; the
 judgements the Then steps make are methods here, so each step stays one line.
 """
+
 from __future__ import annotations
 
 import random
@@ -95,11 +96,17 @@ class ScenarioState:
         # that cannot serve the load at all is told apart from one that a fault broke
         baseline = self.settings.load_baseline
         load = self.load
-        progress = wait_until(lambda: load.progress, baseline + 10.0, "the load's baseline",
-                              done=lambda seen: seen.get("t", 0) >= baseline)
+        progress = wait_until(
+            lambda: load.progress,
+            baseline + 10.0,
+            "the load's baseline",
+            done=lambda seen: seen.get("t", 0) >= baseline,
+        )
         if not progress.get("ok"):
-            raise CheckFailed(f"the API served none of the load's {progress.get('sent', 0)} requests in its "
-                              f"{baseline:g} s baseline, before any fault")
+            raise CheckFailed(
+                f"the API served none of the load's {progress.get('sent', 0)} requests in its "
+                f"{baseline:g} s baseline, before any fault"
+            )
 
     def open_load(self, rate: float) -> LoadSpec:
         """An open-model load of ``rate`` requests per second against the stack's API."""
@@ -111,9 +118,13 @@ class ScenarioState:
 
     def _load_options(self) -> dict:
         s = self.settings
-        return {"workload": self.stack.workload.to_dict(), "write_fraction": s.load_write_fraction,
-                "request_timeout": s.load_request_timeout, "max_duration": s.load_max_duration,
-                "allow_remote": s.allow_remote_targets}
+        return {
+            "workload": self.stack.workload.to_dict(),
+            "write_fraction": s.load_write_fraction,
+            "request_timeout": s.load_request_timeout,
+            "max_duration": s.load_max_duration,
+            "allow_remote": s.allow_remote_targets,
+        }
 
     def observed(self, bound: float | None = None) -> list[Request]:
         """The load's history, stopping the load first if it still runs.
@@ -130,8 +141,12 @@ class ScenarioState:
         s = self.settings
         reference = self._reference()
         wait = (bound if bound is not None else s.settle_timeout) + s.recovery_min_span + 1.0
-        self.history = self.load.finish(after=reference, min_successes=s.recovery_min_successes,
-                                        min_span=s.recovery_min_span, deadline=reference + wait)
+        self.history = self.load.finish(
+            after=reference,
+            min_successes=s.recovery_min_successes,
+            min_span=s.recovery_min_span,
+            deadline=reference + wait,
+        )
         return self.history
 
     def stop_load(self) -> None:
@@ -163,8 +178,13 @@ class ScenarioState:
             raise CheckFailed(no_fault("nothing to recover from"))
         history = self.observed(seconds)
         s = self.settings
-        self.recovery = recovery_checks.recovery(history, windows[-1].recovery_reference, since=windows[0].injected,
-                                                 min_successes=s.recovery_min_successes, min_span=s.recovery_min_span)
+        self.recovery = recovery_checks.recovery(
+            history,
+            windows[-1].recovery_reference,
+            since=windows[0].injected,
+            min_successes=s.recovery_min_successes,
+            min_span=s.recovery_min_span,
+        )
         recovery_checks.check_recovered_within(self.recovery, seconds)
 
     def check_no_lost_writes(self) -> None:
@@ -172,17 +192,21 @@ class ScenarioState:
         history = self.observed()
         keys = durable.written_keys(history)
         # a service that hides an outage from its clients may be judged before PostgreSQL is back
-        rows = retry(lambda: database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),
-                     self.settings.start_timeout, "PostgreSQL accepting the durability read-back",
-                     retry_on=database.DatabaseError)
+        rows = retry(
+            lambda: database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),
+            self.settings.start_timeout,
+            "PostgreSQL accepting the durability read-back",
+            retry_on=database.DatabaseError,
+        )
         self.durability = durable.durability(history, rows)
         durable.check_no_lost_writes(self.durability)
 
     def check_processed_within(self, seconds: float) -> None:
         """Every write the load saw acknowledged is processed (the workload's ``processed_sql``) within ``seconds``
         of the last fault's end."""
-        processing.check_processed_within(self.stack.admin_dsn, self.stack.workload, self.observed(),
-                                          self._reference(), seconds)
+        processing.check_processed_within(
+            self.stack.admin_dsn, self.stack.workload, self.observed(), self._reference(), seconds
+        )
 
     def check_error_rate_below(self, percent: float) -> None:
         """Fewer than ``percent`` % of the load's requests were non-ok."""
@@ -202,8 +226,9 @@ class ScenarioState:
 
     def check_answers_within_during_faults(self, seconds: float) -> None:
         """Every request started while the faults lasted was answered within ``seconds``."""
-        during_faults.check_answers_within_during_faults(self.observed(), during_faults.fault_span(self.ledger),
-                                                         seconds)
+        during_faults.check_answers_within_during_faults(
+            self.observed(), during_faults.fault_span(self.ledger), seconds
+        )
 
     def check_no_failures_after_fault(self) -> None:
         """No request that started after the last fault stopped acting failed."""

@@ -1,4 +1,5 @@
 """The errors a run can meet before any scenario starts, shown as one line each."""
+
 from __future__ import annotations
 
 import difflib
@@ -11,17 +12,24 @@ from pathlib import Path
 from typing import Any
 
 from support import REPO_ROOT
+from support.backends.compose.project import compose_file_of, load_compose_project
 from support.backends.process.pg_binaries import PgNotFound
 from support.core.config import Settings, SettingsError
-from support.stack.services import ServiceError
-from support.stack.stack import UnknownService
-from support.backends.compose.project import compose_file_of, load_compose_project
 from support.run.gherkin_types import NAMED_PARAMETERS
 from support.stack.definitions import ServiceDefinition, StackDefinition
+from support.stack.services import ServiceError
+from support.stack.stack import UnknownService
 from support.stack.stack_file import StackFileError, stack_definition
 
-__all__ = ["STARTUP_ERRORS", "FeatureFileError", "check_features", "check_steps", "check_service_command",
-           "selected_scenarios", "one_line"]
+__all__ = [
+    "STARTUP_ERRORS",
+    "FeatureFileError",
+    "check_features",
+    "check_steps",
+    "check_service_command",
+    "selected_scenarios",
+    "one_line",
+]
 
 
 def one_line(error: BaseException) -> str:
@@ -32,8 +40,17 @@ def one_line(error: BaseException) -> str:
 
 # -- the feature files: mistakes behave itself lets through as "0 scenarios" or a scenario with no steps --
 
-_BLOCK_KEYWORDS = ("Feature", "Background", "Scenario", "Scenario Outline", "Scenario Template", "Example",
-                   "Examples", "Scenarios", "Rule")
+_BLOCK_KEYWORDS = (
+    "Feature",
+    "Background",
+    "Scenario",
+    "Scenario Outline",
+    "Scenario Template",
+    "Example",
+    "Examples",
+    "Scenarios",
+    "Rule",
+)
 _STEP_KEYWORDS = ("Given", "When", "Then", "And", "But")
 _KEYWORD_LINE = re.compile(r"^\s*([A-Za-z]+(?: [A-Za-z]+)?)\s*:")
 _DOC_STRING = ('"""', "```")
@@ -94,41 +111,56 @@ def check_features(features: Sequence[Any], selected: int) -> None:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         unclosed = _unclosed_doc_string(lines)
         if unclosed:
-            raise FeatureFileError(f"{path}:{unclosed[0]}: the doc string opened here with {unclosed[1]} is never "
-                                   f"closed, so the rest of the file is read as its text; close it with a line "
-                                   f"holding {unclosed[1]} alone")
+            raise FeatureFileError(
+                f"{path}:{unclosed[0]}: the doc string opened here with {unclosed[1]} is never "
+                f"closed, so the rest of the file is read as its text; close it with a line "
+                f"holding {unclosed[1]} alone"
+            )
         parts = [(feature.line, feature.description)] + [(s.line, s.description) for s in feature.walk_scenarios()]
         for start, description in parts:
             for text in description or []:
                 meant = _misspelt_keyword(text)
                 if meant and not text.strip().startswith(meant):
                     number = _line_of(lines, text, start)
-                    raise FeatureFileError(f"{path}:{number}: {text.strip()!r} is not a Gherkin keyword line, so it "
-                                           f"is read as description text; did you mean {meant!r}?")
+                    raise FeatureFileError(
+                        f"{path}:{number}: {text.strip()!r} is not a Gherkin keyword line, so it "
+                        f"is read as description text; did you mean {meant!r}?"
+                    )
         scenarios = feature.walk_scenarios()
         if not scenarios:
-            raise FeatureFileError(f"{path}:{feature.line}: feature {feature.name!r} has no scenario; "
-                                   "start one with 'Scenario:'")
+            raise FeatureFileError(
+                f"{path}:{feature.line}: feature {feature.name!r} has no scenario; start one with 'Scenario:'"
+            )
         for scenario in scenarios:
             if not scenario.steps:
-                raise FeatureFileError(f"{path}:{scenario.line}: scenario {scenario.name!r} has no steps"
-                                       f"{_misspelt_step(scenario.description)}; steps start with Given, When, "
-                                       "Then, And or But")
+                raise FeatureFileError(
+                    f"{path}:{scenario.line}: scenario {scenario.name!r} has no steps"
+                    f"{_misspelt_step(scenario.description)}; steps start with Given, When, "
+                    "Then, And or But"
+                )
     if features and selected == 0:
         total = sum(len(f.walk_scenarios()) for f in features)
-        raise FeatureFileError(f"no scenario to run: the tags, names or lines given select none of the {total} "
-                               f"scenario(s) in {len(features)} feature file(s); check --tags (the suite's are "
-                               "@chaos) and the paths")
+        raise FeatureFileError(
+            f"no scenario to run: the tags, names or lines given select none of the {total} "
+            f"scenario(s) in {len(features)} feature file(s); check --tags (the suite's are "
+            "@chaos) and the paths"
+        )
 
 
 def selected_scenarios(features: Sequence[Any], config: Any) -> int:
     """How many scenarios of behave's parsed ``features`` its ``config`` (tags, names, lines) lets run."""
-    return sum(1 for feature in features if feature.should_run(config)
-               for scenario in feature.walk_scenarios() if scenario.should_run(config))
+    return sum(
+        1
+        for feature in features
+        if feature.should_run(config)
+        for scenario in feature.walk_scenarios()
+        if scenario.should_run(config)
+    )
 
 
-def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any], Any],
-                settings: Settings | None = None) -> None:
+def check_steps(
+    features: Sequence[Any], config: Any, find_match: Callable[[Any], Any], settings: Settings | None = None
+) -> None:
     """Refuse a selected step that matches no step definition, or whose parameter is malformed
     (``-1 seconds``), before anything starts. ``find_match`` is behave's step registry lookup: it
     returns None for no match, and a match carrying ``stored_error`` when a parameter is refused.
@@ -148,8 +180,9 @@ def check_steps(features: Sequence[Any], config: Any, find_match: Callable[[Any]
                 match = find_match(step)
                 where = f"{feature.filename}:{step.line}: {step.keyword} {step.name}"
                 if match is None:
-                    raise FeatureFileError(f"{where}: no step definition matches it; the steps are listed in "
-                                           "README.md (Steps)")
+                    raise FeatureFileError(
+                        f"{where}: no step definition matches it; the steps are listed in README.md (Steps)"
+                    )
                 error = getattr(match, "stored_error", None)
                 if error is not None:
                     raise FeatureFileError(f"{where}: {one_line(error)}")
@@ -165,21 +198,27 @@ def _check_names(where: str, arguments: dict[str, Any], definition: Any) -> None
     for name, value in arguments.items():
         kind = NAMED_PARAMETERS.get(name)
         if kind in ("service", "link") and value not in services:
-            raise FeatureFileError(f"{where}: unknown service {value!r}; the stack {definition.path} has: "
-                                   f"{', '.join(services)}")
+            raise FeatureFileError(
+                f"{where}: unknown service {value!r}; the stack {definition.path} has: {', '.join(services)}"
+            )
         if kind == "records" and value not in (definition.records, "users"):
-            raise FeatureFileError(f"{where}: {value!r} is not what this stack's workload stores; say "
-                                   f"{definition.records!r} ([workload] records in {definition.path})")
+            raise FeatureFileError(
+                f"{where}: {value!r} is not what this stack's workload stores; say "
+                f"{definition.records!r} ([workload] records in {definition.path})"
+            )
         table = getattr(definition.workload, "table", "")
         if kind == "table" and value not in (table, "users"):
-            raise FeatureFileError(f"{where}: {value!r} is not the workload's table; say {table!r} "
-                                   f"([workload] table in {definition.path})")
+            raise FeatureFileError(
+                f"{where}: {value!r} is not the workload's table; say {table!r} ([workload] table in {definition.path})"
+            )
     if "a" in arguments and "b" in arguments:
         pair = (arguments["a"], arguments["b"])
         if pair not in definition.links and pair[::-1] not in definition.links:
             links = ", ".join(f"{one} and {other}" for one, other in definition.links) or "none"
-            raise FeatureFileError(f"{where}: there is no network link between {pair[0]} and {pair[1]} (a link is "
-                                   f"a uses edge of the stack file); links: {links}")
+            raise FeatureFileError(
+                f"{where}: there is no network link between {pair[0]} and {pair[1]} (a link is "
+                f"a uses edge of the stack file); links: {links}"
+            )
 
 
 def check_service_command(settings: Settings) -> None:
@@ -196,17 +235,24 @@ def check_service_command(settings: Settings) -> None:
 def _check_program(definition: StackDefinition, service: ServiceDefinition) -> None:
     where = f"{definition.path}: [services.{service.name}]"
     if not service.cwd.is_dir():
-        raise StackFileError(f"{where} cwd {str(service.cwd)!r} is not a directory; fix cwd in the stack file "
-                             "(relative paths start at the stack file's folder)")
+        raise StackFileError(
+            f"{where} cwd {str(service.cwd)!r} is not a directory; fix cwd in the stack file "
+            "(relative paths start at the stack file's folder)"
+        )
     known = {"{python}": sys.executable, "{repo}": str(REPO_ROOT), "{stack_dir}": str(definition.path.parent)}
     program = service.command[0]
     for placeholder, value in known.items():
         program = program.replace(placeholder, value)
     if "{" in program or "PATH" in service.env:
         return  # filled in only at start, or searched on a PATH of the service's own
-    found = (service.cwd / program).is_file() and os.access(service.cwd / program, os.X_OK) if "/" in program \
+    found = (
+        (service.cwd / program).is_file() and os.access(service.cwd / program, os.X_OK)
+        if "/" in program
         else shutil.which(program) is not None
+    )
     if not found:
-        raise StackFileError(f"{where} command: the program {program!r} is not found (neither on PATH nor as "
-                             f"a file relative to {service.cwd}); install it, or fix the command in the stack file "
-                             "that the stack_file setting names")
+        raise StackFileError(
+            f"{where} command: the program {program!r} is not found (neither on PATH nor as "
+            f"a file relative to {service.cwd}); install it, or fix the command in the stack file "
+            "that the stack_file setting names"
+        )

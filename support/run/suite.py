@@ -1,4 +1,5 @@
 """One run of the suite: its settings, its directory, its stack, and the per-scenario routine."""
+
 from __future__ import annotations
 
 import json
@@ -10,18 +11,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.stack import database
 from support.backends.compose.backend import compose_project_of
 from support.backends.reaper import Reaper, describe_removed, start_reaper
 from support.core.config import Settings
-from support.faults.ledger import FaultLedger
 from support.core.run_dirs import clean_leftovers, owner_record
+from support.core.waiting import retry
+from support.faults.ledger import FaultLedger
 from support.faults.residues import heal_residues
 from support.run.isolation import Isolation
 from support.run.scenario import ScenarioState
+from support.stack import database
 from support.stack.stack import Stack
 from support.stack.stack_file import stack_definition
-from support.core.waiting import retry
 
 __all__ = ["Suite", "start_suite", "install_signal_handlers"]
 
@@ -47,12 +48,21 @@ class Suite:
         self.scenarios += 1
         scenario_dir = self.run_dir / f"scenario-{self.scenarios:03d}"
         scenario_dir.mkdir()
-        state = ScenarioState(name=name, stack=self.stack, settings=self.settings, work_dir=scenario_dir,
-                              ledger=FaultLedger(journal=self.run_dir / "faults.json"))
+        state = ScenarioState(
+            name=name,
+            stack=self.stack,
+            settings=self.settings,
+            work_dir=scenario_dir,
+            ledger=FaultLedger(journal=self.run_dir / "faults.json"),
+        )
         state.notes.update(self.isolation.prepare(name))  # a hung service restarted, or StackNotReady with its logs
         # the schema is the API's; it may still be creating it right after a start
-        retry(lambda: database.reset(self.stack.admin_dsn, self.stack.workload), self.settings.healthy_timeout,
-              "resetting the users table", retry_on=database.DatabaseError)
+        retry(
+            lambda: database.reset(self.stack.admin_dsn, self.stack.workload),
+            self.settings.healthy_timeout,
+            "resetting the users table",
+            retry_on=database.DatabaseError,
+        )
         return state
 
     def end_scenario(self, state: ScenarioState) -> None:
@@ -133,12 +143,16 @@ def start_suite(settings: Settings) -> Suite:
 
 def _write_run_record(run_dir: Path, settings: Settings, addresses: dict[str, str] | None = None) -> None:
     """``run.json``: the owning suite's PID (what leftover cleaning trusts) and where the services listen."""
-    (run_dir / "run.json").write_text(json.dumps({**owner_record(), "backend": settings.backend,
-                                                  "started": time.time(), "addresses": addresses or {}}))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {**owner_record(), "backend": settings.backend, "started": time.time(), "addresses": addresses or {}}
+        )
+    )
 
 
 def install_signal_handlers() -> None:
     """Turn SIGTERM (and SIGHUP) into KeyboardInterrupt so cleanups run as they do for Ctrl-C."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 

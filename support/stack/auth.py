@@ -7,6 +7,7 @@ tokens is still driven. The login request goes under the workload's
 ``base_path`` like every other request. Everything here is JSON-able, since it
 travels to the load worker's process.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,12 @@ class Auth:
     def login_request(self) -> tuple[str, str, bytes | None, str]:
         """(method, path, body, content type) of the login request."""
         if self.login_form is not None:
-            return self.login_method, self.login_path, urlencode(self.login_form).encode(), \
-                "application/x-www-form-urlencoded"
+            return (
+                self.login_method,
+                self.login_path,
+                urlencode(self.login_form).encode(),
+                "application/x-www-form-urlencoded",
+            )
         body = None if self.login_json is None else json.dumps(self.login_json).encode()
         return self.login_method, self.login_path, body, "application/json"
 
@@ -72,8 +77,10 @@ class Auth:
         except (OSError, subprocess.TimeoutExpired) as error:
             raise AuthError(f"token_command {list(self.token_command)} could not run: {error}") from None
         if done.returncode != 0 or not done.stdout.strip():
-            raise AuthError(f"token_command {list(self.token_command)} exited {done.returncode} without a token: "
-                            f"{(done.stderr or done.stdout)[-300:]!r}")
+            raise AuthError(
+                f"token_command {list(self.token_command)} exited {done.returncode} without a token: "
+                f"{(done.stderr or done.stdout)[-300:]!r}"
+            )
         return done.stdout.strip()
 
     @property
@@ -85,9 +92,17 @@ class Auth:
         return f"{self.scheme} {token}" if self.scheme else token
 
     def to_dict(self) -> dict:
-        return {"login_method": self.login_method, "login_path": self.login_path, "login_json": self.login_json,
-                "login_form": self.login_form, "token_field": self.token_field, "header": self.header,
-                "scheme": self.scheme, "token_command": list(self.token_command), "token_env": self.token_env}
+        return {
+            "login_method": self.login_method,
+            "login_path": self.login_path,
+            "login_json": self.login_json,
+            "login_form": self.login_form,
+            "token_field": self.token_field,
+            "header": self.header,
+            "scheme": self.scheme,
+            "token_command": list(self.token_command),
+            "token_env": self.token_env,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Auth:
@@ -108,8 +123,10 @@ def parse_auth(table: Any, where: str) -> Auth:
         raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_AUTH_KEYS))}")
     sources = [k for k in ("login", "token_command", "token_env") if k in table]
     if len(sources) != 1:
-        raise ValueError(f"{where} needs exactly one of login = {{ path = \"/token\", form = {{...}} }}, "
-                         f"token_command = [...] or token_env = \"NAME\"; got {', '.join(sources) or 'none'}")
+        raise ValueError(
+            f'{where} needs exactly one of login = {{ path = "/token", form = {{...}} }}, '
+            f'token_command = [...] or token_env = "NAME"; got {", ".join(sources) or "none"}'
+        )
     for name in ("token_field", "header", "scheme", "token_env"):
         if name in table and not isinstance(table[name], str):
             raise ValueError(f"{where}.{name} must be a string, got {table[name]!r}")

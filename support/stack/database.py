@@ -4,6 +4,7 @@ Every connection the suite opens (readiness probes, faults, read-backs, the
 backends' set-up) goes through :func:`open_connection`, or :func:`connect` for
 one closed afterwards; what differs between them is a parameter.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -15,8 +16,15 @@ import psycopg2.extensions
 from support.core.waiting import WaitTimeout, retry
 from support.stack.workload import Workload
 
-__all__ = ["connect", "open_connection", "DatabaseError", "reset", "count_records", "rows_for_keys",
-           "activity_snapshot"]
+__all__ = [
+    "connect",
+    "open_connection",
+    "DatabaseError",
+    "reset",
+    "count_records",
+    "rows_for_keys",
+    "activity_snapshot",
+]
 
 #: what the driver raises, whatever went wrong: what a wait for the database waits out
 DatabaseError = psycopg2.Error
@@ -30,13 +38,20 @@ def _all_slots_busy(error: BaseException) -> bool:
 
 def _options(settings: Mapping[str, object]) -> str:
     """libpq ``options``: ``-c name=value`` for each session setting (spaces escaped as libpq wants)."""
-    return " ".join(f"-c {name}=" + str(value).replace("\\", "\\\\").replace(" ", "\\ ")
-                    for name, value in settings.items())
+    return " ".join(
+        f"-c {name}=" + str(value).replace("\\", "\\\\").replace(" ", "\\ ") for name, value in settings.items()
+    )
 
 
-def open_connection(dsn: str, timeout: float = 5.0, *, application_name: str = "chaos-suite",
-                    autocommit: bool = False, settings: Mapping[str, object] | None = None,
-                    wait_for_slot: bool = True) -> psycopg2.extensions.connection:
+def open_connection(
+    dsn: str,
+    timeout: float = 5.0,
+    *,
+    application_name: str = "chaos-suite",
+    autocommit: bool = False,
+    settings: Mapping[str, object] | None = None,
+    wait_for_slot: bool = True,
+) -> psycopg2.extensions.connection:
     """A new connection to ``dsn``, which the caller closes; the suite's only ``psycopg2.connect``.
 
     ``timeout`` s bound the connect (libpq counts whole seconds, at least 2)
@@ -70,17 +85,29 @@ def open_connection(dsn: str, timeout: float = 5.0, *, application_name: str = "
 
 
 @contextmanager
-def connect(dsn: str, timeout: float = 5.0, *, application_name: str = "chaos-suite", autocommit: bool = True,
-            settings: Mapping[str, object] | None = None,
-            wait_for_slot: bool = True) -> Iterator[psycopg2.extensions.connection]:
+def connect(
+    dsn: str,
+    timeout: float = 5.0,
+    *,
+    application_name: str = "chaos-suite",
+    autocommit: bool = True,
+    settings: Mapping[str, object] | None = None,
+    wait_for_slot: bool = True,
+) -> Iterator[psycopg2.extensions.connection]:
     """:func:`open_connection`, always closed afterwards; autocommit unless told otherwise.
 
     Without ``settings``, statements time out after ``timeout`` s; ``settings``
     replace that (name ``statement_timeout`` in them to keep a bound).
     """
     bounded = settings if settings is not None else {"statement_timeout": int(timeout * 1000)}
-    conn = open_connection(dsn, timeout, application_name=application_name, autocommit=autocommit,
-                           settings=bounded, wait_for_slot=wait_for_slot)
+    conn = open_connection(
+        dsn,
+        timeout,
+        application_name=application_name,
+        autocommit=autocommit,
+        settings=bounded,
+        wait_for_slot=wait_for_slot,
+    )
     try:
         yield conn
     finally:
@@ -122,4 +149,3 @@ def activity_snapshot(dsn: str) -> list[dict]:
                          FROM pg_stat_activity WHERE backend_type = 'client backend' ORDER BY pid""")
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-

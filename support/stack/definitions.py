@@ -5,6 +5,7 @@ child processes, the Docker backend in containers, the Compose backend maps
 them onto a user's compose project); :mod:`support.stack.stack_file` reads them
 from TOML and refuses, in one line, anything that cannot work.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,16 @@ from typing import Any
 
 from support.stack.workload import Workload, render
 
-__all__ = ["ServiceDefinition", "DatabaseDefinition", "ReadyCheck", "StackDefinition", "ApiDefinition",
-           "READY_KINDS", "POSTGRES_FIELDS", "placeholders_in"]
+__all__ = [
+    "ServiceDefinition",
+    "DatabaseDefinition",
+    "ReadyCheck",
+    "StackDefinition",
+    "ApiDefinition",
+    "READY_KINDS",
+    "POSTGRES_FIELDS",
+    "placeholders_in",
+]
 
 #: how a service can say it is up: an HTTP path answering 2xx, a TCP connect, a SQL query, a command exiting 0
 READY_KINDS = ("http", "tcp", "sql", "command")

@@ -5,6 +5,7 @@ An answer counts only from the process the suite started: :func:`check_listener`
 refuses a port held by any other process (an impostor that took the port
 while the service could not bind it and restarted in a loop).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,16 @@ from support.core.ports import listening_sockets
 from support.core.process_tree import descendants
 from support.stack.database import connect
 
-__all__ = ["database_answers", "query_answers", "http_answers", "http_ok", "tcp_answers", "command_succeeds",
-           "check_listener", "ImpostorListening"]
-
+__all__ = [
+    "database_answers",
+    "query_answers",
+    "http_answers",
+    "http_ok",
+    "tcp_answers",
+    "command_succeeds",
+    "check_listener",
+    "ImpostorListening",
+]
 
 
 class ImpostorListening(ConnectionError):
@@ -37,8 +45,7 @@ def database_answers(dsn: str) -> bool:
 def query_answers(dsn: str, sql: str) -> bool:
     """True when ``sql`` runs on ``dsn`` within 2 s without an error (a ``ready = { sql = ... }`` check)."""
     try:
-        with connect(dsn, 2.0, application_name="chaos-suite-probe", wait_for_slot=False) as conn, \
-                conn.cursor() as cur:
+        with connect(dsn, 2.0, application_name="chaos-suite-probe", wait_for_slot=False) as conn, conn.cursor() as cur:
             cur.execute(sql)
             return True
     except Exception:  # noqa: BLE001 - any driver error means "not yet"
@@ -100,5 +107,7 @@ def check_listener(port: int, root_pid: int | None, service: str) -> None:
                 except OSError:
                     continue
     state = "is not running" if root_pid is None else f"(pid {root_pid}) does not hold it"
-    raise ImpostorListening(f"another process listens on {service}'s port {port} and {service} {state}: "
-                            "its answers are not the service's; stop that process")
+    raise ImpostorListening(
+        f"another process listens on {service}'s port {port} and {service} {state}: "
+        "its answers are not the service's; stop that process"
+    )

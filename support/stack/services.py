@@ -4,6 +4,7 @@ A scenario never knows which backend runs it: the process backend and the
 Docker backend both hand out objects that satisfy :class:`Service`, collected
 in a :class:`support.stack.stack.Stack`.
 """
+
 from __future__ import annotations
 
 import signal

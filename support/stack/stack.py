@@ -1,4 +1,5 @@
 """A stack: the named services of the system under test, whichever backend runs them."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -99,7 +100,8 @@ class Stack:
             return self.services[name]
         except KeyError:
             raise UnknownService(
-                f"unknown service {name!r}; this stack has: {', '.join(sorted(self.services))}") from None
+                f"unknown service {name!r}; this stack has: {', '.join(sorted(self.services))}"
+            ) from None
 
     @property
     def health_url(self) -> str:

@@ -22,6 +22,7 @@ Today's flat keys (``create_path``, ``create_body``, ``read_path``, ``compare``,
 Everything here is JSON-able (:meth:`Workload.to_dict`), since it travels to the
 load worker's process.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,31 +122,70 @@ class Operation:
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         if self.read is not None:
-            data["read"] = {"path": self.read.path, "id_field": self.read.id_field,
-                            "compare": list(self.read.compare), "method": self.read.method}
+            data["read"] = {
+                "path": self.read.path,
+                "id_field": self.read.id_field,
+                "compare": list(self.read.compare),
+                "method": self.read.method,
+            }
         return data
 
 
-def _flat_operations(create_method: str = "POST", create_path: str = "/users",
-                     create_body: dict | None = None, id_field: str = "id", read_method: str = "GET",
-                     read_path: str = "/users/{id}", compare: Any = ("name", "email"),
-                     key_template: str = "{run}-{seq}@load.test", name_template: str = "user-{run}-{seq}",
-                     find_sql: str = "SELECT email, name, email FROM users WHERE email = ANY(%(keys)s)",
-                     ) -> tuple[Operation, ...]:
+def _flat_operations(
+    create_method: str = "POST",
+    create_path: str = "/users",
+    create_body: dict | None = None,
+    id_field: str = "id",
+    read_method: str = "GET",
+    read_path: str = "/users/{id}",
+    compare: Any = ("name", "email"),
+    key_template: str = "{run}-{seq}@load.test",
+    name_template: str = "user-{run}-{seq}",
+    find_sql: str = "SELECT email, name, email FROM users WHERE email = ANY(%(keys)s)",
+) -> tuple[Operation, ...]:
     """Today's flat keys as one write and one read-back, weighted by the write fraction."""
     body = {"name": "{name}", "email": "{key}"} if create_body is None else create_body
-    write = Operation("create", create_method, create_path, None, json=body, key_template=key_template,
-                      name_template=name_template, find_sql=find_sql,
-                      read=ReadBack(read_path, id_field, tuple(compare), read_method))
+    write = Operation(
+        "create",
+        create_method,
+        create_path,
+        None,
+        json=body,
+        key_template=key_template,
+        name_template=name_template,
+        find_sql=find_sql,
+        read=ReadBack(read_path, id_field, tuple(compare), read_method),
+    )
     return write, Operation("read", read_method, read_path, None, reads="create")
 
 
-FLAT_KEYS = frozenset(_flat_operations.__code__.co_varnames[:_flat_operations.__code__.co_argcount])
+FLAT_KEYS = frozenset(_flat_operations.__code__.co_varnames[: _flat_operations.__code__.co_argcount])
 _ENV_PLACEHOLDER = re.compile(r"\{(env\.[A-Za-z_][A-Za-z0-9_]*)\}")
-_KEYS = {"target", "records", "table", "base_path", "headers", "auth", "operations", "reset_sql", "count_sql",
-         "processed_sql"}
-_OP_KEYS = {"name", "weight", "method", "path", "json", "form", "key_template", "name_template", "read",
-            "find_sql", "reads"}
+_KEYS = {
+    "target",
+    "records",
+    "table",
+    "base_path",
+    "headers",
+    "auth",
+    "operations",
+    "reset_sql",
+    "count_sql",
+    "processed_sql",
+}
+_OP_KEYS = {
+    "name",
+    "weight",
+    "method",
+    "path",
+    "json",
+    "form",
+    "key_template",
+    "name_template",
+    "read",
+    "find_sql",
+    "reads",
+}
 
 
 @dataclass(frozen=True, init=False)
@@ -166,32 +206,61 @@ class Workload:
     #: SQL returning, of the keys in %(keys)s, those a background worker has processed (empty: none is declared)
     processed_sql: str
 
-    def __init__(self, operations: Any = None, *, target: str = "api", records: str = "users", table: str = "",
-                 base_path: str = "", headers: dict | None = None, auth: Auth | None = None,
-                 reset_sql: str = "TRUNCATE users RESTART IDENTITY", count_sql: str = "SELECT count(*) FROM users",
-                 processed_sql: str = "", **flat: Any) -> None:
+    def __init__(
+        self,
+        operations: Any = None,
+        *,
+        target: str = "api",
+        records: str = "users",
+        table: str = "",
+        base_path: str = "",
+        headers: dict | None = None,
+        auth: Auth | None = None,
+        reset_sql: str = "TRUNCATE users RESTART IDENTITY",
+        count_sql: str = "SELECT count(*) FROM users",
+        processed_sql: str = "",
+        **flat: Any,
+    ) -> None:
         """Either ``operations`` or today's flat keys (``create_path=...``: one write and one read-back)."""
         unknown = sorted(set(flat) - FLAT_KEYS)
         if unknown:
-            raise WorkloadError(f"unknown workload field(s) {', '.join(unknown)}; "
-                                f"valid: {', '.join(sorted(_KEYS | FLAT_KEYS))}")
+            raise WorkloadError(
+                f"unknown workload field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_KEYS | FLAT_KEYS))}"
+            )
         if operations is not None and flat:
-            raise WorkloadError(f"[[workload.operations]] and the flat keys ({', '.join(sorted(flat))}) "
-                                "cannot be mixed: move them into an operation")
+            raise WorkloadError(
+                f"[[workload.operations]] and the flat keys ({', '.join(sorted(flat))}) "
+                "cannot be mixed: move them into an operation"
+            )
         ops = tuple(operations) if operations is not None else _flat_operations(**flat)
-        for name, value in (("target", target), ("records", records), ("table", table),
-                            ("base_path", base_path), ("reset_sql", reset_sql), ("count_sql", count_sql),
-                            ("processed_sql", processed_sql)):
+        for name, value in (
+            ("target", target),
+            ("records", records),
+            ("table", table),
+            ("base_path", base_path),
+            ("reset_sql", reset_sql),
+            ("count_sql", count_sql),
+            ("processed_sql", processed_sql),
+        ):
             if not isinstance(value, str):
                 raise WorkloadError(f"{name} must be a string, got {value!r}")
         if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
-            raise WorkloadError(f"base_path={base_path!r} must start with / and not end with one, e.g. \"/v1\"")
+            raise WorkloadError(f'base_path={base_path!r} must start with / and not end with one, e.g. "/v1"')
         headers = dict(headers or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise WorkloadError(f"headers must be a table of strings, got {headers!r}")
-        for key, given in (("target", target), ("records", records), ("table", table or records),
-                           ("base_path", base_path), ("headers", headers), ("auth", auth), ("operations", ops),
-                           ("reset_sql", reset_sql), ("count_sql", count_sql), ("processed_sql", processed_sql)):
+        for key, given in (
+            ("target", target),
+            ("records", records),
+            ("table", table or records),
+            ("base_path", base_path),
+            ("headers", headers),
+            ("auth", auth),
+            ("operations", ops),
+            ("reset_sql", reset_sql),
+            ("count_sql", count_sql),
+            ("processed_sql", processed_sql),
+        ):
             object.__setattr__(self, key, given)
         if processed_sql and "%(keys)s" not in processed_sql:
             raise WorkloadError("processed_sql must select the processed keys among the key list %(keys)s")
@@ -233,8 +302,10 @@ class Workload:
 
     def weights(self, write_fraction: float) -> list[float]:
         """Each operation's weight; the flat form's come from ``write_fraction`` (0..1)."""
-        return [op.weight if op.weight is not None else (write_fraction if op.is_write else 1.0 - write_fraction)
-                for op in self.operations]
+        return [
+            op.weight if op.weight is not None else (write_fraction if op.is_write else 1.0 - write_fraction)
+            for op in self.operations
+        ]
 
     def header_values(self, run: str) -> dict[str, str]:
         """The static headers with ``{run}`` and ``{env.NAME}`` (the variable NAME, empty if unset) filled in.
@@ -248,10 +319,18 @@ class Workload:
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {"target": self.target, "records": self.records, "table": self.table, "base_path": self.base_path,
-                "headers": dict(self.headers), "auth": self.auth.to_dict() if self.auth else None,
-                "operations": [op.to_dict() for op in self.operations],
-                "reset_sql": self.reset_sql, "count_sql": self.count_sql, "processed_sql": self.processed_sql}
+        return {
+            "target": self.target,
+            "records": self.records,
+            "table": self.table,
+            "base_path": self.base_path,
+            "headers": dict(self.headers),
+            "auth": self.auth.to_dict() if self.auth else None,
+            "operations": [op.to_dict() for op in self.operations],
+            "reset_sql": self.reset_sql,
+            "count_sql": self.count_sql,
+            "processed_sql": self.processed_sql,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Workload:
@@ -267,8 +346,9 @@ def _check_operations(ops: tuple[Operation, ...]) -> None:
         where = f"operations[{i}] ({op.name})"
         if names.count(op.name) > 1:
             raise WorkloadError(f"{where}: the name {op.name!r} is used twice")
-        if op.weight is not None and (isinstance(op.weight, bool) or not isinstance(op.weight, (int, float))
-                                      or op.weight < 0):
+        if op.weight is not None and (
+            isinstance(op.weight, bool) or not isinstance(op.weight, (int, float)) or op.weight < 0
+        ):
             raise WorkloadError(f"{where}: weight={op.weight!r} must be a number >= 0")
         if not op.path.startswith("/"):
             raise WorkloadError(f"{where}: path={op.path!r} must start with /")
@@ -279,40 +359,50 @@ def _check_operations(ops: tuple[Operation, ...]) -> None:
         if op.reads:
             target = next((o for o in ops if o.name == op.reads), None)
             if target is None or not target.is_write:
-                raise WorkloadError(f"{where}: reads={op.reads!r} names no write operation; writes: "
-                                    f"{', '.join(o.name for o in ops if o.is_write) or 'none'}")
+                raise WorkloadError(
+                    f"{where}: reads={op.reads!r} names no write operation; writes: "
+                    f"{', '.join(o.name for o in ops if o.is_write) or 'none'}"
+                )
         if op.is_write:
             _check_write(op, where)
     if all(op.weight == 0 for op in ops):
         raise WorkloadError("every operation has weight 0: give at least one a weight > 0")
     if not any(op.is_write for op in ops):
-        raise WorkloadError("no operation is a write (one with find_sql, read and a body using {key}): the record "
-                            "steps and the durability check need one")
+        raise WorkloadError(
+            "no operation is a write (one with find_sql, read and a body using {key}): the record "
+            "steps and the durability check need one"
+        )
 
 
 def _check_write(op: Operation, where: str) -> None:
     flat = op.name == "create" and op.weight is None
     if op.read is None:
-        raise WorkloadError(f"{where}: a write needs read = {{ path = \"/things/{{id}}\", id_field = \"id\", "
-                            "compare = [...] }}")
+        raise WorkloadError(
+            f'{where}: a write needs read = {{ path = "/things/{{id}}", id_field = "id", compare = [...] }}}}'
+        )
     if "{id}" not in op.read.path:
         raise WorkloadError(f"{'read_path' if flat else where + ': read.path'}={op.read.path!r} must contain {{id}}")
     if not isinstance(op.body, dict) or "{key}" not in repr(op.body):
-        raise WorkloadError(f"{'create_body' if flat else where + ': the json or form body'} must contain {{key}} "
-                            "somewhere, so every record is unique and findable")
+        raise WorkloadError(
+            f"{'create_body' if flat else where + ': the json or form body'} must contain {{key}} "
+            "somewhere, so every record is unique and findable"
+        )
     for name in op.read.compare:
         if name not in op.body:
-            raise WorkloadError(f"{'' if flat else where + ': read.'}compare names {name!r}, which "
-                                f"{'create_body' if flat else 'the body'} does not have; its fields: "
-                                f"{', '.join(op.body)}")
+            raise WorkloadError(
+                f"{'' if flat else where + ': read.'}compare names {name!r}, which "
+                f"{'create_body' if flat else 'the body'} does not have; its fields: "
+                f"{', '.join(op.body)}"
+            )
     if "%(keys)s" not in op.find_sql:
         raise WorkloadError(f"{'' if flat else where + ': '}find_sql must select rows by the key list %(keys)s")
     if op.method.upper() not in ("POST", "PUT", "PATCH"):
-        raise WorkloadError(f"{'create_method' if flat else where + ': method'}={op.method!r}: "
-                            "use POST, PUT or PATCH")
+        raise WorkloadError(f"{'create_method' if flat else where + ': method'}={op.method!r}: use POST, PUT or PATCH")
     if not op.key_template or "{seq}" not in op.key_template or "{run}" not in op.key_template:
-        raise WorkloadError(f"{'key_template' if flat else where + ': key_template'}={op.key_template!r} must use "
-                            "{run} and {seq}, so every key is unique")
+        raise WorkloadError(
+            f"{'key_template' if flat else where + ': key_template'}={op.key_template!r} must use "
+            "{run} and {seq}, so every key is unique"
+        )
 
 
 def _operation(data: Any, i: int) -> Operation:
@@ -324,7 +414,7 @@ def _operation(data: Any, i: int) -> Operation:
         raise WorkloadError(f"{where}: unknown field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_OP_KEYS))}")
     name = data.get("name")
     if not isinstance(name, str) or not name:
-        raise WorkloadError(f"operations[{i}] needs a name, e.g. name = \"create\"")
+        raise WorkloadError(f'operations[{i}] needs a name, e.g. name = "create"')
     options = dict(data)
     for key in ("method", "path", "key_template", "name_template", "find_sql", "reads"):
         if key in options and not isinstance(options[key], str):
@@ -338,8 +428,9 @@ def _operation(data: Any, i: int) -> Operation:
         compare = read.get("compare", [])
         if not isinstance(compare, list) or not all(isinstance(c, str) for c in compare):
             raise WorkloadError(f"{where}: read.compare must be a list of field names")
-        options["read"] = ReadBack(str(read["path"]), str(read.get("id_field", "id")), tuple(compare),
-                                   str(read.get("method", "GET")).upper())
+        options["read"] = ReadBack(
+            str(read["path"]), str(read.get("id_field", "id")), tuple(compare), str(read.get("method", "GET")).upper()
+        )
     if options.get("find_sql") and "key_template" not in options:
         options["key_template"] = f"{name}-{{run}}-{{seq}}"
     if options.get("find_sql") and "name_template" not in options:
@@ -360,8 +451,9 @@ def parse_workload(table: dict, where: str, prefix: bool = True) -> Workload:
         data = dict(table)
         unknown = sorted(set(data) - _KEYS - FLAT_KEYS)
         if unknown:
-            raise WorkloadError(f"unknown workload field(s) {', '.join(unknown)}; "
-                                f"valid: {', '.join(sorted(_KEYS | FLAT_KEYS))}")
+            raise WorkloadError(
+                f"unknown workload field(s) {', '.join(unknown)}; valid: {', '.join(sorted(_KEYS | FLAT_KEYS))}"
+            )
         if data.get("auth") is not None:
             try:
                 data["auth"] = parse_auth(data["auth"], "[workload.auth]")

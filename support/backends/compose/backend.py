@@ -11,6 +11,7 @@ faults act on the project's containers through the Docker SDK (found by the
 :class:`~support.backends.docker.containers.ContainerService`; at the end the logs
 of each service are saved in the run directory and ``down -v`` removes the rest.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,8 +105,15 @@ class ComposePostgres(_Checked, PostgresContainer):
 
 def _spec(container, service: str) -> ContainerSpec:
     # the container exists already (Compose made it): the spec only names it for messages and the listener check
-    return ContainerSpec(name=container.name, service=service, image=container.image.id, command=[],
-                         environment={}, labels={}, network_mode="host")
+    return ContainerSpec(
+        name=container.name,
+        service=service,
+        image=container.image.id,
+        command=[],
+        environment={},
+        labels={},
+        network_mode="host",
+    )
 
 
 def _service(client, container, described: ComposeService, project: ComposeProject) -> ContainerService:
@@ -124,8 +132,9 @@ def _service(client, container, described: ComposeService, project: ComposeProje
     info = database.postgres
     assert info is not None  # a service of kind postgres always has its info
     service.ready = described.ready
-    service.sql_dsn = (f"host={LOOPBACK} port={database.port} dbname={info.database} user={info.user} "
-                       f"password={info.password}")
+    service.sql_dsn = (
+        f"host={LOOPBACK} port={database.port} dbname={info.database} user={info.user} password={info.password}"
+    )
     return service
 
 
@@ -140,9 +149,11 @@ def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tup
         for host in (LOOPBACK, "localhost", used):
             pointed = pointed.replace(f"{host}:{port}", f"{LOOPBACK}:{listener.port}")
         if pointed == value:
-            raise StackFileError(f"{project.file}: x-chaos.links.{user}.{variable}: its value does not name "
-                                 f"{used}'s address ({LOOPBACK}:{port} or {used}:{port}), so the suite cannot "
-                                 "point it at the fault proxy")
+            raise StackFileError(
+                f"{project.file}: x-chaos.links.{user}.{variable}: its value does not name "
+                f"{used}'s address ({LOOPBACK}:{port} or {used}:{port}), so the suite cannot "
+                "point it at the fault proxy"
+            )
         services[user].setdefault("environment", {})[variable] = pointed
     return {"services": services}
 
@@ -150,8 +161,14 @@ def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tup
 def _labelled(labels: dict[str, str], command: ComposeCommand) -> dict:
     """The project's own named volumes and networks (not external ones), each with the run's labels."""
     config = json.loads(command.run("config", "--format", "json", timeout=60))
-    return {kind: {name: {"labels": dict(labels)} for name, thing in (config.get(kind) or {}).items()
-                   if not (thing or {}).get("external")} for kind in ("volumes", "networks")}
+    return {
+        kind: {
+            name: {"labels": dict(labels)}
+            for name, thing in (config.get(kind) or {}).items()
+            if not (thing or {}).get("external")
+        }
+        for kind in ("volumes", "networks")
+    }
 
 
 def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
@@ -172,12 +189,13 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         _report_leftovers(remove_leftovers(client))
         env = dict(project.env)
         for variable, image in project.suite_images.items():
-            env[variable] = ensure_image(client, IMAGE_SPECS[image], settings.docker_base_image,
-                                         run_dir / f"docker-build-{image}.log").id
+            env[variable] = ensure_image(
+                client, IMAGE_SPECS[image], settings.docker_base_image, run_dir / f"docker-build-{image}.log"
+            ).id
         timings["images_s"] = time.monotonic() - started
         proxied: dict[tuple[str, str], Address] = {}
         links = {}
-        for (user, used) in project.links:
+        for user, used in project.links:
             link = start_link(run_dir, used, Address(LOOPBACK, project.services[used].port))
             made.callback(link.close)
             links[(user, used)] = link
@@ -191,20 +209,29 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         made.callback(_down, command, run_dir, list(project.services))
         up = time.monotonic()
         try:
-            command.run("up", "--wait", "--wait-timeout", str(int(settings.start_timeout)), "--no-build",
-                        "--quiet-pull", timeout=settings.start_timeout + 60, what=f"starting {project.file}")
+            command.run(
+                "up",
+                "--wait",
+                "--wait-timeout",
+                str(int(settings.start_timeout)),
+                "--no-build",
+                "--quiet-pull",
+                timeout=settings.start_timeout + 60,
+                what=f"starting {project.file}",
+            )
         except ServiceError as error:
             # the services' own last lines say why (the run directory and its logs go with the failed start)
             raise ServiceError(f"{error}{_why_down(client, name)}", logs=_tails(command)) from None
         timings["up_s"] = time.monotonic() - up
-        containers = {c.labels.get(_SERVICE_LABEL): c for c in
-                      client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})}
+        containers = {
+            c.labels.get(_SERVICE_LABEL): c
+            for c in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"})
+        }
         services = {}
         for service_name in project.start_order:
             if service_name not in containers:
                 raise ServiceError(f"{project.file}: Compose started no container for service {service_name}")
-            services[service_name] = _service(client, containers[service_name], project.services[service_name],
-                                              project)
+            services[service_name] = _service(client, containers[service_name], project.services[service_name], project)
         for service_name in project.start_order:
             services[service_name].wait_ready(settings.start_timeout)
         database = project.database()
@@ -213,19 +240,38 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         # _service makes the database a ComposePostgres and the target a ComposeApi
         assert info is not None and isinstance(postgres, PostgresContainer) and isinstance(target, ApiContainer)
         timings["total_s"] = time.monotonic() - started
-        (run_dir / "compose.json").write_text(json.dumps({
-            "project": name, "file": str(project.file), "override": str(override),
-            "containers": {n: s.container_name for n, s in services.items()},
-            "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
-        versions = {"compose_file": str(project.file), "docker_engine": client.version().get("Version", "unknown"),
-                    "compose": command.run("version", "--short", timeout=30).strip()}
-        stack = Stack(backend="compose", services=dict(services), api_url=target.url, links=links,
-                      workload=project.workload, health_path=project.health_path,
-                      admin_dsn=postgres.dsn(info.database),
-                      app_dsn=postgres.dsn(info.database, info.app_user, info.app_password),
-                      start_order=project.start_order, target=project.target, versions=versions,
-                      secrets=tuple(dict.fromkeys(project.secrets + (info.password, info.app_password))),
-                      cleanup=made.pop_all())
+        (run_dir / "compose.json").write_text(
+            json.dumps(
+                {
+                    "project": name,
+                    "file": str(project.file),
+                    "override": str(override),
+                    "containers": {n: s.container_name for n, s in services.items()},
+                    "timings": {k: round(v, 3) for k, v in timings.items()},
+                },
+                indent=2,
+            )
+        )
+        versions = {
+            "compose_file": str(project.file),
+            "docker_engine": client.version().get("Version", "unknown"),
+            "compose": command.run("version", "--short", timeout=30).strip(),
+        }
+        stack = Stack(
+            backend="compose",
+            services=dict(services),
+            api_url=target.url,
+            links=links,
+            workload=project.workload,
+            health_path=project.health_path,
+            admin_dsn=postgres.dsn(info.database),
+            app_dsn=postgres.dsn(info.database, info.app_user, info.app_password),
+            start_order=project.start_order,
+            target=project.target,
+            versions=versions,
+            secrets=tuple(dict.fromkeys(project.secrets + (info.password, info.app_password))),
+            cleanup=made.pop_all(),
+        )
     return stack
 
 
@@ -235,8 +281,10 @@ def _why_down(client, name: str, lines: int = 3) -> str:
     for container in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={name}"}):
         if container.status != "running":
             tail = container.logs(tail=lines).decode(errors="replace").split()
-            said.append(f"; {container.labels.get(_SERVICE_LABEL)} {container.status} "
-                        f"(exit code {container.attrs['State'].get('ExitCode')}): {' '.join(tail)[-300:]}")
+            said.append(
+                f"; {container.labels.get(_SERVICE_LABEL)} {container.status} "
+                f"(exit code {container.attrs['State'].get('ExitCode')}): {' '.join(tail)[-300:]}"
+            )
     return "".join(said)
 
 

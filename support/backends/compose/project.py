@@ -31,6 +31,7 @@ on every service. A kill signals every process of the container but PID 1: give 
 service an init (``init: true``, or tini as its entrypoint) so the kill reaches it.
 Every problem is one :class:`StackFileError` line naming the file and the field.
 """
+
 from __future__ import annotations
 
 import json
@@ -128,8 +129,11 @@ class ComposeProject:
         used = [b for (a, b) in self.links if a == self.target and self.services[b].kind == "postgres"]
         candidates = used or [s.name for s in self.services.values() if s.kind == "postgres"]
         if not candidates:
-            raise _fail(self.file, "x-chaos.services: no service has kind: postgres; the suite needs the database "
-                                   "the workload writes to (e.g. postgres: { kind: postgres, port: 5432 })")
+            raise _fail(
+                self.file,
+                "x-chaos.services: no service has kind: postgres; the suite needs the database "
+                "the workload writes to (e.g. postgres: { kind: postgres, port: 5432 })",
+            )
         return self.services[candidates[0]]
 
 
@@ -153,7 +157,7 @@ def compose_file_of(settings: Settings) -> tuple[Path, dict] | None:
     if not isinstance(table, dict):
         return None
     if not isinstance(table.get("file"), str):
-        raise _fail(path, "[compose] needs file = \"path/to/compose.yaml\" (relative to this file)")
+        raise _fail(path, '[compose] needs file = "path/to/compose.yaml" (relative to this file)')
     data = tomllib.loads(path.read_text())
     options = {k: v for k, v in table.items() if k != "file"}
     if "workload" in data:
@@ -195,8 +199,11 @@ def _postgres(path: Path, name: str, options: dict, env: dict[str, str], link_ur
     user = str(options.get("user") or env.get("POSTGRES_USER") or "postgres")
     password = options.get("password") or env.get("POSTGRES_PASSWORD")
     if not password:
-        raise _fail(path, f"x-chaos.services.{name}: the suite needs the superuser's password for resets and "
-                          "database faults: set password, or POSTGRES_PASSWORD in the service's environment")
+        raise _fail(
+            path,
+            f"x-chaos.services.{name}: the suite needs the superuser's password for resets and "
+            "database faults: set password, or POSTGRES_PASSWORD in the service's environment",
+        )
     database = str(options.get("database") or env.get("POSTGRES_DB") or env.get("APP_DB") or "postgres")
     app_user, app_password = options.get("app_user"), options.get("app_password")
     for url in link_urls:  # the role the target connects as, from its own connection URL
@@ -211,8 +218,11 @@ def _ready(path: Path, name: str, value: object, port: int) -> tuple[()] | tuple
         return ()
     where = f"x-chaos.services.{name}.ready"
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in _READY_KINDS:
-        raise _fail(path, f"{where} takes one of http: /path (answers 2xx), tcp: true (its port accepts), "
-                          f"sql: QUERY (runs on the database), got {value!r}")
+        raise _fail(
+            path,
+            f"{where} takes one of http: /path (answers 2xx), tcp: true (its port accepts), "
+            f"sql: QUERY (runs on the database), got {value!r}",
+        )
     kind, target = next(iter(value.items()))
     if kind in ("http", "tcp") and not port:
         raise _fail(path, f"{where}: {kind} needs the service's port: set x-chaos.services.{name}.port")
@@ -238,17 +248,22 @@ def load_compose_project(file: Path, options: dict, project: str | None = None) 
     env: dict[str, str] = {}
     port_names = _names(file, "x-chaos.generate.ports", generate.get("ports"))
     env.update(zip(port_names, map(str, _free_ports(len(port_names))), strict=True))
-    passwords = {n: secrets.token_urlsafe(18) for n in _names(file, "x-chaos.generate.passwords",
-                                                                generate.get("passwords"))}
+    passwords = {
+        n: secrets.token_urlsafe(18) for n in _names(file, "x-chaos.generate.passwords", generate.get("passwords"))
+    }
     env.update(passwords)
     suite_images = dict(chaos.get("suite_images") or {})
     env.update({variable: "chaos-suite/placeholder" for variable in suite_images})  # the id is set at start
     config = _config(file, project, env, [])
     if not chaos.get("target"):  # after Compose's own checks: its refusal of the file comes first
-        raise _fail(file, "no x-chaos section says which service the workload drives: add x-chaos: { target: "
-                          "SERVICE } to the compose file (or [compose] target in a stack file)")
-    return _project(file, config, {**(config.get("x-chaos") or {}), **options}, env, tuple(passwords.values()),
-                    suite_images)
+        raise _fail(
+            file,
+            "no x-chaos section says which service the workload drives: add x-chaos: { target: "
+            "SERVICE } to the compose file (or [compose] target in a stack file)",
+        )
+    return _project(
+        file, config, {**(config.get("x-chaos") or {}), **options}, env, tuple(passwords.values()), suite_images
+    )
 
 
 def _config(file: Path, project: str | None, env: dict[str, str], extra: list[str]) -> dict:
@@ -259,24 +274,31 @@ def _config(file: Path, project: str | None, env: dict[str, str], extra: list[st
         raise _fail(file, f"Compose refuses it: {str(error).split('failed: ', 1)[-1]}") from None
 
 
-def _project(file: Path, config: dict, chaos: dict, env: dict[str, str], passwords: tuple[str, ...],
-             suite_images: dict[str, str]) -> ComposeProject:
+def _project(
+    file: Path, config: dict, chaos: dict, env: dict[str, str], passwords: tuple[str, ...], suite_images: dict[str, str]
+) -> ComposeProject:
     services = config.get("services") or {}
     target = str(chaos["target"])
     if target not in services:
-        raise _fail(file, f"x-chaos.target={target!r} is not a service of the file; its services: "
-                          f"{', '.join(sorted(services))}")
+        raise _fail(
+            file, f"x-chaos.target={target!r} is not a service of the file; its services: {', '.join(sorted(services))}"
+        )
     links: dict[tuple[str, str], str] = {}
     for user, variables in (chaos.get("links") or {}).items():
         if user not in services or not isinstance(variables, dict):
-            raise _fail(file, f"x-chaos.links.{user}: must name a service of the file and map its variables to "
-                              "the services they reach, e.g. api: {{ DATABASE_URL: postgres }}")
+            raise _fail(
+                file,
+                f"x-chaos.links.{user}: must name a service of the file and map its variables to "
+                "the services they reach, e.g. api: {{ DATABASE_URL: postgres }}",
+            )
         for variable, used in variables.items():
             if used not in services:
                 raise _fail(file, f"x-chaos.links.{user}.{variable}: {used!r} is not a service of the file")
             if variable not in (services[user].get("environment") or {}):
-                raise _fail(file, f"x-chaos.links.{user}.{variable}: service {user} has no variable {variable} "
-                                  "in its environment")
+                raise _fail(
+                    file,
+                    f"x-chaos.links.{user}.{variable}: service {user} has no variable {variable} in its environment",
+                )
             links[(user, str(used))] = str(variable)
     declared = chaos.get("services") or {}
     described: dict[str, ComposeService] = {}
@@ -284,8 +306,11 @@ def _project(file: Path, config: dict, chaos: dict, env: dict[str, str], passwor
         options = declared.get(name) or {}
         extra = sorted(set(options) - _SERVICE_KEYS)
         if extra:
-            raise _fail(file, f"x-chaos.services.{name}: unknown field(s) {', '.join(extra)}; "
-                              f"valid: {', '.join(sorted(_SERVICE_KEYS))}")
+            raise _fail(
+                file,
+                f"x-chaos.services.{name}: unknown field(s) {', '.join(extra)}; "
+                f"valid: {', '.join(sorted(_SERVICE_KEYS))}",
+            )
         service_env = {k: str(v) for k, v in (config_of.get("environment") or {}).items() if v is not None}
         kind = str(options.get("kind", "command"))
         if kind not in ("command", "postgres"):
@@ -293,18 +318,29 @@ def _project(file: Path, config: dict, chaos: dict, env: dict[str, str], passwor
         urls = [services[a]["environment"][v] for (a, b), v in links.items() if b == name and a == target]
         port = _port(file, name, options.get("port"), config_of)
         described[name] = ComposeService(
-            name, port, kind, tuple(config_of.get("depends_on") or {}), service_env,
+            name,
+            port,
+            kind,
+            tuple(config_of.get("depends_on") or {}),
+            service_env,
             _postgres(file, name, options, service_env, urls) if kind == "postgres" else None,
-            _ready(file, name, options.get("ready"), port))
+            _ready(file, name, options.get("ready"), port),
+        )
     if not described[target].port:
-        raise _fail(file, f"x-chaos.services.{target}.port: the suite must know where the target answers on "
-                          "127.0.0.1 (a number, or \"${VAR}\" with VAR in x-chaos.generate.ports)")
+        raise _fail(
+            file,
+            f"x-chaos.services.{target}.port: the suite must know where the target answers on "
+            '127.0.0.1 (a number, or "${VAR}" with VAR in x-chaos.generate.ports)',
+        )
     health = str(chaos.get("health", "/health"))
     if not health.startswith("/"):
         raise _fail(file, f"x-chaos.health={health!r} must start with /")
     try:
-        workload = parse_workload(chaos.get("workload") or {}, f"{file}: x-chaos", prefix=False) \
-            if chaos.get("workload") else Workload()
+        workload = (
+            parse_workload(chaos.get("workload") or {}, f"{file}: x-chaos", prefix=False)
+            if chaos.get("workload")
+            else Workload()
+        )
     except WorkloadError as error:
         raise _fail(file, f"x-chaos.workload: {error}") from None
     project = ComposeProject(file, described, target, health, workload, links, env, passwords, suite_images)

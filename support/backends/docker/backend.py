@@ -20,6 +20,7 @@ specs are in :mod:`~support.backends.docker.specs`, their controllers in
 target in :mod:`~support.backends.docker.commands`, the engine client in
 :mod:`~support.backends.docker.engine`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     """
     definition = stack_definition(settings)
     check_docker_shape(definition, settings.docker_network)
-    extras = [name for name in definition.start_order if name not in (definition.target,
-                                                                         definition.database_service.name)]
+    extras = [
+        name for name in definition.start_order if name not in (definition.target, definition.database_service.name)
+    ]
     db, role = definition.database_name, definition.database_user
     pg_name, api_name = definition.database_service.name, definition.target
     client = docker_client()
@@ -81,8 +83,14 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         images["postgres"] = ensure_image(client, IMAGE_SPECS["postgres"], base, run_dir / "docker-build-postgres.log")
         own = definition.api.docker_build
         if own is not None:  # the service's own Dockerfile
-            images["api"] = ensure_image(client, service_image_spec(own, definition.api.docker_dockerfile), base,
-                                         run_dir / "docker-build-api.log", root=own, base_required=False)
+            images["api"] = ensure_image(
+                client,
+                service_image_spec(own, definition.api.docker_dockerfile),
+                base,
+                run_dir / "docker-build-api.log",
+                root=own,
+                base_required=False,
+            )
         elif not definition.api.docker_image:  # else the user's image: nothing to build
             images["api"] = ensure_image(client, IMAGE_SPECS["api"], base, run_dir / "docker-build-api.log")
         timings.update({f"image_{name}_s": image.seconds for name, image in images.items()})
@@ -96,13 +104,26 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             created = client.networks.create(f"chaos-suite-{run_id}", driver="bridge", labels=labels)
             made.callback(_remove, created)
             network = created.name
-        volume = client.volumes.create(f"chaos-suite-{run_id}-pgdata",
-                                       labels={**labels, KEEP_LABEL: str(keep).lower()})
+        volume = client.volumes.create(f"chaos-suite-{run_id}-pgdata", labels={**labels, KEEP_LABEL: str(keep).lower()})
         if not keep:
             made.callback(_remove, volume, force=True)
         postgres = PostgresContainer(
-            client, postgres_spec(run_id, images["postgres"].id, labels, volume.name, pg_port, network,
-                                  admin_password, app_password, db, role), pg_port, admin_password)
+            client,
+            postgres_spec(
+                run_id,
+                images["postgres"].id,
+                labels,
+                volume.name,
+                pg_port,
+                network,
+                admin_password,
+                app_password,
+                db,
+                role,
+            ),
+            pg_port,
+            admin_password,
+        )
         made.callback(postgres.close)
         links = {}
         if network is None:
@@ -116,17 +137,27 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
         else:
             # on a bridge network the API cannot reach the host's loopback: no link faults there
             db_host, db_port = postgres.spec.name, BRIDGE_PORTS["postgres"]
-        values = {**connection_values(db_host, db_port, db, role, app_password, pg_name), "python": "python",
-                  "repo": SUITE_MOUNT}
+        values = {
+            **connection_values(db_host, db_port, db, role, app_password, pg_name),
+            "python": "python",
+            "repo": SUITE_MOUNT,
+        }
         if definition.api.docker_build is None:  # a service built into its own image may live anywhere
             values["stack_dir"] = in_mount(definition.path.parent)
         api_image = definition.api.docker_image or images["api"].id
         link_ports = {edge: link.address.port for edge, link in links.items()}
         if network is None:  # every placeholder of the services the target uses, through their links
-            values.update(docker_values(definition, definition.api,
-                                        service_values(definition, api_name, link_ports, {role: app_password})))
-        api = ApiContainer(client, api_spec(run_id, api_image, labels, api_port, network, definition.api,
-                                            values), api_port, definition.api.health_path)
+            values.update(
+                docker_values(
+                    definition, definition.api, service_values(definition, api_name, link_ports, {role: app_password})
+                )
+            )
+        api = ApiContainer(
+            client,
+            api_spec(run_id, api_image, labels, api_port, network, definition.api, values),
+            api_port,
+            definition.api.health_path,
+        )
         made.callback(api.close)
         services: dict[str, Any] = {pg_name: postgres, api_name: api}
         for name, port in zip(extras, extra_ports, strict=True):
@@ -134,8 +165,16 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             host_values = service_values(definition, name, link_ports, {role: app_password})
             ready_dsn = postgres.dsn(db, role, app_password) if pg_name in service.uses else ""
             services[name] = CommandContainer(
-                client, run_id, labels, command_image(client, service, settings.docker_base_image, run_dir, images),
-                port, service, docker_values(definition, service, host_values), host_values, ready_dsn)
+                client,
+                run_id,
+                labels,
+                command_image(client, service, settings.docker_base_image, run_dir, images),
+                port,
+                service,
+                docker_values(definition, service, host_values),
+                host_values,
+                ready_dsn,
+            )
             made.callback(services[name].close)
         for name in definition.start_order:
             step = time.monotonic()
@@ -143,18 +182,37 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             timings[f"{name}_start_s"] = time.monotonic() - step
         versions = _versions(client, postgres, images, settings)
         timings["total_s"] = time.monotonic() - started
-        (run_dir / "docker.json").write_text(json.dumps({
-            "network": settings.docker_network, "images": {k: v.tag for k, v in images.items()},
-            "built": [k for k, v in images.items() if v.built],
-            "containers": {name: service.container_name for name, service in services.items()},
-            "volume": volume.name, "leftovers_removed": swept.containers + swept.volumes + swept.networks,
-            "timings": {k: round(v, 3) for k, v in timings.items()}}, indent=2))
-        stack = Stack(backend="docker", services=services, api_url=api.url, links=links,
-                      workload=definition.workload, health_path=definition.api.health_path,
-                      start_order=definition.start_order, target=api_name,
-                      admin_dsn=postgres.dsn(db), app_dsn=postgres.dsn(db, role, app_password),
-                      versions=versions, secrets=(admin_password, app_password), cleanup=made.pop_all())
+        (run_dir / "docker.json").write_text(
+            json.dumps(
+                {
+                    "network": settings.docker_network,
+                    "images": {k: v.tag for k, v in images.items()},
+                    "built": [k for k, v in images.items() if v.built],
+                    "containers": {name: service.container_name for name, service in services.items()},
+                    "volume": volume.name,
+                    "leftovers_removed": swept.containers + swept.volumes + swept.networks,
+                    "timings": {k: round(v, 3) for k, v in timings.items()},
+                },
+                indent=2,
+            )
+        )
+        stack = Stack(
+            backend="docker",
+            services=services,
+            api_url=api.url,
+            links=links,
+            workload=definition.workload,
+            health_path=definition.api.health_path,
+            start_order=definition.start_order,
+            target=api_name,
+            admin_dsn=postgres.dsn(db),
+            app_dsn=postgres.dsn(db, role, app_password),
+            versions=versions,
+            secrets=(admin_password, app_password),
+            cleanup=made.pop_all(),
+        )
     return stack
+
 
 def check_docker_shape(definition: StackDefinition, network: str = "host") -> None:
     """Refuse, in one line, a stack the Docker backend cannot run yet: one postgres with one database, command
@@ -165,16 +223,22 @@ def check_docker_shape(definition: StackDefinition, network: str = "host") -> No
     postgres = [s for s in definition.services.values() if s.kind == "postgres"]
     fix = "run this stack with -D backend=process"
     if len(postgres) > 1 or len(postgres[0].databases) > 1:
-        raise StackFileError(f"{definition.path}: [services.{postgres[-1].name}] the Docker backend runs one "
-                             f"postgres with one database; {fix}")
+        raise StackFileError(
+            f"{definition.path}: [services.{postgres[-1].name}] the Docker backend runs one "
+            f"postgres with one database; {fix}"
+        )
     if extra and network != "host":
-        raise StackFileError(f"{definition.path}: [services.{extra[0]}] the Docker backend runs the workload's "
-                             f"target and one postgres only ({', '.join(sorted(wanted))}) on docker_network="
-                             f"{network}; use docker_network=host, or {fix}")
+        raise StackFileError(
+            f"{definition.path}: [services.{extra[0]}] the Docker backend runs the workload's "
+            f"target and one postgres only ({', '.join(sorted(wanted))}) on docker_network="
+            f"{network}; use docker_network=host, or {fix}"
+        )
     for service in definition.services.values():
         if service.before_start:
-            raise StackFileError(f"{definition.path}: [services.{service.name}] before_start is not run by the "
-                                 f"Docker backend yet; bake it into the image's command, or {fix}")
+            raise StackFileError(
+                f"{definition.path}: [services.{service.name}] before_start is not run by the "
+                f"Docker backend yet; bake it into the image's command, or {fix}"
+            )
 
 
 def _report_leftovers(swept) -> None:
@@ -194,12 +258,16 @@ def _remove(thing, **kwargs: Any) -> None:
         thing.remove(**kwargs)
 
 
-def _versions(client: "DockerClient", postgres: PostgresContainer, images: dict[str, BuiltImage],
-              settings: Settings) -> dict[str, str]:
+def _versions(
+    client: DockerClient, postgres: PostgresContainer, images: dict[str, BuiltImage], settings: Settings
+) -> dict[str, str]:
     with connect(postgres.dsn(), 5.0) as conn, conn.cursor() as cur:
         cur.execute("SHOW server_version")
         server = cur.fetchone()[0]
-    return {"postgres": server, "docker_engine": client.version().get("Version", "unknown"),
-            "postgres_image": images["postgres"].tag,
-            "api_image": images["api"].tag if "api" in images else stack_definition(settings).api.docker_image,
-            "docker_network": settings.docker_network}
+    return {
+        "postgres": server,
+        "docker_engine": client.version().get("Version", "unknown"),
+        "postgres_image": images["postgres"].tag,
+        "api_image": images["api"].tag if "api" in images else stack_definition(settings).api.docker_image,
+        "docker_network": settings.docker_network,
+    }

@@ -5,6 +5,7 @@ stand on every ``uses`` edge) in its own image (``[services.NAME.docker] build``
 or ``image``), else in the reference API's image with the repository mounted
 at /suite, as the target does; it is ready by its stack file's ``ready`` kind.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,13 +39,19 @@ def free_ports(count: int) -> list[int]:
         return [one.getsockname()[1] for one in bound]
 
 
-def command_image(client: "DockerClient", service: ServiceDefinition, base: str, run_dir: Path,
-                  images: dict[str, BuiltImage]) -> str:
+def command_image(
+    client: DockerClient, service: ServiceDefinition, base: str, run_dir: Path, images: dict[str, BuiltImage]
+) -> str:
     """The image id or name ``service`` runs in; what is built is added to ``images`` (by service name)."""
     if service.docker_build is not None:
-        images[service.name] = ensure_image(client, service_image_spec(service.docker_build, service.docker_dockerfile),
-                                            base, run_dir / f"docker-build-{service.name}.log",
-                                            root=service.docker_build, base_required=False)
+        images[service.name] = ensure_image(
+            client,
+            service_image_spec(service.docker_build, service.docker_dockerfile),
+            base,
+            run_dir / f"docker-build-{service.name}.log",
+            root=service.docker_build,
+            base_required=False,
+        )
         return images[service.name].id
     if service.docker_image:
         return service.docker_image
@@ -64,13 +71,25 @@ def docker_values(definition: StackDefinition, service: ServiceDefinition, value
 class CommandContainer(ContainerService):
     """A ``kind = "command"`` service in a container (host network), ready by its stack file's ``ready``."""
 
-    def __init__(self, client: "DockerClient", run_id: str, labels: dict[str, str], image: str, port: int,
-                 service: ServiceDefinition, values: dict[str, str], host_values: dict[str, str],
-                 ready_dsn: str = "") -> None:
+    def __init__(
+        self,
+        client: DockerClient,
+        run_id: str,
+        labels: dict[str, str],
+        image: str,
+        port: int,
+        service: ServiceDefinition,
+        values: dict[str, str],
+        host_values: dict[str, str],
+        ready_dsn: str = "",
+    ) -> None:
         spec = api_spec(run_id, image, labels, port, None, service, values)
         environment = {k: v for k, v in spec.environment.items() if k != "APP_NAME" or k in service.env}
-        super().__init__(client, replace(spec, name=f"chaos-suite-{run_id}-{service.name}", service=service.name,
-                                         environment=environment), port)
+        super().__init__(
+            client,
+            replace(spec, name=f"chaos-suite-{run_id}-{service.name}", service=service.name, environment=environment),
+            port,
+        )
         self.definition = service
         self.url = f"http://{LOOPBACK}:{port}"
         self.health_url = self.url + service.health_path

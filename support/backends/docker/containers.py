@@ -10,6 +10,7 @@ tini (``kill -1``), tini exits with the service, and the engine's
 the engine treats it as a manual stop and cancels the policy). The compose
 backend drives the containers Compose made with the same classes.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,7 @@ def _parse_stamp(stamp: str) -> float | None:
 class ContainerService:
     """One service as one container, with the :class:`support.stack.services.Service` operations."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, container: Any = None) -> None:
+    def __init__(self, client: DockerClient, spec: ContainerSpec, port: int, container: Any = None) -> None:
         self.name = spec.service
         self.spec = spec
         self._client = client
@@ -70,8 +71,11 @@ class ContainerService:
     def state(self) -> dict[str, Any]:
         """The container's ``State`` as ``docker inspect`` shows it ({} when there is no container)."""
         container = self._inspect()
-        return {} if container is None else dict(container.attrs.get("State", {}),
-                                                  RestartCount=container.attrs.get("RestartCount", 0))
+        return (
+            {}
+            if container is None
+            else dict(container.attrs.get("State", {}), RestartCount=container.attrs.get("RestartCount", 0))
+        )
 
     @property
     def restarts(self) -> int:
@@ -102,15 +106,19 @@ class ContainerService:
             try:
                 self._container = container = self._client.containers.create(**self.spec.create_kwargs())
             except docker.errors.APIError as error:
-                raise ServiceError(f"could not create the {self.name} container: {error.explanation or error}") from None
+                raise ServiceError(
+                    f"could not create the {self.name} container: {error.explanation or error}"
+                ) from None
         if container.status in ("created", "exited", "dead"):
             try:
                 container.start()
             except docker.errors.APIError as error:
                 # the restart policy may have started it meanwhile; only a container still down is a failure
                 if self.status() not in ("running", "restarting"):
-                    raise ServiceError(f"could not start the {self.name} container {self.spec.name}: "
-                                       f"{error.explanation or error}", logs=self._tail()) from None
+                    raise ServiceError(
+                        f"could not start the {self.name} container {self.spec.name}: {error.explanation or error}",
+                        logs=self._tail(),
+                    ) from None
         # "running", "restarting" (the policy at work) and anything just started: wait in domain terms
         self.wait_ready(deadline.remaining())
 
@@ -228,11 +236,12 @@ class ContainerService:
             wait_until(self.is_ready, timeout, f"{self.name} becoming ready")
         except WaitTimeout as error:
             state = self.state()
-            described = (f"container {self.spec.name} is {state.get('Status', 'missing')}"
-                         f" (exit code {state.get('ExitCode')}, restarted {state.get('RestartCount', 0)} times"
-                         f"{', error: ' + state['Error'] if state.get('Error') else ''})")
-            raise ServiceError(f"{error}; {described}; see `docker logs {self.spec.name}`",
-                               logs=self._tail()) from None
+            described = (
+                f"container {self.spec.name} is {state.get('Status', 'missing')}"
+                f" (exit code {state.get('ExitCode')}, restarted {state.get('RestartCount', 0)} times"
+                f"{', error: ' + state['Error'] if state.get('Error') else ''})"
+            )
+            raise ServiceError(f"{error}; {described}; see `docker logs {self.spec.name}`", logs=self._tail()) from None
 
     def _tail(self, lines: int = 30) -> str:
         return "\n".join(self.logs().splitlines()[-lines:])
@@ -245,8 +254,13 @@ class ContainerService:
         if container is None:
             return ""
         try:
-            raw = container.logs(stdout=True, stderr=True, timestamps=True,
-                                 since=since if since else None, tail=20000 if since is None else "all")
+            raw = container.logs(
+                stdout=True,
+                stderr=True,
+                timestamps=True,
+                since=since if since else None,
+                tail=20000 if since is None else "all",
+            )
         except docker.errors.APIError:
             return ""  # removed already
         out = []
@@ -278,8 +292,9 @@ class ContainerService:
 class PostgresContainer(ContainerService):
     """PostgreSQL in a container; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, admin_password: str,
-                 container: Any = None) -> None:
+    def __init__(
+        self, client: DockerClient, spec: ContainerSpec, port: int, admin_password: str, container: Any = None
+    ) -> None:
         super().__init__(client, spec, port, container)
         self.password = admin_password
         self.database = spec.environment.get("APP_DB", "postgres")
@@ -302,8 +317,9 @@ class PostgresContainer(ContainerService):
 class ApiContainer(ContainerService):
     """The API under uvicorn in a container; ready when ``GET /health`` answers at all."""
 
-    def __init__(self, client: "DockerClient", spec: ContainerSpec, port: int, health_path: str = "/health",
-                 container: Any = None) -> None:
+    def __init__(
+        self, client: DockerClient, spec: ContainerSpec, port: int, health_path: str = "/health", container: Any = None
+    ) -> None:
         super().__init__(client, spec, port, container)
         self.url = f"http://{LOOPBACK}:{port}"
         self.health_url = self.url + health_path

@@ -3,6 +3,7 @@
 Every other module of the backend (and the compose backend, the reaper's tests)
 gets its client here, so the advice when no engine answers is written once.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,12 +16,14 @@ if TYPE_CHECKING:
 
 __all__ = ["docker_client"]
 
-_FIX_DAEMON = ("start it (`sudo systemctl start docker`, or `sudo bash .ci/docker-setup.sh`, which installs and "
-               "starts one), point DOCKER_HOST at a running engine, or run on the process backend "
-               "(-D backend=process)")
+_FIX_DAEMON = (
+    "start it (`sudo systemctl start docker`, or `sudo bash .ci/docker-setup.sh`, which installs and "
+    "starts one), point DOCKER_HOST at a running engine, or run on the process backend "
+    "(-D backend=process)"
+)
 
 
-def docker_client(timeout: float = 120.0) -> "DockerClient":
+def docker_client(timeout: float = 120.0) -> DockerClient:
     """A Docker SDK client that has answered a ping; one clear :class:`ServiceError` when there is none.
 
     ``timeout`` is the HTTP timeout of each API call, in seconds.
@@ -37,7 +40,9 @@ def docker_client(timeout: float = 120.0) -> "DockerClient":
     except docker.errors.DockerException as error:
         reason = " ".join(str(error).split())
         if "Permission denied" in reason:
-            raise ServiceError(f"no permission to use the Docker daemon at {where}: add your user to the "
-                               "`docker` group (then log in again) or run as root") from None
+            raise ServiceError(
+                f"no permission to use the Docker daemon at {where}: add your user to the "
+                "`docker` group (then log in again) or run as root"
+            ) from None
         raise ServiceError(f"cannot reach the Docker daemon at {where} ({reason[:160]}): {_FIX_DAEMON}") from None
     return client

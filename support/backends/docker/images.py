@@ -6,15 +6,17 @@ with fixed owners and times, so its hash is the hash of the inputs. The image
 is labelled with that hash together with the base image's id and the build
 arguments; a build is skipped when an image with the label exists.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from support import REPO_ROOT
 from support.stack.services import ServiceError
@@ -22,8 +24,18 @@ from support.stack.services import ServiceError
 if TYPE_CHECKING:
     from docker import DockerClient
 
-__all__ = ["ImageSpec", "BuiltImage", "IMAGE_SPECS", "INPUTS_LABEL", "STACK_DIR", "context_tar", "inputs_digest",
-           "ensure_image", "base_image_id", "service_image_spec"]
+__all__ = [
+    "ImageSpec",
+    "BuiltImage",
+    "IMAGE_SPECS",
+    "INPUTS_LABEL",
+    "STACK_DIR",
+    "context_tar",
+    "inputs_digest",
+    "ensure_image",
+    "base_image_id",
+    "service_image_spec",
+]
 
 STACK_DIR = REPO_ROOT / "stack"
 INPUTS_LABEL = "chaos-suite.inputs"
@@ -107,7 +119,7 @@ def inputs_digest(context: bytes, base_id: str, buildargs: dict[str, str]) -> st
     return digest.hexdigest()
 
 
-def base_image_id(client: "DockerClient", base: str) -> str:
+def base_image_id(client: DockerClient, base: str) -> str:
     """The id of the local base image ``base``; a clear error saying how to get it when it is missing."""
     import docker.errors
 
@@ -117,11 +129,18 @@ def base_image_id(client: "DockerClient", base: str) -> str:
         raise ServiceError(
             f"the base image {base} is not on this Docker engine: `docker pull {base}` where a registry is "
             f"reachable, or build it from Debian's packages with `bash stack/docker/build-base-image.sh {base}` "
-            "(root, debootstrap); or set docker_base_image to an image you have") from None
+            "(root, debootstrap); or set docker_base_image to an image you have"
+        ) from None
 
 
-def ensure_image(client: "DockerClient", spec: ImageSpec, base: str, log_path: Path | None = None,
-                 root: Path = STACK_DIR, base_required: bool = True) -> BuiltImage:
+def ensure_image(
+    client: DockerClient,
+    spec: ImageSpec,
+    base: str,
+    log_path: Path | None = None,
+    root: Path = STACK_DIR,
+    base_required: bool = True,
+) -> BuiltImage:
     """The image for ``spec`` on ``base``, built only when no image carries its inputs' digest.
 
     Builds run their ``RUN`` steps on the host's network (apt and pip need
@@ -150,17 +169,28 @@ def ensure_image(client: "DockerClient", spec: ImageSpec, base: str, log_path: P
     lines: list[str] = []
     try:
         image, output = client.images.build(
-            fileobj=io.BytesIO(context), custom_context=True, dockerfile=spec.dockerfile, tag=tag,
-            buildargs=buildargs, labels={INPUTS_LABEL: digest, "chaos-suite.image": spec.name},
-            network_mode="host", rm=True, forcerm=True, pull=False)
+            fileobj=io.BytesIO(context),
+            custom_context=True,
+            dockerfile=spec.dockerfile,
+            tag=tag,
+            buildargs=buildargs,
+            labels={INPUTS_LABEL: digest, "chaos-suite.image": spec.name},
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            pull=False,
+        )
         lines = [chunk["stream"] for chunk in output if "stream" in chunk]
     except docker.errors.BuildError as error:
         lines = [chunk.get("stream") or chunk.get("error", "") for chunk in error.build_log]
         tail = "".join(lines)[-3000:]
         _write(log_path, lines)
         where = root / spec.dockerfile
-        raise ServiceError(f"building the {spec.name} image from {where} failed: {error.msg}"
-                           + (f"; full output in {log_path}" if log_path else ""), logs=tail) from None
+        raise ServiceError(
+            f"building the {spec.name} image from {where} failed: {error.msg}"
+            + (f"; full output in {log_path}" if log_path else ""),
+            logs=tail,
+        ) from None
     _write(log_path, lines)
     _remove_superseded(client, spec, image.id)
     return BuiltImage(image.id, tag, True, time.monotonic() - started)
@@ -171,7 +201,7 @@ def _write(path: Path | None, lines: list[str]) -> None:
         path.write_text("".join(lines))
 
 
-def _remove_superseded(client: "DockerClient", spec: ImageSpec, keep_id: str) -> None:
+def _remove_superseded(client: DockerClient, spec: ImageSpec, keep_id: str) -> None:
     """Remove older builds of the same image; one still used by a container stays (the engine refuses)."""
     import docker.errors
 
@@ -194,7 +224,7 @@ def main() -> int:
     base = os.environ.get("CHAOS_DOCKER_BASE_IMAGE") or "debian:bookworm-slim"
     try:
         client = docker_client(timeout=1800)
-        for name, spec in IMAGE_SPECS.items():
+        for spec in IMAGE_SPECS.values():
             image = ensure_image(client, spec, base)
             print(f"docker-images: {image.tag} {'built' if image.built else 'reused'} in {image.seconds:.1f} s")
     except ServiceError as error:

@@ -7,6 +7,7 @@ of an owner that is gone on this host. Nothing without the labels is ever
 touched; neither is anything whose owner is alive or on another host, nor a
 volume a run asked to keep (``keep_work_dir``).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from docker import DockerClient
 
-__all__ = ["RUN_LABEL", "SERVICE_LABEL", "OWNER_HOST_LABEL", "OWNER_PID_LABEL", "OWNER_START_LABEL", "KEEP_LABEL",
-           "Owner", "run_labels", "process_start_time", "owner_of", "RemovedResources", "remove_labelled", "remove_leftovers"]
+__all__ = [
+    "RUN_LABEL",
+    "SERVICE_LABEL",
+    "OWNER_HOST_LABEL",
+    "OWNER_PID_LABEL",
+    "OWNER_START_LABEL",
+    "KEEP_LABEL",
+    "Owner",
+    "run_labels",
+    "process_start_time",
+    "owner_of",
+    "RemovedResources",
+    "remove_labelled",
+    "remove_leftovers",
+]
 
 RUN_LABEL = "chaos-suite.run"
 SERVICE_LABEL = "chaos-suite.service"
@@ -48,7 +62,7 @@ class Owner:
     start: str
 
     @classmethod
-    def current(cls) -> "Owner":
+    def current(cls) -> Owner:
         pid = os.getpid()
         return cls(socket.gethostname(), pid, process_start_time(pid) or "")
 
@@ -62,8 +76,12 @@ class Owner:
 def run_labels(run_id: str, owner: Owner | None = None) -> dict[str, str]:
     """The labels of everything run ``run_id`` creates."""
     owner = owner or Owner.current()
-    return {RUN_LABEL: run_id, OWNER_HOST_LABEL: owner.host, OWNER_PID_LABEL: str(owner.pid),
-            OWNER_START_LABEL: owner.start}
+    return {
+        RUN_LABEL: run_id,
+        OWNER_HOST_LABEL: owner.host,
+        OWNER_PID_LABEL: str(owner.pid),
+        OWNER_START_LABEL: owner.start,
+    }
 
 
 def owner_of(labels: Mapping[str, str] | None) -> Owner | None:
@@ -90,21 +108,27 @@ def _dead(labels: Mapping[str, str] | None) -> bool:
     return owner is not None and owner.alive() is False
 
 
-def remove_labelled(client: "DockerClient", label: str, wanted: Callable[[Mapping[str, str]], bool],
-                    into: RemovedResources) -> RemovedResources:
+def remove_labelled(
+    client: DockerClient, label: str, wanted: Callable[[Mapping[str, str]], bool], into: RemovedResources
+) -> RemovedResources:
     """Remove the containers (paused ones too, with their anonymous volumes), then the volumes (unless kept) and
     the networks that carry ``label`` (``name`` or ``name=value``) and whose labels ``wanted`` accepts."""
     import docker.errors
 
     selector = {"label": label}
     # v: a compose service whose image declares a VOLUME its file does not mount leaves an anonymous one
-    found = [(c.name, c.labels, lambda c=c: c.remove(force=True, v=True), into.containers)
-             for c in client.containers.list(all=True, filters=selector)]
-    found += [(v.name, v.attrs.get("Labels") or {}, lambda v=v: v.remove(force=True), into.volumes)
-              for v in client.volumes.list(filters=selector)
-              if (v.attrs.get("Labels") or {}).get(KEEP_LABEL) != "true"]  # the run asked to keep its data
-    found += [(n.name, n.attrs.get("Labels") or {}, n.remove, into.networks)
-              for n in client.networks.list(filters=selector)]
+    found = [
+        (c.name, c.labels, lambda c=c: c.remove(force=True, v=True), into.containers)
+        for c in client.containers.list(all=True, filters=selector)
+    ]
+    found += [
+        (v.name, v.attrs.get("Labels") or {}, lambda v=v: v.remove(force=True), into.volumes)
+        for v in client.volumes.list(filters=selector)
+        if (v.attrs.get("Labels") or {}).get(KEEP_LABEL) != "true"
+    ]  # the run asked to keep its data
+    found += [
+        (n.name, n.attrs.get("Labels") or {}, n.remove, into.networks) for n in client.networks.list(filters=selector)
+    ]
     for name, labels, remove, removed in found:
         if not wanted(labels):
             continue
@@ -118,6 +142,6 @@ def remove_labelled(client: "DockerClient", label: str, wanted: Callable[[Mappin
     return into
 
 
-def remove_leftovers(client: "DockerClient") -> RemovedResources:
+def remove_leftovers(client: DockerClient) -> RemovedResources:
     """Remove the containers, then the volumes and networks, of suite runs whose owner is gone on this host."""
     return remove_labelled(client, RUN_LABEL, _dead, RemovedResources())

@@ -5,6 +5,7 @@ ports and mounts a service's container gets (the keyword arguments of
 ``containers.create``); :mod:`support.backends.docker.containers` makes and
 drives the containers from them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,8 +19,16 @@ from support.stack.services import ServiceError
 from support.stack.stack_file import ApiDefinition
 from support.stack.workload import render
 
-__all__ = ["ContainerSpec", "postgres_spec", "api_spec", "in_mount", "PG_DATA_MOUNT", "SUITE_MOUNT",
-           "UNLESS_STOPPED", "BRIDGE_PORTS"]
+__all__ = [
+    "ContainerSpec",
+    "postgres_spec",
+    "api_spec",
+    "in_mount",
+    "PG_DATA_MOUNT",
+    "SUITE_MOUNT",
+    "UNLESS_STOPPED",
+    "BRIDGE_PORTS",
+]
 
 PG_DATA_MOUNT = "/var/lib/postgresql/data"
 SUITE_MOUNT = "/suite"
@@ -47,11 +56,17 @@ class ContainerSpec:
     def create_kwargs(self) -> dict[str, Any]:
         """The arguments for ``client.containers.create``."""
         kwargs: dict[str, Any] = dict(
-            image=self.image, command=self.command, name=self.name, environment=self.environment,
-            labels={**self.labels, SERVICE_LABEL: self.service}, detach=True,
-            restart_policy=dict(UNLESS_STOPPED), volumes=self.volumes,
+            image=self.image,
+            command=self.command,
+            name=self.name,
+            environment=self.environment,
+            labels={**self.labels, SERVICE_LABEL: self.service},
+            detach=True,
+            restart_policy=dict(UNLESS_STOPPED),
+            volumes=self.volumes,
             # json-file, whatever the engine's default: the logs API must be able to read it back
-            log_config={"Type": "json-file", "Config": {"max-size": "50m", "max-file": "2"}})
+            log_config={"Type": "json-file", "Config": {"max-size": "50m", "max-file": "2"}},
+        )
         if self.working_dir:
             kwargs["working_dir"] = self.working_dir
         if self.network is not None:
@@ -61,24 +76,61 @@ class ContainerSpec:
         return kwargs
 
 
-def postgres_spec(run_id: str, image: str, labels: dict[str, str], volume: str, port: int, network: str | None,
-                  admin_password: str, app_password: str, database: str = "users", role: str = "app") -> ContainerSpec:
+def postgres_spec(
+    run_id: str,
+    image: str,
+    labels: dict[str, str],
+    volume: str,
+    port: int,
+    network: str | None,
+    admin_password: str,
+    app_password: str,
+    database: str = "users",
+    role: str = "app",
+) -> ContainerSpec:
     """The PostgreSQL container: listens on 127.0.0.1:``port`` (host network) or publishes it there (bridge)."""
     inner_port = port if network is None else BRIDGE_PORTS["postgres"]
     listen = LOOPBACK if network is None else "*"
-    command = ["postgres", "-c", f"listen_addresses={listen}", "-p", str(inner_port),
-               "-c", "max_connections=100", "-c", "shared_buffers=32MB", "-c", "log_line_prefix=%m [%p] %a "]
+    command = [
+        "postgres",
+        "-c",
+        f"listen_addresses={listen}",
+        "-p",
+        str(inner_port),
+        "-c",
+        "max_connections=100",
+        "-c",
+        "shared_buffers=32MB",
+        "-c",
+        "log_line_prefix=%m [%p] %a ",
+    ]
     return ContainerSpec(
-        name=f"chaos-suite-{run_id}-postgres", service="postgres", image=image, command=command,
-        environment={"POSTGRES_PASSWORD": admin_password, "APP_USER": role, "APP_PASSWORD": app_password,
-                     "APP_DB": database},
-        labels=labels, network=network,
+        name=f"chaos-suite-{run_id}-postgres",
+        service="postgres",
+        image=image,
+        command=command,
+        environment={
+            "POSTGRES_PASSWORD": admin_password,
+            "APP_USER": role,
+            "APP_PASSWORD": app_password,
+            "APP_DB": database,
+        },
+        labels=labels,
+        network=network,
         ports={} if network is None else {f"{inner_port}/tcp": (LOOPBACK, port)},
-        volumes={volume: {"bind": PG_DATA_MOUNT, "mode": "rw"}})
+        volumes={volume: {"bind": PG_DATA_MOUNT, "mode": "rw"}},
+    )
 
 
-def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network: str | None,
-             api: ApiDefinition, values: dict[str, str]) -> ContainerSpec:
+def api_spec(
+    run_id: str,
+    image: str,
+    labels: dict[str, str],
+    port: int,
+    network: str | None,
+    api: ApiDefinition,
+    values: dict[str, str],
+) -> ContainerSpec:
     """The service under test in a container: 127.0.0.1:``port`` (host network) or published there (bridge).
 
     It runs the stack file's command (``[api.docker] command``, else ``[api] command``)
@@ -94,10 +146,17 @@ def api_spec(run_id: str, image: str, labels: dict[str, str], port: int, network
     command = [render(part, values) for part in (api.docker_command or api.command)]
     environment = {"APP_NAME": "users-api", **api.environment(values)}
     return ContainerSpec(
-        name=f"chaos-suite-{run_id}-api", service="api", image=image, command=command, environment=environment,
-        labels=labels, network=network, ports={} if network is None else {f"{inner_port}/tcp": (LOOPBACK, port)},
+        name=f"chaos-suite-{run_id}-api",
+        service="api",
+        image=image,
+        command=command,
+        environment=environment,
+        labels=labels,
+        network=network,
+        ports={} if network is None else {f"{inner_port}/tcp": (LOOPBACK, port)},
         volumes={str(REPO_ROOT): {"bind": SUITE_MOUNT, "mode": "ro"}},
-        working_dir=None if api.docker_build is not None else in_mount(api.cwd))
+        working_dir=None if api.docker_build is not None else in_mount(api.cwd),
+    )
 
 
 def in_mount(path: Path) -> str:
@@ -105,5 +164,7 @@ def in_mount(path: Path) -> str:
     try:
         return str(Path(SUITE_MOUNT) / path.resolve().relative_to(REPO_ROOT))
     except ValueError:
-        raise ServiceError(f"the docker backend mounts only the suite's repository ({REPO_ROOT}); {path} is "
-                           "outside it: move your service's files under the repository") from None
+        raise ServiceError(
+            f"the docker backend mounts only the suite's repository ({REPO_ROOT}); {path} is "
+            "outside it: move your service's files under the repository"
+        ) from None

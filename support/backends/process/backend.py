@@ -6,6 +6,7 @@ unprivileged user when the suite runs as root); each ``kind = "command"``
 service runs its program on another free port. All are supervised with an
 ``unless-stopped`` restart policy.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -16,15 +17,16 @@ import time
 from pathlib import Path
 
 from support import REPO_ROOT
-from support.core.config import Settings
-from support.core.run_dirs import child_env
-from support.proxy.link import Link, start_link
 from support.backends.process.logs import read_stamped_log
-from support.stack.definitions import DatabaseDefinition, ServiceDefinition, StackDefinition
-from support.stack.stack_file import stack_definition
-from support.stack.workload import render
 from support.backends.process.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
+from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.core.config import Settings
 from support.core.ports import LOOPBACK, free_port
+from support.core.run_dirs import child_env
+from support.core.waiting import WaitTimeout, wait_until
+from support.proxy.link import Link, start_link
+from support.stack.database import connect
+from support.stack.definitions import DatabaseDefinition, ServiceDefinition, StackDefinition
 from support.stack.readiness import (
     check_listener,
     command_succeeds,
@@ -35,13 +37,18 @@ from support.stack.readiness import (
     tcp_answers,
 )
 from support.stack.services import Address, Service, ServiceError
-from support.stack.database import connect
 from support.stack.stack import Cleanup, Stack
-from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
-from support.core.waiting import WaitTimeout, wait_until
+from support.stack.stack_file import stack_definition
+from support.stack.workload import render
 
-__all__ = ["PostgresProcess", "CommandProcess", "ApiProcess", "start_process_stack", "connection_values",
-           "run_before_start"]
+__all__ = [
+    "PostgresProcess",
+    "CommandProcess",
+    "ApiProcess",
+    "start_process_stack",
+    "connection_values",
+    "run_before_start",
+]
 
 _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
@@ -107,8 +114,10 @@ class _ProcessService:
             # a process that is gone (it exited at once) is reported with its own last lines: the run's
             # directory, and the log in it, may be deleted once the run ends
             tail = "" if self._process.running else _said("\n".join(line.split(" ", 1)[-1] for line in lines), 3)
-            raise ServiceError(f"{error}; the process is {state}{said}; see its log {self._process.spec.log_path}"
-                               f"{tail}", logs="\n".join(lines)) from None
+            raise ServiceError(
+                f"{error}; the process is {state}{said}; see its log {self._process.spec.log_path}{tail}",
+                logs="\n".join(lines),
+            ) from None
 
     def logs(self, since: float | None = None) -> str:
         return read_stamped_log(self._process.spec.log_path, since)
@@ -126,21 +135,44 @@ class PostgresProcess(_ProcessService):
         self.data_dir = run_dir / ("pgdata" if name == "postgres" else f"pgdata-{name}")
         self.password = password
         port = free_port()
-        argv = [bins.path("postgres"), "-D", str(self.data_dir), "-p", str(port),
-                # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
-                "-c", f"listen_addresses={LOOPBACK}", "-c", "unix_socket_directories=",
-                "-c", "max_connections=100", "-c", "shared_buffers=32MB",
-                "-c", "log_line_prefix=%m [%p] %a ", "-c", "logging_collector=off"]
-        spec = ProcessSpec(argv=argv, env=child_env(run_dir), cwd=run_dir, log_path=run_dir / f"{name}.log",
-                           stop_signal=signal.SIGINT, popen_kwargs=run_as.popen_kwargs())
+        argv = [
+            bins.path("postgres"),
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(port),
+            # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=100",
+            "-c",
+            "shared_buffers=32MB",
+            "-c",
+            "log_line_prefix=%m [%p] %a ",
+            "-c",
+            "logging_collector=off",
+        ]
+        spec = ProcessSpec(
+            argv=argv,
+            env=child_env(run_dir),
+            cwd=run_dir,
+            log_path=run_dir / f"{name}.log",
+            stop_signal=signal.SIGINT,
+            popen_kwargs=run_as.popen_kwargs(),
+        )
         super().__init__(name, port, SupervisedProcess(name, spec))
 
     def initdb(self) -> None:
         """Create the cluster with a superuser ``postgres`` whose password is ``self.password``."""
         reach = subprocess.run(["test", "-x", str(self.data_dir.parent)], timeout=10, **self.run_as.popen_kwargs())
         if reach.returncode != 0:
-            raise ServiceError(f"PostgreSQL runs as {self.run_as.user} and cannot enter {self.data_dir.parent}: "
-                               "set work_root to a directory every user can enter (the default is under /tmp)")
+            raise ServiceError(
+                f"PostgreSQL runs as {self.run_as.user} and cannot enter {self.data_dir.parent}: "
+                "set work_root to a directory every user can enter (the default is under /tmp)"
+            )
         self.data_dir.mkdir(mode=0o700)
         self.run_as.chown(self.data_dir)
         pwfile = self.data_dir.parent / "pwfile"
@@ -149,20 +181,37 @@ class PostgresProcess(_ProcessService):
         self.run_as.chown(pwfile)
         try:
             done = subprocess.run(
-                [self.bins.path("initdb"), "-D", str(self.data_dir), "-U", "postgres", "--pwfile", str(pwfile),
-                 "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync", "--no-instructions"],
-                capture_output=True, text=True, timeout=120, env=child_env(self.data_dir.parent), cwd=self.data_dir.parent,
-                **self.run_as.popen_kwargs())
+                [
+                    self.bins.path("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=child_env(self.data_dir.parent),
+                cwd=self.data_dir.parent,
+                **self.run_as.popen_kwargs(),
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
-            raise ServiceError(f"initdb failed ({self.bins.bindir}): {done.stderr.strip().splitlines()[-1:]}",
-                               logs=done.stdout + done.stderr)
+            raise ServiceError(
+                f"initdb failed ({self.bins.bindir}): {done.stderr.strip().splitlines()[-1:]}",
+                logs=done.stdout + done.stderr,
+            )
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
         """A libpq DSN for this cluster."""
-        return (f"host={LOOPBACK} port={self._port} dbname={dbname} user={user} "
-                f"password={password or self.password}")
+        return f"host={LOOPBACK} port={self._port} dbname={dbname} user={user} password={password or self.password}"
 
     def _stop_signal(self, mode: str) -> int | None:
         try:
@@ -181,8 +230,9 @@ class CommandProcess(_ProcessService):
     ``url`` and ``health_url`` exist when it listens on a port (``{port}`` in its command).
     """
 
-    def __init__(self, definition: ServiceDefinition, values: dict[str, str], run_dir: Path,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, definition: ServiceDefinition, values: dict[str, str], run_dir: Path, port: int | None = None
+    ) -> None:
         self.definition = definition
         port = port or (free_port() if definition.listens else 0)
         self._values = {**values, "host": LOOPBACK, "port": str(port)}
@@ -190,8 +240,13 @@ class CommandProcess(_ProcessService):
         env["PYTHONUNBUFFERED"] = "1"
         env.update(definition.environment(self._values))
         self._env = env
-        spec = ProcessSpec(argv=definition.argv(self._values), env=env, cwd=definition.cwd,
-                           log_path=run_dir / f"{definition.name}.log", stop_signal=definition.stop_signal)
+        spec = ProcessSpec(
+            argv=definition.argv(self._values),
+            env=env,
+            cwd=definition.cwd,
+            log_path=run_dir / f"{definition.name}.log",
+            stop_signal=definition.stop_signal,
+        )
         super().__init__(definition.name, port, SupervisedProcess(definition.name, spec))
         self.url = f"http://{LOOPBACK}:{port}"
         self.health_url = self.url + definition.health_path
@@ -224,8 +279,9 @@ class CommandProcess(_ProcessService):
 ApiProcess = CommandProcess
 
 
-def run_before_start(definition: ServiceDefinition, values: dict[str, str], env: dict[str, str],
-                     timeout: float) -> None:
+def run_before_start(
+    definition: ServiceDefinition, values: dict[str, str], env: dict[str, str], timeout: float
+) -> None:
     """Run the service's ``before_start`` commands in order, each within what is left of ``timeout`` s.
 
     A failing one raises :class:`ServiceError` with its last output lines in the one-line message
@@ -234,18 +290,27 @@ def run_before_start(definition: ServiceDefinition, values: dict[str, str], env:
     deadline = time.monotonic() + timeout
     for argv in definition.before_start_argvs(values):
         try:
-            done = subprocess.run(argv, cwd=definition.cwd, env=env, capture_output=True, text=True,
-                                  timeout=max(deadline - time.monotonic(), 0.1))
+            done = subprocess.run(
+                argv,
+                cwd=definition.cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=max(deadline - time.monotonic(), 0.1),
+            )
         except subprocess.TimeoutExpired as error:
             output = _text(error.stdout) + _text(error.stderr)
-            raise ServiceError(f"{definition.name}: before_start {' '.join(argv)} did not finish within {timeout:g} s"
-                               f"{_said(output)}", logs=output) from None
+            raise ServiceError(
+                f"{definition.name}: before_start {' '.join(argv)} did not finish within {timeout:g} s{_said(output)}",
+                logs=output,
+            ) from None
         except OSError as error:
             raise ServiceError(f"{definition.name}: before_start {' '.join(argv)} cannot run: {error}") from None
         if done.returncode != 0:
             output = done.stdout + done.stderr
-            raise ServiceError(f"{definition.name}: before_start {' '.join(argv)} exited {done.returncode}"
-                               f"{_said(output)}", logs=output)
+            raise ServiceError(
+                f"{definition.name}: before_start {' '.join(argv)} exited {done.returncode}{_said(output)}", logs=output
+            )
 
 
 def _text(output: bytes | str | None) -> str:
@@ -258,8 +323,9 @@ def _said(output: str, lines: int = 5) -> str:
     return f"; its last lines: {' | '.join(tail)}" if tail else "; it printed nothing"
 
 
-def _create_databases(postgres: PostgresProcess, databases: tuple[DatabaseDefinition, ...],
-                      passwords: dict[str, str], timeout: float) -> None:
+def _create_databases(
+    postgres: PostgresProcess, databases: tuple[DatabaseDefinition, ...], passwords: dict[str, str], timeout: float
+) -> None:
     """Each listed database, owned by its role (made once, with its password)."""
     made: set[str] = set()
     for database in databases:
@@ -278,20 +344,40 @@ def _create_app_database(postgres: PostgresProcess, database: str, role: str, pa
         cur.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
 
 
-def connection_values(host: str, port: int, database: str, user: str, password: str,
-                      name: str = "postgres") -> dict[str, str]:
+def connection_values(
+    host: str, port: int, database: str, user: str, password: str, name: str = "postgres"
+) -> dict[str, str]:
     """The placeholders of a used postgres ``name`` (``{name.url}`` ...) and their single-database aliases."""
     url = f"postgresql://{user}:{password}@{host}:{port}/{database}"
-    legacy = {"db_host": host, "db_port": str(port), "db_name": database, "db_user": user, "db_password": password,
-              "database_url": url, "sqlalchemy_url": url.replace("postgresql://", "postgresql+psycopg2://", 1)}
-    named = {"host": host, "port": str(port), "url": url, "sqlalchemy_url": legacy["sqlalchemy_url"],
-             "db_name": database, "db_user": user, "db_password": password}
-    return {**legacy, **{f"{name}.{key}": value for key, value in named.items()},
-            "python": sys.executable, "repo": str(REPO_ROOT)}
+    legacy = {
+        "db_host": host,
+        "db_port": str(port),
+        "db_name": database,
+        "db_user": user,
+        "db_password": password,
+        "database_url": url,
+        "sqlalchemy_url": url.replace("postgresql://", "postgresql+psycopg2://", 1),
+    }
+    named = {
+        "host": host,
+        "port": str(port),
+        "url": url,
+        "sqlalchemy_url": legacy["sqlalchemy_url"],
+        "db_name": database,
+        "db_user": user,
+        "db_password": password,
+    }
+    return {
+        **legacy,
+        **{f"{name}.{key}": value for key, value in named.items()},
+        "python": sys.executable,
+        "repo": str(REPO_ROOT),
+    }
 
 
-def service_values(definition: StackDefinition, name: str, link_ports: dict[tuple[str, str], int],
-                   passwords: dict[str, str]) -> dict[str, str]:
+def service_values(
+    definition: StackDefinition, name: str, link_ports: dict[tuple[str, str], int], passwords: dict[str, str]
+) -> dict[str, str]:
     """The placeholders service ``name`` sees: each used service through its link's listener, the stack's paths."""
     values = {"python": sys.executable, "repo": str(REPO_ROOT), "stack_dir": str(definition.path.parent)}
     for used in definition.services[name].uses:
@@ -319,8 +405,11 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o755)
     admin_password = secrets.token_urlsafe(18)
-    passwords = {database.user: secrets.token_urlsafe(18)
-                 for service in definition.services.values() for database in service.databases}
+    passwords = {
+        database.user: secrets.token_urlsafe(18)
+        for service in definition.services.values()
+        for database in service.databases
+    }
     clusters: dict[str, PostgresProcess] = {}
     commands: dict[str, CommandProcess] = {}
     with Cleanup() as made:
@@ -341,8 +430,9 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
         link_ports = {edge: link.address.port for edge, link in links.items()}
         for name, service in definition.services.items():
             if service.kind == "command":
-                process = CommandProcess(service, service_values(definition, name, link_ports, passwords), run_dir,
-                                         ports.get(name))
+                process = CommandProcess(
+                    service, service_values(definition, name, link_ports, passwords), run_dir, ports.get(name)
+                )
                 made.callback(process.close)
                 process.ready_dsn = _ready_dsn(definition, name, clusters, passwords)
                 commands[name] = process
@@ -350,23 +440,33 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
         for name in definition.start_order:
             services[name].start(settings.start_timeout)
             if name in clusters:
-                _create_databases(clusters[name], definition.services[name].databases, passwords,
-                                  settings.start_timeout)
+                _create_databases(
+                    clusters[name], definition.services[name].databases, passwords, settings.start_timeout
+                )
         database = clusters[definition.database_service.name]
         db, role = definition.database_name, definition.database_user
         target = commands[definition.target]
-        stack = Stack(backend="process", services=services, api_url=target.url, links=links,
-                      workload=definition.workload, health_path=definition.api.health_path,
-                      start_order=definition.start_order, target=definition.target,
-                      admin_dsn=database.dsn(db), app_dsn=database.dsn(db, role, passwords[role]),
-                      versions={"postgres": bins.version(), "postgres_binaries": bins.source,
-                                "python": sys.version.split()[0]},
-                      secrets=(admin_password, *passwords.values()), cleanup=made.pop_all())
+        stack = Stack(
+            backend="process",
+            services=services,
+            api_url=target.url,
+            links=links,
+            workload=definition.workload,
+            health_path=definition.api.health_path,
+            start_order=definition.start_order,
+            target=definition.target,
+            admin_dsn=database.dsn(db),
+            app_dsn=database.dsn(db, role, passwords[role]),
+            versions={"postgres": bins.version(), "postgres_binaries": bins.source, "python": sys.version.split()[0]},
+            secrets=(admin_password, *passwords.values()),
+            cleanup=made.pop_all(),
+        )
     return stack
 
 
-def _ready_dsn(definition: StackDefinition, name: str, clusters: dict[str, PostgresProcess],
-               passwords: dict[str, str]) -> str:
+def _ready_dsn(
+    definition: StackDefinition, name: str, clusters: dict[str, PostgresProcess], passwords: dict[str, str]
+) -> str:
     """A direct DSN to the first postgres ``name`` uses (its first database), for a ``ready = { sql }`` check."""
     for used in definition.services[name].uses:
         server = definition.services[used]

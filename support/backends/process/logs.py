@@ -1,4 +1,5 @@
 """Reading the stamped service logs the process backend writes."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,6 +5,7 @@ Search order: the ``pg_bin`` setting, ``pg_config --bindir``,
 ``pgserver`` package from PyPI, so a machine with no PostgreSQL installed
 still works after ``pip install -r requirements.txt``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -68,8 +69,10 @@ def run_as_for(user: str) -> RunAs:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise PgNotFound(f"PostgreSQL cannot run as root and user {user!r} does not exist; "
-                         f"set pg_user to an existing unprivileged user") from None
+        raise PgNotFound(
+            f"PostgreSQL cannot run as root and user {user!r} does not exist; "
+            f"set pg_user to an existing unprivileged user"
+        ) from None
     if entry.pw_uid == 0:
         raise PgNotFound(f"pg_user={user!r} is root; PostgreSQL refuses root: name an unprivileged user")
     return RunAs(user, entry.pw_uid, entry.pw_gid)
@@ -106,8 +109,9 @@ def _readable_by(run_as: RunAs, bindir: Path) -> bool:
     if run_as.uid is None:
         return True
     try:
-        probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, timeout=10,
-                               **run_as.popen_kwargs())
+        probe = subprocess.run(
+            [str(bindir / "postgres"), "--version"], capture_output=True, timeout=10, **run_as.popen_kwargs()
+        )
     except PermissionError:  # e.g. a virtualenv under /root, which others cannot enter
         return False
     return probe.returncode == 0
@@ -130,7 +134,7 @@ def _copy_for(run_as: RunAs, bindir: Path, cache_root: Path) -> Path:
         shutil.copytree(tree, staging / package.name / tree.name, symlinks=True)
         for libs in package.parent.glob(f"{package.name}.libs"):
             shutil.copytree(libs, staging / libs.name, symlinks=True)
-        for root, dirs, files in os.walk(staging):
+        for root, _, _ in os.walk(staging):
             os.chmod(root, 0o755)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
@@ -152,6 +156,8 @@ def find_pg_binaries(configured: str, run_as: RunAs, cache_root: Path) -> PgBina
         return PgBinaries(bindir, source)
     if configured:
         raise PgNotFound(f"pg_bin={configured!r} holds no initdb/postgres; point it at a PostgreSQL bin directory")
-    raise PgNotFound("no PostgreSQL server binaries found (looked in: "
-                     f"{', '.join(tried) or 'nothing'}); run 'pip install -r requirements.txt' (pgserver) "
-                     "or 'apt-get install postgresql', or set pg_bin")
+    raise PgNotFound(
+        "no PostgreSQL server binaries found (looked in: "
+        f"{', '.join(tried) or 'nothing'}); run 'pip install -r requirements.txt' (pgserver) "
+        "or 'apt-get install postgresql', or set pg_bin"
+    )

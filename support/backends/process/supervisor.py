@@ -4,6 +4,7 @@ The suite is the parent of every process it starts and reaps them itself: a
 dead PostgreSQL postmaster that nobody reaps holds ``postmaster.pid`` and makes
 the next start fail for seconds, so one thread per service waits on its child.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,9 +12,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from support.core.process_tree import descendants
 
@@ -140,9 +141,15 @@ class SupervisedProcess:
         log = open(spec.log_path, "ab", buffering=0)
         try:
             proc = subprocess.Popen(
-                list(spec.argv), env=spec.env, cwd=spec.cwd, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                **spec.popen_kwargs)
+                list(spec.argv),
+                env=spec.env,
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **spec.popen_kwargs,
+            )
         except BaseException:
             log.close()
             raise
@@ -173,8 +180,10 @@ class SupervisedProcess:
             self._backoff = 0.1 if lived > 10 else min(self._backoff * 2, 2.0)
             delay = 0.1 if lived > 10 else self._backoff
         with open(self.spec.log_path, "ab") as log:
-            log.write(b"%.3f [supervisor] %s exited with %d; restarting in %.1f s\n"
-                      % (time.time(), self.name.encode(), proc.returncode, delay))
+            log.write(
+                b"%.3f [supervisor] %s exited with %d; restarting in %.1f s\n"
+                % (time.time(), self.name.encode(), proc.returncode, delay)
+            )
         # the delay is the restart policy's back-off, not a synchronisation
         with self._lock:
             self._exited.wait_for(lambda: not (self._wanted and self._proc is proc), delay)
