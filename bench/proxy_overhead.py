@@ -39,8 +39,9 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 import psycopg2  # noqa: E402
 
-from support.backends.process.backend import ApiProcess, PostgresProcess, connection_values  # noqa: E402
+from support.backends.process.backend import ApiProcess, connection_values  # noqa: E402
 from support.backends.process.pg_binaries import find_pg_binaries, run_as_for  # noqa: E402
+from support.backends.process.postgres import PostgresProcess  # noqa: E402
 from support.core.config import Settings  # noqa: E402
 from support.core.waiting import wait_until  # noqa: E402
 from support.load.history import percentile  # noqa: E402

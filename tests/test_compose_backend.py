@@ -26,8 +26,8 @@ from support.backends.docker.engine import docker_client
 from support.backends.docker.labels import RUN_LABEL
 from support.core.config import Settings
 from support.core.waiting import wait_until
+from support.stack.service_tables import StackFileError
 from support.stack.services import ServiceError
-from support.stack.stack_file import StackFileError
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "stack" / "compose.yaml"

@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from support.backends.process.backend import PostgresProcess
 from support.backends.process.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
+from support.backends.process.postgres import PostgresProcess
 from support.core.config import Settings
 from support.core.waiting import wait_until
 from support.stack.services import ServiceError

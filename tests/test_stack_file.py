@@ -1,6 +1,7 @@
 import pytest
 
-from support.stack.stack_file import DEFAULT_STACK_FILE, StackFileError, load_stack_file
+from support.stack.service_tables import StackFileError
+from support.stack.stack_file import DEFAULT_STACK_FILE, load_stack_file
 from support.stack.workload import Workload
 
 

@@ -20,7 +20,8 @@ from support.load.history import FAIL, OK, Request
 from support.load.spec import LoadSpec
 from support.stack import database
 from support.stack.auth import Auth
-from support.stack.workload import Workload, WorkloadError, parse_workload
+from support.stack.operations import WorkloadError
+from support.stack.workload import Workload, parse_workload
 
 NOTES = """
 [workload]
@@ -168,8 +169,8 @@ def test_a_token_from_a_command_or_a_variable(monkeypatch):
 
 @pytest.fixture(scope="module")
 def postgres():
-    from support.backends.process.backend import PostgresProcess
     from support.backends.process.pg_binaries import PgNotFound, find_pg_binaries, run_as_for
+    from support.backends.process.postgres import PostgresProcess
     from support.core.config import Settings
 
     settings = Settings()

@@ -20,7 +20,8 @@ import httpx
 from support.checks.verdict import CheckFailed
 from support.stack import database
 from support.stack.auth import Auth, AuthError
-from support.stack.workload import Operation, Workload
+from support.stack.operations import Operation
+from support.stack.workload import Workload
 
 __all__ = [
     "User",

@@ -15,7 +15,8 @@ from itertools import accumulate
 from typing import Any
 
 from support.load.history import FAIL, INFO, OK
-from support.stack.workload import Operation, Workload, render
+from support.stack.operations import Operation, render
+from support.stack.workload import Workload
 
 __all__ = ["Mix", "Choice"]
 

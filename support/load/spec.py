@@ -14,7 +14,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from support.core.targets import TargetNotAllowed, check_target
-from support.stack.workload import Workload, WorkloadError
+from support.stack.operations import WorkloadError
+from support.stack.workload import Workload
 
 __all__ = ["LoadSpec", "LoadSpecError"]
 

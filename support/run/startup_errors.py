@@ -17,9 +17,10 @@ from support.backends.process.pg_binaries import PgNotFound
 from support.core.config import Settings, SettingsError
 from support.run.gherkin_types import NAMED_PARAMETERS
 from support.stack.definitions import ServiceDefinition, StackDefinition
+from support.stack.service_tables import StackFileError
 from support.stack.services import ServiceError
 from support.stack.stack import UnknownService
-from support.stack.stack_file import StackFileError, stack_definition
+from support.stack.stack_file import stack_definition
 
 __all__ = [
     "STARTUP_ERRORS",

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.stack.workload import Workload, render
+from support.stack.operations import render
+from support.stack.workload import Workload
 
 __all__ = [
     "ServiceDefinition",

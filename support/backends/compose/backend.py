@@ -31,9 +31,9 @@ from support.core.config import Settings
 from support.core.ports import LOOPBACK
 from support.proxy.link import start_link
 from support.stack.readiness import http_ok, query_answers, tcp_answers
+from support.stack.service_tables import StackFileError
 from support.stack.services import Address, ServiceError
 from support.stack.stack import Cleanup, Stack
-from support.stack.stack_file import StackFileError
 
 __all__ = ["start_compose_stack", "compose_project_of", "PROJECT_LABEL", "project_name"]
 

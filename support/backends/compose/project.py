@@ -47,8 +47,9 @@ from support import REPO_ROOT
 from support.backends.compose.cli import ComposeCommand, ComposeFailed
 from support.core.config import Settings
 from support.core.ports import LOOPBACK
-from support.stack.stack_file import StackFileError
-from support.stack.workload import Workload, WorkloadError, parse_workload
+from support.stack.operations import WorkloadError
+from support.stack.service_tables import StackFileError
+from support.stack.workload import Workload, parse_workload
 
 __all__ = ["ComposeProject", "ComposeService", "PostgresInfo", "compose_file_of", "load_compose_project"]
 

@@ -43,9 +43,10 @@ from support.core.config import Settings
 from support.core.ports import LOOPBACK
 from support.proxy.link import start_link
 from support.stack.database import connect
+from support.stack.service_tables import StackFileError
 from support.stack.services import Address
 from support.stack.stack import Cleanup, Stack
-from support.stack.stack_file import StackDefinition, StackFileError, stack_definition
+from support.stack.stack_file import StackDefinition, stack_definition
 
 if TYPE_CHECKING:
     from docker import DockerClient

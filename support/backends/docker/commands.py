@@ -21,8 +21,8 @@ from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image
 from support.backends.docker.specs import SUITE_MOUNT, api_spec, in_mount
 from support.core.ports import LOOPBACK
 from support.stack.definitions import ServiceDefinition, StackDefinition
+from support.stack.operations import render
 from support.stack.readiness import command_succeeds, http_answers, http_ok, query_answers, tcp_answers
-from support.stack.workload import render
 
 if TYPE_CHECKING:
     from docker import DockerClient

@@ -15,9 +15,9 @@ from typing import Any
 from support import REPO_ROOT
 from support.backends.docker.labels import SERVICE_LABEL
 from support.core.ports import LOOPBACK
+from support.stack.operations import render
 from support.stack.services import ServiceError
 from support.stack.stack_file import ApiDefinition
-from support.stack.workload import render
 
 __all__ = [
     "ContainerSpec",

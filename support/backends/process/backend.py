@@ -5,32 +5,37 @@ with ``initdb`` in the run's directory and started on a free port (as an
 unprivileged user when the suite runs as root); each ``kind = "command"``
 service runs its program on another free port. All are supervised with an
 ``unless-stopped`` restart policy.
+
+Here: the command services (:class:`CommandProcess`, their ``before_start``), the
+placeholders each service sees, and :func:`start_process_stack`, which makes the
+clusters and their databases, the links and the services and starts them in order.
+The cluster itself is :mod:`support.backends.process.postgres`; what both kinds of
+process share is :mod:`support.backends.process.service`.
 """
 
 from __future__ import annotations
 
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from support import REPO_ROOT
-from support.backends.process.logs import read_stamped_log
-from support.backends.process.pg_binaries import PgBinaries, RunAs, find_pg_binaries, run_as_for
+from support.backends.process.pg_binaries import find_pg_binaries, run_as_for
+from support.backends.process.postgres import PostgresProcess
+from support.backends.process.service import ProcessService, last_lines
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
 from support.core.config import Settings
 from support.core.ports import LOOPBACK, free_port
 from support.core.run_dirs import child_env
-from support.core.waiting import WaitTimeout, wait_until
 from support.proxy.link import Link, start_link
 from support.stack.database import connect
 from support.stack.definitions import DatabaseDefinition, ServiceDefinition, StackDefinition
+from support.stack.operations import render
 from support.stack.readiness import (
     check_listener,
     command_succeeds,
-    database_answers,
     http_answers,
     http_ok,
     query_answers,
@@ -39,8 +44,8 @@ from support.stack.readiness import (
 from support.stack.services import Address, Service, ServiceError
 from support.stack.stack import Cleanup, Stack
 from support.stack.stack_file import stack_definition
-from support.stack.workload import render
 
+# PostgresProcess lives in support.backends.process.postgres; re-exported here
 __all__ = [
     "PostgresProcess",
     "CommandProcess",
@@ -50,181 +55,8 @@ __all__ = [
     "run_before_start",
 ]
 
-_SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
-
-class _ProcessService:
-    """What the two process services share: supervision, readiness, logs."""
-
-    name: str
-
-    def __init__(self, name: str, port: int, process: SupervisedProcess) -> None:
-        self.name = name
-        self._port = port
-        self._process = process
-
-    @property
-    def address(self) -> Address:
-        return Address(LOOPBACK, self._port)
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running process (its process group id), or None when down."""
-        return self._process.pid
-
-    @property
-    def restarts(self) -> int:
-        """How many times the restart policy brought the service back."""
-        return self._process.restarts
-
-    def start(self, timeout: float = 30.0) -> None:
-        self._process.start()
-        self.wait_ready(timeout)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._process.stop(timeout)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        self._process.kill(sig)
-
-    def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
-        self._process.stop(timeout, self._stop_signal(mode))
-        self.start(timeout)
-
-    def _stop_signal(self, mode: str) -> int | None:
-        return None
-
-    def pause(self) -> None:
-        self._process.pause()
-
-    def resume(self) -> None:
-        self._process.resume()
-
-    def is_ready(self) -> bool:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def wait_ready(self, timeout: float) -> None:
-        try:
-            wait_until(self.is_ready, timeout, f"{self.name} becoming ready")
-        except WaitTimeout as error:
-            lines = self.logs().splitlines()[-30:]
-            fatal = [line.split(" ", 1)[-1] for line in lines if "FATAL" in line or "Error" in line]
-            state = "running" if self._process.running else "not running"
-            said = f"; it said: {fatal[-1].strip()}" if fatal else ""
-            # a process that is gone (it exited at once) is reported with its own last lines: the run's
-            # directory, and the log in it, may be deleted once the run ends
-            tail = "" if self._process.running else _said("\n".join(line.split(" ", 1)[-1] for line in lines), 3)
-            raise ServiceError(
-                f"{error}; the process is {state}{said}; see its log {self._process.spec.log_path}{tail}",
-                logs="\n".join(lines),
-            ) from None
-
-    def logs(self, since: float | None = None) -> str:
-        return read_stamped_log(self._process.spec.log_path, since)
-
-    def close(self) -> None:
-        self._process.close()
-
-
-class PostgresProcess(_ProcessService):
-    """A private PostgreSQL cluster; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
-
-    def __init__(self, bins: PgBinaries, run_as: RunAs, run_dir: Path, password: str, name: str = "postgres") -> None:
-        self.bins = bins
-        self.run_as = run_as
-        self.data_dir = run_dir / ("pgdata" if name == "postgres" else f"pgdata-{name}")
-        self.password = password
-        port = free_port()
-        argv = [
-            bins.path("postgres"),
-            "-D",
-            str(self.data_dir),
-            "-p",
-            str(port),
-            # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
-            "-c",
-            f"listen_addresses={LOOPBACK}",
-            "-c",
-            "unix_socket_directories=",
-            "-c",
-            "max_connections=100",
-            "-c",
-            "shared_buffers=32MB",
-            "-c",
-            "log_line_prefix=%m [%p] %a ",
-            "-c",
-            "logging_collector=off",
-        ]
-        spec = ProcessSpec(
-            argv=argv,
-            env=child_env(run_dir),
-            cwd=run_dir,
-            log_path=run_dir / f"{name}.log",
-            stop_signal=signal.SIGINT,
-            popen_kwargs=run_as.popen_kwargs(),
-        )
-        super().__init__(name, port, SupervisedProcess(name, spec))
-
-    def initdb(self) -> None:
-        """Create the cluster with a superuser ``postgres`` whose password is ``self.password``."""
-        reach = subprocess.run(["test", "-x", str(self.data_dir.parent)], timeout=10, **self.run_as.popen_kwargs())
-        if reach.returncode != 0:
-            raise ServiceError(
-                f"PostgreSQL runs as {self.run_as.user} and cannot enter {self.data_dir.parent}: "
-                "set work_root to a directory every user can enter (the default is under /tmp)"
-            )
-        self.data_dir.mkdir(mode=0o700)
-        self.run_as.chown(self.data_dir)
-        pwfile = self.data_dir.parent / "pwfile"
-        pwfile.write_text(self.password + "\n")
-        pwfile.chmod(0o600)
-        self.run_as.chown(pwfile)
-        try:
-            done = subprocess.run(
-                [
-                    self.bins.path("initdb"),
-                    "-D",
-                    str(self.data_dir),
-                    "-U",
-                    "postgres",
-                    "--pwfile",
-                    str(pwfile),
-                    "--auth=scram-sha-256",
-                    "--encoding=UTF8",
-                    "--no-sync",
-                    "--no-instructions",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                env=child_env(self.data_dir.parent),
-                cwd=self.data_dir.parent,
-                **self.run_as.popen_kwargs(),
-            )
-        finally:
-            pwfile.unlink(missing_ok=True)
-        if done.returncode != 0:
-            raise ServiceError(
-                f"initdb failed ({self.bins.bindir}): {done.stderr.strip().splitlines()[-1:]}",
-                logs=done.stdout + done.stderr,
-            )
-
-    def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
-        """A libpq DSN for this cluster."""
-        return f"host={LOOPBACK} port={self._port} dbname={dbname} user={user} password={password or self.password}"
-
-    def _stop_signal(self, mode: str) -> int | None:
-        try:
-            return _SHUTDOWN_SIGNALS[mode]
-        except KeyError:
-            raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
-
-    def is_ready(self) -> bool:
-        check_listener(self._port, self.pid, self.name)  # an answer from another process is not ours
-        return database_answers(self.dsn())
-
-
-class CommandProcess(_ProcessService):
+class CommandProcess(ProcessService):
     """A ``kind = "command"`` service: its program supervised, its ``before_start`` run before every start.
 
     ``url`` and ``health_url`` exist when it listens on a port (``{port}`` in its command).
@@ -301,7 +133,7 @@ def run_before_start(
         except subprocess.TimeoutExpired as error:
             output = _text(error.stdout) + _text(error.stderr)
             raise ServiceError(
-                f"{definition.name}: before_start {' '.join(argv)} did not finish within {timeout:g} s{_said(output)}",
+                f"{definition.name}: before_start {' '.join(argv)} did not finish within {timeout:g} s{last_lines(output)}",
                 logs=output,
             ) from None
         except OSError as error:
@@ -309,18 +141,13 @@ def run_before_start(
         if done.returncode != 0:
             output = done.stdout + done.stderr
             raise ServiceError(
-                f"{definition.name}: before_start {' '.join(argv)} exited {done.returncode}{_said(output)}", logs=output
+                f"{definition.name}: before_start {' '.join(argv)} exited {done.returncode}{last_lines(output)}",
+                logs=output,
             )
 
 
 def _text(output: bytes | str | None) -> str:
     return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
-
-
-def _said(output: str, lines: int = 5) -> str:
-    """The last ``lines`` non-empty lines of a command's output, on one line."""
-    tail = [line.strip() for line in output.splitlines() if line.strip()][-lines:]
-    return f"; its last lines: {' | '.join(tail)}" if tail else "; it printed nothing"
 
 
 def _create_databases(
