@@ -111,7 +111,7 @@ fi
 
 # 4. the stack's images (reused while their inputs are unchanged), when a Python with the Docker SDK is at hand
 python=${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}
-if "$python" -c 'import docker' 2>/dev/null; then
+if "$python" -c 'import support.backends.docker.images' 2>/dev/null; then  # a Python with the Docker SDK
   step=$(now)
   CHAOS_DOCKER_BASE_IMAGE=$base_image "$python" -m support.backends.docker.images
   say "stack images ready in $(took "$step")"

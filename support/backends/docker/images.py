@@ -219,7 +219,7 @@ def main() -> int:
     import os
     import sys
 
-    from support.backends.docker.backend import docker_client
+    from support.backends.docker.engine import docker_client
 
     base = os.environ.get("CHAOS_DOCKER_BASE_IMAGE") or "debian:bookworm-slim"
     try:
