@@ -289,7 +289,7 @@ FEATURE_CASES = [
     (
         "unknown service",
         FEATURE + "    When cache is killed\n",
-        "x.feature:5: When cache is killed: unknown service 'cache'; the stack ",
+        "x.feature:5: When cache is killed: unknown service 'cache'; this stack has: api, postgres (",
     ),
     (
         "two services with no link between them",

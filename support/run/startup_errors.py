@@ -199,9 +199,7 @@ def _check_names(where: str, arguments: dict[str, Any], definition: Any) -> None
     for name, value in arguments.items():
         kind = NAMED_PARAMETERS.get(name)
         if kind in ("service", "link") and value not in services:
-            raise FeatureFileError(
-                f"{where}: unknown service {value!r}; the stack {definition.path} has: {', '.join(services)}"
-            )
+            raise FeatureFileError(f"{where}: {UnknownService.among(value, services)} ({definition.path})")
         if kind == "records" and value not in (definition.records, "users"):
             raise FeatureFileError(
                 f"{where}: {value!r} is not what this stack's workload stores; say "

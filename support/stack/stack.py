@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,11 @@ __all__ = ["Stack", "UnknownService", "Cleanup"]
 
 class UnknownService(LookupError):
     """A scenario named a service the stack does not have."""
+
+    @classmethod
+    def among(cls, name: str, services: Iterable[str]) -> UnknownService:
+        """The refusal of ``name``, listing the valid names (sorted)."""
+        return cls(f"unknown service {name!r}; this stack has: {', '.join(sorted(services))}")
 
 
 class Cleanup(ExitStack):
@@ -99,9 +104,7 @@ class Stack:
         try:
             return self.services[name]
         except KeyError:
-            raise UnknownService(
-                f"unknown service {name!r}; this stack has: {', '.join(sorted(self.services))}"
-            ) from None
+            raise UnknownService.among(name, self.services) from None
 
     @property
     def health_url(self) -> str:
