@@ -75,6 +75,19 @@ def project_with(tmp_path: Path, feature_name: str, feature_text: str) -> Path:
     return project
 
 
+def _behave_argv(work_root: Path, args: tuple[str, ...]) -> list[str]:
+    """behave as the tests run it: plain output, no JUnit, the run directory kept under ``work_root``."""
+    return [sys.executable, "-m", "behave", "--no-capture", "-f", "plain", "--no-junit",
+            "-D", f"work_root={work_root}", "-D", "keep_work_dir=true", *args]  # fmt: skip
+
+
+def _behave_env() -> dict[str, str]:
+    """The test's environment without the user's CHAOS_ settings, with the repository importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
 def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = REPO) -> BehaveRun:
     """``behave ARGS`` (from ``cwd``, the repository by default) in a fresh work root, run dirs kept.
 
@@ -84,49 +97,20 @@ def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = RE
     work_root = _remember(Path("/tmp/chaos-suite-tests") / f"{work_root.parent.name}-{uuid.uuid4().hex[:8]}")
     work_root.mkdir(parents=True)
     work_root.parent.chmod(0o755)
-    argv = [
-        sys.executable,
-        "-m",
-        "behave",
-        "--no-capture",
-        "-f",
-        "plain",
-        "--no-junit",
-        "-D",
-        f"work_root={work_root}",
-        "-D",
-        "keep_work_dir=true",
-        *args,
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
-    env["PYTHONPATH"] = str(REPO)
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    done = subprocess.run(
+        _behave_argv(work_root, args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_behave_env()
+    )
     return BehaveRun(done.returncode, done.stdout + done.stderr, sorted(work_root.glob("run-*")))
 
 
 def start_behave(project: Path, work_root: Path, *args: str) -> subprocess.Popen:
     """``behave ARGS`` from ``project`` in the background, in its own session, output in ``work_root/behave.out``."""
     _remember(work_root)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAOS_")}
-    env["PYTHONPATH"] = str(REPO)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "behave",
-            "--no-capture",
-            "-f",
-            "plain",
-            "--no-junit",
-            "-D",
-            f"work_root={work_root}",
-            "-D",
-            "keep_work_dir=true",
-            *args,
-        ],
+        _behave_argv(work_root, args),
         # output to a file, not a pipe nobody reads until the end: a full pipe would stall the run
         cwd=project,
-        env=env,
+        env=_behave_env(),
         stdout=open(work_root / "behave.out", "wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
