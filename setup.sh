@@ -22,6 +22,19 @@ if [[ ! -x .venv/bin/python ]]; then
     fi
   fi
 fi
+# Debian packages of requirements-debian.txt that are missing (the resource and clock faults, the HA stack)
+missing=()
+while read -r pkg; do
+  [[ -z $pkg || $pkg == \#* ]] && continue
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done < requirements-debian.txt
+if (( ${#missing[@]} )); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup.sh: these Debian packages are missing (their faults and the HA stack are refused): apt-get install ${missing[*]}" >&2
+  fi
+fi
 stamp=.venv/.installed-$(cat requirements*.txt stack/api/requirements.txt | sha256sum | cut -c1-16)-$(basename $requirements .txt)
 if [[ ! -e $stamp ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
