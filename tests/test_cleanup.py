@@ -51,9 +51,11 @@ def open_fault_journal(work_root: Path, behave: subprocess.Popen) -> Path:
 
 @pytest.fixture
 def work_root():
+    # not under tmp_path: PostgreSQL runs as an unprivileged user, who cannot enter pytest's 0700 base
     root = Path("/tmp/chaos-suite-tests") / f"cleanup-{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True)
     yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
