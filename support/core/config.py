@@ -20,6 +20,7 @@ LOAD_LEVELS = ("light", "steady", "heavy")
 BACKENDS = ("process", "docker", "attached")
 DOCKER_NETWORKS = ("host", "bridge")
 ISOLATIONS = ("reuse", "restart-api", "restart-all")
+LOAD_ENGINES = ("native", "locust")
 
 
 class SettingsError(ValueError):
@@ -62,6 +63,15 @@ class Settings:
     load_baseline: float = 1.0
     #: hard bound on a load's life, seconds: it stops by itself after this
     load_max_duration: float = 300.0
+    #: what sends the load: the suite's own worker process, or Locust's master and workers (support/load/engine.py)
+    load_engine: str = "native"
+    #: locust engine: worker processes the suite starts on this machine
+    locust_workers: int = 2
+    #: locust engine: workers started by hand on other machines that the master waits for before the load starts
+    locust_remote_workers: int = 0
+    #: locust engine: host:port the master listens on for its workers (port 0: a free one); off loopback needs
+    #: allow_remote_targets
+    locust_master_bind: str = "127.0.0.1:0"
     #: recovery rule: this many consecutive successes ...
     recovery_min_successes: int = 5
     #: ... spanning at least this many seconds, with nothing failing after them
@@ -90,6 +100,14 @@ class Settings:
             )
         if self.isolation not in ISOLATIONS:
             raise SettingsError(f"isolation={self.isolation!r} is not supported; use one of: {', '.join(ISOLATIONS)}")
+        if self.load_engine not in LOAD_ENGINES:
+            raise SettingsError(f"load_engine={self.load_engine!r} is unknown; use one of: {', '.join(LOAD_ENGINES)}")
+        workers = (self.locust_workers, self.locust_remote_workers)
+        if min(workers) < 0 or sum(workers) < 1:
+            raise SettingsError(
+                f"locust_workers={workers[0]} and locust_remote_workers={workers[1]} must be 0 or more,"
+                " with at least one worker in all"
+            )
         if self.not_ready_limit < 1:
             raise SettingsError(f"not_ready_limit={self.not_ready_limit} must be 1 or more")
         for name in (
