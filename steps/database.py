@@ -34,6 +34,31 @@ def step_statements_slowed(context, delay, seconds):
     context.chaos.hold(context.chaos.faults.slow_statements(delay), seconds)
 
 
+@when("two sessions deadlock on the {table:Table} table for {seconds:Duration}")
+def step_deadlocks(context, table, seconds):
+    context.chaos.hold(context.chaos.faults.deadlocks(), seconds)
+
+
+@when("two sessions deadlock on the {table:Table} table")
+def step_deadlock_once(context, table):
+    context.chaos.hold(context.chaos.faults.deadlocks(), 0)  # healed as soon as one deadlock was made
+
+
+@when("a transaction holds rows of the {table:Table} table for {seconds:Duration}")
+def step_rows_held(context, table, seconds):
+    context.chaos.hold(context.chaos.faults.hold_rows(), seconds)
+
+
+@when("the running statements of the api are cancelled for {seconds:Duration}")
+def step_statements_cancelled(context, seconds):
+    context.chaos.hold(context.chaos.faults.cancel_statements(), seconds)
+
+
+@when("the running statements of the api are cancelled")
+def step_statements_cancelled_once(context):
+    context.chaos.inject(context.chaos.faults.cancel_statements(once=True))
+
+
 @then("writes fail with 503 while reads keep working")
 def step_writes_503_reads_ok(context):
     context.chaos.check_writes_refused_reads_served()

@@ -13,6 +13,7 @@ import signal
 
 from support.core.config import Settings
 from support.faults.admin import api_role
+from support.faults.concurrency import Deadlocks, RowsHeld, StatementsCancelled
 from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
 from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkToxic
 from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
@@ -83,6 +84,19 @@ class FaultFactory:
     def slow_statements(self, delay: float) -> SlowStatements:
         """Every statement of the API touching the workload's table waits ``delay`` s first."""
         return SlowStatements(self.stack.admin_dsn, delay, self.stack.workload.table)
+
+    def deadlocks(self) -> Deadlocks:
+        """The API's writes to the workload's table deadlock with a session that takes the same row locks in
+        the opposite order."""
+        return Deadlocks(self.stack.admin_dsn, self.stack.workload.table)
+
+    def hold_rows(self) -> RowsHeld:
+        """Every row of the workload's table locked ``FOR UPDATE`` by a transaction left idle."""
+        return RowsHeld(self.stack.admin_dsn, self.stack.workload.table)
+
+    def cancel_statements(self, once: bool = False) -> StatementsCancelled:
+        """The API's running statements cancelled (``pg_cancel_backend``): all of them while held, or one."""
+        return StatementsCancelled(self.stack.admin_dsn, self._api_role(), once=once)
 
     def _api_role(self) -> str:
         return api_role(self.stack.app_dsn)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from support.core.run_dirs import RESIDUES
 from support.faults.admin import admin_connection, database_identity
+from support.faults.concurrency import drop_cross_objects
 from support.faults.database import DELAY_POLICY, ReadOnlyDatabase, SlowStatements
 from support.faults.slots import SlotExhaustion
 from support.stack.services import ServiceError
@@ -63,7 +64,8 @@ def heal_residue(dsn: str, residue: dict) -> str:
     journal was written before the fault recorded its prior state (a kill in
     the middle of ``inject``): the read-only default is reset; the slowing
     policy and function are dropped and row security is switched off only if
-    no other policy is left on the table; a service role left at ``CONNECTION
+    no other policy is left on the table; the deadlock trigger, its function
+    and side table are dropped; a service role left at ``CONNECTION
     LIMIT 0`` gets the default (-1) back.
     """
     kind = residue.get("kind")
@@ -91,6 +93,10 @@ def heal_residue(dsn: str, residue: dict) -> str:
         slow._was, slow._changed = (bool(was[0]), bool(was[1])), True
         slow.heal()
         return f"removed the statement-slowing policy from table {table}"
+    if kind == "deadlocks":
+        table = str(residue["table"])
+        drop_cross_objects(dsn, table)
+        return f"dropped the deadlock trigger from table {table}"
     if kind == "slot_exhaustion":
         service_role = str(residue.get("service_role") or "")
         limit = residue.get("service_limit")

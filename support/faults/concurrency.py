@@ -1,0 +1,345 @@
+"""Faults of concurrent transactions: deadlocks the API's own writes run into, rows an idle transaction
+holds, and the API's running statements cancelled.
+
+How each fault is made, and how faithful it is:
+
+* :class:`Deadlocks` - two sessions that take the same two row locks in
+  opposite orders. A statement trigger on the workload's table makes every
+  write transaction of the service lock row 1 then row 2 of a side table
+  (as an application that updates a counter and an audit row would); the
+  fault's own session takes row 2, waits until a write of the service waits
+  on it, then asks for row 1. PostgreSQL's own deadlock detector breaks the
+  cycle and aborts the service's transaction with SQLSTATE 40P01
+  (``deadlock_detected``): the trigger runs with ``deadlock_timeout`` 200 ms
+  (below the reference API's 1 s lock timeout), the fault's session with
+  60 s, so the service is always the victim. Writes that do not meet the
+  fault's session pass; the fault says how many cycles it made. The trigger
+  works on any service that writes the table, whatever its own transactions
+  look like; a service whose own transactions cross (lock order) meets the
+  same error.
+* :class:`RowsHeld` - ``SELECT ... FOR UPDATE`` of every row of the table in
+  a transaction left idle: what a client that forgot to commit does. Writers
+  of those rows (updates, deletes, locking reads, foreign-key checks) wait;
+  plain reads and inserts of new rows do not.
+* :class:`StatementsCancelled` - ``pg_cancel_backend`` of every statement
+  the service's role is running (SQLSTATE 57014, ``query_canceled``, as an
+  operator or a watchdog would), polled every ``interval`` s for the
+  fault's window, or once: until one statement was cancelled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from support.core.waiting import WaitTimeout, wait_until
+from support.faults.admin import HEAL_TIMEOUT, admin_connection, database_identity, run_heal, terminated_note
+from support.faults.base import Fault, FaultHadNoEffect
+from support.stack.database import open_connection
+
+__all__ = [
+    "Deadlocks",
+    "RowsHeld",
+    "StatementsCancelled",
+    "CROSS_OBJECT",
+    "HOLD_APPLICATION",
+    "CROSS_APPLICATION",
+    "CANCEL_APPLICATION",
+    "drop_cross_objects",
+]
+
+#: the side table, its trigger function and the trigger on the workload's table (residue heals look for it)
+CROSS_OBJECT = "chaos_suite_cross"
+HOLD_APPLICATION = "chaos-suite-hold"
+CROSS_APPLICATION = "chaos-suite-deadlock"
+CANCEL_APPLICATION = "chaos-suite-cancel"
+#: the service's deadlock_timeout inside the trigger: below a lock timeout of 1 s, above the fault's reaction
+_VICTIM_DEADLOCK_TIMEOUT = "200ms"
+
+
+def drop_cross_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
+    """Drop the deadlock fault's trigger on ``table``, its function and side table (idempotent); the pids
+    of the sessions the heal had to terminate."""
+    ident = sql.Identifier(CROSS_OBJECT)
+
+    def drop(cur) -> None:  # one transaction: all of it, or none
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
+        if cur.fetchone()[0]:
+            cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(table)))
+        cur.execute(sql.SQL("DROP FUNCTION IF EXISTS public.{}()").format(ident))
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS public.{}").format(ident))
+
+    return run_heal(dsn, f"dropping the deadlock trigger on table {table}", drop, timeout=timeout)
+
+
+@dataclass
+class Deadlocks(Fault):
+    """The service's writes to ``table`` deadlock with the fault's session while it holds (see the module).
+
+    ``inject`` installs the trigger and the side table, starts the crossing
+    session and returns once one cycle was made (within ``timeout`` s; else
+    :class:`FaultHadNoEffect`: nothing wrote to the table). ``cycles`` counts
+    the deadlocks made; ``heal`` stops the session and drops what it installed,
+    winning within ``heal_timeout`` s.
+    """
+
+    dsn: str
+    table: str = "users"
+    timeout: float = 10.0
+    heal_timeout: float = HEAL_TIMEOUT
+    #: seconds the crossing session waits for a write to block on it before it starts over
+    wait_for_victim: float = 0.5
+    instant: bool = False
+    name: str = "deadlocks"
+    active_since: float | None = None
+    active_until: float | None = None
+    cycles: int = 0
+    _changed: bool = field(default=False, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _error: str = field(default="", repr=False)
+
+    @property
+    def target(self) -> str:
+        return f"postgres ({self.table} table)"
+
+    def residue(self) -> dict:
+        """What a run killed while this fault holds leaves in the database (see :mod:`support.faults.residues`)."""
+        return {"kind": "deadlocks", "database": database_identity(self.dsn), "table": self.table}
+
+    def inject(self) -> None:
+        ident = sql.Identifier(CROSS_OBJECT)
+        function = sql.SQL("""
+            CREATE OR REPLACE FUNCTION public.{fn}() RETURNS trigger LANGUAGE plpgsql
+            SECURITY DEFINER SET search_path = pg_catalog, public SET deadlock_timeout = {victim} AS $$
+            BEGIN
+                PERFORM 1 FROM public.{side} WHERE id = 1 FOR UPDATE;
+                PERFORM 1 FROM public.{side} WHERE id = 2 FOR UPDATE;
+                RETURN NULL;
+            END $$""").format(fn=ident, side=ident, victim=sql.Literal(_VICTIM_DEADLOCK_TIMEOUT))
+        with admin_connection(self.dsn, self.timeout) as conn, conn.cursor() as cur:
+            conn.autocommit = False  # one transaction: all of it takes effect, or none
+            self._changed = True  # before the statements: their answer may be lost after they took effect
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS public.{} (id int PRIMARY KEY)").format(ident))
+            cur.execute(sql.SQL("INSERT INTO public.{} VALUES (1), (2) ON CONFLICT DO NOTHING").format(ident))
+            cur.execute(function)
+            cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(ident))
+            cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(self.table)))
+            cur.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH STATEMENT"
+                    " EXECUTE FUNCTION public.{}()"
+                ).format(ident, sql.Identifier(self.table), ident)
+            )
+            conn.commit()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._cross, name="chaos-deadlocks", daemon=True)
+        self._thread.start()
+        try:
+            wait_until(
+                lambda: self.cycles > 0 or self._error,
+                self.timeout,
+                f"a write of the service crossing the fault's session on the {self.table} table",
+                interval=0.01,
+            )
+        except WaitTimeout:
+            raise FaultHadNoEffect(
+                f"no write to the {self.table} table met the deadlock within {self.timeout:g} s"
+                " (is a load writing to it?)"
+            ) from None
+        if self._error and not self.cycles:
+            raise RuntimeError(f"the deadlock fault's session failed: {self._error}")
+        self.active_since = time.monotonic()
+
+    def _cross(self) -> None:
+        """The fault's session: row 2, then (once a write of the service waits on it) row 1, again and again."""
+        side = sql.Identifier(CROSS_OBJECT)
+        lock = sql.SQL("SELECT 1 FROM public.{} WHERE id = %s FOR UPDATE").format(side)
+        waited_on = (
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+            " AND transactionid::text = pg_current_xact_id()::text)"
+        )
+        settings = {"deadlock_timeout": "60s", "lock_timeout": "3s", "statement_timeout": "5s"}
+        try:
+            conn = open_connection(self.dsn, 5.0, application_name=CROSS_APPLICATION, settings=settings)
+        except psycopg2.Error as error:
+            self._error = " ".join(str(error).split())
+            return
+        try:
+            with conn.cursor() as cur:
+                while not self._stop.is_set():
+                    cur.execute(lock, (2,))
+                    until = time.monotonic() + self.wait_for_victim
+                    blocked = False
+                    while not self._stop.is_set() and time.monotonic() < until:
+                        cur.execute(waited_on)
+                        if cur.fetchone()[0]:
+                            blocked = True
+                            break
+                        self._stop.wait(0.002)
+                    if blocked:
+                        cur.execute(lock, (1,))  # the cycle: PostgreSQL aborts the service's transaction
+                        self.cycles += 1
+                    conn.rollback()
+        except psycopg2.Error as error:
+            if not self._stop.is_set():
+                self._error = " ".join(str(error).split())
+        finally:
+            conn.close()
+
+    def heal(self) -> None:
+        self.mark_effect_over()
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(10.0)
+        if not self._changed:
+            return
+        self.heal_note = "; ".join(
+            part
+            for part in (
+                f"{self.cycles} deadlock(s) made",
+                terminated_note(drop_cross_objects(self.dsn, self.table, self.heal_timeout)),
+            )
+            if part
+        )
+        self._changed = False
+
+
+@dataclass
+class RowsHeld(Fault):
+    """Every row of ``table`` locked ``FOR UPDATE`` by a transaction left idle until ``heal``.
+
+    ``rows`` says how many; :class:`FaultHadNoEffect` when the table has none.
+    The lock is taken within ``timeout`` s (it waits for writers of the same rows).
+    """
+
+    dsn: str
+    table: str = "users"
+    timeout: float = 5.0
+    instant: bool = False
+    name: str = "rows held"
+    rows: int = 0
+    active_since: float | None = None
+    active_until: float | None = None
+    _conn: Any = field(default=None, repr=False)  # the psycopg2 connection whose transaction holds the rows
+
+    @property
+    def target(self) -> str:
+        return f"postgres ({self.table} table)"
+
+    def inject(self) -> None:
+        ms = int(self.timeout * 1000)
+        conn = open_connection(
+            self.dsn, 5.0, application_name=HOLD_APPLICATION, settings={"lock_timeout": ms, "statement_timeout": ms}
+        )
+        self._conn = conn
+        with conn.cursor() as cur:  # psycopg2 opened a transaction: the row locks live until rollback
+            cur.execute(
+                sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} FOR UPDATE) AS held").format(sql.Identifier(self.table))
+            )
+            self.rows = cur.fetchone()[0]
+        if not self.rows:
+            raise FaultHadNoEffect(f"the {self.table} table has no row to hold (create some first)")
+        self.active_since = time.monotonic()
+
+    def heal(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self.mark_effect_over()
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass  # a broken connection took its locks with it: healed either way
+            finally:
+                conn.close()
+
+
+@dataclass
+class StatementsCancelled(Fault):
+    """``pg_cancel_backend`` of every statement ``role`` runs, every ``interval`` s until ``heal``; or, with
+    ``once``, an instant fault that returns once a statement was cancelled (within ``timeout`` s).
+
+    ``cancelled`` counts the statements signalled; :class:`FaultHadNoEffect`
+    when none ran within ``timeout`` s of the start.
+    """
+
+    dsn: str
+    role: str
+    once: bool = False
+    interval: float = 0.002
+    timeout: float = 5.0
+    cancelled: int = 0
+    active_since: float | None = None
+    active_until: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _error: str = field(default="", repr=False)
+
+    @property
+    def instant(self) -> bool:  # type: ignore[override]
+        return self.once
+
+    @property
+    def name(self) -> str:
+        return "statements cancelled" + (" once" if self.once else "")
+
+    @property
+    def target(self) -> str:
+        return f"postgres (statements of {self.role})"
+
+    def inject(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._cancel, name="chaos-cancel", daemon=True)
+        self._thread.start()
+        try:
+            wait_until(
+                lambda: self.cancelled > 0 or self._error,
+                self.timeout,
+                f"a running statement of {self.role} to cancel",
+                interval=0.005,
+            )
+        except WaitTimeout:
+            self._halt()
+            raise FaultHadNoEffect(
+                f"no statement of {self.role} ran within {self.timeout:g} s to cancel (is a load running?)"
+            ) from None
+        if self._error and not self.cancelled:
+            self._halt()
+            raise RuntimeError(f"the cancelling session failed: {self._error}")
+        self.active_since = time.monotonic()
+        if self.once:
+            self._halt()
+
+    def _cancel(self) -> None:
+        query = (
+            "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+            " WHERE usename = %s AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        try:
+            with admin_connection(self.dsn) as conn, conn.cursor() as cur:
+                while not self._stop.is_set():
+                    cur.execute(query, (self.role,))
+                    self.cancelled += cur.fetchone()[0]
+                    if self.once and self.cancelled:
+                        return
+                    self._stop.wait(self.interval)
+        except psycopg2.Error as error:
+            if not self._stop.is_set():
+                self._error = " ".join(str(error).split())
+
+    def _halt(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(5.0)
+
+    def heal(self) -> None:
+        self.mark_effect_over()
+        self._halt()
+        self.heal_note = f"{self.cancelled} statement(s) cancelled" if self.cancelled else ""
