@@ -52,6 +52,7 @@ class Settings:
     lock_timeout_ms: int = 1000
     request_timeout: float = 3.0
     health_timeout: float = 0.8
+    session_seconds: float = 1800.0
     app_name: str = "users-api"
 
     @property
@@ -136,5 +137,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", 1000, 0),
         request_timeout=_seconds(env, "REQUEST_TIMEOUT", 3.0),
         health_timeout=_seconds(env, "HEALTH_TIMEOUT", 0.8),
+        session_seconds=_seconds(env, "SESSION_SECONDS", 1800.0),
         app_name=_app_name(env),
     )

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from . import health, routes
+from . import health, routes, sessions
 from .config import ConfigError, Settings, load_settings
 from .db import Database, EngineFactory, ErrorHook, describe_failure, dispose_pool, make_engine
 from .errors import install_error_handlers
@@ -106,6 +107,7 @@ def create_app(
     *,
     engine_factory: EngineFactory = make_engine,
     on_database_error: ErrorHook = dispose_pool,
+    session_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the users API.
 
@@ -114,6 +116,7 @@ def create_app(
     ``on_database_error(engine, exc)``: called in the worker thread after every
     database failure but a constraint violation (default: dispose the pool when the
     failure may have left dead connections in it, :func:`users_api.db.should_discard_pool`).
+    ``session_clock``: what session lifetimes are measured on (:mod:`users_api.sessions`).
     """
 
     @contextlib.asynccontextmanager
@@ -131,12 +134,15 @@ def create_app(
         )
         db = Database(settings, engine_factory=engine_factory, on_database_error=on_database_error)
         app.state.db = db
+        app.state.sessions = sessions.Sessions(settings.session_seconds, session_clock)
+        sweeper = asyncio.create_task(app.state.sessions.sweep_forever(), name="users-session-sweeper")
         # In the background: serving (503s and /health) starts even when the database is down.
         schema_task = asyncio.create_task(_ensure_schema(db), name="users-schema")
         try:
             yield
         finally:
             schema_task.cancel()
+            sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await schema_task
             db.close()
@@ -145,6 +151,7 @@ def create_app(
     app = FastAPI(title="users-api", lifespan=lifespan)
     app.include_router(routes.router)
     app.include_router(health.router)
+    app.include_router(sessions.router)
     install_error_handlers(app)
     app.add_middleware(_ConfigGate, holder=app, config=config)
     return app
