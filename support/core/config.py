@@ -51,6 +51,8 @@ class Settings:
     not_ready_limit: int = 3
     #: before each scenario: reuse the services, restart the API, or restart the whole stack
     isolation: str = "reuse"
+    #: runs of every scenario on the same stack (a ``@repeat.N`` tag sets one scenario's); the summary gives distributions
+    repeat: int = 1
     #: requests per second of the named load levels
     load_light: float = 20.0
     load_steady: float = 50.0
@@ -110,6 +112,8 @@ class Settings:
             )
         if self.not_ready_limit < 1:
             raise SettingsError(f"not_ready_limit={self.not_ready_limit} must be 1 or more")
+        if self.repeat < 1:
+            raise SettingsError(f"repeat={self.repeat} must be 1 or more (the runs of each scenario)")
         for name in (
             "start_timeout",
             "healthy_timeout",
