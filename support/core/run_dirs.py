@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ __all__ = [
 
 RUN_MARKER = "CHAOS_SUITE_RUN"
 RESIDUES = "residues"  # under the work root: faults that dead runs left in databases that outlive them
+#: s a run directory without its ``run.json`` counts as one a starting run is making (runs in parallel
+#: share a work root: one's sweep must not take another's directory between its mkdir and its record)
+STARTING_GRACE = 10.0
 
 
 @dataclass
@@ -83,6 +87,13 @@ def _owner_alive(run_dir: Path) -> bool:
     # a record written before start times were kept: only a Python process can be its owner
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().find(b"python") >= 0
+    except OSError:
+        return False
+
+
+def _being_made(run_dir: Path) -> bool:
+    try:
+        return not (run_dir / "run.json").exists() and time.time() - run_dir.stat().st_mtime < STARTING_GRACE
     except OSError:
         return False
 
@@ -135,7 +146,7 @@ def clean_leftovers(work_root: Path) -> RemovedRuns:
     if not work_root.is_dir():
         return result
     for run_dir in sorted(work_root.glob("run-*")):
-        if _owner_alive(run_dir):
+        if _owner_alive(run_dir) or _being_made(run_dir):
             continue
         marked = marked_processes(run_dir)
         # PostgreSQL overwrites its backends' environment with their titles, so they carry no
