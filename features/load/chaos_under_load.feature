@@ -13,7 +13,7 @@ Feature: Under load, the API survives faults and loses no acknowledged write
     And no acknowledged write is lost
     And every failed request is answered with 503
 
-  @database
+  @database @serial
   Scenario: The API rides out a Postgres crash under heavy load
     Given the stack is healthy
     And heavy load
@@ -66,7 +66,7 @@ Feature: Under load, the API survives faults and loses no acknowledged write
     Then the API recovers within 5 seconds
     And no acknowledged write is lost
 
-  @recovery @database
+  @recovery @database @serial
   Scenario: Chaos with load: a random service is killed mid-run
     Given the stack is healthy
     And heavy load
