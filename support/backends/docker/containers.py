@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from support.backends.docker.specs import UNLESS_STOPPED, ContainerSpec
 from support.core.ports import LOOPBACK
+from support.core.process_tree import descendants
 from support.core.waiting import Deadline, WaitTimeout, wait_until
 from support.stack.readiness import check_listener, database_answers, http_answers
 from support.stack.services import Address, ServiceError
@@ -81,6 +82,52 @@ class ContainerService:
     def restarts(self) -> int:
         """How many times the engine's restart policy brought the container back."""
         return int(self.state().get("RestartCount", 0))
+
+    def pids(self) -> list[int]:
+        """Host PIDs of every live process of the container (its main process first); [] when it runs none.
+
+        Read from ``docker inspect`` and the host's /proc: a process fault that acts on PIDs
+        (descriptor limits) needs the host's view, which only root can act on.
+        """
+        pid = int(self.state().get("Pid") or 0)
+        return [] if pid <= 0 else [pid, *descendants(pid)]
+
+    def host_config(self) -> dict[str, Any]:
+        """The container's ``HostConfig`` as ``docker inspect`` shows it (its limits among it); {} when missing."""
+        container = self._inspect()
+        return {} if container is None else dict(container.attrs.get("HostConfig") or {})
+
+    def update_limits(self, **limits: Any) -> None:
+        """``docker update``: change the container's resource limits while it runs (the SDK's
+        ``Container.update`` arguments: ``cpu_quota``, ``cpu_period``, ``mem_limit``, ``memswap_limit``).
+
+        Raises :class:`ServiceError` (one line: the engine's reason) when the engine refuses.
+        """
+        import docker.errors
+
+        container = self._inspect()
+        if container is None:
+            raise ServiceError(f"there is no {self.name} container to limit")
+        try:
+            container.update(**limits)
+        except docker.errors.APIError as error:
+            reason = " ".join(str(error.explanation or error).split())
+            raise ServiceError(f"the engine refused to update the {self.name} container's limits: {reason}") from None
+
+    def restart_with_limits(self, timeout: float, **limits: Any) -> None:
+        """Stop the container (within ``timeout`` s), change its limits as :meth:`update_limits` does, start it
+        again and return without waiting for it to be ready (under a limit it cannot live in, it never is)."""
+        import docker.errors
+
+        self.stop(timeout)
+        self.update_limits(**limits)
+        container = self._inspect()
+        if container is None:
+            raise ServiceError(f"there is no {self.name} container to start")
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            raise ServiceError(f"could not start the {self.name} container: {error.explanation or error}") from None
 
     def _inspect(self):
         import docker.errors

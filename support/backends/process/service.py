@@ -12,6 +12,7 @@ import signal
 from support.backends.process.logs import read_stamped_log
 from support.backends.process.supervisor import SupervisedProcess
 from support.core.ports import LOOPBACK
+from support.core.process_tree import descendants
 from support.core.waiting import WaitTimeout, wait_until
 from support.stack.services import Address, ServiceError
 
@@ -41,6 +42,11 @@ class ProcessService:
     def restarts(self) -> int:
         """How many times the restart policy brought the service back."""
         return self._process.restarts
+
+    def pids(self) -> list[int]:
+        """PIDs of every live process of the service (its child first, then the processes below it); [] when down."""
+        pid = self._process.pid
+        return [] if pid is None else [pid, *descendants(pid)]
 
     def start(self, timeout: float = 30.0) -> None:
         self._process.start()
