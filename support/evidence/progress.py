@@ -45,7 +45,8 @@ def describe_load(
     min_successes: int | None = None,
 ) -> str:
     """One line from a load's progress dict (``t`` s, ``sent``, ``ok``, ``errors``, ``rps``,
-    ``in_flight``, ``lag_p99_ms``) and, once recovery is awaited, its live watch figures."""
+    ``in_flight``, ``lag_p99_ms``, and ``workers`` with the locust engine) and, once recovery is
+    awaited, its live watch figures."""
     if not progress:
         return "load starting…"
     sent = int(progress.get("sent", 0))
@@ -58,6 +59,9 @@ def describe_load(
         f"{errors} errors{share}",
         f"{int(progress.get('in_flight', 0))} in flight",
     ]
+    workers = progress.get("workers")
+    if workers is not None:  # the locust engine: how many Locust workers are connected
+        parts.insert(1, f"locust {int(workers)} worker{'s' if int(workers) != 1 else ''}")
     lag = progress.get("lag_p99_ms")
     if lag is not None:
         parts.append(f"lag p99 {float(lag):.0f} ms")

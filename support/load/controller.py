@@ -96,6 +96,12 @@ class LoadRun:
         return self._ready.get("t0") if self._ready else None
 
     @property
+    def started(self) -> dict[str, Any]:
+        """The worker's ``ready`` line (a copy; empty before it): with the locust engine also ``engine``,
+        ``workers``, ``users``, ``worker_pids``, ``clock_offsets_ms`` and ``clock_error_ms``."""
+        return dict(self._ready) if self._ready else {}
+
+    @property
     def priority(self) -> str | None:
         """The worker's scheduling class, ``realtime`` or ``normal`` (see :mod:`support.load.worker`)."""
         return self._ready.get("priority") if self._ready else None

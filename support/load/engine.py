@@ -13,7 +13,7 @@ from support.load.controller import LoadRun, start_load
 from support.load.locust_engine import start_locust_load
 from support.load.spec import LoadSpec
 
-__all__ = ["start_engine_load"]
+__all__ = ["start_engine_load", "describe_engine"]
 
 
 def start_engine_load(spec: LoadSpec, workdir: Path, settings: Settings) -> LoadRun:
@@ -27,3 +27,16 @@ def start_engine_load(spec: LoadSpec, workdir: Path, settings: Settings) -> Load
             bind=settings.locust_master_bind,
         )
     return start_load(spec, workdir)
+
+
+def describe_engine(run: LoadRun) -> str:
+    """One line for the evidence: which engine sends the load, its processes and (locust) its workers' clocks."""
+    ready = run.started
+    if ready.get("engine") != "locust":
+        return f"native worker, pid {run.pid}, {ready.get('priority', 'normal')} scheduling"
+    offsets = ", ".join(f"{ms:+.3f}" for ms in ready.get("clock_offsets_ms", {}).values())
+    return (
+        f"locust: master pid {run.pid}, {ready.get('workers')} workers (local pids"
+        f" {', '.join(map(str, ready.get('worker_pids', []))) or 'none'}), {ready.get('users')} Locust users;"
+        f" clock offsets to the suite {offsets} ms, error at most {ready.get('clock_error_ms', 0.0):g} ms"
+    )
