@@ -28,7 +28,7 @@ from support.faults.base import Fault
 from support.faults.factory import FaultFactory
 from support.faults.ledger import FaultLedger
 from support.load.controller import LoadRun
-from support.load.engine import start_engine_load
+from support.load.engine import describe_engine, start_engine_load
 from support.load.history import Request
 from support.load.spec import LoadSpec
 from support.stack import database
@@ -93,6 +93,7 @@ class ScenarioState:
         if self.load is not None:
             raise CheckFailed("a load is already running in this scenario; use one load step")
         self.load = start_engine_load(spec, self.work_dir, self.settings)
+        self.notes["load engine"] = describe_engine(self.load)
         # a baseline before any fault: the phases "before" is measured on it, and a stack
         # that cannot serve the load at all is told apart from one that a fault broke
         baseline = self.settings.load_baseline
