@@ -40,15 +40,14 @@ def parse_bind(bind: str, allow_remote: bool) -> tuple[str, int]:
     host, sep, port_text = bind.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise LoadError(f"locust_master_bind={bind!r} must be host:port, e.g. 127.0.0.1:5557 (port 0: a free one)")
-    try:
-        check_target("127.0.0.1" if host in ("*", "0.0.0.0") and allow_remote else host, allow_remote)
-    except TargetNotAllowed as error:
-        raise LoadError(
-            f"locust_master_bind={bind!r} is not on loopback ({error}); set allow_remote_targets=true"
-            " to let workers on other machines connect"
-        ) from None
-    if host in ("*", "0.0.0.0") and not allow_remote:
-        raise LoadError(f"locust_master_bind={bind!r} listens on every address; set allow_remote_targets=true")
+    if not allow_remote:
+        try:
+            check_target(host, allow_remote)
+        except TargetNotAllowed as error:
+            raise LoadError(
+                f"locust_master_bind={bind!r} is not on loopback ({error}); set allow_remote_targets=true"
+                " to let workers on other machines connect"
+            ) from None
     port = int(port_text) or free_port()
     return host, port
 

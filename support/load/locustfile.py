@@ -229,10 +229,10 @@ class ChaosUser(FastHttpUser):
     def one_request(self) -> None:
         plan = _plan
         assert plan is not None
-        if plan.stopping.is_set():
-            Event().wait()  # stopping: send nothing more, wait to be killed by the quit
         if plan.spec["model"] == "open" and self.scheduled is None:
             self.wait()  # the first slot (later ones come in wait_time)
+        if plan.stopping.is_set():
+            Event().wait()  # stopping: send nothing more, wait to be killed by the quit
         operation, op, key, body, method, path, (data, content_type), expected = plan.mix.choose()
         start = monotonic()
         scheduled = self.scheduled if self.scheduled is not None else start
