@@ -36,6 +36,9 @@ class Settings:
     pg_bin: str = ""
     #: unprivileged user that runs PostgreSQL when the suite runs as root
     pg_user: str = "nobody"
+    #: MiB of the tmpfs the process backend mounts for PostgreSQL's data directory (as root), the only
+    #: filesystem "postgres runs out of disk space" fills; 0: the data directory stays in the run directory
+    pg_disk_mb: int = 0
     #: the stack file: how the ``api`` service is run and what workload drives it (bring your own service)
     stack_file: str = "stack/stack.toml"
     #: where run directories (data, logs, journal) go; empty = system temp dir
@@ -109,6 +112,10 @@ class Settings:
             raise SettingsError(
                 f"locust_workers={workers[0]} and locust_remote_workers={workers[1]} must be 0 or more,"
                 " with at least one worker in all"
+            )
+        if self.pg_disk_mb != 0 and self.pg_disk_mb < 64:
+            raise SettingsError(
+                f"pg_disk_mb={self.pg_disk_mb} is too small for a PostgreSQL cluster and its WAL; use 0 (off) or 64 or more"
             )
         if self.not_ready_limit < 1:
             raise SettingsError(f"not_ready_limit={self.not_ready_limit} must be 1 or more")

@@ -15,6 +15,7 @@ from pathlib import Path
 from support.backends.process.pg_binaries import PgBinaries, RunAs
 from support.backends.process.service import ProcessService
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.core.mounts import MountError, mount_tmpfs, unmount
 from support.core.ports import LOOPBACK, free_port
 from support.core.run_dirs import child_env
 from support.stack.readiness import check_listener, database_answers
@@ -28,10 +29,16 @@ _SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate"
 class PostgresProcess(ProcessService):
     """A private PostgreSQL cluster; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
 
-    def __init__(self, bins: PgBinaries, run_as: RunAs, run_dir: Path, password: str, name: str = "postgres") -> None:
+    def __init__(
+        self, bins: PgBinaries, run_as: RunAs, run_dir: Path, password: str, name: str = "postgres", disk_mb: int = 0
+    ) -> None:
         self.bins = bins
         self.run_as = run_as
-        self.data_dir = run_dir / ("pgdata" if name == "postgres" else f"pgdata-{name}")
+        self.disk_mb = disk_mb
+        #: the bounded filesystem (a tmpfs of ``disk_mb`` MiB) the data directory lives on; None: the run dir's own
+        self.disk_path: Path | None = run_dir / f"disk-{name}" if disk_mb > 0 else None
+        data_parent = self.disk_path or run_dir
+        self.data_dir = data_parent / ("pgdata" if name == "postgres" else f"pgdata-{name}")
         self.password = password
         port = free_port()
         argv = [
@@ -65,7 +72,15 @@ class PostgresProcess(ProcessService):
         super().__init__(name, port, SupervisedProcess(name, spec))
 
     def initdb(self) -> None:
-        """Create the cluster with a superuser ``postgres`` whose password is ``self.password``."""
+        """Create the cluster with a superuser ``postgres`` whose password is ``self.password``.
+
+        With ``disk_mb``, the data directory goes on a tmpfs of that size mounted for it first (root only).
+        """
+        if self.disk_path is not None:
+            try:
+                mount_tmpfs(self.disk_path, self.disk_mb, self.run_as.uid, self.run_as.gid)
+            except MountError as error:
+                raise ServiceError(str(error)) from None
         reach = subprocess.run(["test", "-x", str(self.data_dir.parent)], timeout=10, **self.run_as.popen_kwargs())
         if reach.returncode != 0:
             raise ServiceError(
@@ -117,6 +132,11 @@ class PostgresProcess(ProcessService):
             return _SHUTDOWN_SIGNALS[mode]
         except KeyError:
             raise ValueError(f"unknown restart mode {mode!r}; use one of: {', '.join(_SHUTDOWN_SIGNALS)}") from None
+
+    def close(self) -> None:
+        super().close()
+        if self.disk_path is not None:
+            unmount(self.disk_path)
 
     def is_ready(self) -> bool:
         check_listener(self._port, self.pid, self.name)  # an answer from another process is not ours
