@@ -53,7 +53,7 @@ class ToxicInfo:
     type: str
     stream: str
     toxicity: float
-    attributes: dict[str, int]
+    attributes: dict[str, Any]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ToxicInfo:
@@ -70,6 +70,7 @@ class ProxyInfo:
     upstream: str
     enabled: bool
     toxics: tuple[ToxicInfo, ...]
+    protocol: str = "tcp"
 
     @property
     def address(self) -> Address:
@@ -86,6 +87,7 @@ class ProxyInfo:
             data["upstream"],
             bool(data["enabled"]),
             tuple(ToxicInfo.from_json(t) for t in data.get("toxics", [])),
+            data.get("protocol", "tcp"),
         )
 
 
@@ -130,12 +132,24 @@ class ProxyClient:
         return ProxyInfo.from_json(self._call("GET", f"/proxies/{name}"))
 
     def create_proxy(
-        self, name: str, upstream: str | Address | tuple[str, int], listen_port: int = 0, enabled: bool = True
+        self,
+        name: str,
+        upstream: str | Address | tuple[str, int],
+        listen_port: int = 0,
+        enabled: bool = True,
+        protocol: str = "tcp",
     ) -> ProxyInfo:
-        """Listen on 127.0.0.1:``listen_port`` (0 = a free port, in the answer) and forward to ``upstream``."""
+        """Listen on 127.0.0.1:``listen_port`` (0 = a free port, in the answer) and forward to ``upstream``;
+        ``protocol`` ``http`` frames requests so the HTTP toxics can act on them."""
         if not isinstance(upstream, str):
             upstream = f"{upstream[0]}:{upstream[1]}" if isinstance(upstream, tuple) else str(upstream)
-        body = {"name": name, "listen": f"127.0.0.1:{listen_port}", "upstream": upstream, "enabled": enabled}
+        body = {
+            "name": name,
+            "listen": f"127.0.0.1:{listen_port}",
+            "upstream": upstream,
+            "enabled": enabled,
+            "protocol": protocol,
+        }
         return ProxyInfo.from_json(self._call("POST", "/proxies", body))
 
     def delete_proxy(self, name: str) -> None:
@@ -156,9 +170,11 @@ class ProxyClient:
         name: str | None = None,
         stream: str = "downstream",
         toxicity: float = 1.0,
-        **attributes: int,
+        **attributes: int | str,
     ) -> ToxicInfo:
         """Add a toxic; ``name`` defaults to ``{type}_{stream}``, attributes as Toxiproxy (ms, KB/s, bytes)."""
+        if type.startswith("http_"):
+            stream = "upstream"  # an HTTP toxic acts on requests
         body: dict[str, Any] = {"type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes}
         if name is not None:
             body["name"] = name

@@ -101,7 +101,8 @@ class FaultProxyServer:
             ) from None
 
     async def create_proxy(self, data: dict[str, Any]) -> Proxy:
-        """Create from Toxiproxy's JSON: ``name``, ``upstream``, ``listen`` (port 0 = free), ``enabled``."""
+        """Create from Toxiproxy's JSON: ``name``, ``upstream``, ``listen`` (port 0 = free), ``enabled``, and
+        ``protocol`` (this proxy's own: ``tcp``, the default, or ``http`` for the HTTP toxics)."""
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("name"), str)
@@ -114,7 +115,10 @@ class FaultProxyServer:
             raise ProxyApiError(409, f"proxy {name!r} already exists")
         upstream = parse_address(data.get("upstream"), "upstream")
         _, listen_port = parse_address(data.get("listen", f"{LOOPBACK}:0"), "listen")
-        proxy = Proxy(name, upstream, listen_port)
+        protocol = data.get("protocol", "tcp")
+        if protocol not in ("tcp", "http"):
+            raise ProxyApiError(400, f"protocol must be 'tcp' or 'http', not {protocol!r}")
+        proxy = Proxy(name, upstream, listen_port, protocol)
         self.proxies[name] = proxy
         await proxy.set_enabled(bool(data.get("enabled", True)))
         return proxy
@@ -141,6 +145,11 @@ class FaultProxyServer:
     def add_toxic(self, proxy_name: str, data: dict[str, Any]) -> Toxic:
         proxy = self.proxy(proxy_name)
         toxic = make_toxic(data)
+        if toxic.type.startswith("http_") and proxy.protocol != "http":
+            raise ProxyApiError(
+                400,
+                f"proxy {proxy_name!r} carries plain TCP; a {toxic.type} toxic needs a proxy made with protocol http",
+            )
         if toxic.name in proxy.toxics:
             raise ProxyApiError(409, f"proxy {proxy_name!r} already has a toxic named {toxic.name!r}")
         proxy.set_toxic(toxic)

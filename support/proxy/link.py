@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from support.proxy.client import ProxyClient, ProxyServer
 from support.stack.services import Address
+from support.stack.stack import LOAD, Stack
 
-__all__ = ["Link", "start_link", "POSTGRES_LINK"]
+__all__ = ["Link", "start_link", "add_load_link", "POSTGRES_LINK"]
 
 POSTGRES_LINK = "postgres"
 
@@ -28,6 +30,8 @@ class Link:
     client: ProxyClient
     address: Address
     upstream: Address
+    #: ``tcp`` or ``http`` (requests framed: the HTTP faults act on it)
+    protocol: str = "tcp"
 
     def heal(self) -> None:
         """Enable the link and remove every toxic (idempotent)."""
@@ -41,13 +45,33 @@ class Link:
         self.server.stop()
 
 
-def start_link(run_dir: Path, name: str, upstream: Address, timeout: float = 10.0) -> Link:
-    """Start a proxy process in ``run_dir`` and a proxy ``name`` to ``upstream`` on a free loopback port."""
+def start_link(run_dir: Path, name: str, upstream: Address, timeout: float = 10.0, protocol: str = "tcp") -> Link:
+    """Start a proxy process in ``run_dir`` and a proxy ``name`` to ``upstream`` on a free loopback port
+    (``protocol`` ``http``: requests framed, for the HTTP toxics)."""
     server = ProxyServer.start(run_dir, timeout=timeout)
     try:
         client = server.client()
-        info = client.create_proxy(name, upstream)
+        info = client.create_proxy(name, upstream, protocol=protocol)
     except BaseException:
         server.stop()
         raise
-    return Link(name, server, client, info.address, upstream)
+    return Link(name, server, client, info.address, upstream, protocol)
+
+
+def add_load_link(stack: Stack, run_dir: Path, timeout: float = 10.0) -> Link | None:
+    """Put an HTTP link between the load and the workload's target: ``stack.links[("load", target)]``, and
+    ``stack.load_url`` its listener, so the HTTP faults can act on the load's requests.
+
+    Made for every stack (none when a service is itself named ``load``, or the target speaks HTTPS, which the
+    proxy cannot frame). The suite's own requests (health, records, read-backs) still go straight to the
+    target. The link's close is pushed on the stack's cleanup.
+    """
+    parts = urlsplit(stack.api_url)
+    if LOAD in stack.services or parts.scheme != "http" or parts.hostname is None:
+        return None
+    upstream = Address(parts.hostname, parts.port or 80)
+    link = start_link(run_dir, stack.target, upstream, timeout, protocol="http")
+    stack.cleanup.callback(link.close)
+    stack.links[(LOAD, stack.target)] = link
+    stack.load_url = f"http://{link.address.host}:{link.address.port}{parts.path}"
+    return link

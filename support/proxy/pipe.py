@@ -7,6 +7,12 @@ no per-byte work. Otherwise each chunk waits in a queue until every toxic of
 the stream, in order, lets it pass (:meth:`Pipe._hold`); removing a toxic takes
 effect at once on the chunks it held. Back-pressure both ways: a full queue
 pauses reading from the source, a full destination pauses the queue.
+
+On a link of ``protocol = "http"`` the client-to-server pipe also cuts its bytes
+into requests (:class:`~support.proxy.http_mode.RequestFramer`) and lets the HTTP
+toxics decide each one (:meth:`Pipe._feed_http`): passed as above, held
+(delay), dropped and answered in the service's place (replace), or the
+connection closed (abort).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from support.proxy.http_mode import PASS, RequestFramer, decide, reply_bytes
 from support.proxy.toxics import Toxic
 
 if TYPE_CHECKING:
@@ -42,6 +49,10 @@ class Chunk:
     passed: set[int] = field(default_factory=set)
     release: dict[int, float] = field(default_factory=dict)
     close_after: bool = False
+    not_before: float = 0.0  # an HTTP request held until then (loop time) while the toxic ``held_by`` lasts
+    held_by: int = 0
+    reply: bytes | None = None  # an answer to write back to the client in the service's place
+    abort: bool = False  # the connection is closed when this chunk is reached
 
 
 class Pipe:
@@ -62,12 +73,21 @@ class Pipe:
         self._waker: asyncio.Future | None = None
         self._bandwidth_next: dict[int, float] = {}
         self._counts: dict[int, int] = {}
+        http = stream == "upstream" and conn.proxy.protocol == "http"
+        self.framer: RequestFramer | None = RequestFramer() if http else None
+        self.aborted = False  # an http_abort met a request: nothing more is forwarded
 
     @property
     def blocked(self) -> bool:
         return self.dst_full or self.queued >= QUEUE_HIGH
 
     def feed(self, data: bytes) -> None:
+        if self.framer is not None:
+            self._feed_http(data)
+            return
+        self._feed_bytes(data)
+
+    def _feed_bytes(self, data: bytes) -> None:
         if (
             not self.queue
             and self.task is None
@@ -78,6 +98,40 @@ class Pipe:
             return
         self.queue.append(Chunk(data, self.conn.loop.time()))
         self.queued += len(data)
+        if self.queued >= QUEUE_HIGH:
+            self.src.update_reading()
+        self._kick()
+
+    def _feed_http(self, data: bytes) -> None:
+        """Each request's bytes as its HTTP toxic decided when its request line came (see the module docstring)."""
+        assert self.framer is not None
+        for request, piece, last in self.framer.feed(data):
+            if self.aborted:
+                return
+            action = PASS
+            if request is not None:
+                if request.action is None:
+                    request.action = decide(list(self.conn.proxy.toxics.values()), request)
+                    request.release = self.conn.loop.time() + request.action.delay
+                action = request.action
+            if action.kind == "pass":
+                if piece:
+                    self._feed_bytes(piece)
+            elif action.kind == "delay":
+                assert request is not None and action.toxic is not None
+                chunk = Chunk(piece, self.conn.loop.time(), not_before=request.release, held_by=action.toxic.uid)
+                self._enqueue(chunk)
+            elif action.kind == "abort":
+                self.aborted = True
+                self._enqueue(Chunk(b"", self.conn.loop.time(), abort=True))
+            elif last:  # replace: the request is dropped; its answer goes back once it is complete
+                assert request is not None and action.toxic is not None
+                reply = reply_bytes(action.toxic, request)
+                self._enqueue(Chunk(b"", self.conn.loop.time(), reply=reply, close_after=request.close))
+
+    def _enqueue(self, chunk: Chunk) -> None:
+        self.queue.append(chunk)
+        self.queued += len(chunk.data or b"")
         if self.queued >= QUEUE_HIGH:
             self.src.update_reading()
         self._kick()
@@ -136,6 +190,11 @@ class Pipe:
                 self.queued -= len(chunk.data)
                 if self.queued < QUEUE_HIGH:
                     self.src.update_reading()
+                if chunk.abort:
+                    self.conn.close("graceful")
+                    return
+                if chunk.reply is not None and self.src.transport is not None and not self.src.transport.is_closing():
+                    self.src.transport.write(chunk.reply)
                 if chunk.data and not self.dst.transport.is_closing():  # type: ignore[union-attr]
                     self.dst.transport.write(chunk.data)  # type: ignore[union-attr]
                 if chunk.close_after:
@@ -155,6 +214,9 @@ class Pipe:
                 await self._sleep(math.inf)
                 continue
             now = self.conn.loop.time()
+            if chunk.held_by and now < chunk.not_before and self._held_by_live(chunk.held_by):
+                await self._sleep(chunk.not_before - now)
+                continue
             wait = 0.0
             for toxic in self.conn.toxics(self.stream):
                 if toxic.uid in chunk.passed:
@@ -166,6 +228,9 @@ class Pipe:
             else:
                 return True
             await self._sleep(wait)
+
+    def _held_by_live(self, uid: int) -> bool:
+        return any(toxic.uid == uid for toxic in self.conn.proxy.toxics.values())
 
     def _hold(self, toxic: Toxic, chunk: Chunk, now: float) -> float:
         """Seconds ``toxic`` still holds ``chunk`` (0: it passes; inf: until the toxic changes)."""

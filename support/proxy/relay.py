@@ -194,8 +194,10 @@ class Connection:
 class Proxy:
     """One listen address forwarding to one upstream, with its toxics."""
 
-    def __init__(self, name: str, upstream: tuple[str, int], listen_port: int = 0) -> None:
+    def __init__(self, name: str, upstream: tuple[str, int], listen_port: int = 0, protocol: str = "tcp") -> None:
         self.name = name
+        #: ``tcp`` (bytes) or ``http`` (the client's stream is cut into requests for the HTTP toxics)
+        self.protocol = protocol
         self.upstream = upstream
         self.toxics: dict[str, Toxic] = {}
         self.connections: set[Connection] = set()
@@ -211,6 +213,7 @@ class Proxy:
             "listen": f"{LOOPBACK}:{self.port}",
             "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
             "enabled": self.enabled,
+            "protocol": self.protocol,
             "toxics": [t.to_json() for t in self.toxics.values()],
         }
 

@@ -15,7 +15,11 @@ toxic, that the toxic applies to that connection):
   ``timeout`` after the toxic met the connection;
 - ``slow_close`` {delay ms}: the close (EOF) of that stream is delayed;
 - ``limit_data`` {bytes}: the connection is closed once that many bytes of the
-  stream passed.
+  stream passed;
+- ``http_abort``, ``http_delay`` {delay ms}, ``http_replace`` {status,
+  retry_after s}, each with ``method`` and ``path`` (strings): on a link made with
+  ``protocol = "http"`` only, per request of the ``upstream`` stream, ``toxicity``
+  being the chance per request (:mod:`support.proxy.http_mode`).
 
 How a toxic holds the bytes of a stream is :mod:`support.proxy.pipe`'s; this
 module knows only what a toxic says. :class:`ProxyApiError` is the one refusal
@@ -28,18 +32,23 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ProxyApiError", "Toxic", "make_toxic", "STREAMS", "TOXIC_ATTRIBUTES", "DATA_TOXICS"]
+__all__ = ["ProxyApiError", "Toxic", "make_toxic", "STREAMS", "TOXIC_ATTRIBUTES", "DATA_TOXICS", "STRING_ATTRIBUTES"]
 
 STREAMS = ("downstream", "upstream")
-#: each toxic type and its attributes with their defaults (ms, KB/s or bytes, as Toxiproxy)
-TOXIC_ATTRIBUTES: dict[str, dict[str, int]] = {
+#: each toxic type and its attributes with their defaults (ms, KB/s or bytes, as Toxiproxy; s for retry_after)
+TOXIC_ATTRIBUTES: dict[str, dict[str, Any]] = {
     "latency": {"latency": 0, "jitter": 0},
     "bandwidth": {"rate": 0},
     "timeout": {"timeout": 0},
     "reset_peer": {"timeout": 0},
     "slow_close": {"delay": 0},
     "limit_data": {"bytes": 0},
+    "http_abort": {"method": "", "path": ""},
+    "http_delay": {"delay": 0, "method": "", "path": ""},
+    "http_replace": {"status": 500, "retry_after": 0, "method": "", "path": ""},
 }
+#: attributes that are text (an HTTP method, a path glob), not whole numbers
+STRING_ATTRIBUTES = frozenset({"method", "path"})
 #: toxics that act on the bytes themselves; the others act on the connection or its close
 DATA_TOXICS = frozenset({"latency", "bandwidth", "timeout", "limit_data"})
 _uids = itertools.count(1)
@@ -61,7 +70,7 @@ class Toxic:
     type: str
     stream: str
     toxicity: float
-    attributes: dict[str, int]
+    attributes: dict[str, Any]
     uid: int = field(default_factory=lambda: next(_uids), compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -83,9 +92,12 @@ def make_toxic(data: dict[str, Any], base: Toxic | None = None) -> Toxic:
         raise ProxyApiError(400, f"unknown toxic type {kind!r}; valid types: {', '.join(TOXIC_ATTRIBUTES)}")
     if base is not None and kind != base.type:
         raise ProxyApiError(400, f"toxic {base.name!r} is a {base.type} toxic; its type cannot change")
-    stream = data.get("stream", base.stream if base else "downstream")
+    http = kind.startswith("http_")
+    stream = data.get("stream", base.stream if base else ("upstream" if http else "downstream"))
     if stream not in STREAMS:
         raise ProxyApiError(400, f"unknown stream {stream!r}; valid streams: {', '.join(STREAMS)}")
+    if http and stream != "upstream":
+        raise ProxyApiError(400, f"a {kind} toxic acts on requests: its stream is upstream, not {stream!r}")
     name = data.get("name") or (base.name if base else f"{kind}_{stream}")
     if not isinstance(name, str) or "/" in name:
         raise ProxyApiError(400, f"bad toxic name {name!r}")
@@ -102,9 +114,16 @@ def make_toxic(data: dict[str, Any], base: Toxic | None = None) -> Toxic:
                 400,
                 f"unknown attribute {key!r} for a {kind} toxic; valid attributes: {', '.join(TOXIC_ATTRIBUTES[kind])}",
             )
+        if key in STRING_ATTRIBUTES:
+            if not isinstance(value, str) or len(value) > 200:
+                raise ProxyApiError(400, f"{kind} attribute {key} must be a string, not {value!r}")
+            attributes[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
             raise ProxyApiError(400, f"{kind} attribute {key} must be a whole number >= 0, not {value!r}")
         attributes[key] = int(value)
     if kind == "bandwidth" and attributes["rate"] <= 0:
         raise ProxyApiError(400, "bandwidth rate must be > 0 KB/s (to stop data altogether use a timeout toxic)")
+    if kind == "http_replace" and not 200 <= attributes["status"] <= 599:
+        raise ProxyApiError(400, f"http_replace status must be from 200 to 599, not {attributes['status']}")
     return Toxic(name, kind, stream, float(toxicity), attributes)

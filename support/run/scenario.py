@@ -112,11 +112,11 @@ class ScenarioState:
 
     def open_load(self, rate: float) -> LoadSpec:
         """An open-model load of ``rate`` requests per second against the stack's API."""
-        return LoadSpec.open_rate(self.stack.api_url, rate, **self._load_options())
+        return LoadSpec.open_rate(self.stack.load_url or self.stack.api_url, rate, **self._load_options())
 
     def closed_load(self, users_count: int) -> LoadSpec:
         """A closed-model load of ``users_count`` concurrent users against the stack's API."""
-        return LoadSpec.closed_users(self.stack.api_url, users_count, **self._load_options())
+        return LoadSpec.closed_users(self.stack.load_url or self.stack.api_url, users_count, **self._load_options())
 
     def _load_options(self) -> dict:
         s = self.settings

@@ -19,7 +19,7 @@ from support.run.gherkin_types import NAMED_PARAMETERS
 from support.stack.definitions import ServiceDefinition, StackDefinition
 from support.stack.service_tables import StackFileError
 from support.stack.services import ServiceError
-from support.stack.stack import UnknownService
+from support.stack.stack import LOAD, UnknownService
 from support.stack.stack_file import stack_definition
 
 __all__ = [
@@ -198,6 +198,8 @@ def _check_names(where: str, arguments: dict[str, Any], definition: Any) -> None
     services = definition.services
     for name, value in arguments.items():
         kind = NAMED_PARAMETERS.get(name)
+        if kind == "link" and value == LOAD and LOAD not in services:
+            continue  # the suite's HTTP link from the load to the workload's target
         if kind in ("service", "link") and value not in services:
             raise FeatureFileError(f"{where}: {UnknownService.among(value, services)} ({definition.path})")
         if kind == "records" and value not in (definition.records, "users"):
@@ -212,7 +214,13 @@ def _check_names(where: str, arguments: dict[str, Any], definition: Any) -> None
             )
     if "a" in arguments and "b" in arguments:
         pair = (arguments["a"], arguments["b"])
-        if pair not in definition.links and pair[::-1] not in definition.links:
+        load_link = LOAD not in services and LOAD in pair
+        if load_link and set(pair) != {LOAD, definition.workload.target}:
+            raise FeatureFileError(
+                f"{where}: the load's link goes to the workload's target, {definition.workload.target}, not to "
+                f"{pair[1] if pair[0] == LOAD else pair[0]}"
+            )
+        if not load_link and pair not in definition.links and pair[::-1] not in definition.links:
             links = ", ".join(f"{one} and {other}" for one, other in definition.links) or "none"
             raise FeatureFileError(
                 f"{where}: there is no network link between {pair[0]} and {pair[1]} (a link is "

@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 from support.stack.services import Service
 from support.stack.workload import Workload
 
-__all__ = ["Stack", "UnknownService", "Cleanup"]
+__all__ = ["Stack", "UnknownService", "Cleanup", "LOAD"]
+
+#: the name the load goes by as one end of a link (the suite's HTTP link to the workload's target)
+LOAD = "load"
 
 
 class UnknownService(LookupError):
@@ -96,6 +99,8 @@ class Stack:
     workload: Workload = field(default_factory=Workload)
     #: proxied links between services, by the pair of service names they join (client, server)
     links: dict[tuple[str, str], Link] = field(default_factory=dict)
+    #: where the load sends its requests: the load link's listener (``api_url`` when there is no such link)
+    load_url: str = ""
     #: what closing the stack undoes, newest first: the backend pushed each close as it made the thing
     cleanup: Cleanup = field(default_factory=Cleanup, repr=False)
 
@@ -112,9 +117,10 @@ class Stack:
         return self.api_url + self.health_path
 
     def link(self, one: str, other: str) -> Link:
-        """The proxied network link between two services, in either order."""
+        """The proxied network link between two services (or the load and the target), in either order."""
         for name in (one, other):
-            self.service(name)
+            if name != LOAD or name in self.services:
+                self.service(name)
         found = self.links.get((one, other)) or self.links.get((other, one))
         if found is None:
             known = ", ".join(f"{a} and {b}" for a, b in self.links) or "none"
