@@ -16,12 +16,10 @@ from support.backends.reaper import Reaper, describe_removed, start_reaper
 from support.core.config import Settings
 from support.core.run_dirs import clean_leftovers, owner_record
 from support.core.waiting import retry
-from support.faults.host_residues import heal_host_residues
 from support.faults.ledger import FaultLedger
 from support.faults.residues import heal_residues
 from support.proxy.link import add_load_link
 from support.run.isolation import Isolation
-from support.run.repeat import RepeatRun
 from support.run.scenario import ScenarioState
 from support.stack import database
 from support.stack.stack import Stack
@@ -46,9 +44,8 @@ class Suite:
     def __post_init__(self) -> None:
         self.isolation = Isolation(self.stack, self.settings)
 
-    def begin_scenario(self, name: str, repeat: RepeatRun | None = None) -> ScenarioState:
-        """Make a fresh scenario state: the stack running and healthy, the users table empty; ``repeat``
-        says which run of a repeated scenario it is."""
+    def begin_scenario(self, name: str) -> ScenarioState:
+        """Make a fresh scenario state: the stack running and healthy, the users table empty."""
         self.scenarios += 1
         scenario_dir = self.run_dir / f"scenario-{self.scenarios:03d}"
         scenario_dir.mkdir()
@@ -58,7 +55,6 @@ class Suite:
             settings=self.settings,
             work_dir=scenario_dir,
             ledger=FaultLedger(journal=self.run_dir / "faults.json"),
-            repeat=repeat,
         )
         state.notes.update(self.isolation.prepare(name))  # a hung service restarted, or StackNotReady with its logs
         # the schema is the API's; it may still be creating it right after a start
@@ -126,8 +122,6 @@ def start_suite(settings: Settings) -> Suite:
     if cleaned.run_dirs:
         removed = describe_removed({"run directory": [d.name for d in cleaned.run_dirs], "process": cleaned.processes})
         print(f"chaos-suite: removed what runs that were killed left: {removed}", file=sys.stderr)
-    for line in heal_host_residues(root):  # a cgroup a killed run's limit left
-        print(f"chaos-suite: {line}", file=sys.stderr)
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir()
     _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too
