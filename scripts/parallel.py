@@ -1,0 +1,466 @@
+"""Run the suite's scenarios on several isolated stacks at once: one Allure folder, one JUnit folder,
+one run summary and one exit code, as a serial ``behave`` run gives.
+
+    .venv/bin/python -m scripts.parallel --processes 3 --tags=@chaos [other behave options and paths]
+
+The options other than ``--processes`` and ``--timeout`` are behave's and mean what they mean to
+``behave``. The runner reads them with behave's own ``Configuration`` (so ``behave.ini`` counts),
+selects the scenarios with behave's own filters (tags, names, ``file:line``), and refuses a bad run
+(a step no definition matches, a service the stack does not have, no scenario selected) in one line
+before anything starts, with the same checks ``before_all`` makes. It then starts one ``behave``
+process per stack (``python -m behave ... file:line file:line ...``), each starting its own stack
+as a serial run does (its own run directory, free ports, PostgreSQL and fault proxy), so no two
+scenarios that run at the same time share a stack; a stack runs its share one scenario after the
+other. Scenarios tagged ``@serial`` (heavy load, resource faults, HA: whatever must not share the
+machine) run afterwards on one stack, alone. The shares are balanced by the scenarios' durations in
+the previous run's ``summary.json`` (longest first onto the least loaded stack), by count without one.
+
+Each stack writes Allure results and JUnit XML into a folder of its own; at the end they are moved
+into the run's Allure folder (behave.ini's, or ``-o`` of an Allure ``-f``) and JUnit folder (one
+XML file per feature, a feature split across stacks merged back into one), the summary rows of all
+stacks are printed as one table and written as one ``summary.json``. A stack's own output goes to
+``reports/parallel/stack-N.log``. The exit code is a serial run's: 0 all passed, 1 a scenario
+failed, 2 the run could not start or proved nothing, 128 + the signal after SIGINT/SIGTERM/SIGHUP.
+
+SIGINT, SIGTERM or SIGHUP to the runner is passed to every stack's ``behave``, which heals and stops
+its stack as a serial run does; each also gets SIGTERM if the runner dies (``PR_SET_PDEATHSIG``),
+and a run killed with SIGKILL is cleaned by its reaper and the next run, as any run.
+
+Why not behavex (``--parallel-processes N --parallel-scheme scenario``): see bench/README.md
+("Parallel runs"); in short, it starts one behave per scenario, so ``before_all`` empties the shared
+Allure folder and writes its own ``summary.json`` for every scenario, it passes ``-D worker_id``
+(an unknown setting here), and a failed start (``os._exit(2)``) breaks its process pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from behave.configuration import Configuration, setup_parser
+from behave.runner import Runner
+from behave.runner_util import parse_features
+from behave.step_registry import registry
+
+from support.core.config import load_settings, read_ini_userdata
+from support.core.run_dirs import check_work_root
+from support.core.waiting import Deadline
+from support.evidence import report_meta
+from support.evidence.summary import ScenarioRow, format_table, summary_json
+from support.run.startup_errors import (
+    STARTUP_ERRORS,
+    check_features,
+    check_service_command,
+    check_steps,
+    one_line,
+    selected_scenarios,
+)
+
+__all__ = ["Selected", "plan", "child_argv", "merge_junit", "merge_allure", "merged_rows", "run_exit_code", "main"]
+
+SERIAL_TAG = "serial"
+ALLURE = "allure_behave.formatter:AllureFormatter"
+LOGS = Path("reports/parallel")
+DEFAULT_ESTIMATE = 4.0  # s a scenario is taken to last when no earlier run says
+STOP_GRACE = 90.0  # s a stack's behave gets to heal and stop after a signal, before SIGKILL (its reaper cleans up)
+_METADATA = ("environment.properties", "categories.json", "executor.json")
+
+
+class RunError(Exception):
+    """The parallel run cannot start; the message is one line saying what to fix."""
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A scenario the run selected: its ``file:line`` location, feature and scenario names, effective tags."""
+
+    location: str
+    feature: str
+    name: str
+    tags: frozenset[str] = frozenset()
+
+    @property
+    def serial(self) -> bool:
+        return SERIAL_TAG in self.tags
+
+
+@dataclass
+class Stack:
+    """One stack's ``behave`` process and where it writes."""
+
+    label: str
+    scenarios: list[Selected]
+    work: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    ended: float | None = None
+    code: int | None = None
+
+    @property
+    def results(self) -> Path:
+        return self.work / "allure-results"
+
+    @property
+    def junit(self) -> Path:
+        return self.work / "junit"
+
+
+@dataclass
+class Outcome:
+    """What the runner saw: each stack's exit code, the signal that stopped the run (0: none)."""
+
+    stacks: list[Stack] = field(default_factory=list)
+    signum: int = 0
+    refused: str = ""
+
+
+# -- reading the run: behave's configuration, the selected scenarios, the same checks as before_all --
+
+
+@dataclass(frozen=True)
+class Options:
+    """The runner's own options: how many stacks at once, the run's deadline (s), where the stacks' logs go."""
+
+    processes: int
+    timeout: float
+    logs: Path
+
+
+def parse_args(argv: list[str]) -> tuple[Options, list[str]]:
+    """``--processes N``, ``--timeout S`` and ``--logs DIR`` of the runner; the rest is behave's."""
+    parser = argparse.ArgumentParser(prog="python -m scripts.parallel", add_help=False, allow_abbrev=False)
+    parser.add_argument("--processes", default="3")
+    parser.add_argument("--timeout", default="3600")
+    parser.add_argument("--logs", default=str(LOGS))
+    own, rest = parser.parse_known_args(argv)
+    try:
+        processes = int(own.processes)
+        timeout = float(own.timeout)
+    except ValueError:
+        raise RunError(f"--processes {own.processes} --timeout {own.timeout}: both must be numbers") from None
+    if processes < 1:
+        raise RunError(f"--processes {processes}: the number of stacks must be 1 or more (3 suits 2 cores)")
+    if timeout <= 0:
+        raise RunError(f"--timeout {own.timeout}: seconds the whole run may take, more than 0")
+    return Options(processes, timeout, Path(own.logs)), rest
+
+
+def behave_config(args: list[str]) -> Configuration:
+    """behave's configuration of ``args`` (behave.ini included); a wrong option is refused in one line."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+            return Configuration(command_args=list(args))
+    except SystemExit:
+        lines = [line for line in captured.getvalue().splitlines() if "error:" in line] or ["bad behave options"]
+        raise RunError(lines[-1].split("error:", 1)[1].strip() + " (see python -m behave --help)") from None
+
+
+def select(config: Configuration) -> list[Selected]:
+    """The scenarios ``config`` selects, in file order, after the checks ``before_all`` makes."""
+    runner = Runner(config)
+    runner.step_registry = registry  # behave sets it only when it runs the model
+    with runner.path_manager:
+        runner.setup_paths()
+        runner.load_hooks()  # environment.py registers the Gherkin parameter types the steps use
+        runner.load_step_definitions()
+        locations = [loc for loc in runner.feature_locations() if not config.exclude(loc)]
+        features = parse_features(locations, language=config.lang)
+        settings = load_settings(config.userdata, read_ini_userdata(Path("behave.ini")))
+        check_features(features, selected_scenarios(features, config))
+        check_steps(features, config, runner.step_registry.find_match, settings)
+        check_work_root(settings.work_root_path)
+        check_service_command(settings)
+    return [
+        Selected(f"{s.filename}:{s.line}", feature.name, s.name, frozenset(s.effective_tags))
+        for feature in features
+        if feature.should_run(config)
+        for s in feature.walk_scenarios()
+        if s.should_run(config)
+    ]
+
+
+def plan(
+    scenarios: list[Selected], processes: int, durations: dict[tuple[str, str], float] | None = None
+) -> tuple[list[list[Selected]], list[Selected]]:
+    """The scenarios split into at most ``processes`` shares for the stacks that run at once (each in
+    file order), and the ``@serial`` ones. Longest first onto the share with the least work so far;
+    ``durations`` in seconds by (feature, scenario) name, from an earlier run."""
+    durations = durations or {}
+    known = list(durations.values())
+    estimate = sum(known) / len(known) if known else DEFAULT_ESTIMATE
+    serial = [s for s in scenarios if s.serial]
+    rest = [s for s in scenarios if not s.serial]
+    shares: list[list[Selected]] = [[] for _ in range(min(processes, len(rest)))]
+    load = [0.0] * len(shares)
+    order = {s: i for i, s in enumerate(scenarios)}
+    for scenario in sorted(rest, key=lambda s: (-durations.get((s.feature, s.name), estimate), order[s])):
+        least = load.index(min(load))
+        shares[least].append(scenario)
+        load[least] += durations.get((scenario.feature, scenario.name), estimate)
+    return [sorted(share, key=order.__getitem__) for share in shares], serial
+
+
+def previous_durations(results: Path | None) -> dict[tuple[str, str], float]:
+    """Seconds each scenario took in the last run whose ``summary.json`` is in ``results``."""
+    try:
+        rows = json.loads((results / "summary.json").read_text())["rows"] if results else []
+        return {(r["feature"], r["name"]): float(r["duration_s"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+# -- one stack's behave --
+
+
+def without_paths(args: list[str]) -> list[str]:
+    """``args`` less the feature paths given on the command line (each stack gets its own ``file:line``)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        paths = list(setup_parser().parse_args(args).paths or [])
+    kept = list(args)
+    for path in paths:
+        at = len(kept) - 1 - kept[::-1].index(path)  # positional: the last occurrence
+        del kept[at]
+    return kept
+
+
+def child_argv(args: list[str], config: Configuration, stack: Stack) -> list[str]:
+    """``python -m behave`` for ``stack``: the user's options, its locations, Allure and JUnit into its folder.
+
+    behave pairs ``-o`` with ``-f`` by position (behave.ini's first): the formats without an outfile get
+    stdout (``-o -``) so the Allure formatter added last gets the stack's folder; the suite keeps that
+    last Allure formatter (:func:`support.evidence.report_meta.one_allure_formatter`)."""
+    pad = ["-o", "-"] * max(0, len(config.format or []) - len(config.outfiles or []))
+    junit = ["--junit", "--junit-directory", str(stack.junit)] if config.junit else ["--no-junit"]
+    return [
+        sys.executable, "-m", "behave", *without_paths(args), *(s.location for s in stack.scenarios),
+        *pad, "-f", ALLURE, "-o", str(stack.results), *junit,
+    ]  # fmt: skip
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the runner dies, whatever kills it (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def start(stack: Stack, argv: list[str]) -> None:
+    """Start ``stack``'s behave in its own session (the runner passes signals on), output in its log."""
+    stack.work.mkdir(parents=True, exist_ok=True)
+    stack.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(stack.log, "wb") as log:
+        stack.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+        )
+    stack.started = time.monotonic()
+
+
+def _reap(stacks: list[Stack]) -> list[Stack]:
+    ended = []
+    for stack in stacks:
+        if stack.proc is not None and stack.code is None and stack.proc.poll() is not None:
+            stack.code, stack.ended = stack.proc.returncode, time.monotonic()
+            ended.append(stack)
+    return ended
+
+
+def run_stacks(stacks: list[Stack], argvs: list[list[str]], deadline: Deadline, outcome: Outcome) -> None:
+    """Start ``stacks`` at once and wait for all (a stack that cannot start stops the others)."""
+    for stack, argv in zip(stacks, argvs):
+        start(stack, argv)
+    outcome.stacks.extend(stacks)
+    while any(s.code is None for s in stacks):
+        for stack in _reap(stacks):
+            report_stack(stack)
+            if stack.code == 2 and not outcome.signum:  # a start refused: as a serial run, the run stops
+                outcome.refused = outcome.refused or _refusal(stack.log)
+                stop(stacks, signal.SIGTERM)
+        if deadline.expired and not outcome.signum:
+            print("chaos-suite: the parallel run passed --timeout; stopping every stack", file=sys.stderr)
+            outcome.signum = signal.SIGTERM
+            stop(stacks, signal.SIGTERM)
+        time.sleep(0.1)  # polling the children's exit with the run's deadline above
+
+
+def stop(stacks: list[Stack], signum: int) -> None:
+    """Pass ``signum`` to every running stack's behave; SIGKILL those still running after STOP_GRACE s."""
+    for stack in stacks:
+        if stack.proc is not None and stack.code is None:
+            with contextlib.suppress(ProcessLookupError):
+                stack.proc.send_signal(signum)
+    grace = Deadline(STOP_GRACE)
+    while any(s.proc is not None and s.code is None for s in stacks) and not grace.expired:
+        for stack in _reap(stacks):
+            report_stack(stack)
+        time.sleep(0.1)
+    for stack in stacks:
+        if stack.proc is not None and stack.code is None:
+            stack.proc.kill()
+            stack.code, stack.ended = stack.proc.wait(timeout=10), time.monotonic()
+            print(f"chaos-suite: {stack.label} did not stop within {STOP_GRACE:g} s; killed", file=sys.stderr)
+
+
+def _refusal(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("chaos-suite: ")]
+    return lines[-1] if lines else f"chaos-suite: a stack could not start; see {log}"
+
+
+def _rows_of(results: Path) -> list[ScenarioRow]:
+    try:
+        return [ScenarioRow(**row) for row in json.loads((results / "summary.json").read_text())["rows"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def report_stack(stack: Stack) -> None:
+    """One line when a stack's behave ends: its scenarios' verdicts, its time and its log."""
+    rows = _rows_of(stack.results)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    verdicts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no scenario finished"
+    took = (stack.ended or time.monotonic()) - stack.started
+    print(f"chaos-suite: {stack.label}: {verdicts} in {took:.1f} s (exit {stack.code}); log {stack.log}", flush=True)
+
+
+# -- one report from all stacks --
+
+
+def merge_allure(sources: list[Path], into: Path) -> int:
+    """Move the Allure results of every stack into ``into`` (the environment, categories and executor
+    files once); returns how many results (``*-result.json``) there are."""
+    into.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        for item in sorted(source.glob("*")) if source.is_dir() else []:
+            if item.name == "summary.json" or (item.name in _METADATA and (into / item.name).exists()):
+                continue
+            shutil.move(str(item), into / item.name)
+    return len(list(into.glob("*-result.json")))
+
+
+def merge_junit(sources: list[Path], into: Path) -> list[Path]:
+    """One JUnit XML file per feature in ``into``: a file that several stacks wrote (a feature split
+    across stacks) gets all their test cases and the sums of their counts and times."""
+    into.mkdir(parents=True, exist_ok=True)
+    by_name: dict[str, list[Path]] = {}
+    for source in sources:
+        for path in sorted(source.glob("*.xml")) if source.is_dir() else []:
+            by_name.setdefault(path.name, []).append(path)
+    written = []
+    for name, paths in sorted(by_name.items()):
+        suites = [ET.parse(path).getroot() for path in paths]
+        merged = suites[0]
+        for other in suites[1:]:
+            merged.extend(list(other))
+            for count in ("tests", "errors", "failures", "skipped"):
+                merged.set(count, str(int(merged.get(count, "0")) + int(other.get(count, "0"))))
+            merged.set("time", f"{float(merged.get('time', '0')) + float(other.get('time', '0')):.6f}")
+        ET.ElementTree(merged).write(into / name, encoding="utf-8", xml_declaration=True)
+        written.append(into / name)
+    return written
+
+
+def merged_rows(sources: list[Path], selected: list[Selected]) -> list[ScenarioRow]:
+    """The summary rows of every stack, in the order a serial run would have run them."""
+    order = {(s.feature, s.name): i for i, s in enumerate(selected)}
+    rows = [row for source in sources for row in _rows_of(source)]
+    return sorted(rows, key=lambda r: order.get((r.feature, r.name), len(order)))
+
+
+def run_exit_code(codes: list[int | None], signum: int = 0) -> int:
+    """The run's exit code from its stacks' (a serial run's rules): the signal's, else a code other
+    than 0/1 (the run could not start), else 1 if a scenario failed, else 0."""
+    if signum:
+        return 128 + signum
+    odd = [c for c in codes if c not in (0, 1)]
+    if odd:
+        return 2 if any(c is None or c < 0 for c in odd) else int(odd[0])  # type: ignore[arg-type]
+    return 1 if 1 in codes else 0
+
+
+# -- the run --
+
+
+def run(argv: list[str]) -> int:
+    """The whole parallel run; returns its exit code."""
+    started = time.monotonic()
+    options, args = parse_args(argv)
+    config = behave_config(args)
+    if config.dry_run or config.steps_catalog:
+        raise RunError("--dry-run and --steps-catalog run nothing in parallel: use python -m behave for them")
+    selected = select(config)
+    results = report_meta.results_dir(config.format or [], config.outfiles or [])
+    junit = Path(config.junit_directory) if config.junit else None
+    shares, serial = plan(selected, options.processes, previous_durations(results))
+    print(
+        f"chaos-suite: {len(selected) - len(serial)} scenarios on {len(shares)} stacks at once"
+        + (f", then {len(serial)} @{SERIAL_TAG} on one stack alone" if serial else ""),
+        flush=True,
+    )
+    report_meta.prepare_results_dir(results)
+    report_meta.prepare_junit_dir(junit)
+    shutil.rmtree(options.logs, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix="chaos-suite-parallel-"))
+    outcome = Outcome()
+
+    def interrupted(signum, frame):  # passed on to the stacks; the run goes on until they have stopped
+        outcome.signum = outcome.signum or signum
+        stop([s for s in outcome.stacks if s.code is None], signum)
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    deadline = Deadline(options.timeout)
+    try:
+        phases = [[(f"stack {i + 1}", share) for i, share in enumerate(shares)]]
+        if serial:
+            phases.append([(f"stack {len(shares) + 1} (@{SERIAL_TAG})", serial)])
+        for phase in phases:
+            if outcome.signum or outcome.refused:
+                break
+            stacks = [
+                Stack(label, share, staging / label.split(" (")[0].replace(" ", "-"),
+                      options.logs / f"{label.split(' (')[0].replace(' ', '-')}.log")
+                for label, share in phase
+            ]  # fmt: skip
+            run_stacks(stacks, [child_argv(args, config, s) for s in stacks], deadline, outcome)
+        sources = [s.results for s in outcome.stacks]
+        rows = merged_rows(sources, selected)
+        if results is not None:
+            merge_allure(sources, results)
+        if junit is not None:
+            merge_junit([s.junit for s in outcome.stacks], junit)
+        elapsed = time.monotonic() - started
+        sys.stdout.write("\n" + format_table(rows, elapsed))
+        if results is not None:
+            (results / "summary.json").write_text(json.dumps(summary_json(rows, elapsed), indent=2))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shutil.rmtree(staging, ignore_errors=True)
+    if outcome.refused:
+        print(outcome.refused, file=sys.stderr)
+    return run_exit_code([s.code for s in outcome.stacks], outcome.signum) if not outcome.refused else 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except (RunError, *STARTUP_ERRORS) as error:
+        print(f"chaos-suite: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
