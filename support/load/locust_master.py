@@ -85,6 +85,7 @@ class Master:
         self.env = Environment(user_classes=[ChaosUser], events=events, host=_origin(spec.base_url))
         self.runner = self.env.create_master_runner(self.bind_host, self.bind_port)
         self.procs: list[subprocess.Popen] = []
+        self.hello: set[str] = set()  # workers whose hooks are registered (they said hello)
         self.index: dict[str, int] = {}  # client id -> the worker's share of the schedule, 0..W-1
         self.offsets: dict[int, float] = {}
         self.clock_errors: dict[int, float] = {}
@@ -105,6 +106,7 @@ class Master:
         self.t0 = 0.0
         self.final_cpu: float | None = None
         for name, listener in (
+            ("chaos_hello", self._on_hello),
             ("chaos_pong", self._on_pong),
             ("chaos_ready", self._on_ready),
             ("chaos_rows", self._on_rows),
@@ -121,6 +123,9 @@ class Master:
             self.stopping.set()  # nobody reads us any more: stop and keep the history
 
     # -- messages from the workers -------------------------------------------------------------
+    def _on_hello(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.hello.add(msg.node_id)
+
     def _on_pong(self, environment: Any, msg: Any, **_: Any) -> None:
         result = self.pongs.get((msg.data["client"], msg.data["n"]))
         if result is not None:
@@ -179,13 +184,13 @@ class Master:
             dead = [p.pid for p in self.procs if p.poll() is not None]
             if dead:
                 raise SystemExit(f"loadgen: locust worker process {dead[0]} exited before it connected")
-            return self.runner.worker_count >= self.expected
+            return len(self.hello) >= self.expected
 
         wait_until(
             connected, timeout, f"{self.expected} Locust worker(s) connecting to {self.bind_host}:{self.bind_port}"
         )
-        for k, client in enumerate(sorted(self.runner.clients.all, key=lambda c: c.id)[: self.expected]):
-            self.index[client.id] = k
+        for k, client in enumerate(sorted(self.hello)[: self.expected]):
+            self.index[client] = k
 
     def measure_clocks(self) -> None:
         """Each worker's clock offset to this one (0 on the same kernel) and its bound, in seconds."""
@@ -411,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         master.close()
         print(str(error.code), file=sys.stderr)
         return 3
-    except Exception as error:  # noqa: BLE001 - one line to the controller's log tail, then the workers go
+    except (Exception, gevent.Timeout) as error:  # noqa: BLE001 - one line to the controller's log, then the workers go
         master.close()
         print(f"loadgen: locust engine failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 3

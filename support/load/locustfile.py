@@ -33,7 +33,6 @@ rare, and every launch records its scheduled time, so the lag shows it.
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -371,4 +370,5 @@ def _on_init(environment: Any, **_: Any) -> None:
         ("chaos_stop", _on_stop),
     ):
         environment.runner.register_message(name, listener)
-    os.environ.setdefault("CHAOS_LOCUST_ROLE", "worker")
+    # Locust's worker connects before this hook runs: the master talks to it only after this hello
+    gevent.spawn(environment.runner.send_message, "chaos_hello", {"boot_id": boot_id()})
