@@ -29,6 +29,7 @@ from pathlib import Path
 
 from support import REPO_ROOT
 from support.backends.docker.labels import RemovedResources
+from support.core.mounts import MountError, unmount_below
 from support.core.process_tree import descendants
 from support.core.run_dirs import RUN_MARKER, marked_processes
 
@@ -92,6 +93,10 @@ def reap_run(run_dir: Path, docker_run: str | None = None) -> Reaped:
     """Kill what is left of run ``run_dir`` (processes; with ``docker_run``, that run's containers)."""
     reaped = Reaped()
     _kill_run_processes(run_dir, reaped)
+    try:  # a bounded disk the run mounted (pg_disk_mb) holds memory until it is unmounted
+        unmount_below(run_dir)
+    except (MountError, OSError) as error:
+        reaped.failed["mounts"] = " ".join(str(error).split())[:200]
     if docker_run:
         try:
             _remove_run_containers(docker_run, reaped)

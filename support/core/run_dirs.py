@@ -18,10 +18,12 @@ import os
 import shutil
 import signal
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.core.config import SettingsError
+from support.core.mounts import MountError, unmount_below
 from support.core.process_tree import descendants
 
 __all__ = [
@@ -159,6 +161,8 @@ def clean_leftovers(work_root: Path) -> RemovedRuns:
             except ProcessLookupError:
                 pass
         _keep_residues(run_dir, work_root / RESIDUES)
+        with suppress(MountError, OSError):  # a bounded disk it mounted (pg_disk_mb) must not outlive it
+            unmount_below(run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
         result.run_dirs.append(run_dir)
     return result
@@ -166,12 +170,13 @@ def clean_leftovers(work_root: Path) -> RemovedRuns:
 
 def _keep_residues(run_dir: Path, into: Path) -> None:
     try:
-        if json.loads((run_dir / "run.json").read_text()).get("backend") != "attached":
-            return  # its database was its own and is gone
+        attached = json.loads((run_dir / "run.json").read_text()).get("backend") == "attached"
         journal = json.loads((run_dir / "faults.json").read_text())
     except (OSError, ValueError, AttributeError):
         return
     residues = [f["residue"] for f in journal.get("open_faults", []) if isinstance(f, dict) and f.get("residue")]
+    # a database of its own is gone with the run; what it left on this machine (a cgroup) is not
+    residues = [r for r in residues if attached or (isinstance(r, dict) and r.get("host"))]
     if residues:
         into.mkdir(exist_ok=True)
         (into / f"{run_dir.name}.json").write_text(json.dumps(residues))

@@ -10,11 +10,16 @@ them.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from support.core.config import Settings
 from support.faults.admin import api_role
 from support.faults.concurrency import Deadlocks, RowsHeld, StatementsCancelled
+from support.faults.cpu_hog import CpuHog
 from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
+from support.faults.descriptors import DescriptorLimit
+from support.faults.disk import DiskFull
+from support.faults.limits import CpuLimit, MemoryLimit
 from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkToxic
 from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
 from support.faults.slots import SlotExhaustion
@@ -26,9 +31,11 @@ __all__ = ["FaultFactory"]
 class FaultFactory:
     """Faults on ``stack``, with the timeouts of ``settings``; reached as ``context.chaos.faults``."""
 
-    def __init__(self, stack: Stack, settings: Settings) -> None:
+    def __init__(self, stack: Stack, settings: Settings, work_dir: Path | None = None) -> None:
         self.stack = stack
         self.settings = settings
+        #: where a fault that runs a process of its own (a CPU hog) keeps its log; marked with the run
+        self.work_dir = work_dir
 
     # -- a service's process life ----------------------------------------------------------
     def restart(self, service: str, mode: str = "fast") -> ServiceRestart:
@@ -97,6 +104,28 @@ class FaultFactory:
     def cancel_statements(self, once: bool = False) -> StatementsCancelled:
         """The API's running statements cancelled (``pg_cancel_backend``): all of them while held, or one."""
         return StatementsCancelled(self.stack.admin_dsn, self._api_role(), once=once)
+
+    # -- a service's resources: CPU, memory, descriptors ---------------------------------------------
+    def cpu_limit(self, service: str, percent: float) -> CpuLimit:
+        """``service`` may use ``percent`` % of one CPU (cgroup quota / ``docker update``)."""
+        return CpuLimit(self.stack.service(service), percent=percent)
+
+    def memory_limit(self, service: str, megabytes: float) -> MemoryLimit:
+        """``service`` may hold ``megabytes`` MiB; restarted under the limit (stop within ``start_timeout`` s) when it holds more."""
+        return MemoryLimit(self.stack.service(service), megabytes=megabytes, timeout=self.settings.start_timeout)
+
+    def cpu_hog(self, service: str) -> CpuHog:
+        """``stress-ng`` busy on every CPU beside ``service``, for at most ``load_max_duration`` s."""
+        work_dir = self.work_dir or self.settings.work_root_path
+        return CpuHog(self.stack.service(service), work_dir=work_dir, max_seconds=self.settings.load_max_duration)
+
+    def descriptor_limit(self, service: str, files: int) -> DescriptorLimit:
+        """Every process of ``service`` may hold at most ``files`` open descriptors (prlimit)."""
+        return DescriptorLimit(self.stack.service(service), files=files)
+
+    def disk_full(self, service: str) -> DiskFull:
+        """The bounded filesystem of ``service``'s data directory filled to ENOSPC (``pg_disk_mb``)."""
+        return DiskFull(self.stack.service(service))
 
     def _api_role(self) -> str:
         return api_role(self.stack.app_dsn)

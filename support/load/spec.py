@@ -41,7 +41,9 @@ class LoadSpec:
     ``max_in_flight`` bounds open requests: past it a request is recorded as
     ``fail`` with error ``"client overloaded"``. ``run_id`` prefixes every key
     (lower-case letters, digits and dashes, since it goes into an email).
-    ``progress_interval`` (s) is how often the worker reports. ``workload``
+    ``progress_interval`` (s) is how often the worker reports. ``malformed_share``
+    (0..1) of the requests sent from ``malformed_after`` s into the load on are
+    malformed (:mod:`support.load.malformed`). ``workload``
     describes the requests (:class:`support.stack.workload.Workload`, checked here so a
     bad one is refused before a worker starts). ``base_url``
     must be on loopback unless ``allow_remote`` is set.
@@ -60,6 +62,8 @@ class LoadSpec:
     seed: int | None = None
     progress_interval: float = 0.5
     allow_remote: bool = False
+    malformed_share: float = 0.0
+    malformed_after: float = 0.0
     #: what a write and a read are (:class:`support.stack.workload.Workload` as a dict); empty = the reference API's
     workload: dict = field(default_factory=dict)
 
@@ -121,6 +125,10 @@ class LoadSpec:
         for name in ("request_timeout", "max_duration", "progress_interval"):
             if not _finite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise bad(name, "must be a number of seconds > 0")
+        if not _finite(self.malformed_share) or not 0 <= self.malformed_share < 1:
+            raise bad("malformed_share", "must be a share from 0 up to (not including) 1")
+        if not _finite(self.malformed_after) or self.malformed_after < 0:
+            raise bad("malformed_after", "must be a number of seconds >= 0")
         if not _finite(self.think_time) or self.think_time < 0:
             raise bad("think_time", "must be a number of seconds >= 0")
         if not isinstance(self.max_in_flight, int) or isinstance(self.max_in_flight, bool) or self.max_in_flight < 1:

@@ -52,6 +52,7 @@ from urllib.parse import urlsplit
 
 from support.load.client import Answer, HttpClient
 from support.load.history import FAIL, INFO, OK, percentile, write_csv
+from support.load.malformed import MALFORMED, MalformedShare
 from support.load.mix import Mix
 from support.load.os_resources import allow_open_files, keep_schedule_first, own_cpu_seconds
 from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
@@ -86,6 +87,18 @@ class Worker:
         self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
         self.base = self.prefix + self.workload.base_path
         self.mix = Mix(self.workload, spec.write_fraction, spec.run_id, self.base, self.rng)
+        self.malformed = (
+            MalformedShare(
+                spec.malformed_share,
+                spec.malformed_after,
+                self.workload,
+                self.base,
+                spec.run_id,
+                random.Random(spec.seed),
+            )
+            if spec.malformed_share
+            else None
+        )
         self.tokens: Tokens | None = None  # the headers and auth token, once the client exists
         self.sent = self.ok = self.fail = self.info = 0
         # launch times of the requests still open: a request launched before the
@@ -120,6 +133,10 @@ class Worker:
     def request(self, scheduled: float, then: Callable[[], object] | None = None) -> None:
         """Send one request now; record it when it ends, then call ``then()`` if given."""
         start = monotonic()
+        kind = self.malformed.draw(start - self.t0) if self.malformed is not None else None
+        if kind is not None and len(self.open_starts) < self.spec.max_in_flight:
+            self._malformed(kind, scheduled, start, then)
+            return
         operation, op, key, body, method, path, (data, content_type), expected = self.mix.choose()
         if len(self.open_starts) >= self.spec.max_in_flight:
             self.record(op, key, scheduled, start, start, None, "client overloaded", FAIL, body)
@@ -150,6 +167,27 @@ class Worker:
         assert self.client is not None
         self.client.send(method, path, data, answered, content_type)
 
+    def _malformed(self, kind: str, scheduled: float, start: float, then: Callable[[], object] | None) -> None:
+        """One request of the malformed share (:mod:`support.load.malformed`), recorded under its own op."""
+        token = next(self._tokens)
+        self.open_starts[token] = start
+
+        def answered(answer: Answer) -> None:
+            end = monotonic()
+            del self.open_starts[token]
+            if answer.status is None:
+                outcome = INFO if answer.sent else FAIL
+            else:
+                outcome = OK if answer.status < 300 else FAIL if answer.status < 500 else INFO
+            self.record(MALFORMED, kind, scheduled, start, end, answer.status, answer.error, outcome, "")
+            if self.stopping.is_set() and not self.open_starts:
+                self.drained.set()
+            if then is not None:
+                then()
+
+        assert self.malformed is not None and self.client is not None
+        self.malformed.send(self.client, kind, self.spec.request_timeout, answered)
+
     def record(
         self,
         op: str,
@@ -170,7 +208,7 @@ class Worker:
             self.fail += 1
         else:
             self.info += 1
-        if self.watch is not None:
+        if self.watch is not None and op != MALFORMED:  # a refused malformed request is no outage
             self.watch.add(start, outcome == OK)
 
     def launch(self, scheduled: float) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from support.checks import durability as durable
-from support.checks import during_faults, error_rates, latency, processing, statuses
+from support.checks import during_faults, error_rates, hostile_input, latency, processing, statuses
 from support.checks import records as users
 from support.checks import recovery as recovery_checks
 from support.checks.durability import Durability
@@ -53,6 +53,8 @@ class ScenarioState:
     recovery: Recovery | None = None
     durability: Durability | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: percent of the load's requests sent malformed (support.load.malformed), set before the load starts
+    malformed_percent: float = 0.0
     #: the faults a step can inject, made from the stack and the settings (DSNs, roles, tables, timeouts)
     faults: FaultFactory = field(init=False, repr=False)
 
@@ -126,7 +128,25 @@ class ScenarioState:
             "request_timeout": s.load_request_timeout,
             "max_duration": s.load_max_duration,
             "allow_remote": s.allow_remote_targets,
+            "malformed_share": self.malformed_percent / 100.0,
+            "malformed_after": s.load_baseline,
         }
+
+    def set_malformed(self, percent: float) -> None:
+        """Send ``percent`` % of the load malformed, from the end of its baseline on; before the load starts."""
+        if self.load is not None:
+            raise CheckFailed("say how much of the load is malformed before the step that starts the load")
+        if not 0 < percent < 100:
+            raise CheckFailed(f"a malformed share is more than 0% and less than 100% of the load, not {percent:g}%")
+        self.malformed_percent = percent
+
+    def let_load_run(self, seconds: float) -> None:
+        """Return once the load has run ``seconds`` more (by its own clock), with nothing else happening."""
+        if self.load is None:
+            raise CheckFailed(NO_LOAD)
+        load = self.load
+        until = load.progress.get("t", 0.0) + seconds
+        wait_until(lambda: load.progress, seconds + 10.0, "the load's run", done=lambda seen: seen.get("t", 0) >= until)
 
     def observed(self, bound: float | None = None) -> list[Request]:
         """The load's history, stopping the load first if it still runs.
@@ -235,6 +255,18 @@ class ScenarioState:
     def check_no_failures_after_fault(self) -> None:
         """No request that started after the last fault stopped acting failed."""
         statuses.check_no_failures_after(self.observed(), during_faults.fault_over(self.ledger), "the fault")
+
+    def check_malformed_refused(self) -> None:
+        """Every malformed request of the load was answered with a 4xx."""
+        hostile_input.check_malformed_refused(self.observed())
+
+    def check_well_formed_error_rate_below(self, percent: float) -> None:
+        """Fewer than ``percent`` % of the well-formed requests failed while malformed ones were sent."""
+        hostile_input.check_well_formed_error_rate_below(self.observed(), percent)
+
+    def check_well_formed_latency_kept(self) -> None:
+        """The well-formed requests' p99 latency beside malformed ones stayed within its bound of the one before."""
+        hostile_input.check_well_formed_latency_kept(self.observed())
 
     def check_health_within(self, expect: str, seconds: float) -> None:
         """The health endpoint reports ``expect`` (``healthy`` or ``unreachable``) within ``seconds``;

@@ -16,6 +16,7 @@ from support.backends.reaper import Reaper, describe_removed, start_reaper
 from support.core.config import Settings
 from support.core.run_dirs import clean_leftovers, owner_record
 from support.core.waiting import retry
+from support.faults.host_residues import heal_host_residues
 from support.faults.ledger import FaultLedger
 from support.faults.residues import heal_residues
 from support.proxy.link import add_load_link
@@ -122,6 +123,8 @@ def start_suite(settings: Settings) -> Suite:
     if cleaned.run_dirs:
         removed = describe_removed({"run directory": [d.name for d in cleaned.run_dirs], "process": cleaned.processes})
         print(f"chaos-suite: removed what runs that were killed left: {removed}", file=sys.stderr)
+    for line in heal_host_residues(root):  # a cgroup a killed run's limit left
+        print(f"chaos-suite: {line}", file=sys.stderr)
     run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     run_dir.mkdir()
     _write_run_record(run_dir, settings)  # the owner first: a run killed while starting is a leftover too

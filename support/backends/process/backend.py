@@ -243,7 +243,7 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
         ports: dict[str, int] = {}
         for name, service in definition.services.items():
             if service.kind == "postgres":
-                postgres = PostgresProcess(bins, run_as, run_dir, admin_password, name)
+                postgres = PostgresProcess(bins, run_as, run_dir, admin_password, name, disk_mb=settings.pg_disk_mb)
                 made.callback(postgres.close)
                 postgres.initdb()
                 clusters[name] = postgres
