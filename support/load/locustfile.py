@@ -33,6 +33,7 @@ rare, and every launch records its scheduled time, so the lag shows it.
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -59,7 +60,12 @@ _SHIP_INTERVAL = 0.1  # seconds between batches of records sent to the master
 
 
 def boot_id() -> str:
-    """This kernel's boot id: two processes with the same one read the same ``CLOCK_MONOTONIC``."""
+    """This kernel's boot id: two processes with the same one read the same ``CLOCK_MONOTONIC``.
+
+    ``CHAOS_LOCUST_BOOT_ID`` replaces it, so a test can make a worker on this machine be measured
+    as one on another machine would be."""
+    if os.environ.get("CHAOS_LOCUST_BOOT_ID"):
+        return os.environ["CHAOS_LOCUST_BOOT_ID"]
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
