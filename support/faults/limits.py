@@ -291,4 +291,3 @@ class MemoryLimit(_CgroupLimit):
         if was is not None and not was.get("Memory"):
             parts.append("Docker cannot unset a memory limit: the machine's RAM is its limit now")
         self.heal_note = "; ".join(parts)
-
