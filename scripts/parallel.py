@@ -163,10 +163,16 @@ def behave_config(args: list[str]) -> Configuration:
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
-            return Configuration(command_args=list(args))
+            config = Configuration(command_args=list(args))
     except SystemExit:
         lines = [line for line in captured.getvalue().splitlines() if "error:" in line] or ["bad behave options"]
         raise RunError(lines[-1].split("error:", 1)[1].strip() + " (see python -m behave --help)") from None
+    problems = [line.split(":", 1)[1].strip() for line in captured.getvalue().splitlines() if "CONFIG-ERROR:" in line]
+    if len(config.outfiles or []) > len(config.format or []):
+        problems.append(f"more outfiles ({len(config.outfiles)}) than formatters ({len(config.format)})")
+    if problems:  # a stack's behave would stop at it with only this in its log
+        raise RunError(f"{problems[0]}: give each -o a -f before it (behave.ini's come first)")
+    return config
 
 
 def select(config: Configuration) -> list[Selected]:

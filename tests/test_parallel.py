@@ -147,8 +147,9 @@ def test_a_signal_to_the_runner_stops_every_stack_and_leaves_nothing(tmp_path, o
         (["--tags=@no_such_tag"], "no scenario to run: the tags, names or lines given select none"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["-D", "no_such_setting=1"], "unknown setting 'no_such_setting'"),
+        (["-o", "/tmp/x"], "more outfiles (3) than formatters (2): give each -o a -f before it"),
     ],
-    ids=["processes-0", "processes-nan", "unknown-tag", "unknown-option", "unknown-setting"],
+    ids=["processes-0", "processes-nan", "unknown-tag", "unknown-option", "unknown-setting", "outfiles"],
 )
 def test_bad_input_gets_one_line(out, args, says):
     run = run_parallel(out, *args, timeout=60)
