@@ -26,3 +26,8 @@ def step_no_slow_request(context, seconds):
 @then("every failed request is answered with 503")
 def step_failures_503(context):
     context.chaos.check_failures_are_503()
+
+
+@then("no in-flight request is dropped")
+def step_no_in_flight_dropped(context):
+    context.chaos.check_no_in_flight_dropped()

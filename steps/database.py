@@ -59,6 +59,11 @@ def step_statements_cancelled_once(context):
     context.chaos.inject(context.chaos.faults.cancel_statements(once=True))
 
 
+@given("every statement of the api is slowed by {delay:Duration}")
+def step_statements_slowed_open(context, delay):
+    context.chaos.inject(context.chaos.faults.slow_statements(delay))  # healed at the end of the scenario
+
+
 @then("writes fail with 503 while reads keep working")
 def step_writes_503_reads_ok(context):
     context.chaos.check_writes_refused_reads_served()

@@ -14,6 +14,12 @@ def step_whole_stack_restarts(context):
     context.chaos.inject(context.chaos.faults.restart_stack())
 
 
+# registered before "{service} restarts ...": a deploy's restart, SIGTERM then start, judged by the in-flight checker
+@when("{service:Service} is restarted gracefully")
+def step_service_restarted_gracefully(context, service):
+    context.chaos.inject(context.chaos.faults.graceful_restart(service))
+
+
 @when("{service:Service} restarts")
 def step_service_restarts(context, service):
     context.chaos.inject(context.chaos.faults.restart(service, "fast"))

@@ -14,11 +14,13 @@ from pathlib import Path
 
 from support.core.config import Settings
 from support.faults.admin import api_role
+from support.faults.clock import ClockOffset
 from support.faults.concurrency import Deadlocks, RowsHeld, StatementsCancelled
 from support.faults.cpu_hog import CpuHog
 from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock, TerminateBackends
 from support.faults.descriptors import DescriptorLimit
 from support.faults.disk import DiskFull
+from support.faults.graceful import GracefulRestart
 from support.faults.limits import CpuLimit, MemoryLimit
 from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkToxic
 from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
@@ -57,6 +59,15 @@ class FaultFactory:
     def restart_stack(self) -> StackRestart:
         """Stop every service and start them all again, each within ``start_timeout`` s."""
         return StackRestart(self.stack.restart_all, self.stack.ensure_running, self.settings.start_timeout)
+
+    # -- a service's clock and its deploys (features/time, features/recovery/graceful_restart.feature) ---------
+    def clock_offset(self, service: str, seconds: float, jump: bool = False) -> ClockOffset:
+        """``service``'s wall clock moved ``seconds`` (negative: behind) through libfaketime, live."""
+        return ClockOffset(self.stack.service(service), seconds, jump)
+
+    def graceful_restart(self, service: str) -> GracefulRestart:
+        """SIGTERM to ``service``, its exit awaited (SIGKILL after ``start_timeout`` s), started again within it."""
+        return GracefulRestart(self.stack.service(service), self.settings.start_timeout)
 
     # -- the network between two services -------------------------------------------------------
     def latency(self, one: str, other: str, ms: float) -> LinkToxic:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from support.checks import durability as durable
-from support.checks import during_faults, error_rates, hostile_input, latency, processing, statuses
+from support.checks import during_faults, error_rates, hostile_input, in_flight, latency, processing, statuses
 from support.checks import records as users
 from support.checks import recovery as recovery_checks
 from support.checks.durability import Durability
@@ -53,6 +53,8 @@ class ScenarioState:
     recovery: Recovery | None = None
     durability: Durability | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: a client's sign-in session (support.checks.sessions), for the clock scenarios
+    session: Any = None
     #: percent of the load's requests sent malformed (support.load.malformed), set before the load starts
     malformed_percent: float = 0.0
     #: the faults a step can inject, made from the stack and the settings (DSNs, roles, tables, timeouts)
@@ -267,6 +269,12 @@ class ScenarioState:
     def check_well_formed_latency_kept(self) -> None:
         """The well-formed requests' p99 latency beside malformed ones stayed within its bound of the one before."""
         hostile_input.check_well_formed_latency_kept(self.observed())
+
+    def check_no_in_flight_dropped(self) -> None:
+        """Every request in flight at the last graceful restart's stop signal was answered; failures stayed in its drain window."""
+        restart = in_flight.last_graceful_restart([e.fault for e in self.ledger.entries])
+        drain = in_flight.check_no_in_flight_dropped(self.observed(), restart)
+        self.notes["requests in flight at the stop signal"] = len(drain.in_flight)
 
     def check_health_within(self, expect: str, seconds: float) -> None:
         """The health endpoint reports ``expect`` (``healthy`` or ``unreachable``) within ``seconds``;

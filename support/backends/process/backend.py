@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from support import REPO_ROOT
+from support.backends.faketime import make_clock
 from support.backends.process.pg_binaries import find_pg_binaries, run_as_for
 from support.backends.process.postgres import PostgresProcess
 from support.backends.process.service import ProcessService, last_lines
@@ -71,6 +72,10 @@ class CommandProcess(ProcessService):
         env = child_env(run_dir)
         env["PYTHONUNBUFFERED"] = "1"
         env.update(definition.environment(self._values))
+        #: this service's wall clock (libfaketime preloaded, real time until a clock fault), None without the library
+        self.clock = make_clock(run_dir, definition.name)
+        if self.clock is not None:
+            env.update(self.clock.environment(inherited=env.get("LD_PRELOAD", "")))
         self._env = env
         spec = ProcessSpec(
             argv=definition.argv(self._values),
