@@ -21,6 +21,7 @@ from support.faults.database import ReadOnlyDatabase, SlowStatements, TableLock,
 from support.faults.descriptors import DescriptorLimit
 from support.faults.disk import DiskFull
 from support.faults.graceful import GracefulRestart
+from support.faults.http import HttpFault, http_abort, http_delay, http_replace
 from support.faults.limits import CpuLimit, MemoryLimit
 from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkToxic
 from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
@@ -137,6 +138,19 @@ class FaultFactory:
     def disk_full(self, service: str) -> DiskFull:
         """The bounded filesystem of ``service``'s data directory filled to ENOSPC (``pg_disk_mb``)."""
         return DiskFull(self.stack.service(service))
+
+    # -- HTTP between services (support.faults.http; features/network/http_faults.feature) ---------------
+    def http_replace(self, client: str, server: str, percent: float, status: int, retry_after: int = 0) -> HttpFault:
+        """``percent`` % of the requests from ``client`` to ``server`` answered ``status`` in the server's place."""
+        return http_replace(self.stack.link(client, server), status, percent, retry_after)
+
+    def http_abort(self, client: str, server: str, percent: float) -> HttpFault:
+        """``percent`` % of the requests from ``client`` to ``server`` have their connection closed unanswered."""
+        return http_abort(self.stack.link(client, server), percent)
+
+    def http_delay(self, client: str, server: str, ms: float, percent: float = 100.0) -> HttpFault:
+        """``percent`` % of the requests from ``client`` to ``server`` held ``ms`` ms before they go on."""
+        return http_delay(self.stack.link(client, server), ms, percent)
 
     def _api_role(self) -> str:
         return api_role(self.stack.app_dsn)

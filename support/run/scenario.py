@@ -31,6 +31,7 @@ from support.load.controller import LoadRun
 from support.load.engine import describe_engine, start_engine_load
 from support.load.history import Request
 from support.load.spec import LoadSpec
+from support.run.cluster import ClusterScenario
 from support.stack import database
 from support.stack.stack import Stack
 
@@ -59,9 +60,13 @@ class ScenarioState:
     malformed_percent: float = 0.0
     #: the faults a step can inject, made from the stack and the settings (DSNs, roles, tables, timeouts)
     faults: FaultFactory = field(init=False, repr=False)
+    #: the replicated database's roles, faults and watch (None: the stack has no ``kind = "patroni"`` service)
+    cluster: ClusterScenario | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.faults = FaultFactory(self.stack, self.settings)
+        if self.stack.replicated:
+            self.cluster = ClusterScenario(self.stack, self.settings, self.ledger)
 
     # -- faults ------------------------------------------------------------------
     def inject(self, fault: Fault) -> None:
@@ -83,6 +88,8 @@ class ScenarioState:
     def check_healthy(self) -> None:
         """Every service runs and the API reports healthy within ``healthy_timeout`` s."""
         self.stack.ensure_running(self.settings.start_timeout)
+        if self.cluster is not None:  # a node that rejoined in the last scenario may still be catching up
+            self.cluster.check_whole(self.settings.start_timeout)
         wait_for_health(self.stack.health_url, HEALTHY, self.settings.healthy_timeout)
 
     def random_service(self, seed: int | None = None) -> str:
@@ -177,6 +184,8 @@ class ScenarioState:
         """Stop the load if it runs, keeping its history (idempotent)."""
         if self.load is not None and self.history is None:
             self.history = self.load.stop()
+        if self.cluster is not None:  # the cluster's watch, like the load, observes no longer
+            self.cluster.close()
 
     def _reference(self) -> float:
         windows = self.ledger.windows()
@@ -224,6 +233,9 @@ class ScenarioState:
         )
         self.durability = durable.durability(history, rows)
         durable.check_no_lost_writes(self.durability)
+        if self.cluster is not None:  # read back from every node too, once they agree
+            acknowledged = [r.key for r in history if r.op == "write" and r.outcome == "ok"]
+            self.cluster.check_every_node_holds(history, list(dict.fromkeys(acknowledged)))
 
     def check_processed_within(self, seconds: float) -> None:
         """Every write the load saw acknowledged is processed (the workload's ``processed_sql``) within ``seconds``
@@ -309,4 +321,7 @@ class ScenarioState:
         """The scenario's measured figures as plain JSON-able values (empty without a load)."""
         if self.history is None:
             return {}
-        return metrics(self.history, self.ledger.windows(), self.recovery, self.durability)
+        figures = metrics(self.history, self.ledger.windows(), self.recovery, self.durability)
+        if self.cluster is not None:
+            figures["cluster"] = self.cluster.figures()
+        return figures
