@@ -7,6 +7,7 @@ Packages, lowest layer first; a package imports only from those before it
 2. ``stack``     the stack file, workload, service contract, readiness, SQL access
 3. ``proxy``     the TCP fault proxy, its client and the links
 4. ``backends``  process, docker, attached: what runs the stack
+   ``cluster``   a replicated database by roles: who is primary, the watch, the waits on roles
 5. ``faults``    fault objects, the ledger, timeline and journal
 6. ``load``      load spec, controller, worker, HTTP client, history
 7. ``checks``    judgements over history, records and health
@@ -20,4 +21,4 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: the layers of the library, lowest first (a layer imports only from the ones before it)
-LAYERS = ("core", "stack", "proxy", "backends", "faults", "load", "checks", "evidence", "run")
+LAYERS = ("core", "stack", "proxy", "backends", "cluster", "faults", "load", "checks", "evidence", "run")

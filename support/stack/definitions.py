@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from support.stack.operations import render
+from support.stack.replicated import ReplicationOptions
 from support.stack.workload import Workload
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "ApiDefinition",
     "READY_KINDS",
     "POSTGRES_FIELDS",
+    "DATABASE_KINDS",
     "placeholders_in",
 ]
 
@@ -33,6 +35,9 @@ READY_KINDS = ("http", "tcp", "sql", "command")
 
 #: what ``{NAME.FIELD}`` a using service may name for a used service of kind postgres (besides host and port)
 POSTGRES_FIELDS = ("url", "sqlalchemy_url", "db_name", "db_user", "db_password")
+
+#: the kinds that are a PostgreSQL to the services that use it: one server, or a replicated cluster behind HAProxy
+DATABASE_KINDS = ("postgres", "patroni")
 
 _PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_-]*)\.([a-z_]+)\}")
 
@@ -126,11 +131,18 @@ class ServiceDefinition:
     #: docker backend: a build context to build the service's own image from (with ``docker_dockerfile`` in it)
     docker_build: Path | None = None
     docker_dockerfile: str = "Dockerfile"
+    #: for ``kind = "patroni"``: the cluster's nodes, etcd members and timings (:mod:`support.stack.replicated`)
+    replication: ReplicationOptions | None = None
+
+    @property
+    def is_database(self) -> bool:
+        """True for a PostgreSQL the suite runs (``postgres``, or ``patroni``: a replicated one)."""
+        return self.kind in DATABASE_KINDS
 
     @property
     def listens(self) -> bool:
-        """True when the service listens on a port the suite chooses (postgres always does)."""
-        return self.kind == "postgres" or any("{port}" in part for part in self.command)
+        """True when the service listens on a port the suite chooses (a database always does)."""
+        return self.is_database or any("{port}" in part for part in self.command)
 
     def argv(self, values: dict[str, str]) -> list[str]:
         """The command with its placeholders filled."""
@@ -171,9 +183,12 @@ class StackDefinition:
         """The postgres the target uses (the first one listed; else the stack's first), whose first database holds
         the workload's records (the loader refuses a stack without one)."""
         for name in self.api.uses:
-            if self.services[name].kind == "postgres":
+            if self.services[name].is_database:
                 return self.services[name]
-        return next(s for s in self.services.values() if s.kind == "postgres")
+        for service in self.services.values():  # a target that reaches its database through another service
+            if service.is_database:
+                return service
+        raise LookupError("the stack has no database")
 
     @property
     def database_name(self) -> str:

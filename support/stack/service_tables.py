@@ -23,8 +23,17 @@ from support.stack.definitions import (
     ServiceDefinition,
     placeholders_in,
 )
+from support.stack.replicated import REPLICATION_FIELDS, parse_replication
 
-__all__ = ["StackFileError", "LEGACY_DATABASE_KEYS", "command_service", "postgres_service", "check_graph", "fail"]
+__all__ = [
+    "StackFileError",
+    "LEGACY_DATABASE_KEYS",
+    "command_service",
+    "postgres_service",
+    "patroni_service",
+    "check_graph",
+    "fail",
+]
 
 #: the placeholders that stand for the one postgres a service uses
 LEGACY_DATABASE_KEYS = ("database_url", "sqlalchemy_url", "db_host", "db_port", "db_name", "db_user", "db_password")
@@ -153,6 +162,32 @@ def postgres_service(path: Path, name: str, table: dict, where: str) -> ServiceD
     )
 
 
+def patroni_service(path: Path, name: str, table: dict, where: str) -> ServiceDefinition:
+    """A ``kind = "patroni"`` table: a replicated PostgreSQL (:mod:`support.stack.replicated`), its databases
+    made on the primary as a postgres service's are."""
+    options = {key: table.pop(key) for key in REPLICATION_FIELDS if key in table}
+    table.pop("kind", None)
+    unknown = sorted(set(table) - set(_POSTGRES_FIELDS))
+    if unknown:
+        raise fail(
+            path,
+            f'unknown {where} field(s) {", ".join(unknown)}; valid for kind = "patroni": '
+            f"{', '.join(_POSTGRES_FIELDS + REPLICATION_FIELDS)}",
+        )
+    try:
+        replication = parse_replication(options, where)
+    except ValueError as error:
+        raise fail(path, str(error)) from None
+    database = postgres_service(path, name, table, where)
+    return ServiceDefinition(
+        name=name,
+        kind="patroni",
+        databases=database.databases,
+        depends_on=database.depends_on,
+        replication=replication,
+    )
+
+
 def command_service(path: Path, name: str, table: dict, where: str, is_target: bool) -> ServiceDefinition:
     unknown = sorted(set(table) - set(_COMMAND_FIELDS))
     if unknown:
@@ -234,7 +269,7 @@ def check_graph(path: Path, services: dict[str, ServiceDefinition], where: dict[
             service.ready
             and service.ready.kind == "sql"
             and service.kind == "command"
-            and not any(services[u].kind == "postgres" for u in service.uses)
+            and not any(services[u].is_database for u in service.uses)
         ):
             raise fail(
                 path,
@@ -257,7 +292,7 @@ def check_graph(path: Path, services: dict[str, ServiceDefinition], where: dict[
                         f'{used!r} is not in its uses; add uses = ["{used}"] (each used service '
                         "is reached through the fault proxy)",
                     )
-                allowed = ("host", "port") + (POSTGRES_FIELDS if services[used].kind == "postgres" else ())
+                allowed = ("host", "port") + (POSTGRES_FIELDS if services[used].is_database else ())
                 if attribute not in allowed:
                     raise fail(
                         path,
@@ -266,7 +301,7 @@ def check_graph(path: Path, services: dict[str, ServiceDefinition], where: dict[
                     )
             if (
                 any("{" + key + "}" in repr(template) for key in LEGACY_DATABASE_KEYS)
-                and sum(services[u].kind == "postgres" for u in service.uses) != 1
+                and sum(services[u].is_database for u in service.uses) != 1
             ):
                 raise fail(
                     path,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from support.proxy.link import Link
+    from support.stack.replicated import ReplicatedDatabase
 
 from support.stack.services import Service
 from support.stack.workload import Workload
@@ -99,6 +100,8 @@ class Stack:
     workload: Workload = field(default_factory=Workload)
     #: proxied links between services, by the pair of service names they join (client, server)
     links: dict[tuple[str, str], Link] = field(default_factory=dict)
+    #: replicated databases (``kind = "patroni"``) by service name: their nodes, for the cluster controller
+    replicated: dict[str, ReplicatedDatabase] = field(default_factory=dict)
     #: where the load sends its requests: the load link's listener (``api_url`` when there is no such link)
     load_url: str = ""
     #: what closing the stack undoes, newest first: the backend pushed each close as it made the thing

@@ -36,6 +36,7 @@ from support.stack.service_tables import (
     check_graph,
     command_service,
     fail,
+    patroni_service,
     postgres_service,
 )
 from support.stack.workload import Workload
@@ -182,10 +183,12 @@ def load_stack_file(path: Path) -> StackDefinition:
         kind = table.get("kind", "command")
         if kind == "postgres":
             services[name] = postgres_service(path, name, table, where[name])
+        elif kind == "patroni":
+            services[name] = patroni_service(path, name, table, where[name])
         elif kind == "command":
             services[name] = command_service(path, name, table, where[name], name == target)
         else:
-            raise fail(path, f'{where[name]} kind={kind!r}: use "command" (any program) or "postgres"')
+            raise fail(path, f'{where[name]} kind={kind!r}: use "command", "postgres" or "patroni"')
     if services[target].kind != "command":
         raise fail(
             path,
@@ -193,7 +196,7 @@ def load_stack_file(path: Path) -> StackDefinition:
             "service the load drives",
         )
     check_graph(path, services, where)
-    if not any(s.kind == "postgres" for s in services.values()):
+    if not any(s.is_database for s in services.values()):
         raise fail(
             path, 'the stack has no service of kind = "postgres": the workload\'s records are found and counted by SQL'
         )

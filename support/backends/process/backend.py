@@ -23,6 +23,8 @@ from pathlib import Path
 
 from support import REPO_ROOT
 from support.backends.faketime import make_clock
+from support.backends.process.haproxy import DatabaseBalancer
+from support.backends.process.patroni import make_replicated
 from support.backends.process.pg_binaries import find_pg_binaries, run_as_for
 from support.backends.process.postgres import PostgresProcess
 from support.backends.process.service import ProcessService, last_lines
@@ -156,7 +158,10 @@ def _text(output: bytes | str | None) -> str:
 
 
 def _create_databases(
-    postgres: PostgresProcess, databases: tuple[DatabaseDefinition, ...], passwords: dict[str, str], timeout: float
+    postgres: PostgresProcess | DatabaseBalancer,
+    databases: tuple[DatabaseDefinition, ...],
+    passwords: dict[str, str],
+    timeout: float,
 ) -> None:
     """Each listed database, owned by its role (made once, with its password)."""
     made: set[str] = set()
@@ -169,7 +174,9 @@ def _create_databases(
                 cur.execute(f'CREATE DATABASE "{database.name}" OWNER "{database.user}"')
 
 
-def _create_app_database(postgres: PostgresProcess, database: str, role: str, password: str, timeout: float) -> None:
+def _create_app_database(
+    postgres: PostgresProcess | DatabaseBalancer, database: str, role: str, password: str, timeout: float
+) -> None:
     # autocommit: CREATE DATABASE refuses to run in a transaction
     with connect(postgres.dsn(), timeout) as conn, conn.cursor() as cur:
         cur.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD %s', (password,))
@@ -215,7 +222,7 @@ def service_values(
     for used in definition.services[name].uses:
         port = link_ports[(name, used)]
         server = definition.services[used]
-        if server.kind == "postgres":
+        if server.is_database:
             first = server.databases[0]
             values.update(connection_values(LOOPBACK, port, first.name, first.user, passwords[first.user], used))
         else:
@@ -242,12 +249,22 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
         for service in definition.services.values()
         for database in service.databases
     }
-    clusters: dict[str, PostgresProcess] = {}
+    clusters: dict[str, PostgresProcess | DatabaseBalancer] = {}
     commands: dict[str, CommandProcess] = {}
+    members: dict[str, dict[str, Service]] = {}  # a replicated database's processes, in start order
+    replicated = {}
     with Cleanup() as made:
         ports: dict[str, int] = {}
         for name, service in definition.services.items():
-            if service.kind == "postgres":
+            if service.kind == "patroni":
+                made_here = make_replicated(service, bins, run_as, run_dir, admin_password)
+                for member in made_here.members.values():
+                    made.callback(member.close)
+                members[name] = dict(made_here.members)
+                clusters[name] = made_here.balancer
+                replicated[name] = made_here.database
+                ports[name] = made_here.balancer.address.port
+            elif service.kind == "postgres":
                 postgres = PostgresProcess(bins, run_as, run_dir, admin_password, name, disk_mb=settings.pg_disk_mb)
                 made.callback(postgres.close)
                 postgres.initdb()
@@ -269,7 +286,10 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
                 process.ready_dsn = _ready_dsn(definition, name, clusters, passwords)
                 commands[name] = process
         services: dict[str, Service] = {name: clusters.get(name) or commands[name] for name in definition.services}
-        for name in definition.start_order:
+        start_order = tuple(member for name in definition.start_order for member in (members.get(name) or (name,)))
+        for group in members.values():
+            services.update(group)
+        for name in start_order:
             services[name].start(settings.start_timeout)
             if name in clusters:
                 _create_databases(
@@ -285,8 +305,9 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
             links=links,
             workload=definition.workload,
             health_path=definition.api.health_path,
-            start_order=definition.start_order,
+            start_order=start_order,
             target=definition.target,
+            replicated=replicated,
             admin_dsn=database.dsn(db),
             app_dsn=database.dsn(db, role, passwords[role]),
             versions={"postgres": bins.version(), "postgres_binaries": bins.source, "python": sys.version.split()[0]},
@@ -297,12 +318,15 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
 
 
 def _ready_dsn(
-    definition: StackDefinition, name: str, clusters: dict[str, PostgresProcess], passwords: dict[str, str]
+    definition: StackDefinition,
+    name: str,
+    clusters: dict[str, PostgresProcess | DatabaseBalancer],
+    passwords: dict[str, str],
 ) -> str:
     """A direct DSN to the first postgres ``name`` uses (its first database), for a ``ready = { sql }`` check."""
     for used in definition.services[name].uses:
         server = definition.services[used]
-        if server.kind == "postgres":
+        if server.is_database:
             first = server.databases[0]
             return clusters[used].dsn(first.name, first.user, passwords[first.user])
     return ""

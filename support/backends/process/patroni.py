@@ -1,0 +1,265 @@
+"""A replicated database (``kind = "patroni"``) as processes: etcd members, Patroni-managed PostgreSQL nodes, HAProxy.
+
+Each :class:`PatroniNode` is Debian's ``patroni`` (on the system Python, with its
+etcd3 client) managing one PostgreSQL server in the run's directory, as the
+unprivileged ``pg_user`` when the suite is root; the first node to take the
+leader key in etcd bootstraps the cluster, the others clone it and stream from
+it. Patroni starts its PostgreSQL detached (the postmaster is not below Patroni
+in the process tree), so a node's kill, pause and stop reach the postmaster
+through its ``postmaster.pid`` as well. :func:`start_replicated` makes the
+members in dependency order: etcd, the nodes, the :class:`DatabaseBalancer`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from support.backends.process.etcd import EtcdMember, etcd_cluster
+from support.backends.process.haproxy import BalancedNode, DatabaseBalancer
+from support.backends.process.pg_binaries import PgBinaries, RunAs
+from support.backends.process.service import ProcessService
+from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.core.ports import LOOPBACK, free_port
+from support.core.process_tree import descendants
+from support.core.run_dirs import child_env
+from support.stack.definitions import ServiceDefinition
+from support.stack.readiness import check_listener
+from support.stack.replicated import ReplicatedDatabase, ReplicatedNode, ReplicationOptions
+from support.stack.services import ServiceError
+
+__all__ = ["PatroniNode", "ReplicatedProcesses", "make_replicated", "patroni_binary"]
+
+
+def patroni_binary() -> str:
+    """Debian's ``patroni`` (its script runs on the system Python); one line saying how to get it otherwise."""
+    found = shutil.which("patroni") or shutil.which("patroni", path="/usr/bin")
+    if found is None:
+        raise ServiceError(
+            "a replicated database needs Patroni and there is none on the PATH: install Debian's patroni "
+            "(bash setup.sh installs requirements-debian.txt)"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    superuser: str
+    replication: str
+    rewind: str
+
+
+class PatroniNode(ProcessService):
+    """One PostgreSQL server under Patroni: ready once Patroni's REST ``/health`` says its PostgreSQL runs."""
+
+    def __init__(
+        self,
+        name: str,
+        scope: str,
+        run_dir: Path,
+        bins: PgBinaries,
+        run_as: RunAs,
+        etcd: list[EtcdMember],
+        options: ReplicationOptions,
+        credentials: _Credentials,
+    ) -> None:
+        self.home = run_dir / name
+        self.data_dir = self.home / "data"
+        self.pg_port, self.rest_port = free_port(), free_port()
+        self.rest_url = f"http://{LOOPBACK}:{self.rest_port}"
+        self._password = credentials.superuser
+        self._run_as = run_as
+        config = self.home / "patroni.yml"
+        self.home.mkdir(mode=0o700)
+        self.data_dir.mkdir(mode=0o700)
+        run_as.chown(self.home)
+        run_as.chown(self.data_dir)
+        # JSON is YAML: no YAML writer needed
+        config.write_text(json.dumps(self._config(name, scope, bins, etcd, options, credentials), indent=1))
+        config.chmod(0o600)
+        run_as.chown(config)
+        spec = ProcessSpec(
+            argv=[patroni_binary(), str(config)],
+            env=child_env(run_dir),
+            cwd=self.home,
+            log_path=run_dir / f"{name}.log",
+            popen_kwargs=run_as.popen_kwargs(),
+        )
+        super().__init__(name, self.pg_port, SupervisedProcess(name, spec))
+
+    def _config(
+        self,
+        name: str,
+        scope: str,
+        bins: PgBinaries,
+        etcd: list[EtcdMember],
+        options: ReplicationOptions,
+        credentials: _Credentials,
+    ) -> dict:
+        return {
+            "scope": scope,
+            "namespace": "/chaos-suite/",
+            "name": name,
+            "restapi": {"listen": f"{LOOPBACK}:{self.rest_port}", "connect_address": f"{LOOPBACK}:{self.rest_port}"},
+            "etcd3": {"hosts": [member.client_url.removeprefix("http://") for member in etcd]},
+            "bootstrap": {
+                "dcs": {
+                    "ttl": options.ttl,
+                    "loop_wait": options.loop_wait,
+                    "retry_timeout": options.retry_timeout,
+                    "maximum_lag_on_failover": 1048576,
+                    "synchronous_mode": options.synchronous,
+                    "postgresql": {
+                        "use_pg_rewind": True,
+                        "use_slots": True,
+                        "parameters": {
+                            "max_connections": 100,
+                            "shared_buffers": "32MB",
+                            "wal_keep_size": "128MB",
+                            "wal_log_hints": "on",
+                        },
+                    },
+                },
+                "initdb": [{"encoding": "UTF8"}, {"auth": "scram-sha-256"}],
+            },
+            "postgresql": {
+                "listen": f"{LOOPBACK}:{self.pg_port}",
+                "connect_address": f"{LOOPBACK}:{self.pg_port}",
+                "data_dir": str(self.data_dir),
+                "bin_dir": str(bins.bindir),
+                "pgpass": str(self.home / "pgpass"),
+                "authentication": {
+                    "superuser": {"username": "postgres", "password": credentials.superuser},
+                    "replication": {"username": "replicator", "password": credentials.replication},
+                    "rewind": {"username": "rewinder", "password": credentials.rewind},
+                },
+                # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
+                "parameters": {"unix_socket_directories": "", "log_line_prefix": "%m [%p] %a "},
+                "pg_hba": [
+                    f"host all all {LOOPBACK}/32 scram-sha-256",
+                    f"host replication replicator {LOOPBACK}/32 scram-sha-256",
+                ],
+            },
+        }
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        """A superuser DSN straight to this node's PostgreSQL."""
+        return f"host={LOOPBACK} port={self.pg_port} dbname={dbname} user=postgres password={self._password}"
+
+    def postmaster_pids(self) -> list[int]:
+        """The node's PostgreSQL (its postmaster, then every process below it); [] when none runs."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return []
+        return [pid, *descendants(pid)]
+
+    @staticmethod
+    def _signal(pids: list[int], sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """``sig`` to Patroni and to its PostgreSQL at once; the restart policy brings Patroni back."""
+        postgres = self.postmaster_pids()  # read first: once Patroni is gone nothing else names them
+        self._process.kill(sig)
+        self._signal(postgres, sig)
+
+    def crash(self) -> None:
+        """SIGKILL Patroni and its PostgreSQL, and keep the node down until :meth:`start` (a host that died)."""
+        postgres = self.postmaster_pids()
+        self._process.stop(0.0, signal.SIGKILL)
+        self._signal(postgres, signal.SIGKILL)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Patroni stops its PostgreSQL and releases the leader key; what is left after ``timeout`` s is killed."""
+        self.resume()
+        self._process.stop(timeout)
+        self._signal(self.postmaster_pids(), signal.SIGKILL)
+
+    def pause(self) -> None:
+        """Freeze Patroni and its PostgreSQL (Patroni first: it cannot react to its frozen server)."""
+        self._process.pause()
+        self._signal(self.postmaster_pids(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw its PostgreSQL (children first), then Patroni; harmless when nothing is frozen."""
+        self._signal(list(reversed(self.postmaster_pids())), signal.SIGCONT)
+        self._process.resume()
+
+    def is_ready(self) -> bool:
+        check_listener(self.rest_port, self.pid, self.name)
+        return httpx.get(self.rest_url + "/health", timeout=1.0).status_code == 200
+
+    def close(self) -> None:
+        self.stop(10.0)
+        self._process.close()
+
+
+@dataclass
+class ReplicatedProcesses:
+    """A replicated database's processes: ``members`` in start order (etcd, nodes, balancer) and its description."""
+
+    members: dict[str, ProcessService]
+    balancer: DatabaseBalancer
+    database: ReplicatedDatabase
+
+
+def make_replicated(
+    definition: ServiceDefinition, bins: PgBinaries, run_as: RunAs, run_dir: Path, admin_password: str
+) -> ReplicatedProcesses:
+    """The processes of replicated database ``definition`` (not started), named ``etcd1..``, ``NAME1..`` and ``NAME``.
+
+    Nothing is started here; the caller starts the members in order and closes them.
+    """
+    options = definition.replication or ReplicationOptions()
+    name = definition.name
+    reach = os.access(run_dir, os.X_OK) if run_as.uid is None else _enterable(run_dir, run_as)
+    if not reach:
+        raise ServiceError(
+            f"Patroni runs as {run_as.user} and cannot enter {run_dir}: set work_root to a directory every "
+            "user can enter (the default is under /tmp)"
+        )
+    etcd = etcd_cluster([f"etcd{i}" for i in range(1, options.etcd_members + 1)], run_dir)
+    credentials = _Credentials(admin_password, secrets.token_urlsafe(18), secrets.token_urlsafe(18))
+    scope = f"{name}-{run_dir.name}"
+    nodes = [
+        PatroniNode(f"{name}{i}", scope, run_dir, bins, run_as, etcd, options, credentials)
+        for i in range(1, options.nodes + 1)
+    ]
+    balancer = DatabaseBalancer(
+        name,
+        run_dir,
+        admin_password,
+        [BalancedNode(node.name, node.pg_port, node.rest_port) for node in nodes],
+        options.check_interval,
+    )
+    database = ReplicatedDatabase(
+        name=name,
+        options=options,
+        nodes=tuple(ReplicatedNode(node.name, node.rest_url, node.dsn(definition.databases[0].name)) for node in nodes),
+        etcd=tuple(member.name for member in etcd),
+        etcd_urls=tuple(member.client_url for member in etcd),
+        database=definition.databases[0].name,
+        read_dsn=balancer.read_dsn(definition.databases[0].name),
+    )
+    members: dict[str, ProcessService] = {m.name: m for m in etcd}
+    members.update({node.name: node for node in nodes})
+    members[name] = balancer
+    return ReplicatedProcesses(members, balancer, database)
+
+
+def _enterable(path: Path, run_as: RunAs) -> bool:
+    return subprocess.run(["test", "-x", str(path)], timeout=10, **run_as.popen_kwargs()).returncode == 0

@@ -1,0 +1,198 @@
+"""Faults on a replicated database's roles: its primary or a replica killed, stopped or frozen, a switchover,
+replication paused, etcd without a quorum, and a replica of a balanced service killed.
+
+Each resolves its role ("the primary") when injected, through the cluster
+controller (:mod:`support.cluster.controller`), and names the node it hit in its
+``target``. Killed nodes stay down, as a host that died does, until their heal
+starts them again (at the end of the scenario at the latest).
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+import httpx
+
+from support.cluster.controller import ClusterController
+from support.faults.base import Fault
+from support.stack import database
+from support.stack.services import Service
+
+__all__ = ["NodeDown", "NodePause", "Switchover", "ReplayPaused", "EtcdQuorumLost", "ReplicaDown"]
+
+
+def _crash(service: Service) -> None:
+    """SIGKILL every process of ``service`` and keep it down (its restart policy would bring it back at once)."""
+    crash = getattr(service, "crash", None)
+    if crash is not None:
+        crash()
+    else:
+        service.kill(signal.SIGKILL)
+        service.stop(0.0)
+
+
+@dataclass
+class NodeDown(Fault):
+    """The node holding ``role`` (``primary`` or ``replica``) killed (SIGKILL: ``how="kill"``) or stopped (Patroni's
+    graceful stop, which hands the leader key over: ``how="stop"``); it stays down until healed (``timeout`` s)."""
+
+    controller: ClusterController
+    services: dict[str, Service]
+    role: str
+    timeout: float
+    how: str = "kill"
+    instant: bool = True
+    node: str = ""
+    #: the primary when the fault struck (what "a new primary" and "the old primary" are measured against)
+    primary_before: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} {'killed' if self.how == 'kill' else 'stopped'}"
+
+    @property
+    def target(self) -> str:
+        return self.node or f"the {self.role}"
+
+    def inject(self) -> None:
+        self.primary_before = self.controller.primary(self.timeout)
+        self.node = self.primary_before if self.role == "primary" else self.controller.replicas(self.timeout)[0]
+        service = self.services[self.node]
+        if self.how == "kill":
+            _crash(service)
+        else:
+            service.stop(self.timeout)
+
+    def heal(self) -> None:
+        if self.node:
+            self.services[self.node].start(self.timeout)
+
+
+@dataclass
+class NodePause(Fault):
+    """The node holding ``role`` frozen (SIGSTOP to Patroni and its PostgreSQL); thawed by the heal."""
+
+    controller: ClusterController
+    services: dict[str, Service]
+    role: str
+    timeout: float
+    node: str = ""
+    primary_before: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} paused"
+
+    @property
+    def target(self) -> str:
+        return self.node or f"the {self.role}"
+
+    def inject(self) -> None:
+        self.primary_before = self.controller.primary(self.timeout)
+        self.node = self.primary_before if self.role == "primary" else self.controller.replicas(self.timeout)[0]
+        self.services[self.node].pause()
+
+    def heal(self) -> None:
+        if self.node:
+            self.services[self.node].resume()
+
+
+@dataclass
+class Switchover(Fault):
+    """A planned switchover (Patroni's REST ``POST /switchover``) from the primary to a replica; nothing to heal."""
+
+    controller: ClusterController
+    timeout: float
+    instant: bool = True
+    name: str = "switchover"
+    primary_before: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"from {self.primary_before}" if self.primary_before else "the primary"
+
+    def inject(self) -> None:
+        self.primary_before = self.controller.primary(self.timeout)
+        leader = self.controller.cluster.node(self.primary_before)
+        # no candidate: Patroni picks a healthy one (in synchronous mode only the synchronous standby may take over)
+        answer = httpx.post(leader.rest_url + "/switchover", json={"leader": self.primary_before}, timeout=self.timeout)
+        if answer.status_code != 200:
+            raise RuntimeError(f"Patroni refused the switchover ({answer.status_code}): {answer.text.strip()[:200]}")
+
+    def heal(self) -> None:
+        """A switchover is not undone: the new primary stays."""
+
+
+@dataclass
+class ReplayPaused(Fault):
+    """WAL replay paused on every replica (``pg_wal_replay_pause()``): they receive but do not apply."""
+
+    controller: ClusterController
+    timeout: float
+    name: str = "replication lag"
+    replicas: list[str] = field(default_factory=list)
+    primary_before: str = ""
+
+    @property
+    def target(self) -> str:
+        return ", ".join(self.replicas) or "the replicas"
+
+    def inject(self) -> None:
+        self.primary_before = self.controller.primary(self.timeout)
+        self.replicas = self.controller.replicas(self.timeout)
+        for name in self.replicas:
+            self._run(name, "SELECT pg_wal_replay_pause()")
+
+    def heal(self) -> None:
+        self.mark_effect_over()
+        for name in self.replicas:
+            self._run(name, "SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()")
+
+    def _run(self, node: str, sql: str) -> None:
+        with database.connect(self.controller.cluster.node(node).dsn, self.timeout) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+
+
+@dataclass
+class EtcdQuorumLost(Fault):
+    """A majority of the etcd members frozen (SIGSTOP): Patroni can renew no leader key, so its primary demotes."""
+
+    services: dict[str, Service]
+    members: tuple[str, ...]
+    name: str = "etcd quorum lost"
+    frozen: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return ", ".join(self.frozen) or "etcd"
+
+    def inject(self) -> None:
+        for name in self.members[: len(self.members) // 2 + 1]:
+            self.frozen.append(name)
+            self.services[name].pause()
+
+    def heal(self) -> None:
+        self.mark_effect_over()
+        for name in self.frozen:
+            self.services[name].resume()
+
+
+@dataclass
+class ReplicaDown(Fault):
+    """One replica of a balanced service killed (SIGKILL) and kept down until healed (``timeout`` s)."""
+
+    service: Service
+    timeout: float
+    instant: bool = True
+    name: str = "replica killed"
+
+    @property
+    def target(self) -> str:
+        return self.service.name
+
+    def inject(self) -> None:
+        _crash(self.service)
+
+    def heal(self) -> None:
+        self.service.start(self.timeout)
