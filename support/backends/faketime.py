@@ -22,10 +22,19 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-__all__ = ["FakeClock", "ClockUnavailable", "find_library", "make_clock", "IN_CONTAINER_DIR", "MISSING"]
+__all__ = [
+    "FakeClock",
+    "ClockUnavailable",
+    "find_library",
+    "make_clock",
+    "preload_container",
+    "IN_CONTAINER_DIR",
+    "MISSING",
+]
 
 #: where Debian's ``libfaketime`` package puts the library (the MT variant is for threaded programs)
 _CANDIDATES = (
@@ -108,3 +117,24 @@ def make_clock(run_dir: Path, service: str, in_container: bool = False) -> FakeC
     clock = FakeClock(service, folder / "offset", library, seen_as)
     clock.set_offset(0)
     return clock
+
+
+def preload_container(service: Any, run_dir: Path) -> None:
+    """Give a not yet created container ``service`` (its ``spec``) the preload and ``service.clock``.
+
+    The host's library is mounted read-only at its own path (the suite's images are
+    Debian bookworm, as this machine's), the clock's folder read-only at
+    :data:`IN_CONTAINER_DIR`; without libfaketime ``service.clock`` is None.
+    """
+    clock = make_clock(run_dir, service.name, in_container=True)
+    service.clock = clock
+    if clock is None:
+        return
+    spec = service.spec
+    volumes = {
+        **spec.volumes,
+        str(clock.library): {"bind": str(clock.library), "mode": "ro"},
+        str(clock.file.parent): {"bind": IN_CONTAINER_DIR, "mode": "ro"},
+    }
+    environment = {**spec.environment, **clock.environment(inherited=spec.environment.get("LD_PRELOAD", ""))}
+    service.spec = replace(spec, volumes=volumes, environment=environment)

@@ -37,6 +37,7 @@ from support.backends.docker.engine import docker_client
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.backends.docker.labels import KEEP_LABEL, remove_leftovers, run_labels
 from support.backends.docker.specs import BRIDGE_PORTS, SUITE_MOUNT, api_spec, in_mount, postgres_spec
+from support.backends.faketime import preload_container
 from support.backends.process.backend import connection_values, service_values
 from support.backends.reaper import describe_removed
 from support.core.config import Settings
@@ -160,6 +161,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             definition.api.health_path,
         )
         made.callback(api.close)
+        preload_container(api, run_dir)  # libfaketime at real time: clock faults move it live
         services: dict[str, Any] = {pg_name: postgres, api_name: api}
         for name, port in zip(extras, extra_ports, strict=True):
             service = definition.services[name]
@@ -177,6 +179,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
                 ready_dsn,
             )
             made.callback(services[name].close)
+            preload_container(services[name], run_dir)
         for name in definition.start_order:
             step = time.monotonic()
             services[name].start(settings.start_timeout)
