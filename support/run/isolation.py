@@ -23,6 +23,8 @@ from support.checks.health import HEALTHY, wait_for_health
 from support.checks.verdict import CheckFailed
 from support.core.config import ISOLATIONS, Settings
 from support.core.redact import redact
+from support.faults import audit
+from support.faults.admin import api_role
 from support.stack.services import Service, ServiceError
 from support.stack.stack import Stack
 
@@ -71,6 +73,8 @@ class Isolation:
     settings: Settings
     not_ready_in_a_row: int = 0
     prepared: int = 0
+    #: the residue audit after each scenario, made before the first (None: not yet, or no database)
+    residues: audit.ResidueAudit | None = None
 
     @property
     def restartable(self) -> bool:
@@ -106,21 +110,42 @@ class Isolation:
                 raise RunStopped(f"{line}\n{error}") from None
             raise
         self.not_ready_in_a_row = 0
+        if self.residues is None and self.stack.admin_dsn:
+            self.residues = audit.ResidueAudit(self.stack, api_role(self.stack.app_dsn))
+            self.stack.cleanup.callback(self.residues.close)
         for note in notes.values():
             print(f"chaos-suite: before {scenario!r}: {note}", file=sys.stderr, flush=True)
         return notes
 
     def bring_back(self) -> None:
-        """After a scenario: heal every link and resume every service, without waiting for anything.
+        """After a scenario's heals: the residue audit (:mod:`support.faults.audit`), then every link healed and
+        every service resumed, without waiting for anything.
 
-        Whether each service is ready is the next :meth:`prepare`'s to find out
-        (once, within the probe bound): waiting here too would pay for a hung
-        service twice.
+        Whatever the audit finds is removed and then fails the scenario with
+        one line naming it (:class:`support.faults.audit.ResidueLeft`; joined to
+        the line of a heal that failed before, if one is on its way). Whether
+        each service is ready is the next :meth:`prepare`'s to find out (once,
+        within the probe bound): waiting here too would pay for a hung service
+        twice.
         """
-        for link in self.stack.links.values():
-            link.heal()
+        left: audit.ResidueLeft | None = None
+        audited = False
+        if self.residues is not None:
+            try:
+                self.residues.audit_and_heal()
+                audited = True
+            except audit.ResidueLeft as found:
+                left, audited = found, True
+            except Exception as error:  # noqa: BLE001 - the links and services below are still brought back
+                left = audit.ResidueLeft(f"the residue audit failed: {type(error).__name__}: {error}")
+        if not audited:  # an audit found every link clean, or healed it
+            for link in self.stack.links.values():
+                link.heal()
         for name in self.stack.start_order:
             self.stack.services[name].resume()
+        if left is not None:
+            failed_heal = sys.exc_info()[1]  # called from a finally: a heal's failure may be on its way
+            raise audit.ResidueLeft(f"{failed_heal}; {left}" if failed_heal is not None else str(left))
 
     # -- internals -----------------------------------------------------------------
     def _freshen(self, notes: dict[str, str]) -> None:
