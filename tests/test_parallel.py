@@ -185,8 +185,8 @@ def test_the_exit_code_follows_a_serial_runs_rules():
     assert parallel.run_exit_code([1, 130], signal.SIGINT) == 130
 
 
-def test_a_stacks_behave_writes_allure_and_junit_into_its_own_folders(tmp_path):
-    os.chdir(REPO)  # behave.ini's formats and outfiles count, as for the user
+def test_a_stacks_behave_writes_allure_and_junit_into_its_own_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # behave.ini's formats and outfiles count, as for the user
     stack = parallel.Stack("stack 1", [_scenario(3)], tmp_path / "s1", tmp_path / "s1.log")
     for args in ([], ["-f", "plain"], ["-f", "pretty", "-o", str(tmp_path / "p.txt"), "features"]):
         argv = parallel.child_argv(args, parallel.behave_config(args), stack)
