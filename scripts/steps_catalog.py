@@ -8,8 +8,8 @@ For each step the registry holds (the suite's ``steps/*.py``, loaded as behave l
 type and what the type takes (the converter's docstring in ``support/run/gherkin_types.py``, units
 included), what it does (the step function's docstring; else the README's step table row of that
 phrasing; else the first docstring line of the fault the step injects) and the backends that can
-run it (by the family of the fault it injects, :data:`FAULT_BACKENDS`; a step that injects none runs
-on every backend). The output depends only on the code and the README, so it is the same on every
+run it (a step module's ``BACKENDS`` string when it has one; else by the family of the fault the step
+injects, :data:`FAULT_BACKENDS`; a step that injects none runs on every backend). The output depends only on the code and the README, so it is the same on every
 machine: ``tests/test_steps_catalog.py`` fails when it is not current.
 """
 
@@ -143,7 +143,10 @@ def _description(matcher, readme: dict[str, str], fault: type | None) -> str:
     return _markdown(text) or "-"
 
 
-def _backends(fault: type | None) -> str:
+def _backends(matcher, fault: type | None) -> str:
+    declared = getattr(sys.modules.get(matcher.func.__module__), "BACKENDS", None)
+    if isinstance(declared, str):  # a step module may say it: BACKENDS = "process (stack/ha/stack.toml)"
+        return declared
     if fault is None:
         return ALL_BACKENDS
     family = fault.__module__.rsplit(".", 1)[1]
@@ -181,7 +184,7 @@ def catalog(matchers: list | None = None, readme: dict[str, str] | None = None) 
             fault = _injected_fault(matcher.func)
             out.append(
                 f"| `{_cell(_plain(phrasing(matcher)))}` | {_cell(_parameters(matcher.pattern))} "
-                f"| {_cell(_description(matcher, readme, fault))} | {_cell(_backends(fault))} |"
+                f"| {_cell(_description(matcher, readme, fault))} | {_cell(_backends(matcher, fault))} |"
             )
     return "\n".join(out) + "\n"
 
