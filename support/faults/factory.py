@@ -23,7 +23,7 @@ from support.faults.disk import DiskFull
 from support.faults.graceful import GracefulRestart
 from support.faults.http import HttpFault, http_abort, http_delay, http_replace
 from support.faults.limits import CpuLimit, MemoryLimit
-from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkToxic
+from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkStall, LinkToxic
 from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
 from support.faults.slots import SlotExhaustion
 from support.stack.stack import Stack
@@ -71,9 +71,26 @@ class FaultFactory:
         return GracefulRestart(self.stack.service(service), self.settings.start_timeout)
 
     # -- the network between two services -------------------------------------------------------
-    def latency(self, one: str, other: str, ms: float) -> LinkToxic:
-        """``ms`` milliseconds added to every reply on the link between ``one`` and ``other``."""
-        return LinkLatency(self.stack.link(one, other), ms)
+    def latency(self, one: str, other: str, ms: float, jitter_ms: float = 0) -> LinkToxic:
+        """``ms`` milliseconds (± a uniform ``jitter_ms``) added to every reply on the link between ``one`` and
+        ``other``."""
+        return LinkLatency(self.stack.link(one, other), ms, jitter_ms)
+
+    def bandwidth(self, one: str, other: str, kilobytes_per_second: float) -> LinkToxic:
+        """Replies on the link between ``one`` and ``other`` paced at ``kilobytes_per_second`` KB/s (1 KB = 1000 B)."""
+        return LinkToxic(self.stack.link(one, other), "bandwidth", {"rate": max(1, int(kilobytes_per_second))})
+
+    def stall(self, one: str, other: str) -> LinkStall:
+        """Nothing flows either way between ``one`` and ``other``; connections stay open."""
+        return LinkStall(self.stack.link(one, other))
+
+    def slow_close(self, one: str, other: str, ms: float) -> LinkToxic:
+        """The close of every connection from ``other`` to ``one`` reaches ``one`` ``ms`` milliseconds late."""
+        return LinkToxic(self.stack.link(one, other), "slow_close", {"delay": int(ms)})
+
+    def limit_data(self, one: str, other: str, kilobytes: float) -> LinkToxic:
+        """Every connection between ``one`` and ``other`` is closed once ``kilobytes`` KB more of replies passed."""
+        return LinkToxic(self.stack.link(one, other), "limit_data", {"bytes": max(1, int(kilobytes * 1000))})
 
     def cut(self, one: str, other: str) -> LinkDown:
         """The link between ``one`` and ``other`` down: connections refused and cut."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from support.faults.base import Fault
 from support.proxy.link import Link
 
-__all__ = ["LinkFault", "LinkLatency", "LinkDown", "LinkReset", "LinkToxic"]
+__all__ = ["LinkFault", "LinkLatency", "LinkDown", "LinkReset", "LinkToxic", "LinkStall"]
 
 
 @dataclass
@@ -55,6 +55,28 @@ class LinkToxic(LinkFault):
 def LinkLatency(link: Link, ms: float, jitter_ms: float = 0) -> LinkToxic:
     """Every reply from PostgreSQL arrives ``ms`` later (± ``jitter_ms``): each round trip is that much slower."""
     return LinkToxic(link, "latency", {"latency": int(ms), "jitter": int(jitter_ms)})
+
+
+@dataclass
+class LinkStall(LinkFault):
+    """Nothing flows either way (a ``timeout`` toxic of 0 on both streams): connections stay open and silent.
+
+    The heal removes both toxics; what the link held then flows on, as after a
+    partition that heals (TCP retransmits; no byte is lost).
+    """
+
+    instant: bool = False
+    name: str = "stall"
+
+    def inject(self) -> None:
+        for stream in ("upstream", "downstream"):
+            self.link.client.add_toxic(
+                self.link.name, "timeout", name=f"chaos_stall_{stream}", stream=stream, timeout=0
+            )
+
+    def heal(self) -> None:
+        for stream in ("downstream", "upstream"):
+            self.link.client.remove_toxic(self.link.name, f"chaos_stall_{stream}", missing_ok=True)
 
 
 @dataclass
