@@ -36,7 +36,6 @@ from support.faults.admin import admin_connection, database_identity, run_heal
 from support.faults.concurrency import CROSS_OBJECT, drop_cross_objects
 from support.faults.database import DELAY_POLICY
 from support.faults.residues import heal_residue
-from support.faults.slots import SLOTS_ROLE
 from support.stack.database import open_connection
 from support.stack.stack import Stack
 
@@ -46,6 +45,7 @@ __all__ = [
     "ResidueAudit",
     "ResidueLeft",
     "heal",
+    "describe",
     "database_residues",
     "IDLE_IN_TRANSACTION",
     "SESSION_EXIT",
@@ -89,12 +89,13 @@ UNION ALL
 SELECT 'setting', name, coalesce(setting, '') FROM pg_file_settings
  WHERE sourcefile LIKE '%%postgresql.auto.conf'
 """
-#: the locks a leftover session holds, for its line
+#: the table locks a leftover session holds, for its line
 _LOCKS = """
-SELECT pid, string_agg(DISTINCT mode || coalesce(' on ' || relation::regclass::text, ''), ', ')
-  FROM pg_locks WHERE pid = ANY(%s) AND granted AND locktype IN ('relation', 'tuple', 'advisory')
-   AND coalesce(relation::regclass::text, '') NOT LIKE 'pg\\_%%'
- GROUP BY pid
+SELECT l.pid, string_agg(DISTINCT l.mode || ' on ' || c.relname, ', ')
+  FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+ WHERE l.pid = ANY(%s) AND l.granted AND l.locktype = 'relation' AND c.relkind IN ('r', 'p')
+   AND c.relnamespace <> 'pg_catalog'::regnamespace
+ GROUP BY l.pid
 """
 
 
@@ -130,12 +131,14 @@ class Baseline:
 class ResidueAudit:
     """The audit of one run's stack: the :class:`Baseline` taken when made (before the first scenario) and one
     connection kept for every audit (opened again after PostgreSQL restarted); ``role`` is the service's
-    database role. :meth:`close` closes the connection (idempotent)."""
+    database role, ``timeout`` s bound its connection and query, ``start_timeout`` s the start of a service
+    it finds down. :meth:`close` closes the connection (idempotent)."""
 
-    def __init__(self, stack: Stack, role: str, timeout: float = 5.0) -> None:
+    def __init__(self, stack: Stack, role: str, timeout: float = 5.0, start_timeout: float = 30.0) -> None:
         self.stack = stack
         self.role = role
         self.timeout = timeout
+        self.start_timeout = start_timeout
         self._conn: psycopg2.extensions.connection | None = None
         rows = self._rows()
         self.baseline = Baseline(
@@ -176,25 +179,39 @@ class ResidueAudit:
         raise AssertionError("unreachable")
 
     def audit(self) -> list[Residue]:
-        """Everything of a scenario's faults still on the stack (links, services, the database). Reads only."""
-        found = _links(self.stack) + _services(self.stack)
+        """Everything of a scenario's faults still on the stack (links, services, the database). Reads only;
+        the database is not asked while a service is not running or frozen (it may be the database)."""
+        found = _links(self.stack) + _services(self.stack, self.start_timeout)
+        return found if found else self._database()
+
+    def _database(self) -> list[Residue]:
         try:
             rows = self._rows()
         except psycopg2.Error as error:
-            if not found:  # else a service that is not running says why the database cannot be asked
-                found.append(Residue(f"the database could not be audited: {' '.join(str(error).split())}", _nothing))
-            return found
-        return found + database_residues(self.stack.admin_dsn, rows, self.baseline)
+            return [Residue(f"the database could not be audited: {' '.join(str(error).split())}", _nothing)]
+        return database_residues(self.stack.admin_dsn, rows, self.baseline)
 
     def audit_and_heal(self) -> list[Residue]:
-        """Audit, repair what was found and raise :class:`ResidueLeft` naming it; else ``[]``."""
-        found = self.audit()
+        """Audit, repair what was found and raise :class:`ResidueLeft` naming it; else ``[]``.
+
+        Links and services are repaired first, so that a database a scenario
+        left stopped or frozen is audited once it runs again.
+        """
+        found = _links(self.stack) + _services(self.stack, self.start_timeout)
+        unrepaired = heal(found)
+        if not unrepaired:
+            database = self._database()
+            unrepaired += heal(database)
+            found += database
         if not found:
             return found
-        unrepaired = heal(found)
-        line = "left after the scenario's heals: " + "; ".join(r.what for r in found)
-        line += " (could not remove: " + "; ".join(unrepaired) + ")" if unrepaired else " (removed)"
-        raise ResidueLeft(line, found)
+        raise ResidueLeft(describe(found, unrepaired), found)
+
+
+def describe(found: list[Residue], unrepaired: list[str]) -> str:
+    """The one line a scenario fails with: what was left, and whether it could all be removed."""
+    line = "left after the scenario's heals: " + "; ".join(r.what for r in found)
+    return line + (" (could not remove: " + "; ".join(unrepaired) + ")" if unrepaired else " (removed)")
 
 
 def _with_locks(cur, rows: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -271,7 +288,7 @@ def _process_state(pid: int) -> str:
     return stat.rpartition(")")[2].split()[0]
 
 
-def _services(stack: Stack) -> list[Residue]:
+def _services(stack: Stack, start_timeout: float) -> list[Residue]:
     if stack.backend == "attached":
         return []  # the suite neither started nor can start them
     found = []
@@ -280,7 +297,7 @@ def _services(stack: Stack) -> list[Residue]:
 
         def start(service=service) -> None:
             service.resume()
-            service.start(30.0)
+            service.start(start_timeout)
 
         status = getattr(service, "status", None)
         if callable(status):  # a container
@@ -304,13 +321,22 @@ def database_residues(dsn: str, rows: Iterable[tuple[str, str, str]], base: Base
     its repair on ``dsn``."""
     found = []
     here = database_identity(dsn)
+    sessions: dict[str, list[int]] = {}
     for kind, name, detail in rows:
         if kind == "session":
-            found.append(Residue(f"session {name} of the suite ({detail})", _terminate(dsn, int(name))))
-        elif kind == "idle":
+            sessions.setdefault(detail, []).append(int(name))
+    for detail, pids in sessions.items():  # a fault that took every slot left many alike: one line for them
+        if len(pids) == 1:
+            what = f"session {pids[0]} of the suite ({detail})"
+        else:
+            shown = ", ".join(map(str, pids[:5])) + (", ..." if len(pids) > 5 else "")
+            what = f"{len(pids)} sessions of the suite ({detail}): pid {shown}"
+        found.append(Residue(what, _terminate(dsn, pids)))
+    for kind, name, detail in rows:
+        if kind == "idle":
             found.append(
                 Residue(
-                    f"session {name} of the service idle in a transaction for {detail} s", _terminate(dsn, int(name))
+                    f"session {name} of the service idle in a transaction for {detail} s", _terminate(dsn, [int(name)])
                 )
             )
         elif kind == "setting" and base.settings.get(name) != detail:
@@ -333,10 +359,10 @@ def database_residues(dsn: str, rows: Iterable[tuple[str, str, str]], base: Base
     return found
 
 
-def _terminate(dsn: str, pid: int) -> Callable[[], object]:
+def _terminate(dsn: str, pids: list[int]) -> Callable[[], object]:
     def repair() -> None:
-        with admin_connection(dsn) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        with admin_connection(dsn, 10.0) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid, 5000) FROM unnest(%s::int[]) AS pid", (pids,))
 
     return repair
 
@@ -382,10 +408,8 @@ def _drop_object(dsn: str, kind: str, name: str, detail: str) -> Callable[[], ob
 
 
 def _drop_role(dsn: str, here: str, name: str) -> Callable[[], object]:
-    if name == SLOTS_ROLE:
-        return lambda: heal_residue(dsn, {"kind": "slot_exhaustion", "database": here, "role": name})
-
-    def repair(cur) -> None:
+    def repair(cur) -> None:  # no new session first: a slot taker still running would take them back
+        cur.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(name)))
         cur.execute("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = %s", (name,))
         cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
 

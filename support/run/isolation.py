@@ -111,7 +111,9 @@ class Isolation:
             raise
         self.not_ready_in_a_row = 0
         if self.residues is None and self.stack.admin_dsn:
-            self.residues = audit.ResidueAudit(self.stack, api_role(self.stack.app_dsn))
+            self.residues = audit.ResidueAudit(
+                self.stack, api_role(self.stack.app_dsn), start_timeout=self.settings.start_timeout
+            )
             self.stack.cleanup.callback(self.residues.close)
         for note in notes.values():
             print(f"chaos-suite: before {scenario!r}: {note}", file=sys.stderr, flush=True)
