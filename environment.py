@@ -21,6 +21,7 @@ from support.evidence.progress import ProgressLine
 from support.evidence.summary import RunSummary
 from support.run import exits
 from support.run.gherkin_types import TYPES
+from support.run.repeat import expand_repeats, repeat_of
 from support.run.startup_errors import (
     STARTUP_ERRORS,
     check_features,
@@ -56,6 +57,7 @@ def before_all(context):
         settings = load_settings(context.config.userdata, read_ini_userdata(Path("behave.ini")))
         check_features(runner.features, selected_scenarios(runner.features, context.config))
         check_steps(runner.features, context.config, runner.step_registry.find_match, settings)
+        expand_repeats(runner.features, settings.repeat)  # -D repeat=N, @repeat.N: N runs of a scenario
         check_work_root(settings.work_root_path)
         check_service_command(settings)
         context.suite = use_fixture(chaos_suite, context, settings)
@@ -79,7 +81,7 @@ def after_all(context):
 
 
 def before_scenario(context, scenario):
-    context.chaos = context.suite.begin_scenario(scenario.name)
+    context.chaos = context.suite.begin_scenario(scenario.name, repeat_of(scenario))
     evidence.begin_scenario(context.chaos, scenario.filename, scenario.feature.name, scenario.effective_tags)
 
 
@@ -99,6 +101,6 @@ def after_scenario(context, scenario):
     try:
         context.suite.end_scenario(state)
     finally:
+        context.summary.add_scenario(state, scenario)  # first: a repeated scenario's last run attaches all runs
         evidence.attach_scenario(state, failed=scenario.status == "failed")
-        context.summary.add_scenario(state, scenario)
         del context.chaos

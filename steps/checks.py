@@ -8,6 +8,12 @@ def step_recovers_within(context, seconds):
     context.chaos.check_recovered_within(seconds)
 
 
+@then("the API recovers within {seconds:Duration} in {percent:Number}% of runs")
+def step_recovers_within_share(context, seconds, percent):
+    """Over the runs of a repeated scenario (-D repeat=N, @repeat.N), judged at its last run."""
+    context.chaos.check_recovered_within_share(seconds, percent)
+
+
 @then("no acknowledged write is lost")
 def step_no_lost_write(context):
     context.chaos.check_no_lost_writes()

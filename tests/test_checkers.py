@@ -263,7 +263,8 @@ def test_error_rate_bound() -> None:
     with pytest.raises(
         CheckFailed,
         match=r"^the error rate was 10\.00%, not below 10%: 10 of 100 requests"
-        r" failed \(0 fail, 10 info\)$",
+        r" failed \(0 fail, 10 info\) from 9\.0 s to 9\.9 s into the load; first write k9 at 9\.0 s \(status 503,"
+        r" 0\.010 s\), last write k9\.9 at 9\.9 s \(status 503, 0\.010 s\)$",
     ):
         check_error_rate_below(history, 10)
 

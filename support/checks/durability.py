@@ -5,11 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from support.checks.messages import NO_LOAD, keys, plural
+from support.checks.messages import KEYS_AT_MOST, NO_LOAD, keys, origin, plural, seconds
 from support.checks.verdict import CheckFailed
 from support.load.history import INFO, OK, Request
 
-__all__ = ["Durability", "written_keys", "durability", "check_no_lost_writes"]
+__all__ = [
+    "Durability",
+    "LostRead",
+    "written_keys",
+    "durability",
+    "lost_on_read",
+    "without_lost_reads",
+    "lost_reads_sentence",
+    "check_no_lost_writes",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,58 @@ class Durability:
     def ok(self) -> bool:
         """True when no acknowledged write is lost or changed and no refused write appeared."""
         return not (self.lost or self.changed or self.fail_present)
+
+
+@dataclass(frozen=True)
+class LostRead:
+    """An acknowledged write the API later answered 404 for: a lost write, seen through the API.
+
+    ``acknowledged_at`` is the end of the write's first ok answer, ``first_404_at`` the start of the
+    first read of it answered 404 after that (monotonic s); ``reads`` how many reads of it got 404.
+    """
+
+    key: str
+    acknowledged_at: float
+    first_404_at: float
+    reads: int
+
+
+def lost_on_read(history: Sequence[Request]) -> list[LostRead]:
+    """The acknowledged writes that a read started after the acknowledgement found missing (404),
+    by the first such read's start."""
+    acked: dict[str, float] = {}
+    for r in history:
+        if r.op == "write" and r.outcome == OK:
+            acked[r.key] = min(acked.get(r.key, r.end), r.end)
+    found: dict[str, list[float]] = {}
+    for r in history:
+        if r.op == "read" and r.status == 404 and r.key in acked and r.start >= acked[r.key]:
+            found.setdefault(r.key, []).append(r.start)
+    lost = [LostRead(k, acked[k], min(starts), len(starts)) for k, starts in found.items()]
+    return sorted(lost, key=lambda x: x.first_404_at)
+
+
+def without_lost_reads(history: Sequence[Request], lost: Sequence[LostRead]) -> list[Request]:
+    """The history without the 404 reads of ``lost`` writes (what is left says how available the API was)."""
+    gone = {x.key for x in lost}
+    return [r for r in history if not (r.op == "read" and r.status == 404 and r.key in gone)]
+
+
+def lost_reads_sentence(lost: Sequence[LostRead], history: Sequence[Request]) -> str:
+    """The lost writes as a sentence: "N acknowledged writes lost: the API acknowledged them, then answered
+    404 for them: KEY (acknowledged at 1.2 s, 404 from 3.4 s, 7 reads), ...", in seconds into the load."""
+    since = origin(history)
+    shown = ", ".join(
+        f"{x.key} (acknowledged at {seconds(x.acknowledged_at - since)}, 404 from {seconds(x.first_404_at - since)},"
+        f" {plural(x.reads, 'read')})"
+        for x in lost[:KEYS_AT_MOST]
+    )
+    more = f" and {len(lost) - KEYS_AT_MOST} more" if len(lost) > KEYS_AT_MOST else ""
+    return (
+        f"{plural(len(lost), 'acknowledged write')} lost: the API acknowledged "
+        f"{'it' if len(lost) == 1 else 'them'}, then answered 404 for {'it' if len(lost) == 1 else 'them'}: "
+        f"{shown}{more}"
+    )
 
 
 def written_keys(history: Sequence[Request]) -> list[str]:

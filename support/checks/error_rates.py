@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from support.checks.messages import require
+from support.checks.durability import lost_on_read, lost_reads_sentence
+from support.checks.messages import describe, origin, require, seconds
 from support.checks.verdict import CheckFailed
 from support.faults.timeline import FaultWindow
 from support.load.history import FAIL, INFO, OK, Request, percentile
@@ -108,8 +109,12 @@ def check_error_rate_below(history: Sequence[Request] | None, percent: float) ->
     if rate < percent:
         return
     outcomes = Counter(r.outcome for r in history)
-    bad = outcomes[FAIL] + outcomes[INFO]
+    failed = sorted((r for r in history if r.outcome != OK), key=lambda r: r.start)
+    since = origin(history)
+    lost = lost_on_read(history)
     raise CheckFailed(
-        f"the error rate was {rate:.2f}%, not below {percent:g}%: {bad} of {len(history)} requests"
-        f" failed ({outcomes[FAIL]} fail, {outcomes[INFO]} info)"
+        f"the error rate was {rate:.2f}%, not below {percent:g}%: {len(failed)} of {len(history)} requests"
+        f" failed ({outcomes[FAIL]} fail, {outcomes[INFO]} info) from {seconds(failed[0].start - since)} to"
+        f" {seconds(failed[-1].start - since)} into the load; first {describe(failed[0], since)}, last"
+        f" {describe(failed[-1], since)}" + (f"; {lost_reads_sentence(lost, history)}" if lost else "")
     )

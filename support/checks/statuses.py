@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from support.checks.durability import lost_on_read, lost_reads_sentence
 from support.checks.messages import describe, origin, plural, require, seconds
 from support.checks.verdict import CheckFailed
 from support.load.history import OK, Request
@@ -57,10 +58,12 @@ def check_failures_are_503(history: Sequence[Request] | None, allow_transport_er
         )
     total = len(found.statuses) + len(transport)
     first = min(found.statuses + transport, key=lambda r: r.start)
+    lost = lost_on_read(history)  # a 404 for an acknowledged write is no wrong status but a lost write
     raise CheckFailed(
         f"{plural(total, 'failed request')} not answered with 503: "
         + "; ".join(parts)
         + f"; first: {describe(first, origin(history))}"
+        + (f"; {lost_reads_sentence(lost, history)}" if lost else "")
     )
 
 

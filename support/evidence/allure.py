@@ -197,6 +197,14 @@ def _attach_chart(state: ScenarioState, figures: dict[str, Any]) -> None:
     allure.attach(png, name="timeline chart", attachment_type=allure.attachment_type.PNG)
 
 
+def _attach_repeats(state: ScenarioState) -> None:
+    assert state.repeat is not None
+    group = state.repeat.group
+    png = chart.repeats_png(group, title=redact(group.name, state.stack.secrets))
+    allure.attach(png, name="runs chart", attachment_type=allure.attachment_type.PNG)
+    _attach_text(state, group.describe() + "\n", "runs distribution")
+
+
 def _describe_request(r: Request, origin: float) -> str:
     answer = f"status {r.status}" if r.status is not None else "no answer"
     error = f" {r.error}" if r.error else ""
@@ -272,6 +280,11 @@ def attach_scenario(state: ScenarioState, failed: bool) -> None:
         figures.update(_figures(state))
 
     attempt(compute_figures)
+    if state.repeat is not None:  # which run; the last one carries the distributions of all runs
+        figures["repeat"] = {"run": state.repeat.run, "runs": state.repeat.group.runs}
+        if state.repeat.last:
+            figures["repeats"] = state.repeat.group.to_dict()
+            attempt(lambda: _attach_repeats(state))
     if state.history:
         attempt(lambda: _attach_chart(state, figures))
     if figures:

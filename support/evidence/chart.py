@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # matplotlib is imported only when a chart is drawn (it costs
     from matplotlib.figure import Figure
 
     from support.checks.recovery import Recovery
+    from support.checks.repeats import RepeatGroup
 
 __all__ = [
     "WINDOW_S",
@@ -36,6 +37,7 @@ __all__ = [
     "FAULT_RGB",
     "SIZE_PX",
     "seconds_text",
+    "repeats_png",
 ]
 
 #: width of a counting window, seconds
@@ -284,3 +286,38 @@ def timeline_png(
 ) -> bytes:
     """The chart of :func:`timeline_figure` as PNG bytes (about 60-150 kB)."""
     return figure_png(timeline_figure(history, faults, recovery, title, subtitle, width))
+
+
+def repeats_png(group: RepeatGroup, title: str = "") -> bytes:
+    """A small chart of a repeated scenario: one panel per measure (recovery and outage in seconds,
+    error rate in percent, lost writes), each run a dot (green passed, red failed) over its run number,
+    p50 and p95 as lines; a run that never recovered is a red cross at the top of the recovery panel."""
+    from matplotlib.figure import Figure
+
+    from support.checks.repeats import MEASURES
+
+    figure = Figure(figsize=(8.0, 2.6), dpi=100)
+    axes = figure.subplots(1, len(MEASURES))
+    runs = [o.run for o in group.outcomes]
+    for ax, (name, label, unit), d in zip(axes, MEASURES, group.distributions().values()):
+        points = [(o.run, getattr(o, name), o.passed) for o in group.outcomes if getattr(o, name) is not None]
+        for run, value, passed in points:
+            ax.plot(run, value, "o", color="#2e7d32" if passed else "#c62828", markersize=5)
+        if d is not None:
+            ax.axhline(d.p50, color="#555555", linewidth=0.8, linestyle="--", label="p50")
+            ax.axhline(d.p95, color="#e65100", linewidth=0.8, linestyle=":", label="p95")
+        if name == "recovery_time_s":
+            top = max([v for _, v, _ in points], default=1.0) * 1.1 or 1.0
+            for o in group.outcomes:
+                if o.recovered is False:
+                    ax.plot(o.run, top, "x", color="#c62828", markersize=7)
+        ax.set_title(f"{label} ({unit})" if unit else label, fontsize=9)
+        ax.set_xticks(runs or [1])
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("run", fontsize=8)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=6, loc="lower right")
+    heading = f"{title} · " if title else ""
+    figure.suptitle(f"{heading}{group.verdicts()}"[:140], fontsize=9)
+    figure.tight_layout()
+    return figure_png(figure)

@@ -12,14 +12,23 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from support.checks.metrics import metrics
 from support.checks.recovery import Recovery, recovery_after_faults
+from support.checks.repeats import RepeatGroup, RunOutcome
 
-__all__ = ["ScenarioRow", "RunSummary", "row_from_figures", "measured_recovery", "format_table", "summary_json"]
+__all__ = [
+    "ScenarioRow",
+    "RunSummary",
+    "row_from_figures",
+    "measured_recovery",
+    "outcome_of",
+    "format_table",
+    "summary_json",
+]
 
 _NAME_WIDTH = 52
 
@@ -47,6 +56,9 @@ class ScenarioRow:
     acknowledged_writes: int | None = None
     lost_writes: int | None = None
     message: str = ""
+    #: a repeated scenario's run and how many it has (None: not repeated)
+    run: int | None = None
+    runs: int | None = None
 
 
 def measured_recovery(state: Any) -> Recovery | None:
@@ -126,8 +138,25 @@ def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_table(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) -> str:
-    """The rows as a fixed-width table with a heading line of totals; failures get their message below."""
+def outcome_of(row: ScenarioRow) -> RunOutcome:
+    """A repeated scenario's run as its group records it: the row's verdict and measures."""
+    return RunOutcome(
+        run=row.run or 1,
+        passed=row.status == "passed",
+        recovered=row.recovered,
+        recovery_time_s=row.recovery_time_s if row.recovered else None,
+        outage_s=row.outage_s,
+        error_rate_percent=row.error_rate_percent,
+        lost_writes=row.lost_writes,
+        message=row.message,
+    )
+
+
+def format_table(
+    rows: Sequence[ScenarioRow], elapsed_s: float | None = None, repeated: Sequence[RepeatGroup] = ()
+) -> str:
+    """The rows as a fixed-width table with a heading line of totals; failures get their message below;
+    then one distribution line per repeated scenario (``repeated``)."""
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
@@ -164,11 +193,17 @@ def format_table(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) ->
         out.append(line(c))
         if row.message:
             out.append(" " * (widths[0] + 2) + "└ " + _short(row.message, 160))
+    if repeated:
+        out += ["", "Repeated scenarios (distributions over their runs):"]
+        out += [f"  {'FLAKY' if group.flaky else 'runs '}  {group.describe()}" for group in repeated]
     return "\n".join(out) + "\n"
 
 
-def summary_json(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) -> dict[str, Any]:
-    """The summary for machines: totals and one object per scenario (the fields of :class:`ScenarioRow`)."""
+def summary_json(
+    rows: Sequence[ScenarioRow], elapsed_s: float | None = None, repeated: Sequence[RepeatGroup] = ()
+) -> dict[str, Any]:
+    """The summary for machines: totals, one object per scenario (the fields of :class:`ScenarioRow`) and
+    the repeated scenarios (:meth:`RepeatGroup.to_dict`)."""
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
@@ -179,6 +214,8 @@ def summary_json(rows: Sequence[ScenarioRow], elapsed_s: float | None = None) ->
         "by_status": counts,
         "lost_writes": sum(r.lost_writes or 0 for r in rows),
         "rows": [asdict(r) for r in rows],
+        "repeated": [group.to_dict() for group in repeated],
+        "flaky": [group.name for group in repeated if group.flaky],
     }
 
 
@@ -189,6 +226,8 @@ class RunSummary:
     def __init__(self, results: Path | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.results = results
         self.rows: list[ScenarioRow] = []
+        #: the repeated scenarios seen, in the order they first ran
+        self.repeated: list[RepeatGroup] = []
         self._clock = clock
         self._started = clock()
 
@@ -216,6 +255,12 @@ class RunSummary:
             figures,
             _failure_of(scenario),
         )
+        repeat = getattr(state, "repeat", None)
+        if repeat is not None:
+            row = replace(row, run=repeat.run, runs=repeat.group.runs)
+            repeat.group.add(outcome_of(row))
+            if all(group is not repeat.group for group in self.repeated):
+                self.repeated.append(repeat.group)
         self.add(row)
         return row
 
@@ -224,9 +269,9 @@ class RunSummary:
         and write ``summary.json`` into the results folder when there is one."""
         elapsed = self._clock() - self._started
         out = stream if stream is not None else (sys.__stdout__ or sys.stdout)
-        out.write("\n" + format_table(self.rows, elapsed))
+        out.write("\n" + format_table(self.rows, elapsed, self.repeated))
         out.flush()
         results = self.results
         if results is not None:
             results.mkdir(parents=True, exist_ok=True)
-            (results / "summary.json").write_text(json.dumps(summary_json(self.rows, elapsed), indent=2))
+            (results / "summary.json").write_text(json.dumps(summary_json(self.rows, elapsed, self.repeated), indent=2))

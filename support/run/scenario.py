@@ -16,6 +16,7 @@ from support.checks import durability as durable
 from support.checks import during_faults, error_rates, hostile_input, in_flight, latency, processing, statuses
 from support.checks import records as users
 from support.checks import recovery as recovery_checks
+from support.checks import repeats as repeated_runs
 from support.checks.durability import Durability
 from support.checks.health import HEALTHY, UNREACHABLE, wait_for_health
 from support.checks.messages import NO_LOAD, no_fault
@@ -32,6 +33,7 @@ from support.load.engine import describe_engine, start_engine_load
 from support.load.history import Request
 from support.load.spec import LoadSpec
 from support.run.cluster import ClusterScenario
+from support.run.repeat import RepeatRun
 from support.stack import database
 from support.stack.stack import Stack
 
@@ -54,6 +56,8 @@ class ScenarioState:
     recovery: Recovery | None = None
     durability: Durability | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    #: which run of a repeated scenario this is (None: not repeated)
+    repeat: RepeatRun | None = None
     #: a client's sign-in session (support.checks.sessions), for the clock scenarios
     session: Any = None
     #: percent of the load's requests sent malformed (support.load.malformed), set before the load starts
@@ -206,6 +210,17 @@ class ScenarioState:
     # -- judgements: each calls one checker of support.checks and keeps its result ----------
     def check_recovered_within(self, seconds: float) -> None:
         """The API recovered within ``seconds`` of the last fault (its heal, or the act for instant ones)."""
+        recovery_checks.check_recovered_within(self._measure_recovery(seconds), seconds, history=self.history)
+
+    def check_recovered_within_share(self, seconds: float, percent: float) -> None:
+        """At least ``percent`` % of the runs of this scenario recovered within ``seconds``; judged at the
+        last run (``-D repeat=N`` or ``@repeat.N``), recorded by the runs before it."""
+        measured = self._measure_recovery(seconds)
+        run = self.repeat or RepeatRun(repeated_runs.RepeatGroup(self.name, 1), 1)
+        run.group.recoveries[run.run] = measured.recovery_time if measured.recovered else None
+        repeated_runs.check_share_recovered_within(run.group, run.run, seconds, percent)
+
+    def _measure_recovery(self, seconds: float) -> Recovery:
         windows = self.ledger.windows()
         if not windows:
             raise CheckFailed(no_fault("nothing to recover from"))
@@ -218,7 +233,7 @@ class ScenarioState:
             min_successes=s.recovery_min_successes,
             min_span=s.recovery_min_span,
         )
-        recovery_checks.check_recovered_within(self.recovery, seconds)
+        return self.recovery
 
     def check_no_lost_writes(self) -> None:
         """Every write the API acknowledged is in PostgreSQL with the content sent."""

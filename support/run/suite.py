@@ -21,6 +21,7 @@ from support.faults.ledger import FaultLedger
 from support.faults.residues import heal_residues
 from support.proxy.link import add_load_link
 from support.run.isolation import Isolation
+from support.run.repeat import RepeatRun
 from support.run.scenario import ScenarioState
 from support.stack import database
 from support.stack.stack import Stack
@@ -45,8 +46,9 @@ class Suite:
     def __post_init__(self) -> None:
         self.isolation = Isolation(self.stack, self.settings)
 
-    def begin_scenario(self, name: str) -> ScenarioState:
-        """Make a fresh scenario state: the stack running and healthy, the users table empty."""
+    def begin_scenario(self, name: str, repeat: RepeatRun | None = None) -> ScenarioState:
+        """Make a fresh scenario state: the stack running and healthy, the users table empty; ``repeat``
+        says which run of a repeated scenario it is."""
         self.scenarios += 1
         scenario_dir = self.run_dir / f"scenario-{self.scenarios:03d}"
         scenario_dir.mkdir()
@@ -56,6 +58,7 @@ class Suite:
             settings=self.settings,
             work_dir=scenario_dir,
             ledger=FaultLedger(journal=self.run_dir / "faults.json"),
+            repeat=repeat,
         )
         state.notes.update(self.isolation.prepare(name))  # a hung service restarted, or StackNotReady with its logs
         # the schema is the API's; it may still be creating it right after a start
