@@ -228,6 +228,7 @@ class MemoryLimit(_CgroupLimit):
     restarted_under_limit: bool = False
     held_mib: float = 0.0
     oom_kills: int = 0
+    _restart_pending: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -253,11 +254,20 @@ class MemoryLimit(_CgroupLimit):
     def _after_move(self) -> None:
         if self.held_mib > self.megabytes:
             # what it holds stays charged elsewhere (cgroup v1): only a process started under the limit is bound by it
-            self.restarted_under_limit = True
+            self.restarted_under_limit = self._restart_pending = True
             self.service.kill()  # its restart policy starts it again; the keeper moves the new process in
 
     def _docker_limits(self) -> dict[str, Any]:
         return {"mem_limit": self._bytes(), "memswap_limit": self._bytes()}
+
+    def heal(self) -> None:
+        super().heal()
+        if self._restart_pending:
+            # restarted under the limit, restarted without it: the restart policy's back-off after a run
+            # of OOM kills (Docker's doubles without bound) would otherwise delay the service for seconds
+            self.service.restart("fast", self.timeout)
+            self._restart_pending = False
+            self.heal_note += "; restarted without the limit"
 
     def _apply_docker(self) -> None:
         try:
@@ -265,7 +275,7 @@ class MemoryLimit(_CgroupLimit):
         except Exception as error:  # noqa: BLE001 - only "holds more than the limit" is answered by a restart
             if "unable to set memory limit" not in str(error) and "resource busy" not in str(error):
                 raise
-            self.restarted_under_limit = True
+            self.restarted_under_limit = self._restart_pending = True
             self.service.restart_with_limits(self.timeout, **self._docker_limits())  # type: ignore[attr-defined]
 
     def _docker_unlimits(self, was: dict[str, Any]) -> dict[str, Any]:

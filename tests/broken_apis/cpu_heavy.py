@@ -1,8 +1,8 @@
 """Broken variant of the users API: every write costs more CPU than a small quota allows.
 
 Each ``POST /users`` first hashes its path with PBKDF2 (as a sign-up hashes a
-password) at a cost of about 40 ms of CPU, in a worker thread. With a whole CPU
-that is fine at a light load (about 40% of one CPU at 10 writes/s); under a CPU
+password) at a cost of about 30 ms of CPU, in a worker thread. With a whole CPU
+that is fine at a light load (about a third of one CPU at 10 writes/s); under a CPU
 quota of a tenth of one CPU the writes queue faster than they are served and
 requests wait for seconds. The
 reference API spends about a millisecond of CPU on a request. "no request takes
@@ -22,7 +22,7 @@ from users_api.main import create_app
 
 __all__ = ["ITERATIONS", "app"]
 
-ITERATIONS = 80_000  # PBKDF2-SHA256 rounds per write: about 40 ms of one CPU here
+ITERATIONS = 60_000  # PBKDF2-SHA256 rounds per write: about 30 ms of one CPU here
 
 app = create_app()
 
