@@ -22,6 +22,7 @@ Feature: The API rides out PostgreSQL restarts and outages
     And the next request succeeds
 
 
+  @serial
   Scenario: An API started while Postgres is down answers 503 until it is back
     Given the stack is healthy
     And 2 users exist

@@ -50,7 +50,7 @@ Feature: Under load, the API survives faults and loses no acknowledged write
     And the API recovers within 3 seconds
     And no acknowledged write is lost
 
-  @recovery
+  @recovery @serial
   Scenario: A killed API comes back under load
     Given the stack is healthy
     And a steady load of 50 requests per second
@@ -58,7 +58,7 @@ Feature: Under load, the API survives faults and loses no acknowledged write
     Then the API recovers within 5 seconds
     And no acknowledged write is lost
 
-  @recovery
+  @recovery @serial
   Scenario: An API restart under load loses nothing
     Given the stack is healthy
     And a steady load of 50 requests per second
