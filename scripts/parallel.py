@@ -3,8 +3,9 @@ one run summary and one exit code, as a serial ``behave`` run gives.
 
     .venv/bin/python -m scripts.parallel --processes 3 --tags=@chaos [other behave options and paths]
 
-The options other than ``--processes`` and ``--timeout`` are behave's and mean what they mean to
-``behave``. The runner reads them with behave's own ``Configuration`` (so ``behave.ini`` counts),
+The runner's own options: ``--processes N`` (stacks at once, default 3), ``--timeout S`` (the whole
+run's deadline, default 3600 s) and ``--logs DIR`` (the stacks' output, default reports/parallel); the
+others are behave's and mean what they mean to ``behave``. The runner reads them with behave's own ``Configuration`` (so ``behave.ini`` counts),
 selects the scenarios with behave's own filters (tags, names, ``file:line``), and refuses a bad run
 (a step no definition matches, a service the stack does not have, no scenario selected) in one line
 before anything starts, with the same checks ``before_all`` makes. It then starts one ``behave``
@@ -19,7 +20,7 @@ Each stack writes Allure results and JUnit XML into a folder of its own; at the 
 into the run's Allure folder (behave.ini's, or ``-o`` of an Allure ``-f``) and JUnit folder (one
 XML file per feature, a feature split across stacks merged back into one), the summary rows of all
 stacks are printed as one table and written as one ``summary.json``. A stack's own output goes to
-``reports/parallel/stack-N.log``. The exit code is a serial run's: 0 all passed, 1 a scenario
+``reports/parallel/stack-N.log`` (``--logs``). The exit code is a serial run's: 0 all passed, 1 a scenario
 failed, 2 the run could not start or proved nothing, 128 + the signal after SIGINT/SIGTERM/SIGHUP.
 
 SIGINT, SIGTERM or SIGHUP to the runner is passed to every stack's ``behave``, which heals and stops
