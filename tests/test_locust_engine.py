@@ -56,6 +56,11 @@ def test_bad_engine_settings_are_refused_in_one_line() -> None:
         Settings(load_engine="locus")
     with pytest.raises(SettingsError, match=r"at least one worker in all"):
         Settings(locust_workers=0)
+    with pytest.raises(SettingsError, match=r"locust_master_bind='10.1.2.3:5557' is not on loopback"):
+        Settings(load_engine="locust", locust_master_bind="10.1.2.3:5557")
+    with pytest.raises(SettingsError, match=r"must be host:port"):
+        Settings(load_engine="locust", locust_master_bind="5557")
+    assert Settings(load_engine="locust", locust_master_bind="10.1.2.3:5557", allow_remote_targets=True)
     with pytest.raises(LoadError, match=r"must be host:port"):
         parse_bind("127.0.0.1", allow_remote=False)
     with pytest.raises(LoadError, match=r"is not on loopback .*set allow_remote_targets=true"):

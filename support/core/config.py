@@ -113,6 +113,8 @@ class Settings:
                 f"locust_workers={workers[0]} and locust_remote_workers={workers[1]} must be 0 or more,"
                 " with at least one worker in all"
             )
+        if self.load_engine == "locust":
+            self._check_master_bind()
         if self.pg_disk_mb != 0 and self.pg_disk_mb < 64:
             raise SettingsError(
                 f"pg_disk_mb={self.pg_disk_mb} is too small for a PostgreSQL cluster and its WAL; use 0 (off) or 64 or more"
@@ -139,6 +141,25 @@ class Settings:
             raise SettingsError(f"load_write_fraction={self.load_write_fraction} must be between 0 and 1")
         if self.recovery_min_successes < 1 or self.recovery_min_span < 0:
             raise SettingsError("recovery_min_successes must be >= 1 and recovery_min_span >= 0")
+
+    def _check_master_bind(self) -> None:
+        """``locust_master_bind`` is host:port, on loopback unless ``allow_remote_targets``."""
+        from support.core.targets import TargetNotAllowed, check_target
+
+        bind = self.locust_master_bind
+        host, sep, port = bind.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise SettingsError(
+                f"locust_master_bind={bind!r} must be host:port, e.g. 127.0.0.1:5557 (port 0: a free one)"
+            )
+        if not self.allow_remote_targets:
+            try:
+                check_target(host, False)
+            except TargetNotAllowed as error:
+                raise SettingsError(
+                    f"locust_master_bind={bind!r} is not on loopback ({error}); set allow_remote_targets=true"
+                    " to let workers on other machines connect"
+                ) from None
 
     def load_rate(self, level: str) -> float:
         """Requests per second of a named load level (``light``, ``steady``, ``heavy``)."""
