@@ -9,6 +9,10 @@
 - ``client``      the worker's HTTP/1.1 client
 - ``history``     one record per request, its CSV form, and the one percentile
 - ``recovery``    the recovery rule, applied live by the worker and to the history by the checks
+- ``engine``      which engine sends a scenario's load (``load_engine``): the native worker or Locust
+- ``locust_engine`` starts Locust's master and workers behind the controller's :class:`LoadRun`
+- ``locust_master`` the Locust master (``python -m support.load.locust_master``), the native worker's protocol
+- ``locustfile``  what each Locust worker runs: the user class and its hooks (imported only in Locust's processes)
 
 Layer 6: may import ``core``, ``stack``, ``proxy``, ``backends`` and ``faults``.
 """
