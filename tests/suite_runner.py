@@ -88,8 +88,10 @@ def _behave_env() -> dict[str, str]:
     return env
 
 
-def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = REPO) -> BehaveRun:
-    """``behave ARGS`` (from ``cwd``, the repository by default) in a fresh work root, run dirs kept.
+def run_behave(
+    work_root: Path, *args: str, timeout: float = 900, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> BehaveRun:
+    """``behave ARGS`` (from ``cwd``, the repository by default) in a fresh work root, run dirs kept; ``env`` adds variables.
 
     The work root is made under /tmp whatever ``work_root`` says, since PostgreSQL runs as an
     unprivileged user who cannot enter pytest's private temporary directories.
@@ -98,7 +100,12 @@ def run_behave(work_root: Path, *args: str, timeout: float = 900, cwd: Path = RE
     work_root.mkdir(parents=True)
     work_root.parent.chmod(0o755)
     done = subprocess.run(
-        _behave_argv(work_root, args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=_behave_env()
+        _behave_argv(work_root, args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**_behave_env(), **(env or {})},  # env: extra variables for this run
     )
     return BehaveRun(done.returncode, done.stdout + done.stderr, sorted(work_root.glob("run-*")))
 

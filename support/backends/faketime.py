@@ -60,7 +60,7 @@ class ClockUnavailable(AssertionError):
 
 def find_library() -> Path | None:
     """The libfaketime preload library (its multi-threaded build), or None when the machine has none."""
-    override = os.environ.get("CHAOS_LIBFAKETIME")  # tests point it at a missing file to see the refusal
+    override = os.environ.get("SUITE_LIBFAKETIME")  # tests point it at a missing file to see the refusal
     if override is not None:
         return Path(override) if Path(override).is_file() else None
     for pattern in _CANDIDATES:
