@@ -26,8 +26,10 @@ from support.checks.verdict import CheckFailed
 from support.core.config import Settings
 from support.core.waiting import retry, wait_until
 from support.faults.base import Fault
+from support.faults.descriptors import DescriptorLimit
 from support.faults.factory import FaultFactory
 from support.faults.ledger import FaultLedger
+from support.faults.limits import CpuLimit, MemoryLimit
 from support.load.controller import LoadRun
 from support.load.engine import describe_engine, start_engine_load
 from support.load.history import Request
@@ -68,7 +70,7 @@ class ScenarioState:
     cluster: ClusterScenario | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.faults = FaultFactory(self.stack, self.settings)
+        self.faults = FaultFactory(self.stack, self.settings, self.work_dir)
         if self.stack.replicated:
             self.cluster = ClusterScenario(self.stack, self.settings, self.ledger)
 
@@ -88,6 +90,12 @@ class ScenarioState:
         for fault in open_stops:
             self.ledger.heal(fault)
         service.start(self.settings.start_timeout)
+
+    def remove_limits(self, name: str) -> None:
+        """Heal the CPU, memory and descriptor limits still on service ``name`` now (the ledger records when)."""
+        for fault in self.ledger.open_faults():
+            if isinstance(fault, (CpuLimit, MemoryLimit, DescriptorLimit)) and fault.target == name:
+                self.ledger.heal(fault)
 
     def check_healthy(self) -> None:
         """Every service runs and the API reports healthy within ``healthy_timeout`` s."""
