@@ -4,12 +4,14 @@ acting on real sockets between a real HTTP client and a real HTTP server."""
 import http.client
 import json
 import random
+import re
 import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from suite_runner import leftovers, project_with, run_behave
 
 from support.proxy.client import ProxyError, ProxyServer
 from support.proxy.http_mode import RequestFramer
@@ -246,3 +248,55 @@ def test_random_keep_alive_traffic_is_forwarded_byte_exact(client, link, upstrea
         sent.append(body)
         assert call(conn, "PUT", f"/blob/{i}", body)[0] == 200
     assert [b for _, _, b in upstream.seen] == sent
+
+
+# -- the steps and features, in real behave runs --------------------------------------------------
+FEATURE = "features/network/http_faults.feature"
+
+SEEN_BY_THE_CHECKERS = """\
+Feature: What the HTTP faults do is seen by the checkers
+  Scenario: 500s answered in front of the API are not 503s
+    Given the stack is healthy
+    And a steady load of 40 requests per second
+    When 30% of requests from load to api get 500 for 2 seconds
+    Then every failed request is answered with 503
+
+  Scenario: Requests held longer than the bound are slow
+    Given the stack is healthy
+    And a steady load of 20 requests per second
+    When requests from load to api are delayed by 1500 ms for 2 seconds
+    Then the API answers within 1 second while the fault lasts
+
+  Scenario: An HTTP fault on a link that carries no HTTP is refused in one line
+    Given the stack is healthy
+    When 50% of requests from api to postgres are aborted for 1 second
+"""
+
+
+def test_the_http_fault_scenarios_pass_against_the_reference_api(tmp_path):
+    run = run_behave(tmp_path / "work", FEATURE)
+    assert run.returncode == 0, run.output[-6000:]
+    assert "\n4 scenarios passed, 0 failed" in run.output, run.output[-3000:]
+    assert "api link HTTP answered 429" in run.output
+    assert leftovers(run) == []
+
+
+def test_the_checkers_see_the_injected_statuses_and_delays_and_a_tcp_link_is_refused(tmp_path):
+    project = project_with(tmp_path, "seen.feature", SEEN_BY_THE_CHECKERS)
+    run = run_behave(tmp_path / "work", cwd=project)
+    assert run.returncode == 1, run.output[-6000:]
+    assert "0 scenarios passed, 3 failed" in run.output, run.output[-3000:]
+    assert re.search(r"\d+ failed requests? not answered with 503: \d+ with another status \(500 x\d+", run.output)
+    assert re.search(r"\d+ of the \d+ requests started while the fault lasted .* took longer than 1 s", run.output), run.output[-3000:]
+    assert "the postgres link carries plain TCP, not HTTP: HTTP faults act on an HTTP link" in run.output
+    assert "Traceback" not in run.output
+    assert leftovers(run) == []
+
+
+def test_a_load_link_to_another_service_than_the_target_is_refused_before_anything_starts(tmp_path):
+    feature = SEEN_BY_THE_CHECKERS.replace("from load to api get 500", "from load to postgres get 500")
+    project = project_with(tmp_path, "wrong_end.feature", feature)
+    run = run_behave(tmp_path / "work", cwd=project)
+    assert run.returncode == 2, run.output[-3000:]
+    assert "the load's link goes to the workload's target, api, not to postgres" in run.output
+    assert run.run_dirs == []
