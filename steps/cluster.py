@@ -70,6 +70,16 @@ def step_no_failures_after_replica_died(context, seconds):
     cluster_of(context.chaos.cluster).check_no_failures_after_replica_died(context.chaos.observed(seconds), seconds)
 
 
-@then("the primary steps down within {seconds:Duration}")
+@then("the primary had stepped down within {seconds:Duration} of the fault")
 def step_primary_steps_down(context, seconds):
     cluster_of(context.chaos.cluster).check_demoted_within(seconds)
+
+
+@when("the primary is killed while its replicas are {seconds:Duration} behind")
+def step_primary_killed_behind(context, seconds):
+    context.chaos.inject(cluster_of(context.chaos.cluster).kill_behind(seconds))
+
+
+@then("acknowledged writes are lost in the failover and each is reported")
+def step_loss_reported(context):
+    cluster_of(context.chaos.cluster).check_loss_reported(context.chaos.observed())

@@ -193,6 +193,7 @@ def _attach_chart(state: ScenarioState, figures: dict[str, Any]) -> None:
         recovery,
         title=redact(state.name, state.stack.secrets),
         subtitle=redact(_subtitle(figures, text), state.stack.secrets),
+        primaries=state.cluster.bands() if state.cluster is not None else (),
     )
     allure.attach(png, name="timeline chart", attachment_type=allure.attachment_type.PNG)
 

@@ -130,8 +130,10 @@ def timeline_figure(
     title: str = "",
     subtitle: str = "",
     width: float = WINDOW_S,
+    primaries: Sequence[tuple[str, float, float]] = (),
 ) -> Figure:
-    """The chart as a matplotlib Figure (``SIZE_PX`` pixels at its dpi); see the module doc."""
+    """The chart as a matplotlib Figure (``SIZE_PX`` pixels at its dpi); see the module doc. ``primaries``: a
+    replicated database's ``(node, start, end)`` writable bands (monotonic s), drawn as a bar per node at the top."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -188,9 +190,25 @@ def timeline_figure(
         ax.set_axisbelow(True)
     _draw_faults(rate_ax, latency_ax, faults, origin, x_end)
     _draw_recovery(rate_ax, latency_ax, recovery, origin, bool(faults))
+    _draw_primaries(rate_ax, primaries, origin)
     rate_ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
     latency_ax.legend(loc="best", fontsize=9, framealpha=0.9)
     return figure
+
+
+_PRIMARY_COLOURS = ("#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
+
+
+def _draw_primaries(rate_ax, primaries: Sequence[tuple[str, float, float]], origin: float) -> None:
+    """Which node accepted writes when: a bar per band just under the top of the rate axis, named by its node."""
+    nodes = sorted({node for node, _, _ in primaries})
+    top = rate_ax.get_ylim()[1]
+    for node, start, end in primaries:
+        colour = _PRIMARY_COLOURS[nodes.index(node) % len(_PRIMARY_COLOURS)]
+        y = top * 0.95
+        rate_ax.hlines(y, start - origin, end - origin, colors=colour, linewidth=7, zorder=4)
+        rate_ax.annotate(f"{node} primary", (start - origin, y), xytext=(2, -14), textcoords="offset points",
+                         fontsize=8, color=colour, zorder=5)  # fmt: skip
 
 
 def _draw_faults(rate_ax, latency_ax, faults: Sequence[FaultWindow], origin: float, x_end: float) -> None:
@@ -283,9 +301,10 @@ def timeline_png(
     title: str = "",
     subtitle: str = "",
     width: float = WINDOW_S,
+    primaries: Sequence[tuple[str, float, float]] = (),
 ) -> bytes:
     """The chart of :func:`timeline_figure` as PNG bytes (about 60-150 kB)."""
-    return figure_png(timeline_figure(history, faults, recovery, title, subtitle, width))
+    return figure_png(timeline_figure(history, faults, recovery, title, subtitle, width, primaries))
 
 
 def repeats_png(group: RepeatGroup, title: str = "") -> bytes:

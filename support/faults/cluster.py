@@ -9,17 +9,19 @@ starts them again (at the end of the scenario at the latest).
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from dataclasses import dataclass, field
 
 import httpx
 
 from support.cluster.controller import ClusterController
-from support.faults.base import Fault
+from support.faults.base import Fault, FaultHadNoEffect
 from support.stack import database
 from support.stack.services import Service
 
-__all__ = ["NodeDown", "NodePause", "Switchover", "ReplayPaused", "EtcdQuorumLost", "ReplicaDown"]
+__all__ = ["KillBehindReplicas", "NodeDown", "NodePause", "Switchover", "ReplayPaused", "EtcdQuorumLost", "ReplicaDown"]
 
 
 def _crash(service: Service) -> None:
@@ -196,3 +198,54 @@ class ReplicaDown(Fault):
 
     def heal(self) -> None:
         self.service.start(self.timeout)
+
+
+@dataclass
+class KillBehindReplicas(Fault):
+    """The primary killed while its replicas are ``behind`` s behind: its WAL senders frozen (SIGSTOP) for
+    ``behind`` s, so no replica receives what it commits, then the primary SIGKILLed (senders included) and kept
+    down. With asynchronous replication the writes of those seconds were acknowledged by the primary alone;
+    with synchronous replication none of them were acknowledged. (Freezing the replicas' receivers would not
+    do: the kernel's socket buffers would hold the WAL for them.)"""
+
+    controller: ClusterController
+    services: dict[str, Service]
+    behind: float
+    timeout: float
+    instant: bool = True
+    name: str = "primary killed with its replicas behind"
+    node: str = ""
+    primary_before: str = ""
+    frozen: list[int] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return self.node or "the primary"
+
+    def inject(self) -> None:
+        self.primary_before = self.node = self.controller.primary(self.timeout)
+        dsn = self.controller.cluster.node(self.node).dsn
+        with database.connect(dsn, self.timeout) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_replication")
+            self.frozen = [int(row[0]) for row in cur.fetchall()]
+        if not self.frozen:
+            raise FaultHadNoEffect(f"{self.node} sends WAL to no replica: nothing to fall behind")
+        try:
+            for pid in self.frozen:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(self.behind)  # the replicas falling behind is the fault itself, not a synchronisation
+            _crash(self.services[self.node])
+        finally:
+            self._thaw()
+
+    def _thaw(self) -> None:
+        for pid in self.frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    def heal(self) -> None:
+        self._thaw()
+        if self.node:
+            self.services[self.node].start(self.timeout)

@@ -13,16 +13,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from support.checks import durability as durable
 from support.checks import statuses
 from support.checks.verdict import CheckFailed
 from support.cluster.controller import ClusterController
 from support.cluster.view import ClusterView
 from support.cluster.watch import ClusterWatch
 from support.core.config import Settings
-from support.core.waiting import WaitTimeout, wait_until
-from support.faults.cluster import EtcdQuorumLost, NodeDown, NodePause, ReplayPaused, ReplicaDown, Switchover
+from support.core.waiting import retry
+from support.faults.cluster import (
+    EtcdQuorumLost,
+    KillBehindReplicas,
+    NodeDown,
+    NodePause,
+    ReplayPaused,
+    ReplicaDown,
+    Switchover,
+)
 from support.faults.ledger import FaultLedger
 from support.load.history import Request
+from support.stack import database
 from support.stack.stack import Stack
 
 __all__ = ["ClusterScenario", "NO_CLUSTER", "cluster_of"]
@@ -32,7 +42,7 @@ NO_CLUSTER = (
     "-D stack_file=stack/ha/stack.toml"
 )
 
-_RoleFault = NodeDown | NodePause | Switchover | ReplayPaused
+_RoleFault = NodeDown | NodePause | Switchover | ReplayPaused | KillBehindReplicas
 
 
 class ClusterScenario:
@@ -60,6 +70,12 @@ class ClusterScenario:
     def node_pause(self, role: str) -> NodePause:
         """The node holding ``role`` frozen."""
         return self._made(NodePause(self.controller, self.stack.services, role, self.settings.start_timeout))
+
+    def kill_behind(self, seconds: float) -> KillBehindReplicas:
+        """The primary killed once its replicas have received none of its WAL for ``seconds``."""
+        return self._made(
+            KillBehindReplicas(self.controller, self.stack.services, seconds, self.settings.start_timeout)
+        )
 
     def switchover(self) -> Switchover:
         """A planned switchover from the primary to a replica."""
@@ -157,22 +173,44 @@ class ClusterScenario:
         statuses.check_no_failures_after(history, self._injected(fault) + seconds, what)
 
     def check_demoted_within(self, seconds: float) -> None:
-        """No node accepts writes within ``seconds`` of the last fault (the primary stepped down)."""
+        """While the last fault held, no node accepted writes from ``seconds`` after it began to its heal (the
+        primary stepped down), as the watch sampled it; the fault must have lasted longer than ``seconds``."""
         fault = self.faults[-1] if self.faults else None
         if fault is None:
             raise CheckFailed("no fault on the cluster happened in this scenario")
-        remaining = max(seconds - (time.monotonic() - self._injected(fault)), 0.0)
-        try:
-            wait_until(
-                lambda: not any(s.writable for s in self.controller.view.states()),
-                remaining,
-                "the primary stepping down",
-                interval=0.1,
-            )
-        except WaitTimeout:
+        entry = next(e for e in self.ledger.entries if e.fault is fault)
+        healed = entry.healed if entry.healed is not None else time.monotonic()
+        deadline = entry.injected + seconds
+        if healed <= deadline:
+            raise CheckFailed(f"{fault.name} lasted {healed - entry.injected:.1f} s, not the {seconds:g} s to judge")
+        if not any(deadline <= s.t <= healed for s in self.watch.snapshot()):
+            raise CheckFailed(f"the cluster was not sampled between {seconds:g} s into {fault.name} and its heal")
+        still = [b for b in self.watch.bands() if b.start <= healed and b.end >= deadline]
+        if still:
+            late = "; ".join(f"{b.node} until {b.end - entry.injected:.1f} s" for b in still)
+            raise CheckFailed(f"a node still accepted writes {seconds:g} s into {fault.name}: {late}")
+        self.measured["stepped_down_by_s"] = seconds
+
+    def check_loss_reported(self, history: list[Request]) -> None:
+        """Acknowledged writes are missing on the new primary, each reported with when it was acknowledged;
+        fails when none is (the scenario documents the loss asynchronous replication allows)."""
+        keys = durable.written_keys(history)
+        rows = retry(
+            lambda: database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),
+            self.settings.start_timeout,
+            "the new primary accepting the durability read-back",
+            retry_on=database.DatabaseError,
+        )
+        lost = durable.durability(history, rows).lost
+        if not lost:
             raise CheckFailed(
-                f"a node still accepted writes {seconds:g} s after {fault.name}: {self.controller.describe()}"
-            ) from None
+                "no acknowledged write was lost in the failover: replication kept every acknowledged write "
+                "(this scenario expects the loss that asynchronous replication allows)"
+            )
+        since = min(r.start for r in history)
+        acked = {r.key: r.end - since for r in history if r.op == "write" and r.outcome == "ok"}
+        self.measured["lost_writes"] = [{"key": key, "acknowledged_at_s": round(acked[key], 3)} for key in lost]
+        self.measured["lost_writes_count"] = len(lost)
 
     def bands(self) -> list[tuple[str, float, float]]:
         """Who was primary when: ``(node, start, end)`` in monotonic s, for the chart."""

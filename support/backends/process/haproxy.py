@@ -45,15 +45,16 @@ class BalancedNode:
 
 
 def haproxy_config(
-    write_port: int, read_port: int, nodes: list[BalancedNode], check_interval: float, stats_socket: Path
+    write_port: int, read_port: int, nodes: list[BalancedNode], check_interval: float, stats_port: int
 ) -> str:
     """The configuration: ``write_port`` to the node whose ``/primary`` is 200, ``read_port`` to ``/replica`` ones;
-    ``stats_socket`` answers ``show stat`` (what the balancer thinks of each node)."""
+    ``stats_port`` answers ``show stat`` (what the balancer thinks of each node; TCP, since a Unix socket's path
+    in a deep run directory passes its length limit)."""
     interval = f"{max(int(check_interval * 1000), 50)}ms"
     lines = [
         "global",
         "    maxconn 2000",
-        f"    stats socket {stats_socket} mode 600 level user",
+        f"    stats socket ipv4@{LOOPBACK}:{stats_port} level user",
         "defaults",
         "    mode tcp",
         "    timeout connect 2s",
@@ -90,8 +91,8 @@ class DatabaseBalancer(ProcessService):
         self.read_port = free_port()
         port = free_port()
         config = run_dir / f"{name}-haproxy.cfg"
-        self.stats_socket = run_dir / f"{name}-haproxy.sock"
-        config.write_text(haproxy_config(port, self.read_port, nodes, check_interval, self.stats_socket))
+        self.stats_port = free_port()
+        config.write_text(haproxy_config(port, self.read_port, nodes, check_interval, self.stats_port))
         spec = ProcessSpec(
             argv=[haproxy_binary(), "-db", "-f", str(config)],
             env=child_env(run_dir),
@@ -110,9 +111,7 @@ class DatabaseBalancer(ProcessService):
 
     def servers_up(self) -> dict[str, list[str]]:
         """The nodes HAProxy has up, by frontend (``primary``, ``replicas``), from its stats socket."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(1.0)
-            sock.connect(str(self.stats_socket))
+        with socket.create_connection((LOOPBACK, self.stats_port), timeout=1.0) as sock:
             sock.sendall(b"show stat\n")
             data = b""
             while chunk := sock.recv(65536):
