@@ -23,10 +23,15 @@ from users_api.main import create_app
 __all__ = ["HOLD_S", "app"]
 
 HOLD_S = 3.0  # seconds of 503 after the database is back, on odd-numbered outages
-QUIET_S = 1.0  # seconds without a 503 that end an outage (the next 503 starts a new one)
+HEALTHY_S = 1.0  # seconds of successes that end an outage (the next 503 starts a new one)
 
 app = create_app()
-_state: dict[str, Any] = {"outages": 0, "last_503": -1e9, "holding": False, "hold_until": 0.0}
+# ``healthy_since``: the first success since the last 503 (None: failing, or nothing seen yet)
+_state: dict[str, Any] = {"outages": 0, "healthy_since": None, "holding": False, "hold_until": 0.0}
+
+
+def _still_reconnecting() -> JSONResponse:
+    return JSONResponse({"detail": "still reconnecting"}, status_code=503, headers={"Retry-After": "1"})
 
 
 @app.middleware("http")
@@ -35,15 +40,20 @@ async def every_other_outage_is_slow(request: Request, call_next):
         return await call_next(request)
     now = time.monotonic()
     if now < _state["hold_until"]:
-        return JSONResponse({"detail": "still reconnecting"}, status_code=503, headers={"Retry-After": "1"})
+        return _still_reconnecting()
     response = await call_next(request)
-    if response.status_code == 503 or response.status_code >= 500:
-        if now - _state["last_503"] > QUIET_S:
+    healthy_since = _state["healthy_since"]
+    if response.status_code >= 500:
+        # an outage starts only after a second of successes, so a gap inside one does not split it
+        if healthy_since is not None and now - healthy_since >= HEALTHY_S:
             _state["outages"] += 1
             _state["holding"] = _state["outages"] % 2 == 1
-        _state["last_503"] = now
-    elif _state["holding"] and response.status_code < 400:
-        _state["holding"] = False
-        _state["hold_until"] = now + HOLD_S
-        return JSONResponse({"detail": "still reconnecting"}, status_code=503, headers={"Retry-After": "1"})
+        _state["healthy_since"] = None
+    elif response.status_code < 400:
+        if _state["holding"]:
+            _state["holding"] = False
+            _state["hold_until"] = now + HOLD_S
+            return _still_reconnecting()
+        if healthy_since is None:
+            _state["healthy_since"] = now
     return response

@@ -15,6 +15,7 @@ against it. Start it with ``PYTHONPATH=stack/api:tests/broken_apis``::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime, timezone
 from typing import Any
@@ -31,7 +32,9 @@ from variant_kit import override_route
 
 __all__ = ["FLUSH_INTERVAL", "ID_BLOCK", "WriteBehind", "app"]
 
-FLUSH_INTERVAL = 0.25  # seconds between two flushes of the buffer
+# seconds between two flushes of the buffer (WRITE_BEHIND_FLUSH_S: write_behind_slow_flush.toml flushes every
+# 60 s, so a kill surely finds acknowledged writes in the buffer)
+FLUSH_INTERVAL = float(os.environ.get("WRITE_BEHIND_FLUSH_S", "0.25"))
 ID_BLOCK = 500  # ids reserved from the sequence at a time
 
 log = logging.getLogger("users_api")
