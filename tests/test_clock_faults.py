@@ -158,7 +158,7 @@ def test_a_killed_run_leaves_no_faked_clock_behind(tmp_path):
                 return journal, faults
         return None
 
-    journal, faults = wait_until(open_clock_fault, 60, "the clock fault in the journal")
+    journal, faults = wait_until(open_clock_fault, 60, "the clock fault in the journal", retry_on=(OSError, ValueError))
     run_dir = journal.parent
     assert [(f["fault"], f["target"], f["residue"]) for f in faults] == [("clock skew (+7200 s)", "api", None)]
     assert (run_dir / "clock" / "api" / "offset").read_text().strip() == "+7200.000"
