@@ -18,6 +18,7 @@ Prints each round, then the ratios link/direct last.
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from support.proxy.link import add_load_link  # noqa: E402
 
 
 def run_round(url: str, spec: LoadSpec, seconds: float, work: Path) -> dict:
-    load = start_load(spec.with_(base_url=url), work)
+    load = start_load(spec.with_(base_url=url, run_id=secrets.token_hex(4)), work)  # fresh keys: no 409s
     started = time.monotonic()
     # the round's length is what is measured, not a synchronisation
     time.sleep(seconds)
