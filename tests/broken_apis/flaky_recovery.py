@@ -23,11 +23,18 @@ from users_api.main import create_app
 __all__ = ["HOLD_S", "app"]
 
 HOLD_S = 3.0  # seconds of 503 after the database is back, on odd-numbered outages
-HEALTHY_S = 1.0  # seconds of successes that end an outage (the next 503 starts a new one)
+HEALTHY_S = 1.0  # seconds of successes that end an outage (the next failure starts a new one)
+MIN_FAILURES = 10  # failures that make an outage (a stray 503 between scenarios does not count)
 
 app = create_app()
-# ``healthy_since``: the first success since the last 503 (None: failing, or nothing seen yet)
-_state: dict[str, Any] = {"outages": 0, "healthy_since": None, "holding": False, "hold_until": 0.0}
+# ``healthy_since``: the first success since the last failure (None: failing, or nothing seen yet)
+_state: dict[str, Any] = {
+    "outages": 0,
+    "failures": 0,
+    "healthy_since": None,
+    "holding": False,
+    "hold_until": 0.0,
+}
 
 
 def _still_reconnecting() -> JSONResponse:
@@ -44,11 +51,14 @@ async def every_other_outage_is_slow(request: Request, call_next):
     response = await call_next(request)
     healthy_since = _state["healthy_since"]
     if response.status_code >= 500:
-        # an outage starts only after a second of successes, so a gap inside one does not split it
+        # a new run of failures after a second of successes: a gap inside an outage does not split it
         if healthy_since is not None and now - healthy_since >= HEALTHY_S:
+            _state["failures"] = 0
+        _state["healthy_since"] = None
+        _state["failures"] += 1
+        if _state["failures"] == MIN_FAILURES:
             _state["outages"] += 1
             _state["holding"] = _state["outages"] % 2 == 1
-        _state["healthy_since"] = None
     elif response.status_code < 400:
         if _state["holding"]:
             _state["holding"] = False
