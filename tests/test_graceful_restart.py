@@ -128,11 +128,9 @@ def test_an_api_that_does_not_drain_fails_naming_the_dropped_requests(tmp_path):
     assert "dropped without an answer" in run.output and "a graceful stop must finish" in run.output
 
 
-SLOW_DRAIN = """Feature: a slow drain
-  Scenario: A graceful restart with requests that take long
+SLOW_DRAIN = """Feature: a restart
+  Scenario: A graceful restart
     Given the stack is healthy
-    And every statement of the api is slowed by 0.3 seconds
-    And a steady load of 5 requests per second
     When api is restarted gracefully
 """
 
@@ -153,7 +151,7 @@ def test_a_run_killed_mid_restart_is_cleaned_up(tmp_path):
                 return journal, faults
         return None
 
-    journal, faults = wait_until(restarting, 90, "the graceful restart in the journal", retry_on=(OSError, ValueError))
+    journal, faults = wait_until(restarting, 120, "the graceful restart in the journal", retry_on=(OSError, ValueError))
     run_dir = journal.parent
     assert {(f["fault"], f["target"]) for f in faults} >= {("graceful restart", "api")}
     os.killpg(behave.pid, signal.SIGKILL)
