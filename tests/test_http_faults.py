@@ -287,7 +287,9 @@ def test_the_checkers_see_the_injected_statuses_and_delays_and_a_tcp_link_is_ref
     assert run.returncode == 1, run.output[-6000:]
     assert "0 scenarios passed, 3 failed" in run.output, run.output[-3000:]
     assert re.search(r"\d+ failed requests? not answered with 503: \d+ with another status \(500 x\d+", run.output)
-    assert re.search(r"\d+ of the \d+ requests started while the fault lasted .* took longer than 1 s", run.output), run.output[-3000:]
+    assert re.search(r"\d+ of the \d+ requests started while the fault lasted .* took longer than 1 s", run.output), (
+        run.output[-3000:]
+    )
     assert "the postgres link carries plain TCP, not HTTP: HTTP faults act on an HTTP link" in run.output
     assert "Traceback" not in run.output
     assert leftovers(run) == []
