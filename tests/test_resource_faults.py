@@ -64,7 +64,10 @@ class Child:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self.killed += 1
 
-    def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopped = getattr(self, "stopped", 0) + 1
+
+    def start(self, timeout: float = 30.0) -> None:
         self.restarts += 1
 
     def logs(self, since: float | None = None) -> str:
@@ -378,7 +381,7 @@ def test_a_killed_suite_leaves_its_cgroup_for_the_next_run_and_its_disk_to_the_r
 def test_the_resource_features_pass_against_the_reference_api(tmp_path):
     run = run_behave(tmp_path, "-D", "pg_disk_mb=256", RESOURCES)
     assert run.returncode == 0, run.output[-6000:]
-    assert "6 scenarios passed, 0 failed" in run.output, run.output[-3000:]
+    assert "5 scenarios passed, 0 failed" in run.output, run.output[-3000:]
     assert not leftovers(run)
     assert not list(Path(CGROUP_ROOT / "cpu").rglob(f"{PREFIX}*")), "a limit's cgroup outlived its heal"
 
@@ -396,7 +399,7 @@ def _docker_engine() -> None:
 def test_on_docker_the_limits_pass_and_the_disk_fault_is_refused_in_one_line(tmp_path):
     _docker_engine()
     run = run_behave(tmp_path, "-D", "backend=docker", RESOURCES)
-    assert "5 scenarios passed, 1 failed" in run.output, run.output[-6000:]
+    assert "4 scenarios passed, 1 failed" in run.output, run.output[-6000:]
     assert (
         "ASSERT FAILED: postgres's data directory is not on a filesystem the suite made, and the suite fills no"
         " shared one: run on the process backend as root with -D pg_disk_mb=256" in run.output
@@ -422,12 +425,6 @@ class Variant:
 VARIANTS = [
     Variant("cpu_heavy", "cpu", "CPU quota", r"\d+ requests? took longer than 4 s"),
     Variant("leaky_cache", "memory", "with headroom", r"the error rate was [\d.]+%, not below 1%"),
-    Variant(
-        "audit_log_500",
-        "descriptors",
-        "descriptor",
-        r"failed requests? not answered with 503: \d+ with another status \(500 x",
-    ),
     Variant(
         "status_500", "disk", "disk space", r"failed requests? not answered with 503: \d+ with another status \(500 x"
     ),

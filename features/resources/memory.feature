@@ -15,6 +15,8 @@ Feature: A service under a memory limit
   Scenario: Under a memory limit it cannot start in, the API is OOM-killed until the limit goes
     Given the stack is healthy
     And a steady load of 20 requests per second
-    When the api memory is limited to 20 MB for 3 seconds
+    When the api memory is limited to 20 MB
+    And the load runs for 3 seconds
+    And the api memory limit is removed
     Then the API recovers within 10 seconds
     And no acknowledged write is lost

@@ -265,7 +265,10 @@ class MemoryLimit(_CgroupLimit):
         if self._restart_pending:
             # restarted under the limit, restarted without it: the restart policy's back-off after a run
             # of OOM kills (Docker's doubles without bound) would otherwise delay the service for seconds
-            self.service.restart("fast", self.timeout)
+            # stop and start, each with its own deadline: a stop that waits out a restart in progress must
+            # not leave the start no time (docker restart shares one deadline between them)
+            self.service.stop(self.timeout)
+            self.service.start(self.timeout)
             self._restart_pending = False
             self.heal_note += "; restarted without the limit"
 
