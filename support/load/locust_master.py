@@ -52,6 +52,7 @@ from support import REPO_ROOT
 from support.core.waiting import wait_until
 from support.load.history import FAIL, OK, percentile, write_csv
 from support.load.locustfile import ChaosUser, boot_id
+from support.load.malformed import MALFORMED
 from support.load.os_resources import cpu_seconds_of, own_cpu_seconds
 from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
 from support.load.spec import LoadSpec, LoadSpecError
@@ -150,7 +151,7 @@ class Master:
                 self.fail += 1
             else:
                 self.info += 1
-            if self.watch is not None:
+            if self.watch is not None and op != MALFORMED:  # a refused malformed request is no outage
                 self.watch.add(start, outcome == OK)
         self.window_lags.extend(data["lags"])
         self.sent[index] = int(data["sent"])
@@ -308,7 +309,8 @@ class Master:
                 return
             rule = RecoveryRule(after, min_successes, min_span)
             for record in self.records:
-                rule.add(record[3], record[7] == OK)
+                if record[0] != MALFORMED:
+                    rule.add(record[3], record[7] == OK)
             self.watch = rule
 
     def read_commands(self, fd: int) -> None:

@@ -42,13 +42,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.socket
 from gevent.event import AsyncResult, Event
 from geventhttpclient import URL, HTTPClient
 from locust import events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import WorkerRunner
 
-from support.load.history import FAIL, INFO
+from support.load.history import FAIL, INFO, OK
+from support.load.malformed import MALFORMED, SLOW_PIECES, SLOW_SECONDS, MalformedShare
 from support.load.mix import Mix
 from support.stack.auth import AuthError
 from support.stack.workload import Workload
@@ -91,6 +93,14 @@ class _Plan:
         self.base = url.path.rstrip("/") + self.workload.base_path  # a base URL may carry a path
         self.mix = Mix(self.workload, spec["write_fraction"], self.run, self.base, rng)
         self.operations = {op.name: op for op in self.workload.operations}
+        share = float(spec.get("malformed_share", 0.0))
+        self.malformed = (
+            MalformedShare(
+                share, float(spec["malformed_after"]), self.workload, self.base, self.run, random.Random(seed)
+            )
+            if share
+            else None
+        )
         self.static = self.workload.header_values(self.run)
         self.headers = dict(self.static)
         self.generation = 0
@@ -238,7 +248,6 @@ class ChaosUser(FastHttpUser):
             self.wait()  # the first slot (later ones come in wait_time)
         if plan.stopping.is_set():
             Event().wait()  # stopping: send nothing more, wait to be killed by the quit
-        operation, op, key, body, method, path, (data, content_type), expected = plan.mix.choose()
         start = monotonic()
         scheduled = self.scheduled if self.scheduled is not None else start
         self.scheduled = None
@@ -246,10 +255,81 @@ class ChaosUser(FastHttpUser):
         plan.lags.append(start - scheduled)
         ident, plan.ids = plan.ids, plan.ids + 1
         plan.open[ident] = start
+        kind = plan.malformed.draw(start - plan.t0) if plan.malformed is not None else None
+        if kind is not None:
+            self._malformed(kind, ident, scheduled, start)
+            return
+        operation, op, key, body, method, path, (data, content_type), expected = plan.mix.choose()
         headers = plan.headers if data is None else {**plan.headers, "Content-Type": content_type}
         context = {"chaos": (ident, operation.name, op, key, scheduled, start, body, expected, plan.generation)}
         # bytes go out as they are (geventhttpclient takes them; the annotation names str and dict only)
         self.client.request(method, path, data=data, headers=headers, name=operation.name, context=context)  # type: ignore[arg-type]
+
+    def _malformed(self, kind: str, ident: int, scheduled: float, start: float) -> None:
+        """One request of the malformed share (:mod:`support.load.malformed`), as the native worker sends it."""
+        plan = _plan
+        assert plan is not None and plan.malformed is not None
+        share, context = plan.malformed, {"chaos_malformed": (ident, kind, scheduled, start)}
+        body = share.bodies[kind]
+        if kind != "slow_headers":
+            headers = {**plan.headers, "Content-Type": "application/json"}
+            self.client.request(share.method, share.path, data=body, headers=headers, name=MALFORMED, context=context)  # type: ignore[arg-type]
+            return
+        status, error = _slow_request(share.method, share.path, body, float(plan.spec["request_timeout"]))
+        answer = type("SlowAnswer", (), {"status_code": status or 0, "error": error})()
+        self.environment.events.request.fire(
+            request_type=share.method,
+            name=MALFORMED,
+            response_time=(monotonic() - start) * 1000,
+            response_length=0,
+            response=answer,
+            context=context,
+            exception=None if status else OSError(error),
+        )
+
+
+def _slow_request(method: str, path: str, body: bytes, timeout: float) -> tuple[int | None, str]:
+    """A slow-loris request (head in ``SLOW_PIECES`` pieces over ``SLOW_SECONDS``) on a connection of its own:
+    (status, "") or (None, why)."""
+    plan = _plan
+    assert plan is not None
+    url = urlsplit(plan.origin)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nX-Chaos-Slow: {'s' * 200}\r\n\r\n"
+    ).encode()
+    try:
+        with gevent.Timeout(timeout, TimeoutError("timeout")):
+            sock = gevent.socket.create_connection((host, port))
+            try:
+                size = max(1, len(head) // SLOW_PIECES + 1)
+                for i in range(0, len(head), size):
+                    sock.sendall(head[i : i + size])
+                    gevent.sleep(SLOW_SECONDS / SLOW_PIECES)  # the pause is what a slow-loris client is
+                sock.sendall(body)
+                line = sock.makefile("rb").readline()
+            finally:
+                sock.close()
+    except (OSError, TimeoutError) as error:
+        return None, f"{type(error).__name__}: {error}"[:200]
+    parts = line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None, "server disconnected" if not line else f"malformed answer: {line[:80]!r}"
+    return int(parts[1]), ""
+
+
+def _record_malformed(plan: _Plan, meta: tuple, response: Any, exception: BaseException | None) -> None:
+    """A malformed request's record, its outcome as the native worker gives it (a 4xx is ``fail``)."""
+    ident, kind, scheduled, start = meta
+    plan.open.pop(ident, None)
+    status = getattr(response, "status_code", 0) or None
+    if status is None:
+        outcome = FAIL if isinstance(exception, ConnectionRefusedError) else INFO
+        error = f"{type(exception).__name__}: {exception}"[:200]
+    else:
+        outcome, error = (OK if status < 300 else FAIL if status < 500 else INFO), ""
+    plan.rows.append((MALFORMED, kind, scheduled, start, monotonic(), status, error, outcome, ""))
 
 
 @events.request.add_listener
@@ -257,6 +337,10 @@ def _record(response: Any, exception: BaseException | None, context: dict, **_: 
     """Every request of the load, judged as the native worker judges it, into this worker's records."""
     plan = _plan
     meta = context.get("chaos") if context else None
+    malformed = context.get("chaos_malformed") if context else None
+    if plan is not None and malformed is not None:
+        _record_malformed(plan, malformed, response, exception)
+        return
     if plan is None or meta is None:
         return
     end = monotonic()
