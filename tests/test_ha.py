@@ -14,6 +14,7 @@ import shutil
 
 import pytest
 
+from support.backends.docker.backend import check_docker_shape
 from support.cluster.view import NodeState
 from support.cluster.watch import Sample, overlapping, writer_bands
 from support.evidence.chart import timeline_figure
@@ -68,12 +69,17 @@ def test_the_ha_stack_file_and_its_variants_load(tmp_path):
     stack = load_stack_file(REPO / "stack" / "ha" / "stack.toml")
     assert stack.services["postgres"].kind == "patroni" and stack.database_service.name == "postgres"
     assert stack.start_order == ("postgres", "api1", "api2", "api")
-    for variant in ("pinned_primary", "unchecked_balancer", "async_replication"):
+    for variant in ("pinned_primary", "unchecked_balancer", "async_replication", "failsafe_primary"):
         load_stack_file(BROKEN / f"{variant}.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text(f'extends = "{REPO}/stack/ha/stack.toml"\n[services.postgres]\nnodes = 9\n')
     with pytest.raises(StackFileError, match=r"nodes=9 must be 2 to 5"):
         load_stack_file(bad)
+
+
+def test_the_docker_backend_refuses_the_ha_stack_in_one_line():
+    with pytest.raises(StackFileError, match=r'kind = "patroni"\) runs on the process backend only'):
+        check_docker_shape(load_stack_file(REPO / "stack" / "ha" / "stack.toml"))
 
 
 @needs_tools
@@ -110,4 +116,13 @@ def test_asynchronous_replication_loses_what_synchronous_keeps_and_the_loss_is_r
     assert run.returncode != 0, run.output[-3000:]
     assert "1 scenario passed, 1 failed" in run.output, run.output[-3000:]
     assert re.search(r"\d+ acknowledged writes? lost: ", run.output), run.output[-3000:]
+    assert leftovers(run) == []
+
+
+@needs_tools
+def test_a_primary_that_keeps_writing_without_etcd_fails_the_quorum_scenario(tmp_path):
+    stack = f"stack_file={BROKEN / 'failsafe_primary.toml'}"
+    run = run_behave(tmp_path / "work", "-D", stack, *OPTIONS, "--tags=@etcd", FEATURES)
+    assert run.returncode != 0, run.output[-3000:]
+    assert "still accepted writes 15 s into etcd quorum lost" in run.output, run.output[-3000:]
     assert leftovers(run) == []

@@ -10,7 +10,7 @@ Feature: A replicated database fails over, and the API behind its balancer follo
     And heavy load
     When the primary is killed
     Then a new primary is elected within 15 seconds
-    And the API recovers within 30 seconds
+    And the API recovers within 40 seconds
     And no acknowledged write is lost
     And at most one node accepts writes at any time
     And the old primary rejoins as a replica within 40 seconds
@@ -29,7 +29,7 @@ Feature: A replicated database fails over, and the API behind its balancer follo
     And steady load
     When a switchover to a replica happens
     Then a new primary is elected within 10 seconds
-    And the API recovers within 15 seconds
+    And the API recovers within 30 seconds
     And no acknowledged write is lost
     And at most one node accepts writes at any time
     And the cluster has 2 healthy replicas within 30 seconds

@@ -18,7 +18,16 @@ from typing import Any
 __all__ = ["ReplicationOptions", "ReplicatedNode", "ReplicatedDatabase", "REPLICATION_FIELDS", "parse_replication"]
 
 #: the fields of a ``kind = "patroni"`` table besides ``kind``, ``databases`` and ``depends_on``
-REPLICATION_FIELDS = ("nodes", "etcd_members", "synchronous", "ttl", "loop_wait", "retry_timeout", "check_interval")
+REPLICATION_FIELDS = (
+    "nodes",
+    "etcd_members",
+    "synchronous",
+    "ttl",
+    "loop_wait",
+    "retry_timeout",
+    "check_interval",
+    "failsafe",
+)
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,8 @@ class ReplicationOptions:
     timings in seconds (the leader key expires ``ttl`` s after the primary's last
     renewal, which it tries every ``loop_wait`` s and gives up on after
     ``retry_timeout`` s); ``check_interval``: seconds between HAProxy's health
-    checks of each node (``/primary``, ``/replica``).
+    checks of each node (``/primary``, ``/replica``); ``failsafe``: Patroni's ``failsafe_mode`` (a primary that
+    loses etcd but reaches every other node keeps accepting writes instead of stepping down).
     """
 
     nodes: int = 3
@@ -41,6 +51,7 @@ class ReplicationOptions:
     loop_wait: int = 1
     retry_timeout: int = 3
     check_interval: float = 0.5
+    failsafe: bool = False
 
     @property
     def failover_floor(self) -> float:

@@ -226,6 +226,12 @@ def check_docker_shape(definition: StackDefinition, network: str = "host") -> No
     extra = [name for name in definition.services if name not in wanted]
     postgres = [s for s in definition.services.values() if s.kind == "postgres"]
     fix = "run this stack with -D backend=process"
+    replicated = [s.name for s in definition.services.values() if s.kind == "patroni"]
+    if replicated:
+        raise StackFileError(
+            f'{definition.path}: [services.{replicated[0]}] a replicated database (kind = "patroni") runs on '
+            f"the process backend only, for now; {fix}"
+        )
     if len(postgres) > 1 or len(postgres[0].databases) > 1:
         raise StackFileError(
             f"{definition.path}: [services.{postgres[-1].name}] the Docker backend runs one "
