@@ -24,6 +24,7 @@ import pytest
 from suite_runner import BROKEN, REPO, leftovers, run_behave
 
 from support.core.config import Settings, SettingsError
+from support.evidence.progress import describe_load
 from support.load.controller import LoadError
 from support.load.locust_engine import parse_bind, start_locust_load, worker_command
 from support.load.spec import LoadSpec
@@ -69,6 +70,12 @@ def test_bad_engine_settings_are_refused_in_one_line() -> None:
         parse_bind("0.0.0.0:5557", allow_remote=False)
     host, port = parse_bind("127.0.0.1:0", allow_remote=False)
     assert host == "127.0.0.1" and 0 < port < 65536
+
+
+def test_the_progress_line_names_the_locust_workers() -> None:
+    progress = {"t": 2.0, "sent": 100, "ok": 99, "errors": 1, "rps": 50.0, "in_flight": 1, "lag_p99_ms": 9.0}
+    assert "locust" not in describe_load(progress)
+    assert describe_load({**progress, "workers": 2}).startswith("load   2.0 s · locust 2 workers · ")
 
 
 # -- every request of every worker, against a counting server -------------------------------------
