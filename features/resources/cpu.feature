@@ -1,4 +1,4 @@
-@catalog @resources
+@catalog @resources @serial
 Feature: A service starved of CPU answers within its bounds and recovers at once
   A container's CPU quota, or a noisy neighbour busy on every CPU, leaves the
   service a fraction of the time it had. A service sized for its quota keeps

@@ -1,4 +1,4 @@
-@catalog @resources
+@catalog @resources @serial
 Feature: PostgreSQL out of disk space
   PostgreSQL's data directory lives on a filesystem of bounded size that the
   suite made for it (the process backend, as root, with -D pg_disk_mb=256), and

@@ -1,4 +1,4 @@
-@catalog @resources
+@catalog @resources @serial
 Feature: A service under a memory limit
   A container's memory limit: a service that keeps its memory bounded serves on
   under a limit with headroom; one restarted under a limit it cannot start in is
