@@ -2,6 +2,9 @@
 
 from behave import then, when
 
+#: for docs/steps.md: the replicated stack runs on the process backend only (the Docker backend refuses it)
+BACKENDS = "process (stack/ha/stack.toml)"
+
 from support.run.cluster import cluster_of
 
 

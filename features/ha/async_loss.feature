@@ -1,4 +1,4 @@
-@ha_async @expect_loss
+@ha_async @expect_loss @serial
 Feature: Asynchronous replication loses acknowledged writes on failover
   The same cluster with asynchronous replication: a commit is acknowledged before any replica
   has it, so a primary that dies with its replicas behind takes those writes with it. This

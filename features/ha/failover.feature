@@ -1,4 +1,4 @@
-@ha
+@ha @serial
 Feature: A replicated database fails over, and the API behind its balancer follows
   Three PostgreSQL servers under Patroni (one primary, two streaming replicas, synchronous
   replication), etcd for the leader election, HAProxy routing to the primary, and two API
