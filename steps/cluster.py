@@ -2,10 +2,10 @@
 
 from behave import then, when
 
+from support.run.cluster import cluster_of
+
 #: for docs/steps.md: the replicated stack runs on the process backend only (the Docker backend refuses it)
 BACKENDS = "process (stack/ha/stack.toml)"
-
-from support.run.cluster import cluster_of
 
 
 @when("the primary is killed")
