@@ -40,6 +40,10 @@ class FakeService:
     clock: FakeClock | None = None
 
 
+#: the setting that preloads libfaketime into the stack's command services (off by default)
+CLOCK = ("-D", "clock_faults=true")
+
+
 def read_clock(child: subprocess.Popen) -> tuple[float, float]:
     child.stdin.write("\n")
     child.stdin.flush()
@@ -106,14 +110,14 @@ def test_a_service_without_the_preload_is_refused_in_one_line(tmp_path, monkeypa
 
 
 def test_the_clock_scenarios_pass_against_the_reference_api(tmp_path):
-    run = run_behave(tmp_path / "work", "--tags=@time", FEATURES)
+    run = run_behave(tmp_path / "work", *CLOCK, "--tags=@time", FEATURES)
     assert run.returncode == 0, run.output[-4000:]
     assert "2 scenarios passed, 0 failed" in run.output
 
 
 def test_the_clock_scenarios_fail_against_sessions_on_the_wall_clock(tmp_path):
     run = run_behave(
-        tmp_path / "work", "-D", f"stack_file={BROKEN / 'wall_clock_sessions.toml'}", "--tags=@time", FEATURES
+        tmp_path / "work", *CLOCK, "-D", f"stack_file={BROKEN / 'wall_clock_sessions.toml'}", "--tags=@time", FEATURES
     )
     assert run.returncode == 1, run.output[-4000:]
     assert "0 scenarios passed, 2 failed" in run.output
@@ -128,7 +132,7 @@ def test_a_machine_without_libfaketime_is_refused_at_the_step_in_one_line(tmp_pa
     feature = "Feature: f\n  Scenario: a jump\n    Given the stack is healthy\n    When the clock of api jumps 60 seconds ahead\n"
     project = project_with(tmp_path, "jump.feature", feature)
     env = {"SUITE_LIBFAKETIME": str(tmp_path / "missing.so")}
-    run = run_behave(tmp_path / "work", cwd=project, env=env)
+    run = run_behave(tmp_path / "work", *CLOCK, cwd=project, env=env)
     assert run.returncode == 1, run.output[-3000:]
     line = "the clock of api cannot be moved: libfaketime is not installed"
     assert line in run.output and "apt-get install libfaketime" in run.output, run.output[-3000:]
@@ -147,7 +151,7 @@ def test_a_killed_run_leaves_no_faked_clock_behind(tmp_path):
     API with it, and the next run's sweep removes the run's directory with the offset file."""
     work_root = Path("/tmp/chaos-suite-tests") / f"clock-kill-{os.getpid()}"
     work_root.mkdir(parents=True, exist_ok=True)
-    behave = start_behave(project_with(tmp_path, "skew.feature", LONG_SKEW), work_root)
+    behave = start_behave(project_with(tmp_path, "skew.feature", LONG_SKEW), work_root, *CLOCK)
 
     def open_clock_fault():
         if behave.poll() is not None:
@@ -178,10 +182,11 @@ def test_the_clock_scenarios_on_docker(tmp_path):
         if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
             pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
         pytest.skip(f"no Docker daemon answers: {error}")
-    passed = run_behave(tmp_path / "ok", "-D", "backend=docker", "--tags=@time", FEATURES)
+    passed = run_behave(tmp_path / "ok", *CLOCK, "-D", "backend=docker", "--tags=@time", FEATURES)
     assert passed.returncode == 0, passed.output[-4000:]
     broken = run_behave(
         tmp_path / "broken",
+        *CLOCK,
         "-D",
         "backend=docker",
         "-D",

@@ -39,6 +39,9 @@ class Settings:
     #: MiB of the tmpfs the process backend mounts for PostgreSQL's data directory (as root), the only
     #: filesystem "postgres runs out of disk space" fills; 0: the data directory stays in the run directory
     pg_disk_mb: int = 0
+    #: start the stack's command services with libfaketime preloaded (at real time), so clock faults can move
+    #: their wall clock live; off by default: under the preload a Python 3.11 ``time.sleep`` fails with EINVAL
+    clock_faults: bool = False
     #: the stack file: how the ``api`` service is run and what workload drives it (bring your own service)
     stack_file: str = "stack/stack.toml"
     #: where run directories (data, logs, journal) go; empty = system temp dir

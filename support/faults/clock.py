@@ -32,7 +32,8 @@ def clock_of(service: object, name: str) -> FakeClock:
         raise ClockUnavailable(f"the clock of {name} cannot be moved: {MISSING}")
     if hasattr(service, "clock"):
         raise ClockUnavailable(
-            f"the clock of {name} cannot be moved: it was started before libfaketime was installed; run again"
+            f"the clock of {name} cannot be moved: the stack was started without libfaketime preloaded; "
+            "run with -D clock_faults=true"
         )
     raise ClockUnavailable(
         f"the clock of {name} cannot be moved: clock faults reach the stack's command services, started by the "

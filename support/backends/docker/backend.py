@@ -161,7 +161,8 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             definition.api.health_path,
         )
         made.callback(api.close)
-        preload_container(api, run_dir)  # libfaketime at real time: clock faults move it live
+        if settings.clock_faults:
+            preload_container(api, run_dir)  # libfaketime at real time: clock faults move it live
         services: dict[str, Any] = {pg_name: postgres, api_name: api}
         for name, port in zip(extras, extra_ports, strict=True):
             service = definition.services[name]

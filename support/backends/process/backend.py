@@ -66,7 +66,12 @@ class CommandProcess(ProcessService):
     """
 
     def __init__(
-        self, definition: ServiceDefinition, values: dict[str, str], run_dir: Path, port: int | None = None
+        self,
+        definition: ServiceDefinition,
+        values: dict[str, str],
+        run_dir: Path,
+        port: int | None = None,
+        clock_faults: bool = False,
     ) -> None:
         self.definition = definition
         port = port or (free_port() if definition.listens else 0)
@@ -75,7 +80,7 @@ class CommandProcess(ProcessService):
         env["PYTHONUNBUFFERED"] = "1"
         env.update(definition.environment(self._values))
         #: this service's wall clock (libfaketime preloaded, real time until a clock fault), None without the library
-        self.clock = make_clock(run_dir, definition.name)
+        self.clock = make_clock(run_dir, definition.name) if clock_faults else None
         if self.clock is not None:
             env.update(self.clock.environment(inherited=env.get("LD_PRELOAD", "")))
         self._env = env
@@ -280,7 +285,11 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
         for name, service in definition.services.items():
             if service.kind == "command":
                 process = CommandProcess(
-                    service, service_values(definition, name, link_ports, passwords), run_dir, ports.get(name)
+                    service,
+                    service_values(definition, name, link_ports, passwords),
+                    run_dir,
+                    ports.get(name),
+                    clock_faults=settings.clock_faults,
                 )
                 made.callback(process.close)
                 process.ready_dsn = _ready_dsn(definition, name, clusters, passwords)
