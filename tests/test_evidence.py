@@ -102,6 +102,8 @@ def make_state():
         settings=Settings(),
         notes={"dsn": dsn},
         figures=lambda: {},
+        repeat=None,  # not one run of a repeated scenario
+        cluster=None,  # no replicated database
     )
 
 
@@ -121,7 +123,7 @@ def test_every_piece_of_evidence_is_attached_and_no_attachment_holds_the_passwor
         "pg_stat_activity after the scenario",
         "requests around the failure",
         "health endpoint at the end",
-    } <= names, names
+    } <= names, (names, captured.attachments.get("evidence errors"))
     assert "evidence errors" not in names, captured.attachments.get("evidence errors")
     assert captured.attachments["timeline chart"][:4] == b"\x89PNG"
     for name, body in captured.attachments.items():
