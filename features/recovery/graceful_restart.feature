@@ -5,7 +5,7 @@ Feature: A deploy restarts the API gracefully
   @catalog @recovery
   Scenario: A graceful restart finishes the requests in flight
     Given the stack is healthy
-    And every statement of the api is slowed by 0.1 seconds
+    And every statement of the api is slowed by 0.3 seconds
     And a steady load of 10 requests per second
     When api is restarted gracefully
     Then no in-flight request is dropped
