@@ -10,11 +10,22 @@ __all__ = ["LOOPBACK", "free_port", "port_is_free", "listening_sockets"]
 LOOPBACK = "127.0.0.1"
 
 
+#: every port :func:`free_port` handed out in this process: the kernel may give a closed probe's port again
+#: to the next probe, and a stack picks all its ports before its services bind them (the HA stack's
+#: postgres3 once got a port another of its services already had)
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now and this process has not handed out before."""
+    for _ in range(64):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    return port  # 64 repeats in a row: the range is nearly used up; the bind that follows will say so
 
 
 def port_is_free(port: int) -> bool:
