@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -121,6 +122,9 @@ def start_behave(project: Path, work_root: Path, *args: str) -> subprocess.Popen
         stdout=open(work_root / "behave.out", "wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # a shell's background job (nohup ... &) ignores SIGINT and its children inherit that; a user's
+        # terminal does not, and the tests send SIGINT as a terminal's Ctrl-C would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
