@@ -106,6 +106,8 @@ class ServiceDefinition:
     - ``ready``: a :class:`ReadyCheck`; None only for a postgres (SQL ``SELECT 1``);
     - ``health_path``: the endpoint "Then the health endpoint reports ..." judges
       (``health`` in the file; only the workload's target needs one);
+    - ``protocol``: what it speaks on its port, ``"tcp"`` or ``"http"`` (HTTP/1.1: the links to it,
+      its users' ``uses`` edges, frame each request, so the HTTP faults act on them);
     - ``databases``: for a postgres, the databases and roles made at start (the first is
       the one ``{NAME.url}`` and the workload use);
     - ``docker_image`` / ``docker_build`` (+ ``docker_dockerfile``) / ``docker_command``:
@@ -123,6 +125,7 @@ class ServiceDefinition:
     before_start: tuple[tuple[str, ...], ...] = ()
     ready: ReadyCheck | None = None
     health_path: str = "/health"
+    protocol: str = "tcp"
     databases: tuple[DatabaseDefinition, ...] = ()
     #: docker backend: an image to run instead of the reference API's (which has Python and its requirements)
     docker_image: str = ""

@@ -49,6 +49,7 @@ _COMMAND_FIELDS = (
     "before_start",
     "ready",
     "health",
+    "protocol",
     "docker",
 )
 _POSTGRES_FIELDS = ("kind", "databases", "depends_on")
@@ -229,6 +230,13 @@ def command_service(path: Path, name: str, table: dict, where: str, is_target: b
             f"{where} needs ready = {{ command = [...] }} (or sql for a database it fills): its "
             "command has no {port}, so the suite cannot probe it",
         )
+    protocol = table.get("protocol", "tcp")
+    if protocol not in ("tcp", "http") or (protocol == "http" and not listens):
+        raise fail(
+            path,
+            f'{where} protocol={protocol!r}: "tcp" (the default) or "http" (HTTP/1.1 on its {{port}}: the links '
+            "to it are framed per request, so the HTTP faults act on them)",
+        )
     if ready.kind in ("http", "tcp") and not listens:
         raise fail(
             path, f"{where} ready {ready.kind} needs a port: put {{port}} in the command, or use ready command = [...]"
@@ -243,6 +251,7 @@ def command_service(path: Path, name: str, table: dict, where: str, is_target: b
         uses=uses,
         ready=ready,
         health_path=health,
+        protocol=protocol,
         before_start=tuple(_strings(path, f"{where} before_start", argv) for argv in before),
         **_docker(path, where, table.get("docker", {})),
     )

@@ -279,7 +279,9 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
                 ports[name] = free_port()
         links: dict[tuple[str, str], Link] = {}
         for client, server in definition.links:
-            links[(client, server)] = link = start_link(run_dir, server, Address(LOOPBACK, ports[server]))
+            links[(client, server)] = link = start_link(
+                run_dir, server, Address(LOOPBACK, ports[server]), protocol=definition.services[server].protocol
+            )
             made.callback(link.close)
         link_ports = {edge: link.address.port for edge, link in links.items()}
         for name, service in definition.services.items():
