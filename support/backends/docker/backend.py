@@ -133,7 +133,9 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             # 127.0.0.1, which host-networked containers share); the suite's own SQL goes direct
             ports = {pg_name: pg_port, api_name: api_port, **dict(zip(extras, extra_ports, strict=True))}
             for client_name, server in definition.links:
-                links[(client_name, server)] = link = start_link(run_dir, server, Address(LOOPBACK, ports[server]))
+                links[(client_name, server)] = link = start_link(
+                    run_dir, server, Address(LOOPBACK, ports[server]), protocol=definition.services[server].protocol
+                )
                 made.callback(link.close)
             db_host, db_port = LOOPBACK, links[(api_name, pg_name)].address.port
         else:
