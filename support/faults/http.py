@@ -70,7 +70,8 @@ def _checked(link: Link, percent: float) -> float:
     if link.protocol != "http":
         raise HttpFaultRefused(
             f"the {link.name} link carries plain TCP, not HTTP: HTTP faults act on an HTTP link "
-            "(the load's link to the workload's target, e.g. from load to api)"
+            "(the load's link to the workload's target, e.g. from load to api, or a link to a service whose "
+            'stack file table says protocol = "http")'
         )
     if not 0 < percent <= 100:
         raise HttpFaultRefused(f"a share of requests is more than 0% and at most 100%, not {percent:g}%")
