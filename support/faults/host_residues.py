@@ -12,12 +12,10 @@ here before it starts its stack. Residues of databases are left for
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from support.core.run_dirs import RESIDUES
 from support.faults.cgroups import CGROUP_ROOT, PREFIX, remove_cgroup
-from support.stack.services import ServiceError
+from support.faults.kept_residues import heal_kept_residues
 
 __all__ = ["heal_host_residues", "heal_host_residue"]
 
@@ -27,29 +25,12 @@ def heal_host_residues(work_root: Path) -> list[str]:
 
     Raises :class:`support.stack.services.ServiceError` (one line) if a heal fails.
     """
-    done = []
-    for path in sorted((work_root / RESIDUES).glob("*.json")):
-        try:
-            residues = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        left = [r for r in residues if not (isinstance(r, dict) and r.get("host"))]
-        for residue in residues:
-            if residue in left:
-                continue
-            try:
-                done.append(f"{heal_host_residue(residue)} (left by the killed {path.stem})")
-            except Exception as error:  # noqa: BLE001 - any failure stops the start with one line
-                raise ServiceError(
-                    f"could not heal the {residue.get('kind')} fault that the killed {path.stem} left on this"
-                    f" machine: {type(error).__name__}: {' '.join(str(error).split())}; heal it by hand,"
-                    f" then delete {path}"
-                ) from None
-        if left:
-            path.write_text(json.dumps(left))
-        else:
-            path.unlink()
-    return done
+    return heal_kept_residues(
+        work_root,
+        lambda residue: isinstance(residue, dict) and bool(residue.get("host")),
+        heal_host_residue,
+        "on this machine",
+    )
 
 
 def heal_host_residue(residue: dict) -> str:

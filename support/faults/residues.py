@@ -7,15 +7,13 @@ database heals each residue before its first scenario.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from support.core.run_dirs import RESIDUES
 from support.faults.admin import admin_connection, database_identity
 from support.faults.concurrency import drop_cross_objects
 from support.faults.database import DELAY_POLICY, ReadOnlyDatabase, SlowStatements
+from support.faults.kept_residues import heal_kept_residues
 from support.faults.slots import SlotExhaustion
-from support.stack.services import ServiceError
 
 __all__ = ["heal_residues", "heal_residue"]
 
@@ -28,30 +26,13 @@ def heal_residues(work_root: Path, admin_dsn: str) -> list[str]:
     must not start on a database a killed run left broken.
     """
     here = database_identity(admin_dsn)
-    done = []
-    for path in sorted((work_root / RESIDUES).glob("*.json")):
-        try:
-            residues = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        left = []
-        for residue in residues:
-            if residue.get("database") != here:
-                left.append(residue)
-                continue
-            try:
-                done.append(f"{heal_residue(admin_dsn, residue)} in {here} (left by the killed {path.stem})")
-            except Exception as error:  # noqa: BLE001 - any failure stops the start with one line
-                raise ServiceError(
-                    f"could not heal the {residue.get('kind')} fault that the killed {path.stem}"
-                    f" left in {here}: {type(error).__name__}: {' '.join(str(error).split())}"
-                    f"; heal it by hand, then delete {path}"
-                ) from None
-        if left:
-            path.write_text(json.dumps(left))
-        else:
-            path.unlink()
-    return done
+    return heal_kept_residues(
+        work_root,
+        lambda residue: residue.get("database") == here,
+        lambda residue: heal_residue(admin_dsn, residue),
+        f"in {here}",
+        said=f" in {here}",
+    )
 
 
 def heal_residue(dsn: str, residue: dict) -> str:
