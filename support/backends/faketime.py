@@ -1,19 +1,34 @@
 """A service's own clock, through the libfaketime preload: the library, the offset file, the environment.
 
-Every command service starts with libfaketime preloaded (when the machine has
-it) and an offset file that says ``+0``: real time. A clock fault rewrites the
-file and the service's wall clock moves at its next ``time()`` call
-(``FAKETIME_NO_CACHE``), with no restart; the heal writes ``+0`` again, also
-live. ``CLOCK_MONOTONIC`` stays real (``FAKETIME_DONT_FAKE_MONOTONIC``), as it
-does when NTP steps a real clock: a jump moves what a program reads as the date,
-never its timers.
+With ``clock_faults`` on (off by default, see :data:`OPT_IN`), every command
+service starts with libfaketime preloaded (when the machine has it) and an
+offset file that says ``+0``: real time. A clock fault rewrites the file and the
+service's wall clock moves at its next ``time()`` call (``FAKETIME_NO_CACHE``),
+with no restart; the heal writes ``+0`` again, also live. ``CLOCK_MONOTONIC``
+stays real (``FAKETIME_DONT_FAKE_MONOTONIC``), as it does when NTP steps a real
+clock: a jump moves what a program reads as the date, never its timers.
+
+Why it is opt-in (measured with Debian 12's libfaketime 0.9.10 and Python 3.11,
+``tests/test_clock_faults.py`` checks it): Python 3.11's ``time.sleep`` sleeps
+with ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, deadline)``, and 0.9.10
+rewrites that deadline as if the monotonic clock were faked even when it is not
+(``start_monotonic + deadline - faked_wall_at_start``: a negative time, so
+EINVAL; libfaketime's upstream issue 426, fixed in 0.9.11). Faking the
+monotonic clock too makes ``time.sleep`` work but hangs every timed
+``threading`` wait (``Lock.acquire(timeout=)``, ``Event.wait``, ``Timer``):
+glibc's ``sem_clockwait`` is not wrapped by 0.9.10 and gets a deadline on the
+faked, epoch-like clock. ``FAKETIME_FORCE_MONOTONIC_FIX`` and giving the time
+through ``FAKETIME`` instead of ``FAKETIME_TIMESTAMP_FILE`` change neither. So
+no setting of 0.9.10 lets a Python 3.11 service both sleep and wait on threads
+while its wall clock is faked; the suite keeps its timers real and preloads only
+on request, for services that do not call ``time.sleep`` (the reference API).
 
 The preload's cost, measured on this 2-core machine (``/tmp`` bench in the
 README's "Clock faults"): ``time.time()`` goes from ~0.25 to ~3.8 us (the file is
 read on every call), ``time.monotonic()`` is unchanged; a no-database FastAPI
 endpoint under uvicorn costs 247-260 us of CPU per request with it against
-217-263 us without (within the noise of the machine). That is why services
-start with the preload always: the alternative, restarting a service at its
+217-263 us without (within the noise of the machine). That is why a preloaded
+service starts with the preload: the alternative, restarting a service at its
 first clock fault, would itself be a fault (it drops in-memory state such as
 sessions, the very thing a clock fault should be judged on).
 """
@@ -34,6 +49,7 @@ __all__ = [
     "preload_container",
     "IN_CONTAINER_DIR",
     "MISSING",
+    "OPT_IN",
 ]
 
 #: where Debian's ``libfaketime`` package puts the library (the MT variant is for threaded programs)
@@ -48,6 +64,12 @@ IN_CONTAINER_DIR = "/run/chaos-clock"
 MISSING = (
     "libfaketime is not installed (no libfaketimeMT.so.1 under /usr/lib/*/faketime): "
     "apt-get install libfaketime (bash setup.sh does it as root), then run again"
+)
+#: why the preload is off by default, in one line (the module's docstring says how this was found)
+OPT_IN = (
+    "libfaketime is preloaded only with -D clock_faults=true: its Debian 12 version (0.9.10) makes a Python 3.11 "
+    "time.sleep fail with EINVAL (it shifts the absolute monotonic deadline as if CLOCK_MONOTONIC were faked), and "
+    "faking CLOCK_MONOTONIC too hangs every timed threading wait instead"
 )
 
 
@@ -105,8 +127,14 @@ class FakeClock:
         return float(self.file.read_text().strip() or 0)
 
 
-def make_clock(run_dir: Path, service: str, in_container: bool = False) -> FakeClock | None:
-    """A real-time offset file for ``service`` under ``run_dir``; None when the machine has no libfaketime."""
+def make_clock(run_dir: Path, service: str, in_container: bool = False, enabled: bool = True) -> FakeClock | None:
+    """A real-time offset file for ``service`` under ``run_dir``, or None: clock faults off or no libfaketime.
+
+    ``enabled`` is the ``clock_faults`` setting; this is the one place that reads
+    it for both backends (see :data:`OPT_IN` for why it is off by default).
+    """
+    if not enabled:
+        return None
     library = find_library()
     if library is None:
         return None
@@ -119,14 +147,15 @@ def make_clock(run_dir: Path, service: str, in_container: bool = False) -> FakeC
     return clock
 
 
-def preload_container(service: Any, run_dir: Path) -> None:
+def preload_container(service: Any, run_dir: Path, enabled: bool) -> None:
     """Give a not yet created container ``service`` (its ``spec``) the preload and ``service.clock``.
 
     The host's library is mounted read-only at its own path (the suite's images are
     Debian bookworm, as this machine's), the clock's folder read-only at
-    :data:`IN_CONTAINER_DIR`; without libfaketime ``service.clock`` is None.
+    :data:`IN_CONTAINER_DIR`; with clock faults off (``enabled``: the
+    ``clock_faults`` setting) or without libfaketime ``service.clock`` is None.
     """
-    clock = make_clock(run_dir, service.name, in_container=True)
+    clock = make_clock(run_dir, service.name, in_container=True, enabled=enabled)
     service.clock = clock
     if clock is None:
         return

@@ -163,8 +163,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             definition.api.health_path,
         )
         made.callback(api.close)
-        if settings.clock_faults:
-            preload_container(api, run_dir)  # libfaketime at real time: clock faults move it live
+        preload_container(api, run_dir, settings.clock_faults)  # libfaketime at real time: clock faults move it live
         services: dict[str, Any] = {pg_name: postgres, api_name: api}
         for name, port in zip(extras, extra_ports, strict=True):
             service = definition.services[name]
@@ -182,8 +181,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
                 ready_dsn,
             )
             made.callback(services[name].close)
-            if settings.clock_faults:
-                preload_container(services[name], run_dir)
+            preload_container(services[name], run_dir, settings.clock_faults)
         for name in definition.start_order:
             step = time.monotonic()
             services[name].start(settings.start_timeout)

@@ -80,7 +80,7 @@ class CommandProcess(ProcessService):
         env["PYTHONUNBUFFERED"] = "1"
         env.update(definition.environment(self._values))
         #: this service's wall clock (libfaketime preloaded, real time until a clock fault), None without the library
-        self.clock = make_clock(run_dir, definition.name) if clock_faults else None
+        self.clock = make_clock(run_dir, definition.name, enabled=clock_faults)
         if self.clock is not None:
             env.update(self.clock.environment(inherited=env.get("LD_PRELOAD", "")))
         self._env = env
