@@ -21,10 +21,17 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 import pytest
 from suite_runner import BROKEN, leftovers, project_with, run_behave, start_behave
 
+from support.backends.docker.backend import start_docker_stack
+from support.backends.docker.disk import mount_data_disk
 from support.backends.docker.engine import docker_client
+from support.backends.docker.labels import RUN_LABEL
+from support.backends.docker.specs import PG_DATA_MOUNT
+from support.backends.reaper import reaper_of
+from support.core.config import Settings, SettingsError, load_settings
 from support.core.mounts import fstype_of, mount_tmpfs, mounts_below, unmount
 from support.core.process_tree import descendants
 from support.core.waiting import wait_until
@@ -396,22 +403,154 @@ def _docker_engine() -> None:
 
 
 @needs_root
-def test_on_docker_the_limits_pass_and_the_disk_fault_is_refused_in_one_line(tmp_path):
+def test_on_docker_the_resource_features_pass_against_the_reference_api(tmp_path):
     _docker_engine()
-    run = run_behave(tmp_path, "-D", "backend=docker", RESOURCES)
-    assert "4 scenarios passed, 1 failed" in run.output, run.output[-6000:]
-    assert (
-        "ASSERT FAILED: postgres's data directory is not on a filesystem the suite made, and the suite fills no"
-        " shared one: run on the process backend as root with -D pg_disk_mb=256" in run.output
-    )
+    run = run_behave(tmp_path, "-D", "backend=docker", "-D", "pg_disk_mb=256", RESOURCES)
+    assert run.returncode == 0, run.output[-6000:]
+    assert "5 scenarios passed, 0 failed" in run.output, run.output[-6000:]
     assert "Traceback" not in run.output
     assert not leftovers(run)
+    assert not [point for run_dir in run.run_dirs for point in mounts_below(run_dir)], "the run's disk is mounted"
 
 
-def test_the_disk_fault_without_a_bounded_disk_fails_its_scenario_in_one_line(tmp_path):
-    run = run_behave(tmp_path, f"{RESOURCES}/disk.feature")
+@pytest.mark.parametrize("backend", ["process", "docker"])
+def test_the_disk_fault_without_a_bounded_disk_fails_its_scenario_in_one_line(tmp_path, backend):
+    if backend == "docker":
+        _docker_engine()
+    run = run_behave(tmp_path, "-D", f"backend={backend}", f"{RESOURCES}/disk.feature")
     assert run.returncode == 1 and "0 scenarios passed, 1 failed" in run.output, run.output[-3000:]
-    assert "run on the process backend as root with -D pg_disk_mb=256" in run.output and "Traceback" not in run.output
+    assert (
+        "ASSERT FAILED: postgres's data directory is not on a filesystem the suite made, and the suite fills no"
+        " shared one: run on the process or docker backend as root with -D pg_disk_mb=256" in run.output
+    ), run.output[-3000:]
+    assert "Traceback" not in run.output
+
+
+BAD_DISK_SIZES = {
+    "lots": "pg_disk_mb='lots' (from -D pg_disk_mb) is not a whole number",
+    "16": "pg_disk_mb=16 is too small for a PostgreSQL cluster and its WAL; use 0 (off) or 64 or more",
+}
+
+
+def test_a_bad_pg_disk_mb_is_one_line_saying_what_is_wrong():
+    for value, message in BAD_DISK_SIZES.items():
+        with pytest.raises(SettingsError) as caught:
+            load_settings({"pg_disk_mb": value, "backend": "docker"})
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("backend", "value"), [("process", "lots"), ("docker", "16")])
+def test_a_bad_pg_disk_mb_stops_behave_in_one_line_before_anything_starts(tmp_path, backend, value):
+    run = run_behave(tmp_path, "-D", f"backend={backend}", "-D", f"pg_disk_mb={value}", f"{RESOURCES}/disk.feature")
+    assert f"chaos-suite: {BAD_DISK_SIZES[value]}" in run.output and "Traceback" not in run.output, run.output[-3000:]
+    assert run.returncode != 0 and run.run_dirs == []
+
+
+def test_a_bounded_disk_on_docker_without_root_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ServiceError, match=r"needs root to mount: run the suite as root, or set pg_disk_mb=0$"):
+        mount_data_disk(None, "image", {}, tmp_path, 64)  # type: ignore[arg-type]  # refused before the engine is asked
+    assert fstype_of(tmp_path / "disk-postgres") is None
+
+
+def _in_container(container, *argv: str) -> tuple[int, str]:
+    done = container.exec_run(list(argv), user="postgres")
+    return done.exit_code, done.output.decode(errors="replace")
+
+
+@needs_root
+def test_on_docker_the_disk_fault_fills_the_bound_tmpfs_and_a_restart_keeps_the_data(tmp_path):
+    """PostgreSQL's container writes to the suite's host tmpfs: the fault fills it from the host, the container
+    sees ENOSPC, the heal frees it; a crash restart keeps the cluster (Docker's own tmpfs mount would lose it)."""
+    _docker_engine()
+    run_dir = tmp_path / f"run-disk-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    stack = start_docker_stack(Settings(backend="docker", pg_disk_mb=64), run_dir)
+    try:
+        postgres = stack.services["postgres"]
+        disk = run_dir / "disk-postgres"
+        assert postgres.disk_path == disk and fstype_of(disk) == "tmpfs"
+        container = postgres._inspect()
+        assert [m["Source"] for m in container.attrs["Mounts"] if m["Destination"] == PG_DATA_MOUNT] == [str(disk)]
+        assert (disk / "pgdata" / "PG_VERSION").is_file()  # the cluster is on the host's tmpfs
+        with psycopg2.connect(stack.admin_dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
+        fault = DiskFull(postgres)
+        fault.inject()
+        try:
+            code, said = _in_container(
+                container, "dd", "if=/dev/zero", f"of={PG_DATA_MOUNT}/probe", "bs=64k", "count=1"
+            )
+            assert code != 0 and "No space left on device" in said, said
+        finally:
+            fault.heal()
+        fault.heal()  # idempotent
+        assert not (disk / FILLER).exists() and fault.filled > 8 * 1024 * 1024
+        assert fault.heal_note.startswith("the filler took ")
+        assert _in_container(container, "dd", "if=/dev/zero", f"of={PG_DATA_MOUNT}/probe", "bs=64k", "count=1")[0] == 0
+        restarts = postgres.restarts
+        postgres.kill()  # a crash: the engine's restart policy starts the container again on the same mount
+        wait_until(lambda: postgres.restarts > restarts, 30, "the engine restarting postgres")
+        postgres.wait_ready(30)
+        with psycopg2.connect(stack.admin_dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute("SELECT n FROM kept")
+            assert cur.fetchall() == [(42,)]
+    finally:
+        stack.close()
+    assert fstype_of(disk) is None and postgres.status() == "missing"
+
+
+LONG_DISK_FULL = """Feature: a long disk full
+  Scenario: The database out of disk space for a long time
+    Given the stack is healthy
+    When postgres runs out of disk space for 120 seconds
+"""
+
+
+@needs_root
+def test_on_docker_a_run_killed_mid_disk_fault_is_healed_by_the_next_run_even_without_its_reaper(tmp_path):
+    """The fault's only residue is its filler on the run's own tmpfs: unmounting that (and removing the container
+    that binds it) heals it, so the journal needs no residue; the next run does both when the reaper died too."""
+    _docker_engine()
+    work_root = Path("/tmp/chaos-suite-tests") / f"disk-{uuid.uuid4().hex[:8]}"
+    work_root.mkdir(parents=True)
+    work_root.parent.chmod(0o755)
+    args = ("-D", "backend=docker")
+    behave = start_behave(
+        project_with(tmp_path, "long.feature", LONG_DISK_FULL), work_root, *args, "-D", "pg_disk_mb=64"
+    )
+
+    def filled():
+        if behave.poll() is not None:
+            raise AssertionError(
+                f"behave exited with {behave.returncode}: {(work_root / 'behave.out').read_text()[-2000:]}"
+            )
+        for filler in work_root.glob(f"run-*/disk-postgres/{FILLER}"):
+            if os.statvfs(filler.parent).f_bavail == 0:
+                return filler.parent.parent
+        return None
+
+    client = docker_client()
+    try:
+        run_dir = wait_until(filled, 120, "the disk being filled", interval=0.1, retry_on=(OSError,))
+        reaper = reaper_of(run_dir)
+        assert reaper is not None
+        os.kill(reaper, signal.SIGKILL)  # a power cut: nothing of the run sweeps up after it
+        os.killpg(behave.pid, signal.SIGKILL)
+        behave.wait()
+        labelled = {"label": f"{RUN_LABEL}={run_dir.name}"}
+        assert fstype_of(run_dir / "disk-postgres") == "tmpfs" and client.containers.list(filters=labelled)
+        second = start_behave(project_with(tmp_path / "next", "healthy.feature", HEALTHY), work_root, *args)
+        assert second.wait(timeout=180) == 0, (work_root / "behave.out").read_text()[-3000:]
+        output = (work_root / "behave.out").read_text()
+        assert f"chaos-suite-{run_dir.name}-postgres" in output, output[-3000:]  # named among what was removed
+        assert fstype_of(run_dir / "disk-postgres") is None and not run_dir.exists()
+        assert client.containers.list(all=True, filters=labelled) == []
+    finally:
+        if behave.poll() is None:
+            os.killpg(behave.pid, signal.SIGKILL)
+        client.close()
+    shutil.rmtree(work_root, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -429,6 +568,25 @@ VARIANTS = [
         "status_500", "disk", "disk space", r"failed requests? not answered with 503: \d+ with another status \(500 x"
     ),
 ]
+
+
+@needs_root
+def test_on_docker_the_disk_scenario_fails_against_a_variant_lacking_its_protection(tmp_path):
+    _docker_engine()
+    variant = next(v for v in VARIANTS if v.feature == "disk")
+    stack = BROKEN / f"{variant.name}.toml"
+    run = run_behave(
+        tmp_path,
+        "-D",
+        "backend=docker",
+        "-D",
+        f"stack_file={stack}",
+        "-D",
+        "pg_disk_mb=256",
+        f"{RESOURCES}/disk.feature",
+    )
+    assert run.returncode == 1 and "0 scenarios passed, 1 failed" in run.output, run.output[-4000:]
+    assert re.search(variant.message, run.output), run.output[-4000:]
 
 
 @needs_v1

@@ -1,16 +1,20 @@
 """PostgreSQL out of disk space: the bounded filesystem its data directory lives on, filled to ENOSPC.
 
-Only a filesystem the suite mounted for the purpose is ever filled (the
-process backend's tmpfs of ``pg_disk_mb`` MiB, :mod:`support.core.mounts`); a
-data directory on a shared filesystem (``/``, ``/tmp``) is refused, with the
-setting that fixes it. A filler file takes every free block (``fallocate``, then
+Only a filesystem the suite mounted for the purpose is ever filled (a tmpfs
+of ``pg_disk_mb`` MiB, :mod:`support.core.mounts`: the process backend's data
+directory lives on it, the Docker backend binds it into PostgreSQL's container
+as its data volume, :mod:`support.backends.docker.disk`, and the fault fills it
+from the host side); a data directory on a shared filesystem (``/``, ``/tmp``,
+a named Docker volume) is refused, with the setting that fixes it. A filler file takes every free block (``fallocate``, then
 writes until ENOSPC), and a keeper takes back any block PostgreSQL frees while
 the fault holds (a crash removes temporary files), as a disk that another
 writer fills would. The heal deletes the filler. What PostgreSQL did meanwhile
 (a PANIC when a WAL write fails, the postmaster's crash restart, a startup that
 could not write its checkpoint) is read from its log and noted for the
 evidence. The filler lives on the tmpfs, which goes with the run: nothing
-outlives a killed run but the mount, which the reaper and the next run unmount.
+outlives a killed run but the mount (and on Docker the container that binds
+it), which the reaper and the next run unmount (and remove), so the fault needs
+no residue in the journal.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class DiskFull(ServiceFault):
         if disk is None:
             raise FaultUnavailable(
                 f"{self.service.name}'s data directory is not on a filesystem the suite made, and the suite fills"
-                " no shared one: run on the process backend as root with -D pg_disk_mb=256"
+                " no shared one: run on the process or docker backend as root with -D pg_disk_mb=256"
                 " (its data directory then lives on a tmpfs of that size)"
             )
         if fstype_of(Path(disk)) != "tmpfs":

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from support.backends.docker.commands import CommandContainer, command_image, docker_values, free_ports
 from support.backends.docker.containers import ApiContainer, PostgresContainer
+from support.backends.docker.disk import mount_data_disk
 from support.backends.docker.engine import docker_client
 from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
 from support.backends.docker.labels import KEEP_LABEL, remove_leftovers, run_labels
@@ -41,6 +42,7 @@ from support.backends.faketime import preload_container
 from support.backends.process.backend import connection_values, service_values
 from support.backends.reaper import describe_removed
 from support.core.config import Settings
+from support.core.mounts import unmount
 from support.core.ports import LOOPBACK
 from support.proxy.link import start_link
 from support.stack.database import connect
@@ -106,16 +108,25 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             created = client.networks.create(f"chaos-suite-{run_id}", driver="bridge", labels=labels)
             made.callback(_remove, created)
             network = created.name
-        volume = client.volumes.create(f"chaos-suite-{run_id}-pgdata", labels={**labels, KEEP_LABEL: str(keep).lower()})
-        if not keep:
-            made.callback(_remove, volume, force=True)
+        disk = None
+        if settings.pg_disk_mb:  # the data on a bounded disk the disk-full fault fills (support/backends/docker/disk.py)
+            disk = mount_data_disk(client, images["postgres"].id, labels, run_dir, settings.pg_disk_mb)
+            made.callback(unmount, disk)  # after the container's removal (callbacks run newest first)
+            data = str(disk)
+        else:
+            volume = client.volumes.create(
+                f"chaos-suite-{run_id}-pgdata", labels={**labels, KEEP_LABEL: str(keep).lower()}
+            )
+            if not keep:
+                made.callback(_remove, volume, force=True)
+            data = volume.name
         postgres = PostgresContainer(
             client,
             postgres_spec(
                 run_id,
                 images["postgres"].id,
                 labels,
-                volume.name,
+                data,
                 pg_port,
                 network,
                 admin_password,
@@ -125,6 +136,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             ),
             pg_port,
             admin_password,
+            disk_path=disk,
         )
         made.callback(postgres.close)
         links = {}
@@ -195,7 +207,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
                     "images": {k: v.tag for k, v in images.items()},
                     "built": [k for k, v in images.items() if v.built],
                     "containers": {name: service.container_name for name, service in services.items()},
-                    "volume": volume.name,
+                    "volume": data,
                     "leftovers_removed": swept.containers + swept.volumes + swept.networks,
                     "timings": {k: round(v, 3) for k, v in timings.items()},
                 },

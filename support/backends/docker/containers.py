@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import signal
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from support.backends.docker.specs import UNLESS_STOPPED, ContainerSpec
@@ -340,10 +341,19 @@ class PostgresContainer(ContainerService):
     """PostgreSQL in a container; restart modes map to ``smart``/``fast``/``immediate`` shutdowns."""
 
     def __init__(
-        self, client: DockerClient, spec: ContainerSpec, port: int, admin_password: str, container: Any = None
+        self,
+        client: DockerClient,
+        spec: ContainerSpec,
+        port: int,
+        admin_password: str,
+        container: Any = None,
+        disk_path: Path | None = None,
     ) -> None:
         super().__init__(client, spec, port, container)
         self.password = admin_password
+        #: the host side of the bounded disk (a tmpfs of ``pg_disk_mb`` MiB) bound in as the data volume; None: a
+        #: named volume on the engine's own filesystem, which the disk-full fault refuses to fill
+        self.disk_path = disk_path
         self.database = spec.environment.get("APP_DB", "postgres")
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
