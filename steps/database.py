@@ -44,6 +44,11 @@ def step_deadlock_once(context, table):
     context.chaos.hold(context.chaos.faults.deadlocks(), 0)  # healed as soon as one deadlock was made
 
 
+@when("writes to the {table:Table} table meet serialization failures for {seconds:Duration}")
+def step_serialization_failures(context, table, seconds):
+    context.chaos.hold(context.chaos.faults.serialization_failures(), seconds)
+
+
 @when("a transaction holds rows of the {table:Table} table for {seconds:Duration}")
 def step_rows_held(context, table, seconds):
     context.chaos.hold(context.chaos.faults.hold_rows(), seconds)

@@ -25,6 +25,7 @@ from support.faults.http import HttpFault, http_abort, http_delay, http_replace
 from support.faults.limits import CpuLimit, MemoryLimit
 from support.faults.network import LinkDown, LinkLatency, LinkReset, LinkStall, LinkToxic
 from support.faults.process import ServiceKill, ServicePause, ServiceRestart, ServiceStop, StackRestart
+from support.faults.serialization import SerializationFailures
 from support.faults.slots import SlotExhaustion
 from support.stack.stack import Stack
 
@@ -125,6 +126,11 @@ class FaultFactory:
         """The API's writes to the workload's table deadlock with a session that takes the same row locks in
         the opposite order."""
         return Deadlocks(self.stack.admin_dsn, self.stack.workload.table)
+
+    def serialization_failures(self) -> SerializationFailures:
+        """The server's transactions SERIALIZABLE and the API's writes to the workload's table contending for a hot
+        counter row with the fault's session: they fail with SQLSTATE 40001."""
+        return SerializationFailures(self.stack.admin_dsn, self.stack.workload.table)
 
     def hold_rows(self) -> RowsHeld:
         """Every row of the workload's table locked ``FOR UPDATE`` by a transaction left idle."""

@@ -13,6 +13,7 @@ from support.faults.admin import admin_connection, database_identity
 from support.faults.concurrency import drop_cross_objects
 from support.faults.database import DELAY_POLICY, ReadOnlyDatabase, SlowStatements
 from support.faults.kept_residues import heal_kept_residues
+from support.faults.serialization import drop_serial_objects, restore_isolation, server_isolation
 from support.faults.slots import SlotExhaustion
 
 __all__ = ["heal_residues", "heal_residue"]
@@ -46,7 +47,9 @@ def heal_residue(dsn: str, residue: dict) -> str:
     the middle of ``inject``): the read-only default is reset; the slowing
     policy and function are dropped and row security is switched off only if
     no other policy is left on the table; the deadlock trigger, its function
-    and side table are dropped; a service role left at ``CONNECTION
+    and side table are dropped; the serialization fault's isolation default is
+    reset only when it is ``serializable`` (the fault's value), and its trigger,
+    function and side table are dropped; a service role left at ``CONNECTION
     LIMIT 0`` gets the default (-1) back.
     """
     kind = residue.get("kind")
@@ -78,6 +81,17 @@ def heal_residue(dsn: str, residue: dict) -> str:
         table = str(residue["table"])
         drop_cross_objects(dsn, table)
         return f"dropped the deadlock trigger from table {table}"
+    if kind == "serialization":
+        table = str(residue["table"])
+        if "was" in residue:
+            prior = None if residue["was"] is None else str(residue["was"])
+        else:  # killed before the fault read it: only its own value is undone
+            with admin_connection(dsn) as conn, conn.cursor() as cur:
+                isolation = server_isolation(cur)
+            prior = None if isolation == "serializable" else isolation
+        restore_isolation(dsn, prior)
+        drop_serial_objects(dsn, table)
+        return f"reset the server-wide isolation default and dropped the serialization trigger from table {table}"
     if kind == "slot_exhaustion":
         service_role = str(residue.get("service_role") or "")
         limit = residue.get("service_limit")
