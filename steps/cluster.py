@@ -86,3 +86,18 @@ def step_primary_killed_behind(context, seconds):
 @then("acknowledged writes are lost in the failover and each is reported")
 def step_loss_reported(context):
     cluster_of(context.chaos.cluster).check_loss_reported(context.chaos.observed())
+
+
+@when("the primary is cut off from the cluster for {seconds:Duration}")
+def step_primary_cut_off(context, seconds):
+    context.chaos.hold(cluster_of(context.chaos.cluster).primary_cut_off(), seconds)
+
+
+@then("no write acknowledged by the cut-off primary is lost")
+def step_cut_off_writes_kept(context):
+    cluster_of(context.chaos.cluster).check_cut_off_writes(context.chaos.observed())
+
+
+@then("writes acknowledged by the cut-off primary are lost and each is reported")
+def step_cut_off_writes_lost(context):
+    cluster_of(context.chaos.cluster).check_cut_off_writes(context.chaos.observed(), expect_loss=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from support.cluster.view import ClusterView, NodeState
 
-__all__ = ["Sample", "ClusterWatch", "Band", "writer_bands", "overlapping"]
+__all__ = ["Sample", "ClusterWatch", "Band", "writer_bands", "overlapping", "other_writer_at"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,15 @@ def overlapping(bands: list[Band]) -> list[tuple[Band, Band]]:
         for other in bands[i + 1 :]
         if one.node != other.node and one.start <= other.end and other.start <= one.end
     ]
+
+
+def other_writer_at(bands: list[Band], node: str, t: float, slack: float) -> str | None:
+    """A node other than ``node`` seen accepting writes at monotonic ``t`` (its band widened by ``slack`` s each
+    side: the samples are that far apart), or None: then only ``node`` can have acknowledged a write at ``t``."""
+    for band in bands:
+        if band.node != node and band.start - slack <= t <= band.end + slack:
+            return band.node
+    return None
 
 
 class ClusterWatch:

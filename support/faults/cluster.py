@@ -1,5 +1,6 @@
 """Faults on a replicated database's roles: its primary or a replica killed, stopped or frozen, a switchover,
-replication paused, etcd without a quorum, and a replica of a balanced service killed.
+replication paused, etcd without a quorum, the primary cut off from the cluster, and a replica of a balanced
+service killed.
 
 Each resolves its role ("the primary") when injected, through the cluster
 controller (:mod:`support.cluster.controller`), and names the node it hit in its
@@ -18,10 +19,20 @@ import httpx
 
 from support.cluster.controller import ClusterController
 from support.faults.base import Fault, FaultHadNoEffect
+from support.proxy.link import Link
 from support.stack import database
 from support.stack.services import Service
 
-__all__ = ["KillBehindReplicas", "NodeDown", "NodePause", "Switchover", "ReplayPaused", "EtcdQuorumLost", "ReplicaDown"]
+__all__ = [
+    "KillBehindReplicas",
+    "NodeDown",
+    "NodePause",
+    "PrimaryCutOff",
+    "Switchover",
+    "ReplayPaused",
+    "EtcdQuorumLost",
+    "ReplicaDown",
+]
 
 
 def _crash(service: Service) -> None:
@@ -35,32 +46,42 @@ def _crash(service: Service) -> None:
 
 
 @dataclass
-class NodeDown(Fault):
-    """The node holding ``role`` (``primary`` or ``replica``) killed (SIGKILL: ``how="kill"``) or stopped (Patroni's
-    graceful stop, which hands the leader key over: ``how="stop"``); it stays down until healed (``timeout`` s)."""
+class _RoleNode(Fault):
+    """A fault on the node holding ``role`` (``primary`` or ``replica``, the first replica), resolved when injected:
+    ``node`` is the one it hit, ``primary_before`` the primary then (what "a new primary" is measured against)."""
 
     controller: ClusterController
     services: dict[str, Service]
     role: str
     timeout: float
-    how: str = "kill"
-    instant: bool = True
     node: str = ""
-    #: the primary when the fault struck (what "a new primary" and "the old primary" are measured against)
     primary_before: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.role} {'killed' if self.how == 'kill' else 'stopped'}"
 
     @property
     def target(self) -> str:
         return self.node or f"the {self.role}"
 
-    def inject(self) -> None:
+    def _resolve(self) -> Service:
+        """Find the node holding the role now (within ``timeout`` s) and return its service."""
         self.primary_before = self.controller.primary(self.timeout)
         self.node = self.primary_before if self.role == "primary" else self.controller.replicas(self.timeout)[0]
-        service = self.services[self.node]
+        return self.services[self.node]
+
+
+@dataclass
+class NodeDown(_RoleNode):
+    """The node holding ``role`` killed (SIGKILL: ``how="kill"``) or stopped (Patroni's graceful stop, which hands
+    the leader key over: ``how="stop"``); it stays down until healed (``timeout`` s)."""
+
+    how: str = "kill"
+    instant: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} {'killed' if self.how == 'kill' else 'stopped'}"
+
+    def inject(self) -> None:
+        service = self._resolve()
         if self.how == "kill":
             _crash(service)
         else:
@@ -72,28 +93,15 @@ class NodeDown(Fault):
 
 
 @dataclass
-class NodePause(Fault):
+class NodePause(_RoleNode):
     """The node holding ``role`` frozen (SIGSTOP to Patroni and its PostgreSQL); thawed by the heal."""
-
-    controller: ClusterController
-    services: dict[str, Service]
-    role: str
-    timeout: float
-    node: str = ""
-    primary_before: str = ""
 
     @property
     def name(self) -> str:
         return f"{self.role} paused"
 
-    @property
-    def target(self) -> str:
-        return self.node or f"the {self.role}"
-
     def inject(self) -> None:
-        self.primary_before = self.controller.primary(self.timeout)
-        self.node = self.primary_before if self.role == "primary" else self.controller.replicas(self.timeout)[0]
-        self.services[self.node].pause()
+        self._resolve().pause()
 
     def heal(self) -> None:
         if self.node:
@@ -249,3 +257,40 @@ class KillBehindReplicas(Fault):
         self._thaw()
         if self.node:
             self.services[self.node].start(self.timeout)
+
+
+@dataclass
+class PrimaryCutOff(Fault):
+    """The primary partitioned from the rest of the cluster: every proxied link with its node at one end disabled
+    (its Patroni's links to each etcd member, the other nodes' streaming replication from it and their calls to
+    its Patroni REST API; open connections cut, new ones refused). What does not go through the fault proxy stays:
+    HAProxy still checks it and routes the API's writes to it while it calls itself primary, and the suite still
+    probes it directly. ``links`` are the stack's proxied links; the heal enables every link it disabled."""
+
+    controller: ClusterController
+    links: dict[tuple[str, str], Link]
+    timeout: float
+    name: str = "primary cut off"
+    node: str = ""
+    primary_before: str = ""
+    cut: list[Link] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        return self.node or "the primary"
+
+    def inject(self) -> None:
+        self.primary_before = self.node = self.controller.primary(self.timeout)
+        self.cut = [link for (one, other), link in self.links.items() if self.node in (one, other)]
+        if not self.cut:
+            raise FaultHadNoEffect(
+                f"{self.node} has no proxied link to cut: the replicated database's links go through the fault "
+                "proxy on the process backend only"
+            )
+        for link in self.cut:
+            link.client.set_enabled(link.name, False)
+
+    def heal(self) -> None:
+        self.mark_effect_over()
+        for link in self.cut:
+            link.client.set_enabled(link.name, True)

@@ -18,7 +18,7 @@ from support.checks import statuses
 from support.checks.verdict import CheckFailed
 from support.cluster.controller import ClusterController
 from support.cluster.view import ClusterView
-from support.cluster.watch import ClusterWatch
+from support.cluster.watch import ClusterWatch, other_writer_at
 from support.core.config import Settings
 from support.core.waiting import retry
 from support.faults.cluster import (
@@ -26,12 +26,13 @@ from support.faults.cluster import (
     KillBehindReplicas,
     NodeDown,
     NodePause,
+    PrimaryCutOff,
     ReplayPaused,
     ReplicaDown,
     Switchover,
 )
 from support.faults.ledger import FaultLedger
-from support.load.history import Request
+from support.load.history import OK, Request
 from support.stack import database
 from support.stack.stack import Stack
 
@@ -42,7 +43,7 @@ NO_CLUSTER = (
     "-D stack_file=stack/ha/stack.toml"
 )
 
-_RoleFault = NodeDown | NodePause | Switchover | ReplayPaused | KillBehindReplicas
+_RoleFault = NodeDown | NodePause | Switchover | ReplayPaused | KillBehindReplicas | PrimaryCutOff
 
 
 class ClusterScenario:
@@ -65,7 +66,7 @@ class ClusterScenario:
 
     def node_down(self, role: str, how: str = "kill") -> NodeDown:
         """The node holding ``role`` (``primary``/``replica``) killed or stopped; it stays down until healed."""
-        return self._made(NodeDown(self.controller, self.stack.services, role, self.settings.start_timeout, how))
+        return self._made(NodeDown(self.controller, self.stack.services, role, self.settings.start_timeout, how=how))
 
     def node_pause(self, role: str) -> NodePause:
         """The node holding ``role`` frozen."""
@@ -76,6 +77,11 @@ class ClusterScenario:
         return self._made(
             KillBehindReplicas(self.controller, self.stack.services, seconds, self.settings.start_timeout)
         )
+
+    def primary_cut_off(self) -> PrimaryCutOff:
+        """The primary partitioned from etcd and the other nodes (its proxied links down); the balancer still
+        reaches it."""
+        return self._made(PrimaryCutOff(self.controller, self.stack.links, self.settings.start_timeout))
 
     def switchover(self) -> Switchover:
         """A planned switchover from the primary to a replica."""
@@ -119,6 +125,12 @@ class ClusterScenario:
         self.measured["new_primary"] = name
         self.measured["failover_s"] = round((first[1] if first else time.monotonic()) - injected, 3)
         self.measured["failover_floor_s"] = self.database.options.failover_floor
+        if remaining == 0.0 and (first is None or first[1] - injected > seconds):
+            # the bound had passed before this step (the fault was held longer): the watch says when it happened
+            raise CheckFailed(
+                f"no new primary within {seconds:g} s of the fault ({fault.primary_before} was primary): the first "
+                f"other node seen accepting writes was {f'{first[0]} at {first[1] - injected:.1f} s' if first else 'none'}"
+            )
 
     def check_old_primary_rejoins_within(self, seconds: float) -> None:
         """The fault's primary, started again (a killed node's heal), streams from the new primary within
@@ -211,6 +223,47 @@ class ClusterScenario:
         acked = {r.key: r.end - since for r in history if r.op == "write" and r.outcome == "ok"}
         self.measured["lost_writes"] = [{"key": key, "acknowledged_at_s": round(acked[key], 3)} for key in lost]
         self.measured["lost_writes_count"] = len(lost)
+
+    def check_cut_off_writes(self, history: list[Request], expect_loss: bool = False) -> None:
+        """The writes the cut-off primary acknowledged, each looked for on the primary of now (read back by SQL).
+
+        Acknowledged by the cut-off primary: answered ``ok`` between the cut and its heal at a moment when the
+        watch saw no other node accepting writes (within one sampling interval). Each missing one goes to the
+        figures (key, when acknowledged, by which node) and fails the check; with ``expect_loss`` the check fails
+        when none is missing instead (a scenario documenting what asynchronous replication allows)."""
+        fault = self._last(PrimaryCutOff)
+        entry = next(e for e in self.ledger.entries if e.fault is fault)
+        healed = entry.healed if entry.healed is not None else time.monotonic()
+        bands, old, slack = self.watch.bands(), fault.primary_before, self.watch.interval
+        acked = [
+            r
+            for r in history
+            if r.op == "write" and r.outcome == OK and entry.injected <= r.end <= healed
+            if other_writer_at(bands, old, r.end, slack) is None
+        ]
+        keys = [r.key for r in acked]
+        rows = retry(
+            lambda: database.rows_for_keys(self.stack.admin_dsn, self.stack.workload, keys),
+            self.settings.start_timeout,
+            "the primary accepting the read-back of the cut-off primary's writes",
+            retry_on=database.DatabaseError,
+        )
+        since = min(r.start for r in history)
+        lost = [r for r in acked if r.key not in rows]
+        self.measured["cut_off_primary"] = old
+        self.measured["cut_off_acknowledged"] = len(acked)
+        self.measured["cut_off_lost"] = [
+            {"key": r.key, "acknowledged_at_s": round(r.end - since, 3), "by": old} for r in lost
+        ]
+        what = f"{len(acked)} writes acknowledged while {old} was cut off (from {entry.injected - since:.1f} s)"
+        if expect_loss and not lost:
+            raise CheckFailed(f"{what}: none was lost (this scenario expects the loss asynchronous replication allows)")
+        if lost and not expect_loss:
+            shown = ", ".join(f"{r.key} (acknowledged at {r.end - since:.2f} s)" for r in lost[:5])
+            raise CheckFailed(
+                f"{len(lost)} of the {what} are missing from the new primary: acknowledged by {old} alone, lost "
+                f"when it rejoined: {shown}{' ...' if len(lost) > 5 else ''}"
+            )
 
     def bands(self) -> list[tuple[str, float, float]]:
         """Who was primary when: ``(node, start, end)`` in monotonic s, for the chart."""

@@ -258,14 +258,17 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
     commands: dict[str, CommandProcess] = {}
     members: dict[str, dict[str, Service]] = {}  # a replicated database's processes, in start order
     replicated = {}
+    cluster_links: dict[tuple[str, str], Link] = {}  # a replicated database's own links (node to etcd, to a node)
     with Cleanup() as made:
         ports: dict[str, int] = {}
         for name, service in definition.services.items():
             if service.kind == "patroni":
                 made_here = make_replicated(service, bins, run_as, run_dir, admin_password)
+                made.callback(made_here.close_links)  # pushed first, so closed last: the nodes still reach etcd
                 for member in made_here.members.values():
                     made.callback(member.close)
                 members[name] = dict(made_here.members)
+                cluster_links.update(made_here.links)
                 clusters[name] = made_here.balancer
                 replicated[name] = made_here.database
                 ports[name] = made_here.balancer.address.port
@@ -284,6 +287,7 @@ def start_process_stack(settings: Settings, run_dir: Path) -> Stack:
             )
             made.callback(link.close)
         link_ports = {edge: link.address.port for edge, link in links.items()}
+        links.update(cluster_links)
         for name, service in definition.services.items():
             if service.kind == "command":
                 process = CommandProcess(

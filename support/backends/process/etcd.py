@@ -9,28 +9,21 @@ member's, so that a member can be started while the others are still down.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from support.backends.process.service import ProcessService
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.backends.process.tools import debian_tool
 from support.core.ports import LOOPBACK, free_port
 from support.core.run_dirs import child_env
 from support.stack.readiness import check_listener, tcp_answers
-from support.stack.services import ServiceError
 
 __all__ = ["EtcdMember", "etcd_binary", "etcd_cluster"]
 
 
 def etcd_binary() -> str:
     """The ``etcd`` server on the PATH; one line saying how to get it otherwise."""
-    found = shutil.which("etcd")
-    if found is None:
-        raise ServiceError(
-            "a replicated database needs etcd and there is no etcd on the PATH: install Debian's etcd-server "
-            "(bash setup.sh installs requirements-debian.txt)"
-        )
-    return found
+    return debian_tool("etcd", "etcd", "etcd-server")
 
 
 class EtcdMember(ProcessService):

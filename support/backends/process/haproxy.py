@@ -11,30 +11,23 @@ the write frontend; the suite's own SQL reaches it directly.
 from __future__ import annotations
 
 import csv
-import shutil
 import socket
 from pathlib import Path
 
 from support.backends.process.service import ProcessService
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.backends.process.tools import debian_tool
 from support.core.ports import LOOPBACK, free_port
 from support.core.run_dirs import child_env
 from support.stack.database import connect
 from support.stack.readiness import check_listener
-from support.stack.services import ServiceError
 
 __all__ = ["DatabaseBalancer", "BalancedNode", "haproxy_binary", "haproxy_config"]
 
 
 def haproxy_binary() -> str:
     """The ``haproxy`` binary; one line saying how to get it otherwise."""
-    found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise ServiceError(
-            "a replicated database needs HAProxy and there is none: install Debian's haproxy "
-            "(bash setup.sh installs requirements-debian.txt)"
-        )
-    return found
+    return debian_tool("haproxy", "HAProxy", "haproxy")
 
 
 class BalancedNode:

@@ -6,8 +6,17 @@ unprivileged ``pg_user`` when the suite is root; the first node to take the
 leader key in etcd bootstraps the cluster, the others clone it and stream from
 it. Patroni starts its PostgreSQL detached (the postmaster is not below Patroni
 in the process tree), so a node's kill, pause and stop reach the postmaster
-through its ``postmaster.pid`` as well. :func:`start_replicated` makes the
+through its ``postmaster.pid`` as well. :func:`make_replicated` makes the
 members in dependency order: etcd, the nodes, the :class:`DatabaseBalancer`.
+
+The links between the members go through one fault proxy process of the
+cluster (:func:`cluster_links`), so a node can be cut off from the rest
+(:class:`~support.faults.cluster.PrimaryCutOff`): each node's Patroni reaches
+each etcd member through a proxy of its own (``(node, etcdN)``), and the other
+nodes reach a node's PostgreSQL (streaming replication, its advertised
+``connect_address``) and its Patroni REST API through a proxy in front of it
+(``("replicas", node)``, ``("patroni-peers", node)``). HAProxy's checks and
+routes and the suite's own probes go straight to each node.
 """
 
 from __future__ import annotations
@@ -15,9 +24,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,26 +37,36 @@ from support.backends.process.haproxy import BalancedNode, DatabaseBalancer
 from support.backends.process.pg_binaries import PgBinaries, RunAs
 from support.backends.process.service import ProcessService
 from support.backends.process.supervisor import ProcessSpec, SupervisedProcess
+from support.backends.process.tools import debian_tool
 from support.core.ports import LOOPBACK, free_port
 from support.core.process_tree import descendants
 from support.core.run_dirs import child_env
+from support.proxy.client import ProxyServer
+from support.proxy.link import Link
 from support.stack.definitions import ServiceDefinition
 from support.stack.readiness import check_listener
 from support.stack.replicated import ReplicatedDatabase, ReplicatedNode, ReplicationOptions
-from support.stack.services import ServiceError
+from support.stack.services import Address, ServiceError
 
-__all__ = ["PatroniNode", "ReplicatedProcesses", "make_replicated", "patroni_binary"]
+__all__ = ["PatroniNode", "NodeLinks", "ReplicatedProcesses", "make_replicated", "cluster_links", "patroni_binary"]
 
 
 def patroni_binary() -> str:
     """Debian's ``patroni`` (its script runs on the system Python); one line saying how to get it otherwise."""
-    found = shutil.which("patroni") or shutil.which("patroni", path="/usr/bin")
-    if found is None:
-        raise ServiceError(
-            "a replicated database needs Patroni and there is none on the PATH: install Debian's patroni "
-            "(bash setup.sh installs requirements-debian.txt)"
-        )
-    return found
+    return debian_tool("patroni", "Patroni", "patroni")
+
+
+@dataclass(frozen=True)
+class NodeLinks:
+    """Where one node listens (``pg_port``, ``rest_port``: direct) and how the cluster reaches it through the fault
+    proxy: ``etcd_hosts`` its Patroni's etcd members (``host:port`` each), ``pg_connect`` and ``rest_connect``
+    the addresses it advertises to the other nodes (replication, Patroni's REST API)."""
+
+    pg_port: int
+    rest_port: int
+    etcd_hosts: tuple[str, ...]
+    pg_connect: str
+    rest_connect: str
 
 
 @dataclass(frozen=True)
@@ -67,13 +86,13 @@ class PatroniNode(ProcessService):
         run_dir: Path,
         bins: PgBinaries,
         run_as: RunAs,
-        etcd: list[EtcdMember],
+        links: NodeLinks,
         options: ReplicationOptions,
         credentials: _Credentials,
     ) -> None:
         self.home = run_dir / name
         self.data_dir = self.home / "data"
-        self.pg_port, self.rest_port = free_port(), free_port()
+        self.pg_port, self.rest_port = links.pg_port, links.rest_port
         self.rest_url = f"http://{LOOPBACK}:{self.rest_port}"
         self._password = credentials.superuser
         self._run_as = run_as
@@ -83,7 +102,7 @@ class PatroniNode(ProcessService):
         run_as.chown(self.home)
         run_as.chown(self.data_dir)
         # JSON is YAML: no YAML writer needed
-        config.write_text(json.dumps(self._config(name, scope, bins, etcd, options, credentials), indent=1))
+        config.write_text(json.dumps(self._config(name, scope, bins, links, options, credentials), indent=1))
         config.chmod(0o600)
         run_as.chown(config)
         spec = ProcessSpec(
@@ -100,7 +119,7 @@ class PatroniNode(ProcessService):
         name: str,
         scope: str,
         bins: PgBinaries,
-        etcd: list[EtcdMember],
+        links: NodeLinks,
         options: ReplicationOptions,
         credentials: _Credentials,
     ) -> dict:
@@ -108,8 +127,9 @@ class PatroniNode(ProcessService):
             "scope": scope,
             "namespace": "/chaos-suite/",
             "name": name,
-            "restapi": {"listen": f"{LOOPBACK}:{self.rest_port}", "connect_address": f"{LOOPBACK}:{self.rest_port}"},
-            "etcd3": {"hosts": [member.client_url.removeprefix("http://") for member in etcd]},
+            "restapi": {"listen": f"{LOOPBACK}:{self.rest_port}", "connect_address": links.rest_connect},
+            # use_proxies: the hosts are the whole list (no discovery of the members' own URLs, past the proxy)
+            "etcd3": {"hosts": list(links.etcd_hosts), "use_proxies": True},
             "bootstrap": {
                 "dcs": {
                     "ttl": options.ttl,
@@ -133,7 +153,7 @@ class PatroniNode(ProcessService):
             },
             "postgresql": {
                 "listen": f"{LOOPBACK}:{self.pg_port}",
-                "connect_address": f"{LOOPBACK}:{self.pg_port}",
+                "connect_address": links.pg_connect,
                 "data_dir": str(self.data_dir),
                 "bin_dir": str(bins.bindir),
                 "pgpass": str(self.home / "pgpass"),
@@ -216,6 +236,38 @@ class ReplicatedProcesses:
     members: dict[str, ProcessService]
     balancer: DatabaseBalancer
     database: ReplicatedDatabase
+    #: the cluster's proxied links (:func:`cluster_links`), keyed as a stack's links are
+    links: dict[tuple[str, str], Link]
+    #: stops the links' proxy process (idempotent)
+    close_links: Callable[[], None]
+
+
+def cluster_links(
+    run_dir: Path, nodes: list[str], etcd: list[EtcdMember]
+) -> tuple[dict[str, NodeLinks], dict[tuple[str, str], Link], ProxyServer]:
+    """One fault proxy process for the cluster and, on it, a link from each node to each etcd member and one in
+    front of each node's PostgreSQL and REST API; each node's :class:`NodeLinks` (its direct ports chosen here)."""
+    server = ProxyServer.start(run_dir)
+    try:
+        client = server.client()
+        links: dict[tuple[str, str], Link] = {}
+
+        def link(key: tuple[str, str], port: int) -> str:
+            name, upstream = "-".join(key), Address(LOOPBACK, port)
+            info = client.create_proxy(name, upstream)
+            links[key] = Link(name, server, client, info.address, upstream)
+            return f"{info.address.host}:{info.address.port}"
+
+        made = {}
+        for node in nodes:
+            pg_port, rest_port = free_port(), free_port()
+            hosts = tuple(link((node, member.name), member.address.port) for member in etcd)
+            pg_connect, rest_connect = link(("replicas", node), pg_port), link(("patroni-peers", node), rest_port)
+            made[node] = NodeLinks(pg_port, rest_port, hosts, pg_connect, rest_connect)
+    except BaseException:
+        server.stop()
+        raise
+    return made, links, server
 
 
 def make_replicated(
@@ -223,7 +275,7 @@ def make_replicated(
 ) -> ReplicatedProcesses:
     """The processes of replicated database ``definition`` (not started), named ``etcd1..``, ``NAME1..`` and ``NAME``.
 
-    Nothing is started here; the caller starts the members in order and closes them.
+    Only the links' proxy is started here; the caller starts the members in order and closes them and the links.
     """
     options = definition.replication or ReplicationOptions()
     name = definition.name
@@ -236,10 +288,15 @@ def make_replicated(
     etcd = etcd_cluster([f"etcd{i}" for i in range(1, options.etcd_members + 1)], run_dir)
     credentials = _Credentials(admin_password, secrets.token_urlsafe(18), secrets.token_urlsafe(18))
     scope = f"{name}-{run_dir.name}"
-    nodes = [
-        PatroniNode(f"{name}{i}", scope, run_dir, bins, run_as, etcd, options, credentials)
-        for i in range(1, options.nodes + 1)
-    ]
+    node_links, links, proxy = cluster_links(run_dir, [f"{name}{i}" for i in range(1, options.nodes + 1)], etcd)
+    try:
+        nodes = [
+            PatroniNode(node, scope, run_dir, bins, run_as, made, options, credentials)
+            for node, made in node_links.items()
+        ]
+    except BaseException:
+        proxy.stop()
+        raise
     balancer = DatabaseBalancer(
         name,
         run_dir,
@@ -259,7 +316,7 @@ def make_replicated(
     members: dict[str, ProcessService] = {m.name: m for m in etcd}
     members.update({node.name: node for node in nodes})
     members[name] = balancer
-    return ReplicatedProcesses(members, balancer, database)
+    return ReplicatedProcesses(members, balancer, database, links, proxy.stop)
 
 
 def _enterable(path: Path, run_as: RunAs) -> bool:
