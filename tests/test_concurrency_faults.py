@@ -1,5 +1,5 @@
-"""Database concurrency faults on a real stack: deadlocks the API's writes run into, rows held by an idle
-transaction, the API's running statements cancelled; their heals (also after SIGKILL of the suite, from the
+"""Database concurrency faults on a real stack: deadlocks and serialization failures the API's writes run into,
+rows held by an idle transaction, the API's running statements cancelled; their heals (also after SIGKILL of the suite, from the
 journal), and the scenarios of features/database/concurrency.feature against the reference API and against
 broken variants that lack the protection.
 """
@@ -20,10 +20,12 @@ import pytest
 from psycopg2 import errors
 from suite_runner import BROKEN, REPO, leftovers, run_behave
 
+from support.backends.docker.engine import docker_client
 from support.core.config import Settings
 from support.core.waiting import wait_until
 from support.faults.admin import api_role
 from support.faults.base import FaultHadNoEffect
+from support.faults.cgroups import FaultUnavailable
 from support.faults.concurrency import (
     CANCEL_APPLICATION,
     CROSS_APPLICATION,
@@ -34,7 +36,9 @@ from support.faults.concurrency import (
     StatementsCancelled,
 )
 from support.faults.residues import heal_residue
+from support.faults.serialization import SERIAL_APPLICATION, SERIAL_OBJECT, SerializationFailures
 from support.run.suite import start_suite
+from support.stack.services import ServiceError
 
 FEATURE = "features/database/concurrency.feature"
 
@@ -60,13 +64,23 @@ def sql(dsn, query, params=None):
         return cur.fetchall() if cur.description else None
 
 
-def cross_objects(dsn):
+def cross_objects(dsn, name=CROSS_OBJECT):
     return sql(
         dsn,
         "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname = %(n)s) + (SELECT count(*) FROM pg_proc"
-        " WHERE proname = %(n)s) + (SELECT count(*) FROM pg_class WHERE relname = %(n)s)",
-        {"n": CROSS_OBJECT},
+        " WHERE proname = %(n)s) + (SELECT count(*) FROM pg_class WHERE relname IN (%(n)s, %(n)s || '_failures'))",
+        {"n": name},
     )[0][0]
+
+
+def server_isolation(dsn):
+    """The ALTER SYSTEM value of default_transaction_isolation (None: none), and what a new session gets."""
+    auto = sql(
+        dsn,
+        "SELECT setting FROM pg_file_settings WHERE name = 'default_transaction_isolation'"
+        " AND sourcefile LIKE '%%postgresql.auto.conf'",
+    )
+    return (auto[0][0] if auto else None), sql(dsn, "SHOW transaction_isolation")[0][0]
 
 
 def sessions_named(dsn, application):
@@ -114,12 +128,17 @@ _KILLED_MID_FAULT = """
 import sys, time
 from pathlib import Path
 from support.faults.concurrency import Deadlocks, RowsHeld
+from support.faults.serialization import SerializationFailures
 from support.faults.ledger import FaultLedger
 ledger = FaultLedger(journal=Path(sys.argv[2]))
 dsn, kind = sys.argv[1], sys.argv[3]
 if kind == "deadlocks":
     fault = Deadlocks(dsn, "users")
     fault.cycles = 1  # no load here: the fault's objects and its session are what a kill leaves
+    ledger.inject(fault)
+elif kind == "serialization":
+    fault = SerializationFailures(dsn, "users", hold=5.0)
+    fault.failures = 1  # no load here (the session's first count comes after its 5 s hold)
     ledger.inject(fault)
 else:
     ledger.inject(RowsHeld(dsn, "users"))
@@ -156,6 +175,87 @@ def test_a_deadlock_fault_killed_with_the_suite_is_healed_from_the_journal(state
     heal_residue(stack.admin_dsn, open_faults[0]["residue"])  # idempotent
     # the crossing session died with the process: PostgreSQL ends it when the socket closes
     wait_until(lambda: sessions_named(stack.admin_dsn, CROSS_APPLICATION) == 0, 5.0, "the crossing session ending")
+
+
+# -- serialization failures ----------------------------------------------------------------------------
+
+
+def test_serialization_failures_abort_the_api_writes_with_40001_and_the_heal_removes_every_trace(state):
+    stack = state.stack
+    assert server_isolation(stack.admin_dsn) == (None, "read committed")
+    state.start_load(state.open_load(40))
+    fault = SerializationFailures(stack.admin_dsn, stack.workload.table)
+    state.inject(fault)
+    try:
+        assert server_isolation(stack.admin_dsn) == ("serializable", "serializable")
+        assert sessions_named(stack.admin_dsn, SERIAL_APPLICATION) == 1
+        state.let_load_run(1.0)  # the API's pooled sessions took the reload at their next statement
+    finally:
+        state.ledger.heal(fault)
+    state.stop_load()
+    assert fault.failures >= 1 and fault.holds >= 1
+    assert fault.heal_note.startswith(f"{fault.failures} serialization failure(s) of the service's writes")
+    refused = [r for r in state.history if r.op == "write" and r.status == 503]
+    assert refused, "no write was refused while the writes failed to serialize"
+    assert not [r for r in state.history if r.status == 500]
+    assert server_isolation(stack.admin_dsn) == (None, "read committed")
+    assert cross_objects(stack.admin_dsn, SERIAL_OBJECT) == 0  # trigger, function, side table and its sequence
+    assert sessions_named(stack.admin_dsn, SERIAL_APPLICATION) == 0
+    fault.heal()  # idempotent
+    assert httpx.post(f"{stack.api_url}/users", json={"name": "n", "email": "after@t.test"}).status_code == 201
+
+
+def test_serialization_failures_without_writes_say_so_and_leave_nothing(state):
+    fault = SerializationFailures(state.stack.admin_dsn, state.stack.workload.table, timeout=1.0)
+    with pytest.raises(FaultHadNoEffect, match=r"no write to the users table within 1 s \(is a load writing to it\?\)"):
+        fault.inject()
+    fault.heal()
+    assert cross_objects(state.stack.admin_dsn, SERIAL_OBJECT) == 0
+    assert server_isolation(state.stack.admin_dsn) == (None, "read committed")
+
+
+def test_serialization_failures_need_a_superuser_and_say_so_in_one_line(state):
+    stack = state.stack
+    fault = SerializationFailures(stack.app_dsn, stack.workload.table)  # the service's role: no superuser
+    with pytest.raises(FaultUnavailable) as refused:
+        fault.inject()
+    line = str(refused.value)
+    assert "\n" not in line and f"the suite's admin role {api_role(stack.app_dsn)} on" in line
+    assert "is not a superuser: give it SUPERUSER or leave this scenario out" in line
+    fault.heal()  # nothing was changed: nothing to undo
+    assert cross_objects(stack.admin_dsn, SERIAL_OBJECT) == 0 and server_isolation(stack.admin_dsn)[0] is None
+
+
+def test_a_serialization_fault_killed_with_the_suite_is_healed_from_the_journal(state, tmp_path):
+    stack = state.stack
+    open_faults = _killed_mid_fault(stack, tmp_path, "serialization")
+    assert [f["fault"] for f in open_faults] == ["serialization failures"]
+    residue = open_faults[0]["residue"]
+    assert residue["kind"] == "serialization" and residue["was"] is None
+    # the server-wide default, the trigger, its function and the side table (and sequence) outlive the killed suite
+    assert server_isolation(stack.admin_dsn)[0] == "serializable"
+    assert cross_objects(stack.admin_dsn, SERIAL_OBJECT) == 4
+    line = heal_residue(stack.admin_dsn, residue)
+    assert line == "reset the server-wide isolation default and dropped the serialization trigger from table users"
+    assert server_isolation(stack.admin_dsn) == (None, "read committed")
+    assert cross_objects(stack.admin_dsn, SERIAL_OBJECT) == 0
+    heal_residue(stack.admin_dsn, residue)  # idempotent
+    wait_until(lambda: sessions_named(stack.admin_dsn, SERIAL_APPLICATION) == 0, 5.0, "the fault's session ending")
+
+
+def test_a_serialization_residue_without_the_prior_default_undoes_only_the_faults_own_value(state):
+    stack = state.stack
+    residue = {"kind": "serialization", "database": "-", "table": "users"}  # killed before the fault read it
+    try:
+        sql(stack.admin_dsn, "ALTER SYSTEM SET default_transaction_isolation = 'repeatable read'")
+        heal_residue(stack.admin_dsn, residue)
+        assert server_isolation(stack.admin_dsn) == ("repeatable read", "repeatable read")  # the server's own
+        sql(stack.admin_dsn, "ALTER SYSTEM SET default_transaction_isolation = 'serializable'")
+        heal_residue(stack.admin_dsn, residue)
+        assert server_isolation(stack.admin_dsn) == (None, "read committed")  # the fault's value
+    finally:
+        sql(stack.admin_dsn, "ALTER SYSTEM RESET default_transaction_isolation")
+        sql(stack.admin_dsn, "SELECT pg_reload_conf()")
 
 
 # -- rows held ---------------------------------------------------------------------------------------
@@ -253,7 +353,7 @@ def test_cancelling_with_nothing_running_says_so(state):
 def test_the_reference_api_passes_every_concurrency_scenario(tmp_path):
     run = run_behave(tmp_path / "work", "--tags=@catalog", FEATURE)
     assert run.returncode == 0, run.output[-4000:]
-    assert "4 scenarios passed, 0 failed" in run.output
+    assert "5 scenarios passed, 0 failed" in run.output
     assert leftovers(run) == []
 
 
@@ -262,9 +362,9 @@ def test_the_reference_api_passes_every_concurrency_scenario(tmp_path):
     [
         (
             "concurrency_500",
-            "Writes that deadlock|Cancelled statements",
-            r"(?s)failed requests? not answered with 503: \d+ with another status \(500 x\d+.*"
-            r"failed requests? not answered with 503: \d+ with another status \(500 x\d+.*0 scenarios passed, 2 failed",
+            "Writes that deadlock|Writes that fail to serialize|Cancelled statements",
+            r"(?s)(failed requests? not answered with 503: \d+ with another status \(500 x\d+.*){3}"
+            r"0 scenarios passed, 3 failed",
         ),
         (
             "locking_reads",
@@ -285,4 +385,19 @@ def test_the_concurrency_scenarios_fail_against_an_api_without_their_protection(
     )
     assert run.returncode != 0, run.output[-4000:]
     assert re.search(message, run.output), run.output[-4000:]
+    assert leftovers(run) == []
+
+
+def test_the_serialization_scenario_passes_on_docker(tmp_path):
+    try:
+        docker_client().close()
+    except ServiceError as error:
+        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
+        pytest.skip(f"no Docker daemon answers: {error}")
+    run = run_behave(
+        tmp_path / "work", "-D", "backend=docker", "--tags=@catalog", FEATURE, "-n", "Writes that fail to serialize"
+    )
+    assert run.returncode == 0, run.output[-4000:]
+    assert "1 scenario passed, 0 failed" in run.output
     assert leftovers(run) == []
