@@ -46,7 +46,7 @@ def _links(client: _FakeProxyClient) -> dict[tuple[str, str], Any]:
 def test_the_cut_disables_every_link_of_the_primary_and_its_heal_enables_them_again():
     client = _FakeProxyClient()
     controller = cast(Any, SimpleNamespace(primary=lambda timeout: "postgres1"))
-    fault = PrimaryCutOff(controller, _links(client), 5.0)
+    fault = PrimaryCutOff(controller, 5.0, _links(client))
     fault.inject()
     assert fault.target == "postgres1" and fault.primary_before == "postgres1"
     assert client.enabled == {"postgres1-etcd1": False, "replicas-postgres1": False, "patroni-peers-postgres1": False}
@@ -58,7 +58,7 @@ def test_the_cut_disables_every_link_of_the_primary_and_its_heal_enables_them_ag
 def test_a_primary_without_proxied_links_is_refused_in_one_line():
     controller = cast(Any, SimpleNamespace(primary=lambda timeout: "postgres9"))
     with pytest.raises(FaultHadNoEffect, match="postgres9 has no proxied link to cut"):
-        PrimaryCutOff(controller, _links(_FakeProxyClient()), 5.0).inject()
+        PrimaryCutOff(controller, 5.0, _links(_FakeProxyClient())).inject()
 
 
 def test_a_write_is_the_cut_off_primary_s_alone_when_no_other_node_was_seen_writing():

@@ -209,29 +209,40 @@ class ReplicaDown(Fault):
 
 
 @dataclass
-class KillBehindReplicas(Fault):
+class _OnPrimary(Fault):
+    """A fault on the node that is primary when it is injected (found within ``timeout`` s): ``node`` and
+    ``primary_before`` name it (what "a new primary" and "the old primary" are measured against)."""
+
+    controller: ClusterController
+    timeout: float
+    node: str = field(default="", kw_only=True)
+    primary_before: str = field(default="", kw_only=True)
+
+    @property
+    def target(self) -> str:
+        return self.node or "the primary"
+
+    def _resolve_primary(self) -> str:
+        self.primary_before = self.node = self.controller.primary(self.timeout)
+        return self.node
+
+
+@dataclass
+class KillBehindReplicas(_OnPrimary):
     """The primary killed while its replicas are ``behind`` s behind: its WAL senders frozen (SIGSTOP) for
     ``behind`` s, so no replica receives what it commits, then the primary SIGKILLed (senders included) and kept
     down. With asynchronous replication the writes of those seconds were acknowledged by the primary alone;
     with synchronous replication none of them were acknowledged. (Freezing the replicas' receivers would not
     do: the kernel's socket buffers would hold the WAL for them.)"""
 
-    controller: ClusterController
     services: dict[str, Service]
     behind: float
-    timeout: float
     instant: bool = True
     name: str = "primary killed with its replicas behind"
-    node: str = ""
-    primary_before: str = ""
     frozen: list[int] = field(default_factory=list)
 
-    @property
-    def target(self) -> str:
-        return self.node or "the primary"
-
     def inject(self) -> None:
-        self.primary_before = self.node = self.controller.primary(self.timeout)
+        self._resolve_primary()
         dsn = self.controller.cluster.node(self.node).dsn
         with database.connect(dsn, self.timeout) as conn, conn.cursor() as cur:
             cur.execute("SELECT pid FROM pg_stat_replication")
@@ -260,27 +271,19 @@ class KillBehindReplicas(Fault):
 
 
 @dataclass
-class PrimaryCutOff(Fault):
+class PrimaryCutOff(_OnPrimary):
     """The primary partitioned from the rest of the cluster: every proxied link with its node at one end disabled
     (its Patroni's links to each etcd member, the other nodes' streaming replication from it and their calls to
     its Patroni REST API; open connections cut, new ones refused). What does not go through the fault proxy stays:
     HAProxy still checks it and routes the API's writes to it while it calls itself primary, and the suite still
     probes it directly. ``links`` are the stack's proxied links; the heal enables every link it disabled."""
 
-    controller: ClusterController
     links: dict[tuple[str, str], Link]
-    timeout: float
     name: str = "primary cut off"
-    node: str = ""
-    primary_before: str = ""
     cut: list[Link] = field(default_factory=list)
 
-    @property
-    def target(self) -> str:
-        return self.node or "the primary"
-
     def inject(self) -> None:
-        self.primary_before = self.node = self.controller.primary(self.timeout)
+        self._resolve_primary()
         self.cut = [link for (one, other), link in self.links.items() if self.node in (one, other)]
         if not self.cut:
             raise FaultHadNoEffect(

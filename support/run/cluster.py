@@ -75,13 +75,13 @@ class ClusterScenario:
     def kill_behind(self, seconds: float) -> KillBehindReplicas:
         """The primary killed once its replicas have received none of its WAL for ``seconds``."""
         return self._made(
-            KillBehindReplicas(self.controller, self.stack.services, seconds, self.settings.start_timeout)
+            KillBehindReplicas(self.controller, self.settings.start_timeout, self.stack.services, seconds)
         )
 
     def primary_cut_off(self) -> PrimaryCutOff:
         """The primary partitioned from etcd and the other nodes (its proxied links down); the balancer still
         reaches it."""
-        return self._made(PrimaryCutOff(self.controller, self.stack.links, self.settings.start_timeout))
+        return self._made(PrimaryCutOff(self.controller, self.settings.start_timeout, self.stack.links))
 
     def switchover(self) -> Switchover:
         """A planned switchover from the primary to a replica."""
