@@ -49,7 +49,7 @@ FAULT_BACKENDS = {
     "limits": "process (cgroup v1, as root), docker, compose",
     "cpu_hog": "process, docker, compose (a hog on the same machine)",
     "descriptors": "process, docker (as root)",
-    "disk": "process (as root, with -D pg_disk_mb)",
+    "disk": "process, docker (as root, with -D pg_disk_mb)",
     "clock": "process (libfaketime preloaded)",
 }
 _KEYWORDS = {"given": "Given", "when": "When", "then": "Then", "step": "Given/When/Then"}

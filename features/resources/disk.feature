@@ -1,7 +1,8 @@
 @catalog @resources @serial
 Feature: PostgreSQL out of disk space
   PostgreSQL's data directory lives on a filesystem of bounded size that the
-  suite made for it (the process backend, as root, with -D pg_disk_mb=256), and
+  suite made for it (as root, with -D pg_disk_mb=256: a tmpfs of that size; on
+  the Docker backend bound into PostgreSQL's container as its data volume), and
   the fault fills it. PostgreSQL refuses writes, and when a WAL write fails it
   PANICs and restarts, or cannot start until space is back; what it did is in
   the fault's evidence. The API must refuse with a fast 503 meanwhile, lose
