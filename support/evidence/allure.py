@@ -258,10 +258,14 @@ def _attach_failure(state: ScenarioState) -> None:
 
 
 def _figures(state: ScenarioState) -> dict[str, Any]:
-    """The scenario's figures, with the recovery measured by the suite's rule even when no step judged it."""
+    """The scenario's figures, with the recovery measured by the suite's rule even when no step judged it, and
+    the replicated database's (failover, rejoin, writes lost per node, who was primary when) on a stack with one."""
     if not state.history:
         return {}
-    return metrics(state.history, state.ledger.windows(), measured_recovery(state), state.durability)
+    figures = metrics(state.history, state.ledger.windows(), measured_recovery(state), state.durability)
+    if state.cluster is not None:
+        figures["cluster"] = state.cluster.figures()
+    return figures
 
 
 def attach_scenario(state: ScenarioState, failed: bool) -> None:
