@@ -55,6 +55,21 @@ def test_the_cut_disables_every_link_of_the_primary_and_its_heal_enables_them_ag
     assert set(client.enabled.values()) == {True} and len(client.enabled) == 3
 
 
+def test_the_heal_enables_every_link_even_when_one_call_fails():
+    class Flaky(_FakeProxyClient):
+        def set_enabled(self, name: str, enabled: bool) -> None:
+            if enabled and name == "postgres1-etcd1":
+                raise RuntimeError("fault proxy did not answer")
+            super().set_enabled(name, enabled)
+
+    client = Flaky()
+    fault = PrimaryCutOff(cast(Any, SimpleNamespace(primary=lambda timeout: "postgres1")), 5.0, _links(client))
+    fault.inject()
+    with pytest.raises(RuntimeError, match="did not answer"):
+        fault.heal()
+    assert client.enabled == {"postgres1-etcd1": False, "replicas-postgres1": True, "patroni-peers-postgres1": True}
+
+
 def test_a_primary_without_proxied_links_is_refused_in_one_line():
     controller = cast(Any, SimpleNamespace(primary=lambda timeout: "postgres9"))
     with pytest.raises(FaultHadNoEffect, match="postgres9 has no proxied link to cut"):

@@ -294,6 +294,14 @@ class PrimaryCutOff(_OnPrimary):
             link.client.set_enabled(link.name, False)
 
     def heal(self) -> None:
+        """Enable every link the cut disabled: each is tried even when one fails (the first error is raised after
+        them all), so one proxy call that fails leaves no other link of the node down."""
         self.mark_effect_over()
+        errors = []
         for link in self.cut:
-            link.client.set_enabled(link.name, True)
+            try:
+                link.client.set_enabled(link.name, True)
+            except Exception as error:  # noqa: BLE001 - the other links are healed first
+                errors.append(error)
+        if errors:
+            raise errors[0]
