@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ from support.core.ports import LOOPBACK, free_port
 from support.core.waiting import wait_until
 from support.load.controller import LoadError, LoadRun, start_load
 from support.load.history import FAIL, INFO, OK, Request, from_csv, percentile, to_csv
+from support.load.protocol import STOP, Tally, feed, parse_watch, read_command
+from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
 from support.load.spec import LoadSpec, LoadSpecError
 from support.load.worker import Worker
 from support.stack.workload import parse_workload
@@ -459,6 +462,57 @@ def test_a_bad_spec_is_refused_in_one_line(changes: dict, message: str) -> None:
     with pytest.raises(LoadSpecError) as error:
         LoadSpec(**{"base_url": "http://127.0.0.1:8000", **changes})
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_stdin_commands_both_load_engines_read(capsys: pytest.CaptureFixture[str]) -> None:
+    """``stop``, ``watch`` (fed what completed before it, malformed requests left out) and the lines ignored."""
+    done = [
+        Request("write", "k1", 0.0, 1.0, 1.1, 503, "", INFO),  # before the watch's reference: not counted
+        Request("write", "k2", 2.0, 2.0, 2.1, 503, "", INFO),
+        Request("malformed", "bad_json", 2.5, 2.5, 2.6, 400, "", FAIL),  # refused on purpose: no outage
+        Request("read", "k2", 3.0, 3.0, 3.1, 200, "", OK),
+    ]
+    records = [astuple(r) for r in done]  # rows as the load processes keep them
+    assert read_command("stop", records) == STOP
+    rule = read_command("watch 1.5 1 0.0", records)
+    assert isinstance(rule, RecoveryRule) and (rule.reference, rule.min_successes, rule.min_span) == (1.5, 1, 0.0)
+    assert (rule.failures, rule.last_failure, rule.successes, rule.recovered_at) == (1, 2.0, 1, 3.0)
+    defaults = parse_watch(["watch", "0"], [])
+    assert (defaults.min_successes, defaults.min_span) == (MIN_SUCCESSES, MIN_SPAN)
+    feed(rule, "malformed", 4.0, FAIL)
+    feed(rule, "write", 4.5, OK)
+    feed(None, "write", 5.0, FAIL)  # not watched yet: nothing to count
+    assert (rule.failures, rule.successes) == (1, 2)
+    assert read_command("noop", records) is None and read_command("", records) is None
+    for bad in ("watch", "watch soon", "watch 1 2", "watch 1 x 0.5"):
+        assert read_command(bad, records) is None
+        assert f"loadgen: ignored bad command {bad!r}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="expected 'watch <t>"):
+        parse_watch(["watch", "1", "2"], [])
+
+
+def test_the_tally_both_load_engines_keep(tmp_path: Path) -> None:
+    """Counts, the live watch fed as requests complete, the progress window, the history sorted by start."""
+    tally = Tally()
+    tally.add(astuple(Request("write", "k1", 2.0, 2.0, 2.1, 503, "", INFO)))
+    assert tally.command("watch 1.5 2 0.0") is False and tally.watch is not None
+    assert tally.watch.failures == 1, "the replay counted the request completed before the watch"
+    for record in (
+        Request("read", "k1", 1.0, 1.0, 1.2, 200, "", OK),  # started before the watch's reference
+        Request("malformed", "bad_json", 2.5, 2.5, 2.6, 400, "", FAIL),
+        Request("write", "k2", 3.0, 3.0, 3.1, 201, "", OK),
+        Request("write", "k3", 3.5, 3.5, 3.6, 201, "", OK),
+    ):
+        tally.add(astuple(record))
+    assert (tally.watch.failures, tally.watch.successes, tally.watch.recovered_at) == (1, 2, 3.0)
+    assert tally.progress(2.0) == {"ok": 3, "errors": 2, "fail": 1, "info": 1, "rps": 2.5}
+    assert tally.progress(1.0)["rps"] == 0.0, "each progress line ends its window"
+    done = tally.finish(tmp_path / "h.csv")
+    assert done == {"done": True, "requests": 5, "path": str(tmp_path / "h.csv"), "ok": 3, "fail": 1, "info": 1}
+    assert not (tmp_path / "h.csv.tmp").exists()
+    history = from_csv((tmp_path / "h.csv").read_text())
+    assert [r.start for r in history] == [1.0, 2.0, 2.5, 3.0, 3.5] and history[1].status == 503
+    assert tally.command("stop") is True and tally.command("noop") is False
 
 
 def test_spec_round_trips_and_refuses_unknown_fields() -> None:

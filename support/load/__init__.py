@@ -9,6 +9,7 @@
 - ``client``      the worker's HTTP/1.1 client
 - ``history``     one record per request, its CSV form, and the one percentile
 - ``recovery``    the recovery rule, applied live by the worker and to the history by the checks
+- ``protocol``    what the worker and the Locust master share: the stdin commands, the tally of requests, the history file
 - ``engine``      which engine sends a scenario's load (``load_engine``): the native worker or Locust
 - ``locust_engine`` starts Locust's master and workers behind the controller's :class:`LoadRun`
 - ``locust_master`` the Locust master (``python -m support.load.locust_master``), the native worker's protocol

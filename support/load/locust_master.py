@@ -50,11 +50,10 @@ from locust.log import setup_logging
 
 from support import REPO_ROOT
 from support.core.waiting import wait_until
-from support.load.history import FAIL, OK, percentile, write_csv
+from support.load.history import percentile
 from support.load.locustfile import ChaosUser, boot_id
-from support.load.malformed import MALFORMED
 from support.load.os_resources import cpu_seconds_of, own_cpu_seconds
-from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
+from support.load.protocol import Tally
 from support.load.spec import LoadSpec, LoadSpecError
 
 __all__ = ["Master", "main", "LOCUSTFILE", "open_users_per_worker"]
@@ -90,16 +89,13 @@ class Master:
         self.index: dict[str, int] = {}  # client id -> the worker's share of the schedule, 0..W-1
         self.offsets: dict[int, float] = {}
         self.clock_errors: dict[int, float] = {}
-        self.records: list[tuple] = []
+        self.tally = Tally()  # the completed requests, their counts, the live watch
         self.sent: dict[int, int] = {}
         self.in_flight: dict[int, int] = {}
         self.oldest_open: dict[int, float | None] = {}
         self.tokens: dict[int, int] = {}
         self.finals: set[int] = set()
-        self.ok = self.fail = self.info = 0
-        self.window_done = 0
         self.window_lags: list[float] = []
-        self.watch: RecoveryRule | None = None
         self.ready: dict[int, AsyncResult] = {}
         self.pongs: dict[tuple[str, int], AsyncResult] = {}
         self.stopping = Event()
@@ -142,17 +138,7 @@ class Master:
         index = int(data["index"])
         offset = self.offsets.get(index, 0.0)
         for op, key, scheduled, start, end, status, error, outcome, body in data["rows"]:
-            start -= offset
-            self.records.append((op, key, scheduled - offset, start, end - offset, status, error, outcome, body))
-            self.window_done += 1
-            if outcome == OK:
-                self.ok += 1
-            elif outcome == FAIL:
-                self.fail += 1
-            else:
-                self.info += 1
-            if self.watch is not None and op != MALFORMED:  # a refused malformed request is no outage
-                self.watch.add(start, outcome == OK)
+            self.tally.add((op, key, scheduled - offset, start - offset, end - offset, status, error, outcome, body))
         self.window_lags.extend(data["lags"])
         self.sent[index] = int(data["sent"])
         self.in_flight[index] = int(data["in_flight"])
@@ -268,16 +254,11 @@ class Master:
         while not self.stopping.wait(self.spec.progress_interval):
             now = monotonic()
             lags, self.window_lags = self.window_lags, []
-            done, self.window_done = self.window_done, 0
             self.emit(
                 {
                     "t": round(now - self.t0, 3),
                     "sent": sum(self.sent.values()),
-                    "ok": self.ok,
-                    "errors": self.fail + self.info,
-                    "fail": self.fail,
-                    "info": self.info,
-                    "rps": round(done / (now - last), 1),
+                    **self.tally.progress(now - last),
                     "in_flight": sum(self.in_flight.values()),
                     "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3),
                     "cpu_s": round(self.cpu_seconds(), 3),
@@ -289,29 +270,14 @@ class Master:
 
     def report_watch(self) -> None:
         while not self.stopping.wait(_WATCH_INTERVAL):
-            if self.watch is not None:
-                figures = self.watch.figures()
+            if self.tally.watch is not None:
+                figures = self.tally.watch.figures()
                 figures["oldest_open"] = min((t for t in self.oldest_open.values() if t is not None), default=None)
                 self.emit({"watch": figures})
 
     def command(self, line: str) -> None:
-        words = line.split()
-        if words and words[0] == "stop":
+        if self.tally.command(line):
             self.stopping.set()
-        elif words and words[0] == "watch" and len(words) in (2, 4):
-            try:
-                after = float(words[1])
-                min_successes, min_span = (
-                    (int(words[2]), float(words[3])) if len(words) == 4 else (MIN_SUCCESSES, MIN_SPAN)
-                )
-            except ValueError:
-                print(f"loadgen: ignored bad command {line!r}", file=sys.stderr)
-                return
-            rule = RecoveryRule(after, min_successes, min_span)
-            for record in self.records:
-                if record[0] != MALFORMED:
-                    rule.add(record[3], record[7] == OK)
-            self.watch = rule
 
     def read_commands(self, fd: int) -> None:
         buffer = b""
@@ -349,14 +315,6 @@ class Master:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-
-    def write_history(self) -> int:
-        records = sorted(self.records, key=lambda record: record[3])
-        tmp = self.output.with_name(self.output.name + ".tmp")
-        with open(tmp, "w", newline="") as out:
-            write_csv(out, records)
-        tmp.replace(self.output)
-        return len(records)
 
 
 class _NoToken(RuntimeError):
@@ -422,17 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         master.close()
         print(f"loadgen: locust engine failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 3
-    count = master.write_history()
     master.emit(
         {
-            "done": True,
-            "requests": count,
-            "path": str(master.output),
+            **master.tally.finish(master.output),
             "cpu_s": round(master.final_cpu if master.final_cpu is not None else master.cpu_seconds(), 3),
             "sent": sum(master.sent.values()),
-            "ok": master.ok,
-            "fail": master.fail,
-            "info": master.info,
             "tokens": sum(master.tokens.values()),
             "engine": "locust",
             "workers": len(master.index),

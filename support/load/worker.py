@@ -51,11 +51,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from support.load.client import Answer, HttpClient
-from support.load.history import FAIL, INFO, OK, percentile, write_csv
+from support.load.history import FAIL, INFO, OK, percentile
 from support.load.malformed import MALFORMED, MalformedShare
 from support.load.mix import Mix
 from support.load.os_resources import allow_open_files, keep_schedule_first, own_cpu_seconds
-from support.load.recovery import MIN_SPAN, MIN_SUCCESSES, RecoveryRule
+from support.load.protocol import Tally
 from support.load.spec import LoadSpec, LoadSpecError
 from support.load.tokens import Tokens
 from support.stack.auth import AuthError
@@ -80,10 +80,8 @@ class Worker:
         self.output = output
         self.prefix = urlsplit(spec.base_url).path.rstrip("/")  # a base URL may carry a path
         self.rng = random.Random(spec.seed)
-        # records are plain tuples in Request field order: cheap to make, and the
-        # garbage collector stops tracking tuples of atoms, so a long history
-        # does not lengthen its pauses (which would show up as lag)
-        self.records: list[tuple] = []
+        #: the completed requests (plain tuples, see support.load.protocol), their counts, the live watch
+        self.tally = Tally()
         self.workload = Workload.from_dict(spec.workload) if spec.workload else Workload()
         self.base = self.prefix + self.workload.base_path
         self.mix = Mix(self.workload, spec.write_fraction, spec.run_id, self.base, self.rng)
@@ -100,14 +98,12 @@ class Worker:
             else None
         )
         self.tokens: Tokens | None = None  # the headers and auth token, once the client exists
-        self.sent = self.ok = self.fail = self.info = 0
+        self.sent = 0
         # launch times of the requests still open: a request launched before the
         # run of successes and still open may yet fail and end the run
         self.open_starts: dict[int, float] = {}
         self._tokens = count()
-        self.window_done = 0
         self.window_lags: list[float] = []
-        self.watch: RecoveryRule | None = None  # the recovery rule, applied live once watched
         self.stopping = asyncio.Event()
         self.drained = asyncio.Event()  # set when stopping and no request is open
         self.t0 = 0.0
@@ -200,16 +196,7 @@ class Worker:
         outcome: str,
         body: str,
     ) -> None:
-        self.records.append((op, key, scheduled, start, end, status, error, outcome, body))
-        self.window_done += 1
-        if outcome == OK:
-            self.ok += 1
-        elif outcome == FAIL:
-            self.fail += 1
-        else:
-            self.info += 1
-        if self.watch is not None and op != MALFORMED:  # a refused malformed request is no outage
-            self.watch.add(start, outcome == OK)
+        self.tally.add((op, key, scheduled, start, end, status, error, outcome, body))
 
     def launch(self, scheduled: float) -> None:
         """Start one request of the open model now (recorded as refused at once past ``max_in_flight``)."""
@@ -262,15 +249,10 @@ class Worker:
         while not await self._stopped_within(self.spec.progress_interval):
             now = monotonic()
             lags, self.window_lags = self.window_lags, []
-            done, self.window_done = self.window_done, 0
             message = {
                 "t": round(now - self.t0, 3),
                 "sent": self.sent,
-                "ok": self.ok,
-                "errors": self.fail + self.info,
-                "fail": self.fail,
-                "info": self.info,
-                "rps": round(done / (now - last), 1),
+                **self.tally.progress(now - last),
                 "in_flight": len(self.open_starts),
                 "lag_p99_ms": round((percentile(lags, 99) or 0.0) * 1000.0, 3),
                 "cpu_s": round(own_cpu_seconds(), 3),
@@ -281,30 +263,16 @@ class Worker:
     async def report_watch(self) -> None:
         """While watched, the live recovery figures every 0.1 s, so the controller sees recovery promptly."""
         while not await self._stopped_within(_WATCH_INTERVAL):
-            if self.watch is not None:
-                figures = self.watch.figures()
+            if self.tally.watch is not None:
+                figures = self.tally.watch.figures()
                 figures["oldest_open"] = min(self.open_starts.values(), default=None)
                 self.emit({"watch": figures})
 
     # -- control ----------------------------------------------------------------
     def command(self, line: str) -> None:
         """Handle one stdin line (called on the loop)."""
-        words = line.split()
-        if words and words[0] == "stop":
+        if self.tally.command(line):
             self.stopping.set()
-        elif words and words[0] == "watch" and len(words) in (2, 4):
-            try:
-                after = float(words[1])
-                min_successes, min_span = (
-                    (int(words[2]), float(words[3])) if len(words) == 4 else (MIN_SUCCESSES, MIN_SPAN)
-                )
-            except ValueError:
-                print(f"loadgen: ignored bad command {line!r}", file=sys.stderr)
-                return
-            rule = RecoveryRule(after, min_successes, min_span)
-            for record in self.records:  # the requests that completed before the watch began
-                rule.add(record[3], record[7] == OK)
-            self.watch = rule
 
     async def _read_commands(self, reader: asyncio.StreamReader) -> None:
         """Forward stdin lines to :meth:`command`; end of file means stop."""
@@ -370,16 +338,6 @@ class Worker:
         if commands:
             commands.cancel()
 
-    def write_history(self) -> int:
-        """Write the history sorted by start, in :func:`support.load.history.to_csv`'s format."""
-        records = sorted(self.records, key=lambda record: record[3])
-        tmp = self.output.with_name(self.output.name + ".tmp")
-        with open(tmp, "w", newline="") as out:
-            # straight from the tuples: to_csv's dataclasses.astuple deep-copies every field
-            write_csv(out, records)
-        tmp.replace(self.output)  # the controller never sees a half-written file
-        return len(records)
-
 
 def _read_line(fd: int) -> bytes:
     """One line from ``fd``, read a byte at a time so nothing after it is consumed."""
@@ -423,17 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     except AuthError as error:
         print(f"loadgen: no auth token, so no load: {error}", file=sys.stderr)
         return 2
-    count_ = worker.write_history()
     worker.emit(
         {
-            "done": True,
-            "requests": count_,
-            "path": str(output),
+            **worker.tally.finish(output),
             "cpu_s": round(own_cpu_seconds(), 3),
             "sent": worker.sent,
-            "ok": worker.ok,
-            "fail": worker.fail,
-            "info": worker.info,
             "tokens": worker.tokens.fetched if worker.tokens else 0,
         }
     )
