@@ -1,6 +1,8 @@
 """Steps that starve a service of a resource: disk, CPU, memory, file descriptors."""
 
-from behave import when
+from behave import then, when
+
+from support.checks.new_clients import check_new_clients_answered_503
 
 
 @when("the {service:Service} CPU is limited to {percent:Number}% for {seconds:Duration}")
@@ -31,6 +33,19 @@ def step_memory_limit_removed(context, service):
 @when("{service:Service} cannot open more than {files:Count} files for {seconds:Duration}")
 def step_descriptors_limited(context, service, files, seconds):
     context.chaos.hold(context.chaos.faults.descriptor_limit(service, files), seconds)
+
+
+@when("{service:Service} cannot open more than {files:Count} files for {seconds:Duration} while new clients connect")
+def step_descriptors_limited_new_clients(context, service, files, seconds):
+    """The same, and a new client connects every 0.25 s meanwhile (the load keeps its connections alive)."""
+    context.chaos.hold(context.chaos.faults.descriptor_limit(service, files).with_new_clients(), seconds)
+
+
+@then("every new client is served or answered with 503")
+def step_new_clients_503(context):
+    """Each new client of the descriptor limit above that ended while it held was served or got a 503 (no
+    reset, no other 5xx, no wait past 2 s), and one at least got a 503."""
+    check_new_clients_answered_503(entry.fault for entry in context.chaos.ledger.entries)
 
 
 @when("{service:Service} runs out of disk space for {seconds:Duration}")

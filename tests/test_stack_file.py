@@ -64,7 +64,7 @@ def test_workload_templates():
 LEGACY_REFERENCE = """
 [api]
 command = ["{python}", "-m", "uvicorn", "users_api.main:app", "--host", "{host}", "--port", "{port}",
-           "--timeout-graceful-shutdown", "3", "--no-server-header"]
+           "--timeout-graceful-shutdown", "3", "--no-server-header", "--loop", "asyncio"]
 cwd = "CWD"
 env = { DATABASE_URL = "{sqlalchemy_url}", APP_NAME = "users-api", PYTHONPATH = "{stack_dir}/api" }
 health_path = "/health"

@@ -11,6 +11,13 @@ or ``accept`` fails with EMFILE. The heal gives each process that still runs
 its limits back (a process that exited meanwhile, and one its restart policy
 started since, has its own). Nothing outlives the run: the limits die with
 the processes, which the reaper kills.
+
+A client that keeps its connection alive (the suite's load does) needs no new
+descriptor: only a client that connects anew does. :meth:`DescriptorLimit.with_new_clients`
+makes them: while the limit holds, a new client connects to the service every
+:data:`NEW_CLIENT_INTERVAL` s and sends one HTTP request (:class:`NewClients`);
+what each got is the fault's evidence and what "every new client is answered
+with 503" judges.
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import socket
 import subprocess
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +37,21 @@ from support.core.run_dirs import process_start_time
 from support.faults.base import FaultHadNoEffect
 from support.faults.cgroups import FaultUnavailable
 from support.faults.process import ServiceFault
+from support.stack.services import Address
 
-__all__ = ["DescriptorLimit", "descriptor_limit", "open_descriptors", "set_descriptor_limit"]
+__all__ = [
+    "DescriptorLimit",
+    "NEW_CLIENT_INTERVAL",
+    "NEW_CLIENT_TIMEOUT",
+    "NewClient",
+    "NewClients",
+    "descriptor_limit",
+    "open_descriptors",
+    "set_descriptor_limit",
+]
+
+NEW_CLIENT_INTERVAL = 0.25  # s between two new clients while the limit holds
+NEW_CLIENT_TIMEOUT = 2.0  # s a new client waits for its answer (connect included) before it gives up
 
 
 def _ids(pid: int) -> tuple[int, int]:
@@ -104,20 +127,107 @@ def open_descriptors(pid: int) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class NewClient:
+    """What one new client got: ``status`` (None: no answer) or ``error``, ``start`` and ``end`` (monotonic s)."""
+
+    start: float
+    end: float
+    status: int | None = None
+    error: str = ""
+
+
+class NewClients:
+    """New clients of ``address``: from :meth:`start` to :meth:`stop`, one every ``interval`` s, each on a
+    connection of its own (``Connection: close``), waiting at most ``timeout`` s for the status line.
+
+    ``clients`` are the ones that ended before :meth:`stop` (a client still waiting then is not judged:
+    the heal, not the service, would decide its answer); each runs in a daemon thread bounded by ``timeout``.
+    """
+
+    def __init__(
+        self, address: Address, *, interval: float = NEW_CLIENT_INTERVAL, timeout: float = NEW_CLIENT_TIMEOUT
+    ) -> None:
+        self.address = address
+        self.interval = interval
+        self.timeout = timeout
+        self.clients: list[NewClient] = []
+        self.started = 0
+        self._stopped_at: float | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="chaos-new-clients", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Start no more clients; the ones still waiting are left out (idempotent)."""
+        with self._lock:
+            if self._stopped_at is None:
+                self._stopped_at = time.monotonic()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.interval + 1.0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.started += 1
+            threading.Thread(target=self._one, name="chaos-new-client", daemon=True).start()
+            self._stop.wait(self.interval)  # the pace of the clients, not a synchronisation
+
+    def _one(self) -> None:
+        start = time.monotonic()
+        status, error = None, ""
+        request = f"GET / HTTP/1.1\r\nHost: {self.address}\r\nConnection: close\r\n\r\n".encode()
+        try:
+            with socket.create_connection((self.address.host, self.address.port), timeout=self.timeout) as conn:
+                conn.settimeout(max(0.01, start + self.timeout - time.monotonic()))
+                conn.sendall(request)
+                line = conn.recv(64).split(b"\r\n", 1)[0].split()
+                if len(line) >= 2 and line[1].isdigit():
+                    status = int(line[1])
+                else:
+                    error = "server disconnected" if not line else f"malformed answer: {bytes(line[0])[:40]!r}"
+        except TimeoutError:
+            error = f"no answer within {self.timeout:g} s"
+        except OSError as exc:
+            error = f"connection error: {exc}"[:120]
+        end = time.monotonic()
+        with self._lock:
+            if self._stopped_at is None or end <= self._stopped_at:
+                self.clients.append(NewClient(start, end, status, error))
+
+    def summary(self) -> str:
+        """One line on what the new clients got, for the evidence."""
+        by = Counter(str(c.status) if c.status is not None else c.error for c in self.clients)
+        slowest = max((c.end - c.start for c in self.clients), default=0.0)
+        got = ", ".join(f"{what} x{n}" for what, n in by.most_common())
+        return f"{len(self.clients)} new clients judged ({got or 'none'}), slowest {slowest:.2f} s"
+
+
 @dataclass
 class DescriptorLimit(ServiceFault):
     """Every process of ``service`` may hold at most ``files`` open descriptors (its soft limit; the hard one stays).
 
-    ``held`` is what each process held when the limit was set (PID: descriptors), for the evidence.
+    ``held`` is what each process held when the limit was set (PID: descriptors), for the evidence;
+    ``new_clients``, when set (:meth:`with_new_clients`), connect while the limit holds.
     """
 
     files: int = 64
     held: dict[int, int] = field(default_factory=dict)
+    new_clients: NewClients | None = None
     _was: dict[int, tuple[int, int, int | None]] = field(default_factory=dict, repr=False)  # pid: soft, hard, start
 
     @property
     def name(self) -> str:
         return f"open files limited to {self.files}"
+
+    def with_new_clients(self) -> DescriptorLimit:
+        """This fault, with new clients connecting to the service while it holds (:class:`NewClients`)."""
+        self.new_clients = NewClients(self.service.address)
+        return self
 
     def inject(self) -> None:
         if not hasattr(self.service, "pids"):
@@ -149,9 +259,13 @@ class DescriptorLimit(ServiceFault):
         if not self._was:
             raise FaultHadNoEffect(f"every process of {self.service.name} exited before its limit could be set")
         self.active_since = time.monotonic()
+        if self.new_clients is not None:
+            self.new_clients.start()
 
     def heal(self) -> None:
         self.mark_effect_over()
+        if self.new_clients is not None:
+            self.new_clients.stop()  # first: a client that the heal would let in is not judged
         was, self._was = self._was, {}
         left = {}
         for pid, (soft, hard, started) in was.items():
@@ -166,5 +280,9 @@ class DescriptorLimit(ServiceFault):
         if left:
             self._was = left  # a later heal tries these again
             raise OSError(f"could not give processes {sorted(left)} their descriptor limit back")
+        notes = []
         if self.held:
-            self.heal_note = f"{self.target}'s processes held {sum(self.held.values())} descriptors under the limit"
+            notes.append(f"{self.target}'s processes held {sum(self.held.values())} descriptors under the limit")
+        if self.new_clients is not None:
+            notes.append(self.new_clients.summary())
+        self.heal_note = "; ".join(notes)

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from . import health, routes, sessions
+from . import descriptor_reserve, health, routes, sessions
 from .config import ConfigError, Settings, load_settings
 from .db import Database, EngineFactory, ErrorHook, describe_failure, dispose_pool, make_engine
 from .errors import install_error_handlers
@@ -108,6 +108,7 @@ def create_app(
     engine_factory: EngineFactory = make_engine,
     on_database_error: ErrorHook = dispose_pool,
     session_clock: Callable[[], float] = time.monotonic,
+    descriptor_reserve_kept: bool = True,
 ) -> FastAPI:
     """Build the users API.
 
@@ -117,7 +118,14 @@ def create_app(
     database failure but a constraint violation (default: dispose the pool when the
     failure may have left dead connections in it, :func:`users_api.db.should_discard_pool`).
     ``session_clock``: what session lifetimes are measured on (:mod:`users_api.sessions`).
+    ``descriptor_reserve_kept``: keep a spare file descriptor, so that a client the process cannot
+    accept at its descriptor limit is answered 503 instead of waiting or being reset
+    (:mod:`users_api.descriptor_reserve`).
     """
+
+    # Now, at import, while the lowest descriptor numbers are free: under a limit set below what the
+    # process holds, only a spare whose number is below the limit can be traded for a client.
+    reserve = descriptor_reserve.DescriptorReserve() if descriptor_reserve_kept else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,6 +146,8 @@ def create_app(
         sweeper = asyncio.create_task(app.state.sessions.sweep_forever(), name="users-session-sweeper")
         # In the background: serving (503s and /health) starts even when the database is down.
         schema_task = asyncio.create_task(_ensure_schema(db), name="users-schema")
+        if reserve is not None:
+            reserve.install(asyncio.get_running_loop())
         try:
             yield
         finally:
@@ -146,6 +156,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await schema_task
             db.close()
+            if reserve is not None:
+                reserve.uninstall()
             log.info("stopped")
 
     app = FastAPI(title="users-api", lifespan=lifespan)
