@@ -1,5 +1,5 @@
 """Faults of concurrent transactions: deadlocks the API's own writes run into, rows an idle transaction
-holds, and the API's running statements cancelled.
+holds, and the API's running statements cancelled (serialization failures: :mod:`support.faults.serialization`).
 
 How each fault is made, and how faithful it is:
 
