@@ -109,7 +109,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             made.callback(_remove, created)
             network = created.name
         disk = None
-        if settings.pg_disk_mb:  # the data on a bounded disk the disk-full fault fills (support/backends/docker/disk.py)
+        if settings.pg_disk_mb:  # the data on a bounded disk, which the disk-full fault fills (docker/disk.py)
             disk = mount_data_disk(client, images["postgres"].id, labels, run_dir, settings.pg_disk_mb)
             made.callback(unmount, disk)  # after the container's removal (callbacks run newest first)
             data = str(disk)
