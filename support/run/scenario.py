@@ -307,8 +307,8 @@ class ScenarioState:
 
     def check_no_in_flight_dropped(self) -> None:
         """Every request in flight at the last graceful restart's stop signal was answered; failures stayed in its drain window."""
-        restart = in_flight.last_graceful_restart([e.fault for e in self.ledger.entries])
-        drain = in_flight.check_no_in_flight_dropped(self.observed(), restart)
+        restarts = in_flight.graceful_restarts([e.fault for e in self.ledger.entries])  # a rolling one: each
+        drain = in_flight.check_no_in_flight_dropped(self.observed(), restarts)
         self.notes["requests in flight at the stop signal"] = len(drain.in_flight)
 
     def check_health_within(self, expect: str, seconds: float) -> None:

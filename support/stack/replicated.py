@@ -27,6 +27,7 @@ REPLICATION_FIELDS = (
     "retry_timeout",
     "check_interval",
     "failsafe",
+    "synchronous_strict",
 )
 
 
@@ -41,7 +42,9 @@ class ReplicationOptions:
     renewal, which it tries every ``loop_wait`` s and gives up on after
     ``retry_timeout`` s); ``check_interval``: seconds between HAProxy's health
     checks of each node (``/primary``, ``/replica``); ``failsafe``: Patroni's ``failsafe_mode`` (a primary that
-    loses etcd but reaches every other node keeps accepting writes instead of stepping down).
+    loses etcd but reaches every other node keeps accepting writes instead of stepping down);
+    ``synchronous_strict``: Patroni's ``synchronous_mode_strict`` (with no replica left to be synchronous, commits
+    wait instead of going on unreplicated).
     """
 
     nodes: int = 3
@@ -52,6 +55,7 @@ class ReplicationOptions:
     retry_timeout: int = 3
     check_interval: float = 0.5
     failsafe: bool = False
+    synchronous_strict: bool = False
 
     @property
     def failover_floor(self) -> float:

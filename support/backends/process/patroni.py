@@ -137,6 +137,7 @@ class PatroniNode(ProcessService):
                     "retry_timeout": options.retry_timeout,
                     "maximum_lag_on_failover": 1048576,
                     "synchronous_mode": options.synchronous,
+                    "synchronous_mode_strict": options.synchronous_strict,
                     "failsafe_mode": options.failsafe,
                     "postgresql": {
                         "use_pg_rewind": True,
