@@ -1,4 +1,5 @@
-"""The worked three-service example (examples/orders_service/: an API, its PostgreSQL and a worker) passes
+"""The worked four-service example (examples/orders_service/: an API, its PostgreSQL, the payments service the
+API calls over HTTP, and a worker) passes
 its own features on the process backend, and each feature fails against a variant of the example that lacks
 the property it guards, with a message naming that property.
 
@@ -8,6 +9,8 @@ and environment.py by walking up from the features' folder). On the Docker backe
 Docker daemon) the same runs go through ``docker.toml`` and ``variants/docker_*.toml``: that backend runs
 no ``before_start`` yet, so the API's container command runs the migrations first. Through the real Docker
 Compose they go through ``compose.yaml``, and a variant is that file with the worker's command changed.
+The payments feature (``@payments``: HTTP faults on the api -> payments link) runs on the process and Docker
+backends, and fails against API variants (``variants/<name>.toml``) that lack the caller's protections.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from support.checks import processing
 from support.checks.verdict import CheckFailed
 from support.load.history import FAIL, OK, Request
 from support.stack.services import ServiceError
-from support.stack.stack_file import load_stack_file
+from support.stack.stack_file import StackFileError, load_stack_file
 
 EXAMPLE = REPO / "examples" / "orders_service"
 FEATURES = str(EXAMPLE / "features")
@@ -54,11 +57,13 @@ VARIANTS = [
 ]
 
 
-def test_the_stack_file_has_three_services_a_migration_and_a_form_login():
+def test_the_stack_file_has_four_services_a_migration_and_a_form_login():
     stack = load_stack_file(EXAMPLE / "stack.toml")
     services = stack.services
-    assert set(services) == {"postgres", "api", "worker"}
-    assert services["worker"].uses == ("postgres",) and services["api"].uses == ("postgres",)
+    assert set(services) == {"postgres", "payments", "api", "worker"}
+    assert services["worker"].uses == ("postgres",) and services["api"].uses == ("postgres", "payments")
+    # the api -> payments link frames HTTP requests (the HTTP faults act on it); the others are plain TCP
+    assert services["payments"].protocol == "http" and services["postgres"].protocol == "tcp"
     assert services["api"].before_start and "migrate.py" in services["api"].before_start[0]
     assert stack.workload.auth.login_form == {"username": "chaos", "password": "chaos-orders"}
     assert stack.workload.base_path == "/v1"
@@ -158,6 +163,63 @@ def test_the_guarding_feature_fails_against_the_variant(tmp_path, backend, varia
     with stack_options(backend, variant.name) as options:
         run = run_behave(
             tmp_path / "work", *options, "--tags=@chaos", "-n", f"^{re.escape(variant.scenario)}$", FEATURES
+        )
+    assert run.returncode != 0, run.output[-4000:]
+    assert "\n0 scenarios passed, 1 failed" in run.output, run.output[-3000:]
+    assert re.search(variant.message, run.output), run.output[-4000:]
+    assert leftovers(run) == []
+
+
+PAYMENTS_FEATURE = str(EXAMPLE / "features" / "payments_faults.feature")
+ANSWERS_500 = "Answers of 500 from payments are retried, and what still fails is a 503"
+HANGS = "A payments service that hangs costs an order a bounded wait, not a hang"
+ABORTED = "Calls to payments cut off on the way are retried, and no order is kept unpaid"
+PAYMENT_VARIANTS = [
+    # payments' 500 handed to the client: the 503 property names the 500s
+    Variant(
+        "passes_errors_through",
+        ANSWERS_500,
+        r"failed requests? not answered with 503: \d+ with another status \([^)]*500 x",
+    ),
+    # no timeout on the call: orders wait as long as payments holds them
+    Variant("no_timeout", HANGS, r"requests started while the fault lasted .* took longer than 2 s"),
+    # an order kept when payments failed has no charge: it reads back as lost
+    Variant("stores_unpaid", ABORTED, r"\d+ acknowledged writes? (were )?lost"),
+]
+
+
+def test_a_link_to_a_service_with_protocol_http_frames_requests_and_others_stay_tcp(tmp_path):
+    table = tmp_path / "stack.toml"
+    table.write_text((EXAMPLE / "stack.toml").read_text().replace('protocol = "http"', 'protocol = "grpc"'))
+    with pytest.raises(
+        StackFileError, match=r"\[services.payments\] protocol='grpc': \"tcp\" \(the default\) or \"http\""
+    ):
+        load_stack_file(table)
+
+
+@pytest.mark.parametrize("payments_backend", ["process", "docker"])
+def test_the_example_passes_its_payments_feature(tmp_path, payments_backend):
+    if payments_backend == "docker":
+        try:
+            docker_client().close()
+        except ServiceError as error:
+            if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
+                pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
+            pytest.skip(f"no Docker daemon answers: {error}")
+    with stack_options(payments_backend) as options:
+        run = run_behave(tmp_path / "work", *options, "--tags=@payments", PAYMENTS_FEATURE)
+    assert run.returncode == 0, run.output[-6000:]
+    assert "\n3 scenarios passed, 0 failed" in run.output, run.output[-3000:]
+    for fault in ("answered 500", "delay 3000 ms", "aborted"):  # the summary's fault column: on the payments link
+        assert f"payments link HTTP {fault}" in run.output, fault
+    assert leftovers(run) == []
+
+
+@pytest.mark.parametrize("variant", PAYMENT_VARIANTS, ids=str)
+def test_the_payments_feature_fails_against_an_api_lacking_the_protection(tmp_path, variant):
+    with stack_options("process", variant.name) as options:
+        run = run_behave(
+            tmp_path / "work", *options, "--tags=@payments", "-n", f"^{re.escape(variant.scenario)}$", PAYMENTS_FEATURE
         )
     assert run.returncode != 0, run.output[-4000:]
     assert "\n0 scenarios passed, 1 failed" in run.output, run.output[-3000:]

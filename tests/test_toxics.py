@@ -17,6 +17,8 @@ from support.stack.services import Address
 
 FEATURE = "features/network/toxics.feature"
 STALL = "A stalled link gives 503s in time, never a hang, and the API recovers"
+NARROW = "A narrow link slows the API down but breaks nothing"
+TRICKLE = "A link narrowed to a trickle gives 503s in time, never a hang"
 JITTER = "Latency with jitter slows the API down but breaks nothing"
 CUT_AFTER_DATA = "Connections cut after a little data are replaced and no acknowledged write is lost"
 
@@ -24,7 +26,7 @@ CUT_AFTER_DATA = "Connections cut after a little data are replaced and no acknow
 def test_every_toxic_scenario_passes_against_the_reference_api(tmp_path):
     run = run_behave(tmp_path / "work", FEATURE)
     assert run.returncode == 0, run.output[-6000:]
-    assert "\n5 scenarios passed, 0 failed" in run.output, run.output[-3000:]
+    assert "\n6 scenarios passed, 0 failed" in run.output, run.output[-3000:]
     for toxic in ("bandwidth", "stall", "latency", "limit_data", "slow_close"):  # the summary's fault column
         assert f"postgres link {toxic}" in run.output, toxic
     assert leftovers(run) == []
@@ -36,8 +38,25 @@ def test_every_toxic_scenario_passes_against_the_reference_api(tmp_path):
         ("unbounded_pool_wait", STALL, r"\d+ requests? took longer than 4 s \(\d+ timed out\)"),
         ("tiny_pool", JITTER, r"the error rate was [\d.]+%, not below 1%"),
         ("keeps_dead_connections", CUT_AFTER_DATA, r"the API never recovered"),
+        # a pool of one has no headroom when each reply takes longer: errors, or answers over the bound
+        (
+            "tiny_pool",
+            NARROW,
+            r"the error rate was [\d.]+%, not below 1%|requests started while the fault lasted .* took longer than 1 s",
+        ),
+        # an hour's pool wait: requests queue behind the trickle for as long as it lasts
+        ("unbounded_pool_wait", TRICKLE, r"\d+ requests? took longer than 4 s \(\d+ timed out\)"),
+        # no statement timeout and a minute's deadline: requests wait on the stalled link
+        ("no_timeouts", STALL, r"\d+ requests? took longer than 4 s \(\d+ timed out\)"),
     ],
-    ids=["stall-unbounded_pool_wait", "jitter-tiny_pool", "limit_data-keeps_dead_connections"],
+    ids=[
+        "stall-unbounded_pool_wait",
+        "jitter-tiny_pool",
+        "limit_data-keeps_dead_connections",
+        "bandwidth-tiny_pool",
+        "trickle-unbounded_pool_wait",
+        "stall-no_timeouts",
+    ],
 )
 def test_the_toxic_scenario_fails_against_a_variant_lacking_the_protection(tmp_path, variant, scenario, message):
     run = run_behave(

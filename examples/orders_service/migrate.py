@@ -22,6 +22,9 @@ MIGRATIONS = [
     ("003_shipments", """CREATE TABLE shipments (
         shipment_id bigserial PRIMARY KEY, order_id bigint NOT NULL, shipped_at timestamptz NOT NULL DEFAULT now())"""),
     ("004_api_users", "CREATE TABLE api_users (username text PRIMARY KEY, salt text NOT NULL, hash text NOT NULL)"),
+    # the payments service's (payments.py): one charge per order reference
+    ("005_charges", """CREATE TABLE charges (
+        charge_id bigserial PRIMARY KEY, reference text UNIQUE NOT NULL, charged_at timestamptz NOT NULL DEFAULT now())"""),
 ]
 
 

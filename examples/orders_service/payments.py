@@ -1,0 +1,89 @@
+"""The payments service the orders API calls on every order: an upstream HTTP service of its own.
+
+``POST /v1/charges`` with ``{"reference": ...}`` records a charge for that order
+reference in the ``charges`` table (made by ``migrate.py``) and answers 201 with
+``{"charge_id": ..., "reference": ...}``. It is idempotent by reference: a caller
+that retries after a timeout or a lost answer charges once. ``GET /health``
+answers 200 while its database answers. Standard library HTTP server plus
+psycopg2, one connection per request, as the orders API.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+
+DSN = os.environ["ORDERS_DB"]
+CHARGE = """INSERT INTO charges (reference) VALUES (%s)
+            ON CONFLICT (reference) DO UPDATE SET reference = EXCLUDED.reference RETURNING charge_id"""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def database(self, sql: str, args: tuple) -> tuple | None:
+        conn = psycopg2.connect(DSN, connect_timeout=2, application_name="orders-payments",
+                                options="-c statement_timeout=1000")
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchone()
+        finally:
+            conn.close()
+
+    def do_GET(self) -> None:
+        if self.path != "/health":
+            return self.answer(404, {"error": "no such path"})
+        try:
+            self.database("SELECT 1", ())
+        except psycopg2.Error as error:
+            return self.answer(503, {"error": "database unavailable", "detail": str(error).splitlines()[0]})
+        self.answer(200, {"ok": True})
+
+    def do_POST(self) -> None:
+        data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path != "/v1/charges":
+            return self.answer(404, {"error": "no such path"})
+        try:
+            reference = str(json.loads(data)["reference"])
+        except (ValueError, KeyError, TypeError):
+            return self.answer(422, {"error": "reference is required"})
+        try:
+            row = self.database(CHARGE, (reference,))
+        except psycopg2.Error as error:
+            return self.answer(503, {"error": "database unavailable", "detail": str(error).splitlines()[0]})
+        self.answer(201, {"charge_id": row[0] if row else None, "reference": reference})
+
+    def log_message(self, format: str, *args) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {self.command} {self.path} {args[1] if len(args) > 1 else ''}",
+              flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"orders payments listening on {args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
