@@ -2,9 +2,9 @@
 replicas (features/ha/rolling_restart.feature): each scenario passes on the reference stack, and fails against a
 variant that lacks the property it claims, with a message naming it.
 
-One behave run for the reference (five scenarios on one cluster) and one per variant; each HA run starts a real
-cluster (three etcd members, three Patroni nodes, two HAProxies, two API replicas). The in-flight checker's
-rolling form and the rolling fault's wait on the balancer are tested without a cluster.
+One behave run for the reference (five scenarios on one cluster) and one per variant and scenario (about a minute
+and a half each here); each HA run starts a real cluster (three etcd members, three Patroni nodes, two HAProxies,
+two API replicas). The in-flight checker's rolling form and the rolling fault's order are tested without one.
 """
 
 from __future__ import annotations
@@ -132,10 +132,11 @@ def _variant(tmp_path, variant: str, tags: str):
 
 
 @needs_tools
-def test_a_pool_pinned_to_the_first_primary_recovers_neither_from_its_stop_nor_from_its_freeze(tmp_path):
-    run = _variant(tmp_path, "pinned_primary", "@stopped or @paused")
-    assert "0 scenarios passed, 2 failed" in run.output, run.output[-3000:]
-    assert run.output.count("ASSERT FAILED: the API never recovered") == 2, run.output[-3000:]
+@pytest.mark.parametrize("tag", ["@stopped", "@paused"])
+def test_a_pool_pinned_to_the_first_primary_recovers_neither_from_its_stop_nor_from_its_freeze(tmp_path, tag):
+    # one run each: a pinned API stays pinned to the old primary, so a second scenario would fail in its baseline
+    run = _variant(tmp_path, "pinned_primary", tag)
+    assert "ASSERT FAILED: the API never recovered" in run.output, run.output[-3000:]
 
 
 @needs_tools
