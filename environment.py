@@ -13,8 +13,6 @@ from pathlib import Path
 from behave import register_type
 from behave.fixture import fixture, use_fixture
 
-from support.core.config import load_settings, read_ini_userdata
-from support.core.run_dirs import check_work_root
 from support.evidence import allure as evidence
 from support.evidence import report_meta
 from support.evidence.progress import ProgressLine
@@ -22,14 +20,7 @@ from support.evidence.summary import RunSummary
 from support.run import exits
 from support.run.gherkin_types import TYPES
 from support.run.repeat import expand_repeats, repeat_of
-from support.run.startup_errors import (
-    STARTUP_ERRORS,
-    check_features,
-    check_service_command,
-    check_steps,
-    one_line,
-    selected_scenarios,
-)
+from support.run.startup_errors import STARTUP_ERRORS, check_run, one_line
 from support.run.suite import install_signal_handlers, start_suite
 
 register_type(**TYPES)
@@ -54,12 +45,8 @@ def before_all(context):
     report_meta.prepare_junit_dir(Path(context.config.junit_directory) if context.config.junit else None)
     context.progress = ProgressLine()
     try:
-        settings = load_settings(context.config.userdata, read_ini_userdata(Path("behave.ini")))
-        check_features(runner.features, selected_scenarios(runner.features, context.config))
-        check_steps(runner.features, context.config, runner.step_registry.find_match, settings)
+        settings = check_run(runner.features, context.config, runner.step_registry.find_match)
         expand_repeats(runner.features, settings.repeat)  # -D repeat=N, @repeat.N: N runs of a scenario
-        check_work_root(settings.work_root_path)
-        check_service_command(settings)
         context.suite = use_fixture(chaos_suite, context, settings)
     except STARTUP_ERRORS as error:
         # behave would report any exception here as a traceback and "aborted by user";

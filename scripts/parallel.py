@@ -12,9 +12,14 @@ before anything starts, with the same checks ``before_all`` makes. It then start
 process per stack (``python -m behave ... file:line file:line ...``), each starting its own stack
 as a serial run does (its own run directory, free ports, PostgreSQL and fault proxy), so no two
 scenarios that run at the same time share a stack; a stack runs its share one scenario after the
-other. Scenarios tagged ``@serial`` (heavy load, resource faults, HA: whatever must not share the
-machine) run afterwards on one stack, alone. The shares are balanced by the scenarios' durations in
-the previous run's ``summary.json`` (longest first onto the least loaded stack), by count without one.
+other. The shares are balanced longest first onto the least loaded stack, by the scenarios' durations
+in the previous run's ``summary.json`` in the results folder, else by an estimate from their steps
+(the seconds they hold a fault or a load, plus 2 s), each plus 1 s of hooks. Scenarios tagged
+``@serial`` (heavy load, resource faults, HA: whatever must not share the machine) run alone after the
+others: on the least loaded stack, after its share, behind a gate (scripts/parallel_gate.py) that
+opens once every other stack's ``behave`` has exited, so no stack is started for them alone; on a
+stack of their own after the others when that cannot be (they are the only ones, a ``--runner`` of
+the user's, or their file is the share's only one: behave would merge them into one feature).
 
 Each stack writes Allure results and JUnit XML into a folder of its own; at the end they are moved
 into the run's Allure folder (behave.ini's, or ``-o`` of an Allure ``-f``) and JUnit folder (one
@@ -40,6 +45,8 @@ import contextlib
 import ctypes
 import io
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,31 +57,30 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from behave.configuration import DEFAULT_RUNNER_CLASS_NAME as DEFAULT_RUNNER
 from behave.configuration import Configuration, setup_parser
 from behave.runner import Runner
 from behave.runner_util import parse_features
 from behave.step_registry import registry
 
-from support.core.config import load_settings, read_ini_userdata
-from support.core.run_dirs import check_work_root
+from scripts.parallel_gate import GATE, GATE_S, SERIAL_TAG
 from support.core.waiting import Deadline
 from support.evidence import report_meta
 from support.evidence.summary import ScenarioRow, format_table, summary_json
-from support.run.startup_errors import (
-    STARTUP_ERRORS,
-    check_features,
-    check_service_command,
-    check_steps,
-    one_line,
-    selected_scenarios,
-)
+from support.run.startup_errors import STARTUP_ERRORS, check_run, one_line
 
-__all__ = ["Selected", "plan", "child_argv", "merge_junit", "merge_allure", "merged_rows", "run_exit_code", "main"]
+__all__ = [
+    "Selected", "plan", "estimate_s", "host_order", "child_argv", "merge_junit", "merge_allure", "merged_rows",
+    "run_exit_code", "main",
+]  # fmt: skip
 
-SERIAL_TAG = "serial"
 ALLURE = "allure_behave.formatter:AllureFormatter"
+GATED_RUNNER = "scripts.parallel_gate:GatedRunner"
 LOGS = Path("reports/parallel")
-DEFAULT_ESTIMATE = 4.0  # s a scenario is taken to last when no earlier run says
+REPO = Path(__file__).resolve().parents[1]
+BASE_ESTIMATE = 2.0  # s a scenario's steps take besides the seconds its steps hold a fault or a load (27 measured)
+PER_SCENARIO = 1.0  # s of hooks around each scenario (isolation, reset, heal, evidence) that summary.json leaves out
+_HELD = re.compile(r"\bfor (\d+(?:\.\d+)?) seconds?\b")
 STOP_GRACE = 90.0  # s a stack's behave gets to heal and stop after a signal, before SIGKILL (its reaper cleans up)
 _METADATA = ("environment.properties", "categories.json", "executor.json")
 
@@ -91,6 +97,7 @@ class Selected:
     feature: str
     name: str
     tags: frozenset[str] = frozenset()
+    estimate: float = BASE_ESTIMATE  # s its steps are expected to take when no earlier run says (estimate_s)
 
     @property
     def serial(self) -> bool:
@@ -105,6 +112,7 @@ class Stack:
     scenarios: list[Selected]
     work: Path
     log: Path
+    gate: Path | None = None  # made when the other stacks have exited: this stack's @serial scenarios may start
     proc: subprocess.Popen | None = None
     started: float = 0.0
     ended: float | None = None
@@ -186,13 +194,15 @@ def select(config: Configuration) -> list[Selected]:
         runner.load_step_definitions()
         locations = [loc for loc in runner.feature_locations() if not config.exclude(loc)]
         features = parse_features(locations, language=config.lang)
-        settings = load_settings(config.userdata, read_ini_userdata(Path("behave.ini")))
-        check_features(features, selected_scenarios(features, config))
-        check_steps(features, config, runner.step_registry.find_match, settings)
-        check_work_root(settings.work_root_path)
-        check_service_command(settings)
+        check_run(features, config, runner.step_registry.find_match)
     return [
-        Selected(f"{s.filename}:{s.line}", feature.name, s.name, frozenset(s.effective_tags))
+        Selected(
+            f"{s.filename}:{s.line}",
+            feature.name,
+            s.name,
+            frozenset(s.effective_tags),
+            estimate_s(step.name for step in s.all_steps),
+        )
         for feature in features
         if feature.should_run(config)
         for s in feature.walk_scenarios()
@@ -200,25 +210,59 @@ def select(config: Configuration) -> list[Selected]:
     ]
 
 
+def estimate_s(steps) -> float:
+    """Seconds a scenario's steps are expected to take without an earlier run's figure: the seconds its
+    steps hold something (``for N seconds``: a fault, a load) plus BASE_ESTIMATE. On the 27 ``@chaos``
+    scenarios of a quiet serial run this is within 1.5 s of the measured time for 22 of them, within
+    3.5 s for all (the restarts' waits are the rest)."""
+    return BASE_ESTIMATE + sum(float(n) for step in steps for n in _HELD.findall(step))
+
+
+def cost_s(scenario: Selected, durations: dict[tuple[str, str], float]) -> float:
+    """Seconds ``scenario`` is expected to keep its stack busy: an earlier run's duration (else the
+    estimate) plus PER_SCENARIO of hooks."""
+    return durations.get((scenario.feature, scenario.name), scenario.estimate) + PER_SCENARIO
+
+
 def plan(
     scenarios: list[Selected], processes: int, durations: dict[tuple[str, str], float] | None = None
 ) -> tuple[list[list[Selected]], list[Selected]]:
     """The scenarios split into at most ``processes`` shares for the stacks that run at once (each in
-    file order), and the ``@serial`` ones. Longest first onto the share with the least work so far;
-    ``durations`` in seconds by (feature, scenario) name, from an earlier run."""
+    file order, the least loaded first), and the ``@serial`` ones. Longest first onto the share with
+    the least work so far (:func:`cost_s`: ``durations`` in seconds by (feature, scenario) name, from an
+    earlier run, else each scenario's estimate)."""
     durations = durations or {}
-    known = list(durations.values())
-    estimate = sum(known) / len(known) if known else DEFAULT_ESTIMATE
     serial = [s for s in scenarios if s.serial]
     rest = [s for s in scenarios if not s.serial]
     shares: list[list[Selected]] = [[] for _ in range(min(processes, len(rest)))]
     load = [0.0] * len(shares)
     order = {s: i for i, s in enumerate(scenarios)}
-    for scenario in sorted(rest, key=lambda s: (-durations.get((s.feature, s.name), estimate), order[s])):
+    for scenario in sorted(rest, key=lambda s: (-cost_s(s, durations), order[s])):
         least = load.index(min(load))
         shares[least].append(scenario)
-        load[least] += durations.get((scenario.feature, scenario.name), estimate)
-    return [sorted(share, key=order.__getitem__) for share in shares], serial
+        load[least] += cost_s(scenario, durations)
+    ranked = sorted(range(len(shares)), key=lambda i: (load[i], i))
+    return [sorted(shares[i], key=order.__getitem__) for i in ranked], serial
+
+
+def _file(scenario: Selected) -> str:
+    return scenario.location.rsplit(":", 1)[0]
+
+
+def host_order(share: list[Selected], serial: list[Selected]) -> list[Selected] | None:
+    """``share`` then ``serial``, arranged so that behave runs the ``@serial`` scenarios as features of
+    their own (it merges consecutive locations of one file into one feature, and the gate is before a
+    feature); None when that cannot be (every scenario of ``share`` is in the file all of ``serial`` are
+    in). Each part keeps file order, a file's locations together."""
+    if not share or not serial:
+        return [*share, *serial] if serial else list(share)
+    files = [_file(s) for s in serial]
+    first = next((f for f in files if f != _file(share[-1])), None)
+    if first is not None:  # start the serial part with a file the share does not end with
+        return [*share, *sorted(serial, key=lambda s: _file(s) != first)]
+    lead = [s for s in share if _file(s) == files[0]]
+    others = [s for s in share if _file(s) != files[0]]
+    return [*lead, *others, *serial] if others else None
 
 
 def previous_durations(results: Path | None) -> dict[tuple[str, str], float]:
@@ -245,17 +289,30 @@ def without_paths(args: list[str]) -> list[str]:
 
 
 def child_argv(args: list[str], config: Configuration, stack: Stack) -> list[str]:
-    """``python -m behave`` for ``stack``: the user's options, its locations, Allure and JUnit into its folder.
+    """``python -m behave`` for ``stack``: the user's options, its locations, Allure and JUnit into its
+    folder, and the gated runner (scripts/parallel_gate.py) when it runs ``@serial`` scenarios after its share.
 
     behave pairs ``-o`` with ``-f`` by position (behave.ini's first): the formats without an outfile get
     stdout (``-o -``) so the Allure formatter added last gets the stack's folder; the suite keeps that
     last Allure formatter (:func:`support.evidence.report_meta.one_allure_formatter`)."""
     pad = ["-o", "-"] * max(0, len(config.format or []) - len(config.outfiles or []))
     junit = ["--junit", "--junit-directory", str(stack.junit)] if config.junit else ["--no-junit"]
+    gated = ["--runner", GATED_RUNNER] if stack.gate is not None else []
     return [
         sys.executable, "-m", "behave", *without_paths(args), *(s.location for s in stack.scenarios),
-        *pad, "-f", ALLURE, "-o", str(stack.results), *junit,
+        *pad, "-f", ALLURE, "-o", str(stack.results), *junit, *gated,
     ]  # fmt: skip
+
+
+def child_env(stack: Stack, timeout: float) -> dict[str, str]:
+    """The runner's environment, with this repository importable (the gated runner is its module) and,
+    for a stack with a gate, where the gate is and how long to wait for it (s)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.pop(GATE, None)
+    if stack.gate is not None:
+        env[GATE], env[GATE_S] = str(stack.gate), f"{timeout:.0f}"
+    return env
 
 
 def _die_with_parent() -> None:
@@ -264,13 +321,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
-def start(stack: Stack, argv: list[str]) -> None:
+def start(stack: Stack, argv: list[str], env: dict[str, str] | None = None) -> None:
     """Start ``stack``'s behave in its own session (the runner passes signals on), output in its log."""
     stack.work.mkdir(parents=True, exist_ok=True)
     stack.log.parent.mkdir(parents=True, exist_ok=True)
     with open(stack.log, "wb") as log:
         stack.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent, env=env
         )
     stack.started = time.monotonic()
 
@@ -285,9 +342,10 @@ def _reap(stacks: list[Stack]) -> list[Stack]:
 
 
 def run_stacks(stacks: list[Stack], argvs: list[list[str]], deadline: Deadline, outcome: Outcome) -> None:
-    """Start ``stacks`` at once and wait for all (a stack that cannot start stops the others)."""
+    """Start ``stacks`` at once and wait for all (a stack that cannot start stops the others); a
+    stack's gate is made once every other stack has exited."""
     for stack, argv in zip(stacks, argvs):
-        start(stack, argv)
+        start(stack, argv, child_env(stack, deadline.remaining()))
     outcome.stacks.extend(stacks)
     while any(s.code is None for s in stacks):
         for stack in _reap(stacks):
@@ -295,6 +353,14 @@ def run_stacks(stacks: list[Stack], argvs: list[list[str]], deadline: Deadline, 
             if stack.code == 2 and not outcome.signum:  # a start refused: as a serial run, the run stops
                 outcome.refused = outcome.refused or _refusal(stack.log)
                 stop(stacks, signal.SIGTERM)
+        for stack in stacks:
+            others_done = all(s.code is not None for s in stacks if s is not stack)
+            if stack.gate is not None and stack.code is None and others_done and not stack.gate.exists():
+                stack.gate.touch()
+                print(
+                    f"chaos-suite: {stack.label}: the other stacks are done; its @{SERIAL_TAG} scenarios may start",
+                    flush=True,
+                )
         if deadline.expired and not outcome.signum:
             print("chaos-suite: the parallel run passed --timeout; stopping every stack", file=sys.stderr)
             outcome.signum = signal.SIGTERM
@@ -412,9 +478,11 @@ def run(argv: list[str]) -> int:
     results = report_meta.results_dir(config.format or [], config.outfiles or [])
     junit = Path(config.junit_directory) if config.junit else None
     shares, serial = plan(selected, options.processes, previous_durations(results))
+    hosted = host_order(shares[0], serial) if shares and serial and config.runner == DEFAULT_RUNNER else None
     print(
         f"chaos-suite: {len(selected) - len(serial)} scenarios on {len(shares)} stacks at once"
-        + (f", then {len(serial)} @{SERIAL_TAG} on one stack alone" if serial else ""),
+        + (f", then {len(serial)} @{SERIAL_TAG} alone on stack 1 when the others are done" if hosted else "")
+        + (f", then {len(serial)} @{SERIAL_TAG} on one stack alone" if serial and not hosted else ""),
         flush=True,
     )
     report_meta.prepare_results_dir(results)
@@ -430,16 +498,21 @@ def run(argv: list[str]) -> int:
     previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     deadline = Deadline(options.timeout)
     try:
-        phases = [[(f"stack {i + 1}", share) for i, share in enumerate(shares)]]
-        if serial:
-            phases.append([(f"stack {len(shares) + 1} (@{SERIAL_TAG})", serial)])
-        for phase in phases:
+        # the @serial scenarios go after the least loaded share, behind a gate, on a stack already up;
+        # else (the only ones, or a runner of the user's) on a stack of their own after the others
+        gate = staging / "serial-gate"
+        phases = [[(f"stack {i + 1}", share, None) for i, share in enumerate(shares)]]
+        if hosted is not None:
+            phases[0][0] = (f"stack 1 (+{len(serial)} @{SERIAL_TAG})", hosted, gate)
+        elif serial:
+            phases.append([(f"stack {len(shares) + 1} (@{SERIAL_TAG})", serial, None)])
+        for phase in (p for p in phases if p):
             if outcome.signum or outcome.refused:
                 break
             stacks = [
                 Stack(label, share, staging / label.split(" (")[0].replace(" ", "-"),
-                      options.logs / f"{label.split(' (')[0].replace(' ', '-')}.log")
-                for label, share in phase
+                      options.logs / f"{label.split(' (')[0].replace(' ', '-')}.log", gate=gated)
+                for label, share, gated in phase
             ]  # fmt: skip
             run_stacks(stacks, [child_argv(args, config, s) for s in stacks], deadline, outcome)
         sources = [s.results for s in outcome.stacks]

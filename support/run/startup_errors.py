@@ -14,7 +14,8 @@ from typing import Any
 from support import REPO_ROOT
 from support.backends.compose.project import compose_file_of, load_compose_project
 from support.backends.process.pg_binaries import PgNotFound
-from support.core.config import Settings, SettingsError
+from support.core.config import Settings, SettingsError, load_settings, read_ini_userdata
+from support.core.run_dirs import check_work_root
 from support.run.gherkin_types import NAMED_PARAMETERS
 from support.stack.definitions import ServiceDefinition, StackDefinition
 from support.stack.service_tables import StackFileError
@@ -25,6 +26,7 @@ from support.stack.stack_file import stack_definition
 __all__ = [
     "STARTUP_ERRORS",
     "FeatureFileError",
+    "check_run",
     "check_features",
     "check_steps",
     "check_service_command",
@@ -98,6 +100,20 @@ def _unclosed_doc_string(lines: list[str]) -> tuple[int, str] | None:
         elif text == opened[1]:
             opened = None
     return opened
+
+
+def check_run(features: Sequence[Any], config: Any, find_match: Callable[[Any], Any]) -> Settings:
+    """The checks a run makes before anything starts, in one place for ``before_all`` and the parallel
+    runner (``scripts/parallel.py``): the settings (behave's userdata over ``behave.ini``, the
+    environment), the feature files and the selection, every selected step against ``find_match``
+    (behave's step registry lookup) and the stack file, the work root, and the stack file's commands.
+    Returns the settings; raises one of :data:`STARTUP_ERRORS`."""
+    settings = load_settings(config.userdata, read_ini_userdata(Path("behave.ini")))
+    check_features(features, selected_scenarios(features, config))
+    check_steps(features, config, find_match, settings)
+    check_work_root(settings.work_root_path)
+    check_service_command(settings)
+    return settings
 
 
 def check_features(features: Sequence[Any], selected: int) -> None:
