@@ -197,25 +197,26 @@ def _docker_engine() -> None:
         pytest.skip(f"no Docker daemon answers: {error}")
 
 
+#: the new clients wait past their 2 s; or the load's requests did first (asyncio logs each failed accept with
+#: its traceback, up to its backlog of 2048 times a loop turn, and the variant's loop stalls on it)
 VARIANT_FAILS = (
     r"\d+ of \d+ new clients not answered with 503 while the descriptor limit held: no answer within 2 s x\d+"
+    r"|\d+ failed requests? not answered with 503: \d+ with no answer \(timeout x\d+\)"
 )
 
 
 @needs_root
 @pytest.mark.parametrize("backend", ["process", "docker"])
-def test_the_descriptor_scenario_passes_against_the_reference_and_fails_without_the_spare(tmp_path, backend):
+def test_the_descriptor_scenario_fails_against_a_variant_without_the_spare_descriptor(tmp_path, backend):
+    """Against the reference it passes in the runs of features/resources/ (tests/test_resource_faults.py)."""
     if backend == "docker":
         _docker_engine()
-    reference = run_behave(tmp_path / "reference", "-D", f"backend={backend}", FEATURE)
-    assert reference.returncode == 0, reference.output[-6000:]
-    assert "1 scenario passed, 0 failed" in reference.output
-    assert not leftovers(reference)
     stack = BROKEN / "no_descriptor_reserve.toml"
-    variant = run_behave(tmp_path / "variant", "-D", f"backend={backend}", "-D", f"stack_file={stack}", FEATURE)
-    assert variant.returncode == 1 and "0 scenarios passed, 1 failed" in variant.output, variant.output[-4000:]
-    assert re.search(VARIANT_FAILS, variant.output), variant.output[-4000:]
-    assert "Traceback" not in variant.output
+    run = run_behave(tmp_path, "-D", f"backend={backend}", "-D", f"stack_file={stack}", FEATURE)
+    assert run.returncode == 1 and "0 scenarios passed, 1 failed" in run.output, run.output[-4000:]
+    assert re.search(VARIANT_FAILS, run.output), run.output[-4000:]
+    assert "Traceback" not in run.output
+    assert not leftovers(run)
 
 
 # -- a suite killed while the limit holds: the limit dies with the processes, the next run starts clean ------

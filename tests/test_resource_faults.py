@@ -388,7 +388,7 @@ def test_a_killed_suite_leaves_its_cgroup_for_the_next_run_and_its_disk_to_the_r
 def test_the_resource_features_pass_against_the_reference_api(tmp_path):
     run = run_behave(tmp_path, "-D", "pg_disk_mb=256", RESOURCES)
     assert run.returncode == 0, run.output[-6000:]
-    assert "5 scenarios passed, 0 failed" in run.output, run.output[-3000:]
+    assert "6 scenarios passed, 0 failed" in run.output, run.output[-3000:]  # descriptors.feature: the 6th
     assert not leftovers(run)
     assert not list(Path(CGROUP_ROOT / "cpu").rglob(f"{PREFIX}*")), "a limit's cgroup outlived its heal"
 
