@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,8 @@ __all__ = [
     "CROSS_APPLICATION",
     "CANCEL_APPLICATION",
     "drop_cross_objects",
+    "drop_trigger_objects",
+    "session_loop",
 ]
 
 #: the side table, its trigger function and the trigger on the workload's table (residue heals look for it)
@@ -62,10 +65,11 @@ CANCEL_APPLICATION = "chaos-suite-cancel"
 _VICTIM_DEADLOCK_TIMEOUT = "200ms"
 
 
-def drop_cross_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
-    """Drop the deadlock fault's trigger on ``table``, its function and side table (idempotent); the pids
-    of the sessions the heal had to terminate."""
-    ident = sql.Identifier(CROSS_OBJECT)
+def drop_trigger_objects(dsn: str, name: str, table: str, what: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
+    """Drop the trigger ``name`` on ``table``, the function and the side table of that name in ``public`` (and
+    what the table owns), in one transaction (idempotent); the pids of the sessions the heal had to terminate.
+    ``what`` names the trigger in a heal's error."""
+    ident = sql.Identifier(name)
 
     def drop(cur) -> None:  # one transaction: all of it, or none
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
@@ -74,7 +78,34 @@ def drop_cross_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> l
         cur.execute(sql.SQL("DROP FUNCTION IF EXISTS public.{}()").format(ident))
         cur.execute(sql.SQL("DROP TABLE IF EXISTS public.{}").format(ident))
 
-    return run_heal(dsn, f"dropping the deadlock trigger on table {table}", drop, timeout=timeout)
+    return run_heal(dsn, f"dropping {what} on table {table}", drop, timeout=timeout)
+
+
+def drop_cross_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
+    """Drop the deadlock fault's trigger on ``table``, its function and side table (idempotent); the pids
+    of the sessions the heal had to terminate."""
+    return drop_trigger_objects(dsn, CROSS_OBJECT, table, "the deadlock trigger", timeout)
+
+
+def session_loop(
+    dsn: str, application: str, settings: dict[str, object], stop: threading.Event, work: Callable[[Any, Any], None]
+) -> str:
+    """Run ``work(connection, cursor)`` on a session of a fault's own (named ``application``, with the session
+    ``settings``), closed afterwards; the error that ended it, in one line ("" when none, or when ``stop`` was
+    set: a heal's doing)."""
+    try:
+        conn = open_connection(dsn, 5.0, application_name=application, settings=settings)
+    except psycopg2.Error as error:
+        return " ".join(str(error).split())
+    try:
+        with conn.cursor() as cur:
+            work(conn, cur)
+    except psycopg2.Error as error:
+        if not stop.is_set():
+            return " ".join(str(error).split())
+    finally:
+        conn.close()
+    return ""
 
 
 @dataclass
@@ -164,33 +195,25 @@ class Deadlocks(Fault):
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
             " AND transactionid::text = pg_current_xact_id()::text)"
         )
-        settings = {"deadlock_timeout": "60s", "lock_timeout": "3s", "statement_timeout": "5s"}
-        try:
-            conn = open_connection(self.dsn, 5.0, application_name=CROSS_APPLICATION, settings=settings)
-        except psycopg2.Error as error:
-            self._error = " ".join(str(error).split())
-            return
-        try:
-            with conn.cursor() as cur:
-                while not self._stop.is_set():
-                    cur.execute(lock, (2,))
-                    until = time.monotonic() + self.wait_for_victim
-                    blocked = False
-                    while not self._stop.is_set() and time.monotonic() < until:
-                        cur.execute(waited_on)
-                        if cur.fetchone()[0]:
-                            blocked = True
-                            break
-                        self._stop.wait(0.002)
-                    if blocked:
-                        cur.execute(lock, (1,))  # the cycle: PostgreSQL aborts the service's transaction
-                        self.cycles += 1
-                    conn.rollback()
-        except psycopg2.Error as error:
-            if not self._stop.is_set():
-                self._error = " ".join(str(error).split())
-        finally:
-            conn.close()
+        settings: dict[str, object] = {"deadlock_timeout": "60s", "lock_timeout": "3s", "statement_timeout": "5s"}
+
+        def cross(conn, cur) -> None:
+            while not self._stop.is_set():
+                cur.execute(lock, (2,))
+                until = time.monotonic() + self.wait_for_victim
+                blocked = False
+                while not self._stop.is_set() and time.monotonic() < until:
+                    cur.execute(waited_on)
+                    if cur.fetchone()[0]:
+                        blocked = True
+                        break
+                    self._stop.wait(0.002)
+                if blocked:
+                    cur.execute(lock, (1,))  # the cycle: PostgreSQL aborts the service's transaction
+                    self.cycles += 1
+                conn.rollback()
+
+        self._error = session_loop(self.dsn, CROSS_APPLICATION, settings, self._stop, cross)
 
     def heal(self) -> None:
         self.mark_effect_over()

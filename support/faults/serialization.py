@@ -47,8 +47,8 @@ from support.core.waiting import WaitTimeout, wait_until
 from support.faults.admin import HEAL_TIMEOUT, admin_connection, database_identity, run_heal, terminated_note
 from support.faults.base import Fault, FaultHadNoEffect
 from support.faults.cgroups import FaultUnavailable
+from support.faults.concurrency import drop_trigger_objects, session_loop
 from support.faults.database import _reload
-from support.stack.database import open_connection
 
 __all__ = [
     "SerializationFailures",
@@ -99,19 +99,9 @@ def restore_isolation(dsn: str, was: str | None, timeout: float = HEAL_TIMEOUT) 
 
 
 def drop_serial_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
-    """Drop the serialization fault's trigger on ``table``, its function, side table and sequence (idempotent);
-    the pids of the sessions the heal had to terminate."""
-    ident = sql.Identifier(SERIAL_OBJECT)
-
-    def drop(cur) -> None:  # one transaction: all of it, or none
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
-        if cur.fetchone()[0]:
-            cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(table)))
-        cur.execute(sql.SQL("DROP FUNCTION IF EXISTS public.{}()").format(ident))
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS public.{}").format(ident))  # its sequence goes with it
-        cur.execute(sql.SQL("DROP SEQUENCE IF EXISTS public.{}").format(sql.Identifier(_FAILURES)))
-
-    return run_heal(dsn, f"dropping the serialization trigger on table {table}", drop, timeout=timeout)
+    """Drop the serialization fault's trigger on ``table``, its function, side table and sequence (the table owns
+    it) (idempotent); the pids of the sessions the heal had to terminate."""
+    return drop_trigger_objects(dsn, SERIAL_OBJECT, table, "the serialization trigger", timeout)
 
 
 @dataclass
@@ -253,30 +243,21 @@ class SerializationFailures(Fault):
         """The fault's session: hold the counter row ``hold`` s, commit, count the failures, again and again."""
         side = sql.Identifier(SERIAL_OBJECT)
         update = sql.SQL("UPDATE public.{} SET holds = holds + 1 WHERE id = 1").format(side)
-        count = _COUNT_FAILURES
         # READ COMMITTED whatever the server's default now says: the fault's own updates wait, never fail
-        settings = {ISOLATION: "read committed", "lock_timeout": "3s", "statement_timeout": "5s"}
-        try:
-            conn = open_connection(self.dsn, 5.0, application_name=SERIAL_APPLICATION, settings=settings)
-        except psycopg2.Error as error:
-            self._error = " ".join(str(error).split())
-            return
-        try:
-            with conn.cursor() as cur:
-                while not self._stop.is_set():
-                    cur.execute(update)
-                    cur.execute("SELECT pg_sleep(%s)", (self.hold,))  # the hold is the fault itself
-                    conn.commit()
-                    self.holds += 1
-                    cur.execute(count)
-                    self.failures = int(cur.fetchone()[0])
-                    conn.commit()
-                    self._stop.wait(self.pause)
-        except psycopg2.Error as error:
-            if not self._stop.is_set():
-                self._error = " ".join(str(error).split())
-        finally:
-            conn.close()
+        settings: dict[str, object] = {ISOLATION: "read committed", "lock_timeout": "3s", "statement_timeout": "5s"}
+
+        def contend(conn, cur) -> None:
+            while not self._stop.is_set():
+                cur.execute(update)
+                cur.execute("SELECT pg_sleep(%s)", (self.hold,))  # the hold is the fault itself
+                conn.commit()
+                self.holds += 1
+                cur.execute(_COUNT_FAILURES)
+                self.failures = int(cur.fetchone()[0])
+                conn.commit()
+                self._stop.wait(self.pause)
+
+        self._error = session_loop(self.dsn, SERIAL_APPLICATION, settings, self._stop, contend)
 
     def heal(self) -> None:
         self.mark_effect_over()
