@@ -11,7 +11,9 @@ stores it pending and answers 201 only after the commit; the worker ships it.
 The payments call is what a resilient caller makes of an upstream it does not
 control: each attempt has a timeout (``PAYMENT_TIMEOUT``), a 5xx, 429 or lost
 answer is retried (``PAYMENT_ATTEMPTS``, ``Retry-After`` honoured) within one
-budget per order (``PAYMENT_BUDGET``), and when payments still fails the order is
+budget per order (``PAYMENT_BUDGET``) and a retry budget across orders (at most
+``RETRY_RATIO`` retries per first call: retries must not multiply the load on a
+payments service that is slow already), and when payments still fails the order is
 not stored and the client gets 503 + ``Retry-After``: never a 500, never a hang,
 never an order kept unpaid. The charge is idempotent by reference, so a retry
 after a timeout charges once.
@@ -48,9 +50,26 @@ SECRET = os.environ["ORDERS_SECRET"].encode()
 TOKEN_SECONDS = 3600
 ORDER_FIELDS = ("order_id", "reference", "item", "note", "status")
 PAYMENTS = urlsplit(os.environ["ORDERS_PAYMENTS"])  # http://host:port of the payments service
-PAYMENT_TIMEOUT = 0.5  # s per attempt: a payments service that hangs costs an order this, not a hang
+PAYMENT_TIMEOUT = 0.8  # s per attempt: a payments service that hangs costs an order this, not a hang
 PAYMENT_ATTEMPTS = 3
-PAYMENT_BUDGET = 1.2  # s for all attempts of one order, waits included
+PAYMENT_BUDGET = 1.6  # s for all attempts of one order, waits included
+RETRY_RATIO = 0.5  # retries allowed per first call, saved up to RETRY_SAVED
+RETRY_SAVED = 10.0
+_retry_tokens = RETRY_SAVED
+_retry_lock = threading.Lock()
+
+
+def retry_allowed(first: bool) -> bool:
+    """A first call earns RETRY_RATIO of a retry; a retry spends one (False: none left, give up)."""
+    global _retry_tokens
+    with _retry_lock:
+        if first:
+            _retry_tokens = min(RETRY_SAVED, _retry_tokens + RETRY_RATIO)
+            return True
+        if _retry_tokens < 1:
+            return False
+        _retry_tokens -= 1
+        return True
 VARIANT = ""  # set by --variant
 
 
@@ -86,6 +105,8 @@ def charge(reference: str) -> None:
     deadline = time.monotonic() + PAYMENT_BUDGET
     detail, retry_after = "", 1.0
     for attempt in range(PAYMENT_ATTEMPTS):
+        if not retry_allowed(first=attempt == 0):
+            break
         left = deadline - time.monotonic()
         timeout = None if VARIANT == "no_timeout" else max(min(PAYMENT_TIMEOUT, left), 0.05)
         status, after, detail = charge_once(reference, timeout)

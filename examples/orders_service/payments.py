@@ -5,7 +5,8 @@ reference in the ``charges`` table (made by ``migrate.py``) and answers 201 with
 ``{"charge_id": ..., "reference": ...}``. It is idempotent by reference: a caller
 that retries after a timeout or a lost answer charges once. ``GET /health``
 answers 200 while its database answers. Standard library HTTP server plus
-psycopg2, one connection per request, as the orders API.
+psycopg2 with a small pool: a new PostgreSQL connection per charge (its SCRAM
+login) costs more CPU than the charge, and a backlog of retried calls must drain.
 """
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
+import psycopg2.pool
 
 DSN = os.environ["ORDERS_DB"]
 CHARGE = """INSERT INTO charges (reference) VALUES (%s)
             ON CONFLICT (reference) DO UPDATE SET reference = EXCLUDED.reference RETURNING charge_id"""
+POOL = psycopg2.pool.ThreadedConnectionPool(0, 16, DSN, connect_timeout=2, application_name="orders-payments",
+                                            options="-c statement_timeout=1000")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -36,14 +40,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def database(self, sql: str, args: tuple) -> tuple | None:
-        conn = psycopg2.connect(DSN, connect_timeout=2, application_name="orders-payments",
-                                options="-c statement_timeout=1000")
+        try:
+            conn = POOL.getconn()
+        except psycopg2.pool.PoolError as error:  # every connection busy: refuse fast, the caller retries
+            raise psycopg2.OperationalError(str(error)) from None
+        broken = True
         try:
             with conn, conn.cursor() as cur:
                 cur.execute(sql, args)
-                return cur.fetchone()
+                row = cur.fetchone()
+            broken = False
+            return row
         finally:
-            conn.close()
+            POOL.putconn(conn, close=broken)  # a connection that failed is not handed out again
 
     def do_GET(self) -> None:
         if self.path != "/health":

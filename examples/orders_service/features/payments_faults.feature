@@ -13,13 +13,13 @@ Feature: The orders API rides out a failing payments service
     When 50% of requests from api to payments get 500 for 3 seconds
     Then every failed request is answered with 503
     And no acknowledged write is lost
-    And every request started after the fault succeeds
+    And the API recovers within 3 seconds
 
   Scenario: A payments service that hangs costs an order a bounded wait, not a hang
     Given the stack is healthy
     And a steady load of 30 requests per second
-    When requests from api to payments are delayed by 3000 ms for 3 seconds
-    Then the API answers within 2 seconds while the fault lasts
+    When requests from api to payments are delayed by 4000 ms for 3 seconds
+    Then the API answers within 2.5 seconds while the fault lasts
     And every failed request is answered with 503
     And no acknowledged write is lost
 
@@ -27,6 +27,6 @@ Feature: The orders API rides out a failing payments service
     Given the stack is healthy
     And a steady load of 30 requests per second
     When 50% of requests from api to payments are aborted for 3 seconds
-    Then every failed request is answered with 503
-    And no acknowledged write is lost
-    And every request started after the fault succeeds
+    Then no acknowledged write is lost
+    And every failed request is answered with 503
+    And the API recovers within 3 seconds
