@@ -19,7 +19,9 @@ in the previous run's ``summary.json`` in the results folder, else by an estimat
 others: on the least loaded stack, after its share, behind a gate (scripts/parallel_gate.py) that
 opens once every other stack's ``behave`` has exited, so no stack is started for them alone; on a
 stack of their own after the others when that cannot be (they are the only ones, a ``--runner`` of
-the user's, or their file is the share's only one: behave would merge them into one feature).
+the user's, or their file is the share's only one: behave would merge them into one feature). The
+stacks of a phase start their first scenarios together, once every one of them is up, so that no
+first scenario shares the machine with another stack's start (the same gated runner).
 
 Each stack writes Allure results and JUnit XML into a folder of its own; at the end they are moved
 into the run's Allure folder (behave.ini's, or ``-o`` of an Allure ``-f``) and JUnit folder (one
@@ -63,7 +65,7 @@ from behave.runner import Runner
 from behave.runner_util import parse_features
 from behave.step_registry import registry
 
-from scripts.parallel_gate import GATE, GATE_S, SERIAL_TAG
+from scripts.parallel_gate import GATE, GATE_S, SERIAL_TAG, START, UP
 from support.core.waiting import Deadline
 from support.evidence import report_meta
 from support.evidence.summary import ScenarioRow, format_table, summary_json
@@ -113,6 +115,12 @@ class Stack:
     work: Path
     log: Path
     gate: Path | None = None  # made when the other stacks have exited: this stack's @serial scenarios may start
+    start_gate: Path | None = None  # made when every stack of its phase is up: the first scenarios may start
+
+    @property
+    def up(self) -> Path:
+        return self.work / "up"  # made by the stack's runner when its stack is up (scripts/parallel_gate.py)
+
     proc: subprocess.Popen | None = None
     started: float = 0.0
     ended: float | None = None
@@ -297,7 +305,7 @@ def child_argv(args: list[str], config: Configuration, stack: Stack) -> list[str
     last Allure formatter (:func:`support.evidence.report_meta.one_allure_formatter`)."""
     pad = ["-o", "-"] * max(0, len(config.format or []) - len(config.outfiles or []))
     junit = ["--junit", "--junit-directory", str(stack.junit)] if config.junit else ["--no-junit"]
-    gated = ["--runner", GATED_RUNNER] if stack.gate is not None else []
+    gated = ["--runner", GATED_RUNNER] if stack.gate is not None or stack.start_gate is not None else []
     return [
         sys.executable, "-m", "behave", *without_paths(args), *(s.location for s in stack.scenarios),
         *pad, "-f", ALLURE, "-o", str(stack.results), *junit, *gated,
@@ -309,9 +317,13 @@ def child_env(stack: Stack, timeout: float) -> dict[str, str]:
     for a stack with a gate, where the gate is and how long to wait for it (s)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.pop(GATE, None)
+    for name in (GATE, UP, START):
+        env.pop(name, None)
+    env[GATE_S] = f"{timeout:.0f}"
     if stack.gate is not None:
-        env[GATE], env[GATE_S] = str(stack.gate), f"{timeout:.0f}"
+        env[GATE] = str(stack.gate)
+    if stack.start_gate is not None:
+        env[UP], env[START] = str(stack.up), str(stack.start_gate)
     return env
 
 
@@ -353,6 +365,10 @@ def run_stacks(stacks: list[Stack], argvs: list[list[str]], deadline: Deadline, 
             if stack.code == 2 and not outcome.signum:  # a start refused: as a serial run, the run stops
                 outcome.refused = outcome.refused or _refusal(stack.log)
                 stop(stacks, signal.SIGTERM)
+        start_gates = {s.start_gate for s in stacks if s.start_gate is not None and not s.start_gate.exists()}
+        for start_gate in start_gates:  # every stack up (or gone): the first scenarios start together
+            if all(s.up.exists() or s.code is not None for s in stacks if s.start_gate == start_gate):
+                start_gate.touch()
         for stack in stacks:
             others_done = all(s.code is not None for s in stacks if s is not stack)
             if stack.gate is not None and stack.code is None and others_done and not stack.gate.exists():
@@ -501,6 +517,7 @@ def run(argv: list[str]) -> int:
         # the @serial scenarios go after the least loaded share, behind a gate, on a stack already up;
         # else (the only ones, or a runner of the user's) on a stack of their own after the others
         gate = staging / "serial-gate"
+        own_runner = config.runner != DEFAULT_RUNNER
         phases = [[(f"stack {i + 1}", share, None) for i, share in enumerate(shares)]]
         if hosted is not None:
             phases[0][0] = (f"stack 1 (+{len(serial)} @{SERIAL_TAG})", hosted, gate)
@@ -509,9 +526,11 @@ def run(argv: list[str]) -> int:
         for phase in (p for p in phases if p):
             if outcome.signum or outcome.refused:
                 break
+            start_gate = None if own_runner or len(phase) < 2 else staging / f"start-gate-{phases.index(phase)}"
             stacks = [
                 Stack(label, share, staging / label.split(" (")[0].replace(" ", "-"),
-                      options.logs / f"{label.split(' (')[0].replace(' ', '-')}.log", gate=gated)
+                      options.logs / f"{label.split(' (')[0].replace(' ', '-')}.log", gate=gated,
+                      start_gate=start_gate)
                 for label, share, gated in phase
             ]  # fmt: skip
             run_stacks(stacks, [child_argv(args, config, s) for s in stacks], deadline, outcome)

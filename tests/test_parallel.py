@@ -324,3 +324,21 @@ def test_the_gated_runner_holds_the_serial_features_until_the_gate_is_made(tmp_p
     runner.context = Context(runner)
     runner.run_hook_with_capture("before_feature", _Feature("serial"))
     assert runner.aborted
+
+
+def test_the_first_scenarios_wait_until_every_stack_is_up(tmp_path, monkeypatch):
+    """Each stack's runner says it is up before its first feature, and waits for the start gate."""
+    monkeypatch.chdir(REPO)
+    up, start = tmp_path / "up", tmp_path / "start"
+    monkeypatch.setenv(parallel_gate.UP, str(up))
+    monkeypatch.setenv(parallel_gate.START, str(start))
+    runner = parallel_gate.GatedRunner(parallel.behave_config([]))
+    waiter = threading.Thread(target=runner.run_hook_with_capture, args=("before_feature", _Feature("database")))
+    waiter.start()
+    wait_until(up.exists, 30, "the stack said it is up", interval=0.05)
+    waiter.join(0.5)
+    assert waiter.is_alive(), "waits while the start gate is not made"
+    start.touch()
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert runner.run_hook_with_capture("before_feature", _Feature("database")), "only before the first feature"
