@@ -217,6 +217,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             charge(values[0])
         except PaymentFailed as failed:
+            print(f"{time.strftime('%H:%M:%S')} payment of {values[0]} failed: {failed.detail}", flush=True)
             if VARIANT != "stores_unpaid":  # the order is not stored: the client may retry it whole
                 return self.answer(failed.status, {"error": "payment failed", "detail": failed.detail},
                                    failed.retry_after if failed.status == 503 else 0)
