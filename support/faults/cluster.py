@@ -136,13 +136,16 @@ class Switchover(Fault):
 
 @dataclass
 class ReplayPaused(Fault):
-    """WAL replay paused on every replica (``pg_wal_replay_pause()``): they receive but do not apply."""
+    """WAL replay stopped on every replica: their startup process (the one that applies WAL) frozen with SIGSTOP,
+    so they receive and flush WAL but do not apply it. (``pg_wal_replay_pause()`` would not hold: Patroni 3 resumes
+    a paused replay on PostgreSQL 14+ at its next loop, within ``loop_wait`` s.)"""
 
     controller: ClusterController
     timeout: float
     name: str = "replication lag"
     replicas: list[str] = field(default_factory=list)
     primary_before: str = ""
+    frozen: list[int] = field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -152,16 +155,22 @@ class ReplayPaused(Fault):
         self.primary_before = self.controller.primary(self.timeout)
         self.replicas = self.controller.replicas(self.timeout)
         for name in self.replicas:
-            self._run(name, "SELECT pg_wal_replay_pause()")
+            dsn = self.controller.cluster.node(name).dsn
+            with database.connect(dsn, self.timeout) as conn, conn.cursor() as cur:
+                cur.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'startup'")
+                row = cur.fetchone()
+            if row is None:
+                raise FaultHadNoEffect(f"{name} replays no WAL (it has no startup process): it is not a replica")
+            self.frozen.append(int(row[0]))
+            os.kill(int(row[0]), signal.SIGSTOP)
 
     def heal(self) -> None:
         self.mark_effect_over()
-        for name in self.replicas:
-            self._run(name, "SELECT pg_wal_replay_resume() WHERE pg_is_in_recovery()")
-
-    def _run(self, node: str, sql: str) -> None:
-        with database.connect(self.controller.cluster.node(node).dsn, self.timeout) as conn, conn.cursor() as cur:
-            cur.execute(sql)
+        for pid in self.frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
 
 @dataclass
