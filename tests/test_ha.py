@@ -115,7 +115,9 @@ def test_asynchronous_replication_loses_what_synchronous_keeps_and_the_loss_is_r
     # one cluster for both: the durability scenario fails on it, the scenario that documents the risk passes
     # (the cut-off primary's own loss scenario is tests/test_ha_partition.py's)
     stack = f"stack_file={BROKEN / 'async_replication.toml'}"
-    run = run_behave(tmp_path / "work", "-D", stack, *OPTIONS, "--tags=(@behind or @expect_loss) and not @partition", FEATURES)
+    run = run_behave(
+        tmp_path / "work", "-D", stack, *OPTIONS, "--tags=(@behind or @expect_loss) and not @partition", FEATURES
+    )
     assert run.returncode != 0, run.output[-3000:]
     assert "1 scenario passed, 1 failed" in run.output, run.output[-3000:]
     assert re.search(r"\d+ acknowledged writes? lost: ", run.output), run.output[-3000:]
