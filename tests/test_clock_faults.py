@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from docker_engine import require_docker
 from suite_runner import BROKEN, REPO, project_with, run_behave, start_behave
 
-from support.backends.docker.engine import docker_client
 from support.backends.faketime import ClockUnavailable, FakeClock, find_library, make_clock, preload_container
 from support.core.run_dirs import clean_leftovers, marked_processes
 from support.core.waiting import wait_until
 from support.faults.clock import ClockOffset
-from support.stack.services import ServiceError
 
 pytestmark = pytest.mark.skipif(
     find_library() is None, reason="libfaketime is not installed (apt-get install libfaketime)"
@@ -279,12 +278,7 @@ def test_a_killed_run_leaves_no_faked_clock_behind(tmp_path):
 
 
 def test_the_clock_scenarios_on_docker(tmp_path):
-    try:
-        docker_client().close()
-    except ServiceError as error:
-        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-        pytest.skip(f"no Docker daemon answers: {error}")
+    require_docker()
     passed = run_behave(tmp_path / "ok", *CLOCK, "-D", "backend=docker", "--tags=@time", FEATURES)
     assert passed.returncode == 0, passed.output[-4000:]
     broken = run_behave(

@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import psycopg2
 import pytest
+from docker_engine import docker_engine
 from suite_runner import run_behave
 
 from support.backends.compose.backend import PROJECT_LABEL, project_name, start_compose_stack
 from support.backends.compose.cli import compose_binary
 from support.backends.compose.project import load_compose_project
-from support.backends.docker.engine import docker_client
 from support.backends.docker.labels import RUN_LABEL
 from support.core.config import Settings
 from support.core.waiting import wait_until
@@ -137,12 +137,7 @@ def test_the_suite_refuses_a_bad_compose_file_before_making_a_run(tmp_path):
 
 @pytest.fixture(scope="module")
 def client():
-    try:
-        engine = docker_client()
-    except ServiceError as error:
-        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-        pytest.skip(f"no Docker daemon answers: {error}")
+    engine = docker_engine()
     yield engine
     engine.close()
 

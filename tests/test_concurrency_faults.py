@@ -17,10 +17,10 @@ from contextlib import closing
 import httpx
 import psycopg2
 import pytest
+from docker_engine import require_docker
 from psycopg2 import errors
 from suite_runner import BROKEN, REPO, leftovers, run_behave
 
-from support.backends.docker.engine import docker_client
 from support.core.config import Settings
 from support.core.waiting import wait_until
 from support.faults.admin import api_role
@@ -38,7 +38,6 @@ from support.faults.concurrency import (
 from support.faults.residues import heal_residue
 from support.faults.serialization import SERIAL_APPLICATION, SERIAL_OBJECT, SerializationFailures
 from support.run.suite import start_suite
-from support.stack.services import ServiceError
 
 FEATURE = "features/database/concurrency.feature"
 
@@ -389,12 +388,7 @@ def test_the_concurrency_scenarios_fail_against_an_api_without_their_protection(
 
 
 def test_the_serialization_scenario_passes_on_docker(tmp_path):
-    try:
-        docker_client().close()
-    except ServiceError as error:
-        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-        pytest.skip(f"no Docker daemon answers: {error}")
+    require_docker()
     run = run_behave(
         tmp_path / "work", "-D", "backend=docker", "--tags=@catalog", FEATURE, "-n", "Writes that fail to serialize"
     )

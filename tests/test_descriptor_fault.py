@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from docker_engine import require_docker
 from suite_runner import BROKEN, REPO, leftovers, project_with, run_behave, start_behave
 
-from support.backends.docker.engine import docker_client
 from support.checks.new_clients import check_new_clients_answered_503
 from support.checks.verdict import CheckFailed
 from support.core.ports import free_port
 from support.core.waiting import wait_until
 from support.faults.descriptors import DescriptorLimit, NewClient, NewClients
-from support.stack.services import Address, ServiceError
+from support.stack.services import Address
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="other processes' limits need root")
@@ -188,15 +188,6 @@ def test_at_its_descriptor_limit_the_api_answers_new_clients_503_and_without_the
 # -- the scenario, against the reference API and a variant without the spare -------------------------------
 
 
-def _docker_engine() -> None:
-    try:
-        docker_client().close()
-    except ServiceError as error:
-        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-        pytest.skip(f"no Docker daemon answers: {error}")
-
-
 #: the new clients wait past their 2 s; or the load's requests did first (asyncio logs each failed accept with
 #: its traceback, up to its backlog of 2048 times a loop turn, and the variant's loop stalls on it)
 VARIANT_FAILS = (
@@ -210,7 +201,7 @@ VARIANT_FAILS = (
 def test_the_descriptor_scenario_fails_against_a_variant_without_the_spare_descriptor(tmp_path, backend):
     """Against the reference it passes in the runs of features/resources/ (tests/test_resource_faults.py)."""
     if backend == "docker":
-        _docker_engine()
+        require_docker()
     stack = BROKEN / "no_descriptor_reserve.toml"
     run = run_behave(tmp_path, "-D", f"backend={backend}", "-D", f"stack_file={stack}", FEATURE)
     assert run.returncode == 1 and "0 scenarios passed, 1 failed" in run.output, run.output[-4000:]

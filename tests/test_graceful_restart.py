@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from docker_engine import require_docker
 from suite_runner import BROKEN, REPO, project_with, run_behave, start_behave
 
-from support.backends.docker.engine import docker_client
 from support.checks.in_flight import check_no_in_flight_dropped, judge_drain, last_graceful_restart
 from support.checks.verdict import CheckFailed
 from support.core.run_dirs import clean_leftovers, marked_processes
@@ -21,7 +21,6 @@ from support.core.waiting import wait_until
 from support.faults.graceful import GracefulRestart
 from support.faults.process import ServiceKill
 from support.load.history import FAIL, INFO, OK, Request
-from support.stack.services import ServiceError
 
 FEATURE = str(REPO / "features" / "recovery" / "graceful_restart.feature")
 
@@ -162,12 +161,7 @@ def test_a_run_killed_mid_restart_is_cleaned_up(tmp_path):
 
 
 def test_the_graceful_restart_on_docker(tmp_path):
-    try:
-        docker_client().close()
-    except ServiceError as error:
-        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-        pytest.skip(f"no Docker daemon answers: {error}")
+    require_docker()
     passed = run_behave(tmp_path / "ok", "-D", "backend=docker", FEATURE)
     assert passed.returncode == 0, passed.output[-4000:]
     broken = run_behave(

@@ -22,13 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+from docker_engine import require_docker
 from suite_runner import REPO, leftovers, run_behave
 
-from support.backends.docker.engine import docker_client
 from support.checks import processing
 from support.checks.verdict import CheckFailed
 from support.load.history import FAIL, OK, Request
-from support.stack.services import ServiceError
 from support.stack.stack_file import StackFileError, load_stack_file
 
 EXAMPLE = REPO / "examples" / "orders_service"
@@ -113,12 +112,7 @@ def test_processing_waits_for_every_acknowledged_write_and_names_the_missing(mon
 def backend(request):
     """The backend a test runs the example on; docker only when a Docker daemon answers."""
     if request.param != "process":
-        try:
-            docker_client().close()
-        except ServiceError as error:
-            if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-                pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-            pytest.skip(f"no Docker daemon answers: {error}")
+        require_docker()
     return request.param
 
 
@@ -200,12 +194,7 @@ def test_a_link_to_a_service_with_protocol_http_frames_requests_and_others_stay_
 @pytest.mark.parametrize("payments_backend", ["process", "docker"])
 def test_the_example_passes_its_payments_feature(tmp_path, payments_backend):
     if payments_backend == "docker":
-        try:
-            docker_client().close()
-        except ServiceError as error:
-            if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-                pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-            pytest.skip(f"no Docker daemon answers: {error}")
+        require_docker()
     with stack_options(payments_backend) as options:
         run = run_behave(tmp_path / "work", *options, "--tags=@payments", PAYMENTS_FEATURE)
     assert run.returncode == 0, run.output[-6000:]

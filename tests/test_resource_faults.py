@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from docker_engine import require_docker
 from suite_runner import BROKEN, leftovers, project_with, run_behave, start_behave
 
 from support.backends.docker.backend import start_docker_stack
@@ -393,18 +394,9 @@ def test_the_resource_features_pass_against_the_reference_api(tmp_path):
     assert not list(Path(CGROUP_ROOT / "cpu").rglob(f"{PREFIX}*")), "a limit's cgroup outlived its heal"
 
 
-def _docker_engine() -> None:
-    try:
-        docker_client().close()
-    except ServiceError as error:
-        if os.environ.get("CHAOS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"CHAOS_REQUIRE_DOCKER=1 but {error}")
-        pytest.skip(f"no Docker daemon answers: {error}")
-
-
 @needs_root
 def test_on_docker_the_resource_features_pass_against_the_reference_api(tmp_path):
-    _docker_engine()
+    require_docker()
     run = run_behave(tmp_path, "-D", "backend=docker", "-D", "pg_disk_mb=256", RESOURCES)
     assert run.returncode == 0 and re.search(r"\d+ scenarios passed, 0 failed", run.output), run.output[-6000:]
     assert "passed  With its database out of disk space the API answers" in run.output, run.output[-3000:]
@@ -423,7 +415,7 @@ SHORT_DISK_FULL = """Feature: disk full without a bounded disk
 @pytest.mark.parametrize("backend", ["process", "docker"])
 def test_the_disk_fault_without_a_bounded_disk_fails_its_scenario_in_one_line(tmp_path, backend):
     if backend == "docker":
-        _docker_engine()
+        require_docker()
     project = project_with(tmp_path, "disk.feature", SHORT_DISK_FULL)  # no load: the refusal is what is judged
     run = run_behave(tmp_path, "-D", f"backend={backend}", cwd=project)
     assert run.returncode == 1 and "0 scenarios passed, 1 failed" in run.output, run.output[-3000:]
@@ -470,7 +462,7 @@ def _in_container(container, *argv: str) -> tuple[int, str]:
 def test_on_docker_the_disk_fault_fills_the_bound_tmpfs_and_a_restart_keeps_the_data(tmp_path):
     """PostgreSQL's container writes to the suite's host tmpfs: the fault fills it from the host, the container
     sees ENOSPC, the heal frees it; a crash restart keeps the cluster (Docker's own tmpfs mount would lose it)."""
-    _docker_engine()
+    require_docker()
     run_dir = tmp_path / f"run-disk-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir()
     stack = start_docker_stack(Settings(backend="docker", pg_disk_mb=64), run_dir)
@@ -519,7 +511,7 @@ LONG_DISK_FULL = """Feature: a long disk full
 def test_on_docker_a_run_killed_mid_disk_fault_is_healed_by_the_next_run_even_without_its_reaper(tmp_path):
     """The fault's only residue is its filler on the run's own tmpfs: unmounting that (and removing the container
     that binds it) heals it, so the journal needs no residue; the next run does both when the reaper died too."""
-    _docker_engine()
+    require_docker()
     work_root = Path("/tmp/chaos-suite-tests") / f"disk-{uuid.uuid4().hex[:8]}"
     work_root.mkdir(parents=True)
     work_root.parent.chmod(0o755)
@@ -580,7 +572,7 @@ VARIANTS = [
 
 @needs_root
 def test_on_docker_the_disk_scenario_fails_against_a_variant_lacking_its_protection(tmp_path):
-    _docker_engine()
+    require_docker()
     variant = next(v for v in VARIANTS if v.feature == "disk")
     stack = BROKEN / f"{variant.name}.toml"
     run = run_behave(
