@@ -360,10 +360,12 @@ def test_the_reference_api_passes_every_concurrency_scenario(tmp_path):
     ("variant", "scenarios", "message"),
     [
         (
+            # not the cancelled-statements scenario: on a quiet machine the statements signalled can finish
+            # before the signal lands, so the variant passed it in a fresh-clone CI run (a proof that can miss)
             "concurrency_500",
-            "Writes that deadlock|Writes that fail to serialize|Cancelled statements",
-            r"(?s)(failed requests? not answered with 503: \d+ with another status \(500 x\d+.*){3}"
-            r"0 scenarios passed, 3 failed",
+            "Writes that deadlock|Writes that fail to serialize",
+            r"(?s)(failed requests? not answered with 503: \d+ with another status \(500 x\d+.*){2}"
+            r"0 scenarios passed, 2 failed",
         ),
         (
             "locking_reads",

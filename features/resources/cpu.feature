@@ -9,7 +9,7 @@ Feature: A service starved of CPU answers within its bounds and recovers at once
   Scenario: Under a CPU quota of a tenth of one CPU the API answers a light load within its deadline
     Given the stack is healthy
     And a steady load of 20 requests per second
-    When the api CPU is limited to 10% for 4 seconds
+    When the api CPU is limited to 10% for 6 seconds
     Then no request takes longer than 4 seconds
     And every failed request is answered with 503
     And the API recovers within 2 seconds
