@@ -108,6 +108,24 @@ def session_loop(
     return ""
 
 
+def await_first_effect(
+    what: str,
+    effect: Callable[[], int],
+    error: Callable[[], str],
+    timeout: float,
+    waiting_for: str,
+    no_effect: Callable[[], str],
+) -> None:
+    """Wait up to ``timeout`` s until the ``what`` fault's own session made its first ``effect`` (a count) or
+    failed; :class:`FaultHadNoEffect` (saying ``no_effect()``) when neither came, RuntimeError when it failed first."""
+    try:
+        wait_until(lambda: effect() > 0 or bool(error()), timeout, waiting_for, interval=0.01)
+    except WaitTimeout:
+        raise FaultHadNoEffect(no_effect()) from None
+    if error() and not effect():
+        raise RuntimeError(f"the {what} fault's session failed: {error()}")
+
+
 @dataclass
 class Deadlocks(Fault):
     """The service's writes to ``table`` deadlock with the fault's session while it holds (see the module).
@@ -171,20 +189,17 @@ class Deadlocks(Fault):
         self._stop.clear()
         self._thread = threading.Thread(target=self._cross, name="chaos-deadlocks", daemon=True)
         self._thread.start()
-        try:
-            wait_until(
-                lambda: self.cycles > 0 or self._error,
-                self.timeout,
-                f"a write of the service crossing the fault's session on the {self.table} table",
-                interval=0.01,
-            )
-        except WaitTimeout:
-            raise FaultHadNoEffect(
+        await_first_effect(
+            "deadlock",
+            lambda: self.cycles,
+            lambda: self._error,
+            self.timeout,
+            f"a write of the service crossing the fault's session on the {self.table} table",
+            lambda: (
                 f"no write to the {self.table} table met the deadlock within {self.timeout:g} s"
                 " (is a load writing to it?)"
-            ) from None
-        if self._error and not self.cycles:
-            raise RuntimeError(f"the deadlock fault's session failed: {self._error}")
+            ),
+        )
         self.active_since = time.monotonic()
 
     def _cross(self) -> None:

@@ -43,11 +43,10 @@ from dataclasses import dataclass, field
 import psycopg2
 from psycopg2 import sql
 
-from support.core.waiting import WaitTimeout, wait_until
 from support.faults.admin import HEAL_TIMEOUT, admin_connection, database_identity, run_heal, terminated_note
-from support.faults.base import Fault, FaultHadNoEffect
+from support.faults.base import Fault
 from support.faults.cgroups import FaultUnavailable
-from support.faults.concurrency import drop_trigger_objects, session_loop
+from support.faults.concurrency import await_first_effect, drop_trigger_objects, session_loop
 from support.faults.database import _reload
 
 __all__ = [
@@ -167,17 +166,14 @@ class SerializationFailures(Fault):
         self._stop.clear()
         self._thread = threading.Thread(target=self._contend, name="chaos-serialization", daemon=True)
         self._thread.start()
-        try:
-            wait_until(
-                lambda: self.failures > 0 or self._error,
-                self.timeout,
-                f"a write of the service to the {self.table} table failing to serialize",
-                interval=0.01,
-            )
-        except WaitTimeout:
-            raise FaultHadNoEffect(self._no_effect()) from None
-        if self._error and not self.failures:
-            raise RuntimeError(f"the serialization fault's session failed: {self._error}")
+        await_first_effect(
+            "serialization",
+            lambda: self.failures,
+            lambda: self._error,
+            self.timeout,
+            f"a write of the service to the {self.table} table failing to serialize",
+            self._no_effect,
+        )
         self.active_since = time.monotonic()
 
     def _install(self, conn, cur) -> None:
