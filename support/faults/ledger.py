@@ -88,6 +88,10 @@ class FaultLedger:
                 entry.healed = self.clock()
         self._write_journal()
 
+    def entry_of(self, fault: Fault) -> _Entry:
+        """The entry of ``fault``: when it was injected and healed (monotonic s; healed None while it holds)."""
+        return next(e for e in self.entries if e.fault is fault)
+
     def hold(self, fault: Fault, seconds: float) -> None:
         """Inject ``fault``, keep it for ``seconds`` on the clock, then heal it whatever happens."""
         deadline = Deadline(seconds, self.clock)

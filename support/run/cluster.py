@@ -103,11 +103,17 @@ class ClusterScenario:
         return self._made(ReplicaDown(self.stack.service(replicas[0]), self.settings.start_timeout))
 
     # -- judgements ----------------------------------------------------------------------
-    def _last(self, kind: type) -> Any:
+    def last_fault(
+        self,
+        kind: type,
+        missing: str = "no fault on the cluster's roles happened in this scenario (a When step kills the primary)",
+    ) -> Any:
+        """The scenario's last fault of type ``kind`` that struck (it knows the primary it struck under); else
+        :class:`CheckFailed` saying ``missing``."""
         for fault in reversed(self.faults):
             if isinstance(fault, kind) and bool(getattr(fault, "primary_before", None)):
                 return fault
-        raise CheckFailed("no fault on the cluster's roles happened in this scenario (a When step kills the primary)")
+        raise CheckFailed(missing)
 
     def _injected(self, fault: Any) -> float:
         for window, entry in zip(self.ledger.windows(), self.ledger.entries, strict=True):
@@ -117,7 +123,7 @@ class ClusterScenario:
 
     def check_new_primary_within(self, seconds: float) -> None:
         """A node other than the fault's primary became primary within ``seconds`` of the fault."""
-        fault = self._last(_RoleFault)  # type: ignore[arg-type]
+        fault = self.last_fault(_RoleFault)  # type: ignore[arg-type]
         injected = self._injected(fault)
         remaining = max(seconds - (time.monotonic() - injected), 0.0)
         name, _ = self.controller.wait_new_primary(fault.primary_before, remaining)
@@ -135,7 +141,7 @@ class ClusterScenario:
     def check_old_primary_rejoins_within(self, seconds: float) -> None:
         """The fault's primary, started again (a killed node's heal), streams from the new primary within
         ``seconds`` of being started."""
-        fault = self._last(_RoleFault)  # type: ignore[arg-type]
+        fault = self.last_fault(_RoleFault)  # type: ignore[arg-type]
         started = time.monotonic()
         self.ledger.heal(fault)
         self.controller.wait_streaming([fault.primary_before], max(seconds - (time.monotonic() - started), 0.0))
@@ -190,7 +196,7 @@ class ClusterScenario:
         fault = self.faults[-1] if self.faults else None
         if fault is None:
             raise CheckFailed("no fault on the cluster happened in this scenario")
-        entry = next(e for e in self.ledger.entries if e.fault is fault)
+        entry = self.ledger.entry_of(fault)
         healed = entry.healed if entry.healed is not None else time.monotonic()
         deadline = entry.injected + seconds
         if healed <= deadline:
@@ -231,8 +237,8 @@ class ClusterScenario:
         watch saw no other node accepting writes (within one sampling interval). Each missing one goes to the
         figures (key, when acknowledged, by which node) and fails the check; with ``expect_loss`` the check fails
         when none is missing instead (a scenario documenting what asynchronous replication allows)."""
-        fault = self._last(PrimaryCutOff)
-        entry = next(e for e in self.ledger.entries if e.fault is fault)
+        fault = self.last_fault(PrimaryCutOff)
+        entry = self.ledger.entry_of(fault)
         healed = entry.healed if entry.healed is not None else time.monotonic()
         bands, old, slack = self.watch.bands(), fault.primary_before, self.watch.interval
         acked = [

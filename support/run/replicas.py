@@ -33,15 +33,12 @@ __all__ = [
 
 def _last(cluster: ClusterScenario, kind: type, what: str) -> Any:
     """The scenario's last fault of type ``kind`` that struck (it knows the primary it struck under)."""
-    for fault in reversed(cluster.faults):
-        if isinstance(fault, kind) and bool(getattr(fault, "primary_before", None)):
-            return fault
-    raise CheckFailed(f"no {what} in this scenario, so there is nothing to judge")
+    return cluster.last_fault(kind, f"no {what} in this scenario, so there is nothing to judge")
 
 
 def _window(cluster: ClusterScenario, fault: Any) -> tuple[float, float | None]:
     """When ``fault`` was injected and healed (monotonic s; healed None while it holds)."""
-    entry = next(e for e in cluster.ledger.entries if e.fault is fault)
+    entry = cluster.ledger.entry_of(fault)
     return entry.injected, entry.healed
 
 
