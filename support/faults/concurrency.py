@@ -21,10 +21,21 @@ How each fault is made, and how faithful it is:
   a transaction left idle: what a client that forgot to commit does. Writers
   of those rows (updates, deletes, locking reads, foreign-key checks) wait;
   plain reads and inserts of new rows do not.
-* :class:`StatementsCancelled` - ``pg_cancel_backend`` of every statement
+* :class:`StatementsCancelled` - ``pg_cancel_backend`` of the statements
   the service's role is running (SQLSTATE 57014, ``query_canceled``, as an
-  operator or a watchdog would), polled every ``interval`` s for the
-  fault's window, or once: until one statement was cancelled.
+  operator or a watchdog would), every ``interval`` s for the fault's window,
+  or once: until one statement was cancelled. A one-row write takes about a
+  millisecond, so a signal sent to it often lands after it ended, and
+  PostgreSQL ignores a cancel that finds its backend idle; the fault makes
+  sure there is a statement to cancel: a statement trigger on the workload's
+  table makes every write of the service's role sleep 50 ms (as a slow write
+  would), and only statements that have run 5 ms or more (on the server's
+  clock) are signalled, so the signal lands inside the sleep. The trigger
+  catches the cancel there, counts it on a sequence (``nextval`` outlives the
+  rollback) and raises it again unchanged: ``cancelled`` is the server's count
+  of writes cancelled, not of signals sent. Reads are cancelled only when they
+  run 5 ms or more (rarely, under a light load). The heal stops signalling and
+  drops the trigger; it is journaled (:meth:`StatementsCancelled.residue`).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from psycopg2 import sql
 from support.core.waiting import WaitTimeout, wait_until
 from support.faults.admin import HEAL_TIMEOUT, admin_connection, database_identity, run_heal, terminated_note
 from support.faults.base import Fault, FaultHadNoEffect
+from support.faults.cgroups import FaultUnavailable
 from support.stack.database import open_connection
 
 __all__ = [
@@ -51,6 +63,8 @@ __all__ = [
     "HOLD_APPLICATION",
     "CROSS_APPLICATION",
     "CANCEL_APPLICATION",
+    "CANCEL_OBJECT",
+    "drop_cancel_objects",
     "drop_cross_objects",
     "drop_trigger_objects",
     "session_loop",
@@ -61,6 +75,9 @@ CROSS_OBJECT = "chaos_suite_cross"
 HOLD_APPLICATION = "chaos-suite-hold"
 CROSS_APPLICATION = "chaos-suite-deadlock"
 CANCEL_APPLICATION = "chaos-suite-cancel"
+#: the cancel fault's side table, trigger function and trigger; the sequence (owned by the table) that counts
+CANCEL_OBJECT = "chaos_suite_cancel"
+_CANCELLED = "chaos_suite_cancel_count"
 #: the service's deadlock_timeout inside the trigger: below a lock timeout of 1 s, above the fault's reaction
 _VICTIM_DEADLOCK_TIMEOUT = "200ms"
 
@@ -85,6 +102,12 @@ def drop_cross_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> l
     """Drop the deadlock fault's trigger on ``table``, its function and side table (idempotent); the pids
     of the sessions the heal had to terminate."""
     return drop_trigger_objects(dsn, CROSS_OBJECT, table, "the deadlock trigger", timeout)
+
+
+def drop_cancel_objects(dsn: str, table: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
+    """Drop the cancel fault's trigger on ``table``, its function, side table and counting sequence (the table
+    owns it) (idempotent); the pids of the sessions the heal had to terminate."""
+    return drop_trigger_objects(dsn, CANCEL_OBJECT, table, "the cancel trigger", timeout)
 
 
 def session_loop(
@@ -300,21 +323,40 @@ class RowsHeld(Fault):
 
 @dataclass
 class StatementsCancelled(Fault):
-    """``pg_cancel_backend`` of every statement ``role`` runs, every ``interval`` s until ``heal``; or, with
-    ``once``, an instant fault that returns once a statement was cancelled (within ``timeout`` s).
+    """The statements ``role`` runs cancelled (``pg_cancel_backend``) for the fault's window, or, with ``once``,
+    an instant fault that returns once one was (see the module).
 
-    ``cancelled`` counts the statements signalled; :class:`FaultHadNoEffect`
-    when none ran within ``timeout`` s of the start.
+    ``inject`` refuses (:class:`support.faults.cgroups.FaultUnavailable`, one
+    line) when the admin role may not signal the service's backends or put a
+    trigger on ``table``, or the table does not exist; else it installs the
+    trigger (each write of ``role`` to the table sleeps ``sleep`` s in it),
+    starts the cancelling session and returns once a write was cancelled
+    (within ``timeout`` s; else :class:`FaultHadNoEffect`, saying whether any
+    signal was sent). ``cancelled`` counts the writes PostgreSQL cancelled in
+    the trigger (the server's count: a signal that lands after its statement
+    ended cancels nothing and is not counted), ``signalled`` the signals sent
+    (every ``interval`` s, to each statement of ``role`` running for
+    ``min_age`` s or more). ``heal`` stops the session and drops the trigger,
+    winning within ``heal_timeout`` s; with ``once``, ``inject`` heals before
+    it returns.
     """
 
     dsn: str
     role: str
+    table: str = "users"
     once: bool = False
-    interval: float = 0.002
     timeout: float = 5.0
+    heal_timeout: float = HEAL_TIMEOUT
+    #: seconds each write of ``role`` to the table sleeps in the trigger: a statement that is surely running
+    sleep: float = 0.05
+    #: seconds between two rounds of signals, and the age a statement needs to be signalled (server clock)
+    interval: float = 0.01
+    min_age: float = 0.005
     cancelled: int = 0
+    signalled: int = 0
     active_since: float | None = None
     active_until: float | None = None
+    _changed: bool = field(default=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _error: str = field(default="", repr=False)
@@ -331,53 +373,147 @@ class StatementsCancelled(Fault):
     def target(self) -> str:
         return f"postgres (statements of {self.role})"
 
+    def residue(self) -> dict:
+        """What a run killed while this fault holds leaves in the database (see :mod:`support.faults.residues`)."""
+        return {"kind": "cancel", "database": database_identity(self.dsn), "table": self.table}
+
     def inject(self) -> None:
+        with admin_connection(self.dsn, self.timeout) as conn, conn.cursor() as cur:
+            self._refuse_unless_able(cur)
+            self._install(conn, cur)
         self._stop.clear()
         self._thread = threading.Thread(target=self._cancel, name="chaos-cancel", daemon=True)
         self._thread.start()
-        try:
-            wait_until(
-                lambda: self.cancelled > 0 or self._error,
-                self.timeout,
-                f"a running statement of {self.role} to cancel",
-                interval=0.005,
-            )
-        except WaitTimeout:
-            self._halt()
-            raise FaultHadNoEffect(
-                f"no statement of {self.role} ran within {self.timeout:g} s to cancel (is a load running?)"
-            ) from None
-        if self._error and not self.cancelled:
-            self._halt()
-            raise RuntimeError(f"the cancelling session failed: {self._error}")
+        await_first_effect(
+            "cancelling",
+            lambda: self.cancelled,
+            lambda: self._error,
+            self.timeout,
+            f"a write of {self.role} to the {self.table} table cancelled",
+            self._no_effect,
+        )
         self.active_since = time.monotonic()
         if self.once:
-            self._halt()
+            self.heal()
+
+    def _refuse_unless_able(self, cur) -> None:
+        """:class:`FaultUnavailable` (one line) unless the admin role can signal ``role`` and own the trigger."""
+        cur.execute(
+            "SELECT current_user, rolsuper, pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'),"
+            " (SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass(%s))"
+            " FROM pg_roles WHERE rolname = current_user",
+            (self.table,),
+        )
+        user, superuser, signals, owns = cur.fetchone()
+        where = database_identity(self.dsn)
+        if owns is None:
+            raise FaultUnavailable(f"there is no {self.table} table in {where} to cancel writes to: start the service")
+        if not superuser and not (signals and owns):
+            raise FaultUnavailable(
+                f"cancelling the statements of {self.role} needs a superuser (or a member of pg_signal_backend that"
+                f" owns the {self.table} table), and the suite's admin role {user} on {where} is neither:"
+                " give it SUPERUSER or leave this scenario out"
+            )
+
+    def _install(self, conn, cur) -> None:
+        ident, count = sql.Identifier(CANCEL_OBJECT), sql.Identifier(_CANCELLED)
+        function = sql.SQL("""
+            CREATE OR REPLACE FUNCTION public.{fn}() RETURNS trigger LANGUAGE plpgsql
+            SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+            BEGIN
+                IF session_user = {role} THEN
+                    BEGIN
+                        PERFORM pg_sleep({sleep});
+                    EXCEPTION WHEN query_canceled THEN
+                        PERFORM nextval('public.{seq}');  -- outlives the rollback: the fault's count
+                        RAISE;
+                    END;
+                END IF;
+                RETURN NULL;
+            END $$""").format(fn=ident, role=sql.Literal(self.role), sleep=sql.Literal(self.sleep), seq=count)
+        conn.autocommit = False  # one transaction: all of it takes effect, or none
+        self._changed = True  # before the statements: their answer may be lost after they took effect
+        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS public.{} (counts bigint)").format(ident))
+        cur.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS public.{} OWNED BY public.{}.counts").format(count, ident))
+        cur.execute(function)
+        cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(ident))
+        cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(self.table)))
+        cur.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH STATEMENT"
+                " EXECUTE FUNCTION public.{}()"
+            ).format(ident, sql.Identifier(self.table), ident)
+        )
+        conn.commit()
+
+    def _no_effect(self) -> str:
+        if self.signalled:
+            return (
+                f"{self.signalled} signal(s) sent to statements of {self.role} and none cancelled a write to the"
+                f" {self.table} table within {self.timeout:g} s (is a load writing to it?)"
+            )
+        return (
+            f"no statement of {self.role} ran within {self.timeout:g} s to cancel (is a load writing to the"
+            f" {self.table} table?)"
+        )
 
     def _cancel(self) -> None:
-        query = (
-            "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
-            " WHERE usename = %s AND state = 'active' AND pid <> pg_backend_pid()"
-        )
-        try:
-            with admin_connection(self.dsn) as conn, conn.cursor() as cur:
-                while not self._stop.is_set():
-                    cur.execute(query, (self.role,))
-                    self.cancelled += cur.fetchone()[0]
-                    if self.once and self.cancelled:
-                        return
-                    self._stop.wait(self.interval)
-        except psycopg2.Error as error:
-            if not self._stop.is_set():
-                self._error = " ".join(str(error).split())
+        """The fault's session: signal the statements of ``role`` running for ``min_age`` s, read the count."""
+        signal = sql.SQL(
+            "SELECT (SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+            " WHERE usename = %s AND state = 'active' AND pid <> pg_backend_pid() AND %s"
+            " AND query_start < clock_timestamp() - make_interval(secs => %s)),"
+            " (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.{})"
+        ).format(sql.Identifier(_CANCELLED))
+        # once: no second signal while the first may still be landing (its count comes within the sleep)
+        pending = self.sleep + 0.1
+        settings: dict[str, object] = {"statement_timeout": "5s", "lock_timeout": "3s"}
 
-    def _halt(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(5.0)
+        def cancel(conn, cur) -> None:
+            conn.autocommit = True  # a fresh pg_stat_activity for every round
+            last_signal = -pending
+            while not self._stop.is_set():
+                quiet = self.once and time.monotonic() - last_signal < pending
+                cur.execute(signal, (self.role, not quiet, self.min_age))
+                sent, counted = cur.fetchone()
+                self.signalled += sent
+                self.cancelled = max(self.cancelled, int(counted))
+                if sent:
+                    last_signal = time.monotonic()
+                if self.once and self.cancelled:
+                    return
+                self._stop.wait(self.interval)
+
+        self._error = session_loop(self.dsn, CANCEL_APPLICATION, settings, self._stop, cancel)
+
+    def _count(self) -> int:
+        """The writes cancelled in the trigger, on an admin connection of its own (0 when it cannot be read)."""
+        try:
+            with admin_connection(self.dsn, 5.0) as conn, conn.cursor() as cur:
+                cur.execute(
+                    sql.SQL("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public.{}").format(
+                        sql.Identifier(_CANCELLED)
+                    )
+                )
+                return int(cur.fetchone()[0])
+        except psycopg2.Error:
+            return 0
 
     def heal(self) -> None:
         self.mark_effect_over()
-        self._halt()
-        self.heal_note = f"{self.cancelled} statement(s) cancelled" if self.cancelled else ""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(10.0)
+        if not self._changed:
+            return
+        self.cancelled = max(self.cancelled, self._count())  # those after the session's last look
+        self.heal_note = "; ".join(
+            part
+            for part in (
+                f"{self.cancelled} statement(s) cancelled, {self.signalled} signal(s) sent",
+                terminated_note(drop_cancel_objects(self.dsn, self.table, self.heal_timeout)),
+            )
+            if part
+        )
+        self._changed = False

@@ -137,8 +137,9 @@ class FaultFactory:
         return RowsHeld(self.stack.admin_dsn, self.stack.workload.table)
 
     def cancel_statements(self, once: bool = False) -> StatementsCancelled:
-        """The API's running statements cancelled (``pg_cancel_backend``): all of them while held, or one."""
-        return StatementsCancelled(self.stack.admin_dsn, self._api_role(), once=once)
+        """The API's running statements cancelled (``pg_cancel_backend``): all of them while held, or one; its
+        writes to the workload's table sleep in a trigger of the fault's meanwhile, so there is one to cancel."""
+        return StatementsCancelled(self.stack.admin_dsn, self._api_role(), self.stack.workload.table, once=once)
 
     # -- a service's resources: CPU, memory, descriptors ---------------------------------------------
     def cpu_limit(self, service: str, percent: float) -> CpuLimit:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from support.faults.admin import admin_connection, database_identity
-from support.faults.concurrency import drop_cross_objects
+from support.faults.concurrency import drop_cancel_objects, drop_cross_objects
 from support.faults.database import DELAY_POLICY, ReadOnlyDatabase, SlowStatements
 from support.faults.kept_residues import heal_kept_residues
 from support.faults.serialization import drop_serial_objects, restore_isolation, server_isolation
@@ -47,7 +47,7 @@ def heal_residue(dsn: str, residue: dict) -> str:
     the middle of ``inject``): the read-only default is reset; the slowing
     policy and function are dropped and row security is switched off only if
     no other policy is left on the table; the deadlock trigger, its function
-    and side table are dropped; the serialization fault's isolation default is
+    and side table are dropped (so are the cancel fault's); the serialization fault's isolation default is
     reset only when it is ``serializable`` (the fault's value), and its trigger,
     function and side table are dropped; a service role left at ``CONNECTION
     LIMIT 0`` gets the default (-1) back.
@@ -81,6 +81,10 @@ def heal_residue(dsn: str, residue: dict) -> str:
         table = str(residue["table"])
         drop_cross_objects(dsn, table)
         return f"dropped the deadlock trigger from table {table}"
+    if kind == "cancel":
+        table = str(residue["table"])
+        drop_cancel_objects(dsn, table)
+        return f"dropped the cancel trigger from table {table}"
     if kind == "serialization":
         table = str(residue["table"])
         if "was" in residue:
