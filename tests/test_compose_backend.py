@@ -100,10 +100,26 @@ def test_a_ready_check_of_an_unknown_kind_is_refused(tmp_path):
         load_compose_project(path, {})
 
 
+@pytest.mark.parametrize(
+    "service_options", ["{ port: 8000, protocol: grpc }", "{ protocol: http }", "{ kind: postgres, protocol: http }"]
+)
+def test_a_protocol_other_than_tcp_or_http_or_http_on_a_service_without_a_port_or_on_postgres_is_refused(
+    tmp_path, service_options
+):
+    path = _write(
+        tmp_path,
+        "services:\n  api:\n    image: x\n    network_mode: host\n"
+        f"x-chaos:\n  target: api\n  services:\n    api: {service_options}\n",
+    )
+    with pytest.raises(StackFileError, match=r'x-chaos.services.api.protocol=\'\w+\': "tcp" \(the default\) or "http"'):
+        load_compose_project(path, {})
+
+
 def test_the_reference_compose_file_describes_the_reference_stack():
     project = load_compose_project(REFERENCE, {})
     assert project.target == "api" and project.start_order == ("postgres", "api")
     assert project.links == {("api", "postgres"): "DATABASE_URL"}
+    assert {s.protocol for s in project.services.values()} == {"tcp"}  # no protocol: plain TCP links
     assert project.database().postgres.app_user == "app" and project.database().postgres.database == "users"
     assert project.services["api"].port != project.services["postgres"].port
 

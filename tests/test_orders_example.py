@@ -9,8 +9,11 @@ and environment.py by walking up from the features' folder). On the Docker backe
 Docker daemon) the same runs go through ``docker.toml`` and ``variants/docker_*.toml``: that backend runs
 no ``before_start`` yet, so the API's container command runs the migrations first. Through the real Docker
 Compose they go through ``compose.yaml``, and a variant is that file with the worker's command changed.
-The payments feature (``@payments``: HTTP faults on the api -> payments link) runs on the process and Docker
-backends, and fails against API variants (``variants/<name>.toml``) that lack the caller's protections.
+The payments feature (``@payments``: HTTP faults on the api -> payments link, which every backend frames as
+HTTP because payments says ``protocol = "http"``, in compose.yaml ``protocol: http``) runs on all three
+backends, and fails against API variants (``variants/<name>.toml``; on Compose that file with the API's
+command given ``--variant``) that lack the caller's protections: all three on the process backend, one on
+Docker and on Compose (the same API code; what those runs add is the link, which the first variant shows).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pytest
 from docker_engine import require_docker
 from suite_runner import REPO, leftovers, run_behave
 
+from support.backends.compose.project import load_compose_project
 from support.checks import processing
 from support.checks.verdict import CheckFailed
 from support.load.history import FAIL, OK, Request
@@ -117,9 +121,10 @@ def backend(request):
 
 
 @contextmanager
-def stack_options(backend: str, variant: str = "") -> Iterator[list[str]]:
-    """The behave options that run the example (or a variant) on ``backend``; a compose variant's file is
-    written next to compose.yaml (its bind mount is relative to the file) and removed afterwards."""
+def stack_options(backend: str, variant: str = "", service: str = "worker") -> Iterator[list[str]]:
+    """The behave options that run the example (or a variant of ``service``, the worker or the api) on
+    ``backend``; a compose variant's file is written next to compose.yaml (its bind mount is relative to
+    the file) and removed afterwards."""
     if backend == "process":
         yield ["-D", f"stack_file={EXAMPLE / 'variants' / f'{variant}.toml' if variant else EXAMPLE / 'stack.toml'}"]
     elif backend == "docker":
@@ -129,10 +134,16 @@ def stack_options(backend: str, variant: str = "") -> Iterator[list[str]]:
         yield ["-D", f"stack_file={EXAMPLE / 'compose.yaml'}"]
     else:
         path = EXAMPLE / f".compose-test-{variant}-{os.getpid()}.yaml"
-        worker = 'command: ["python", "worker.py"]'
+        command = {
+            "worker": (
+                'command: ["python", "worker.py"]',
+                f'command: ["python", "worker.py", "--variant", "{variant}"]',
+            ),
+            "api": ("exec python api.py --host", f"exec python api.py --variant {variant} --host"),
+        }[service]
         text = (EXAMPLE / "compose.yaml").read_text()
-        assert text.count(worker) == 1
-        path.write_text(text.replace(worker, f'command: ["python", "worker.py", "--variant", "{variant}"]'))
+        assert text.count(command[0]) == 1
+        path.write_text(text.replace(*command))
         try:
             yield ["-D", f"stack_file={path}"]
         finally:
@@ -191,11 +202,19 @@ def test_a_link_to_a_service_with_protocol_http_frames_requests_and_others_stay_
         load_stack_file(table)
 
 
-@pytest.mark.parametrize("payments_backend", ["process", "docker"])
-def test_the_example_passes_its_payments_feature(tmp_path, payments_backend):
-    if payments_backend == "docker":
-        require_docker()
-    with stack_options(payments_backend) as options:
+def test_the_compose_file_frames_the_payments_link_as_http_and_the_others_stay_tcp():
+    project = load_compose_project(EXAMPLE / "compose.yaml", {})
+    assert {name: s.protocol for name, s in project.services.items()} == {
+        "postgres": "tcp",
+        "payments": "http",
+        "api": "tcp",
+        "worker": "tcp",
+    }
+    assert ("api", "payments") in project.links
+
+
+def test_the_example_passes_its_payments_feature(tmp_path, backend):
+    with stack_options(backend) as options:
         run = run_behave(tmp_path / "work", *options, "--tags=@payments", PAYMENTS_FEATURE)
     assert run.returncode == 0, run.output[-6000:]
     assert "\n3 scenarios passed, 0 failed" in run.output, run.output[-3000:]
@@ -204,9 +223,15 @@ def test_the_example_passes_its_payments_feature(tmp_path, payments_backend):
     assert leftovers(run) == []
 
 
-@pytest.mark.parametrize("variant", PAYMENT_VARIANTS, ids=str)
-def test_the_payments_feature_fails_against_an_api_lacking_the_protection(tmp_path, variant):
-    with stack_options("process", variant.name) as options:
+@pytest.mark.parametrize(
+    "variant, payments_backend",
+    [(v, "process") for v in PAYMENT_VARIANTS] + [(PAYMENT_VARIANTS[0], "docker"), (PAYMENT_VARIANTS[0], "compose")],
+    ids=lambda v: str(v),
+)
+def test_the_payments_feature_fails_against_an_api_lacking_the_protection(tmp_path, variant, payments_backend):
+    if payments_backend != "process":
+        require_docker()
+    with stack_options(payments_backend, variant.name, service="api") as options:
         run = run_behave(
             tmp_path / "work", *options, "--tags=@payments", "-n", f"^{re.escape(variant.scenario)}$", PAYMENTS_FEATURE
         )

@@ -4,7 +4,8 @@ Per run: a project name of its own (``chaos-suite-<run>``); an override file the
 suite writes next to the run (labels of the run on every container and named
 volume, so a killed run's project is removed by the next run's sweep and by the
 reaper, see :mod:`support.backends.docker.labels`; and each linked variable
-pointed at the fault proxy's listener for that edge); ``up --wait`` (the compose
+pointed at the fault proxy's listener for that edge, an HTTP link when the used service
+says ``protocol: http`` in x-chaos); ``up --wait`` (the compose
 file's own health checks), then the suite's own readiness check per service;
 faults act on the project's containers through the Docker SDK (found by the
 ``com.docker.compose.project`` label) with the Docker backend's
@@ -196,7 +197,9 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         proxied: dict[tuple[str, str], Address] = {}
         links = {}
         for user, used in project.links:
-            link = start_link(run_dir, used, Address(LOOPBACK, project.services[used].port))
+            link = start_link(
+                run_dir, used, Address(LOOPBACK, project.services[used].port), protocol=project.services[used].protocol
+            )
             made.callback(link.close)
             links[(user, used)] = link
             proxied[(user, used)] = link.address

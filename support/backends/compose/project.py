@@ -15,6 +15,7 @@ with ``file = "..."``; its keys win) says::
         api: { port: "${API_PORT}" }
         postgres: { kind: postgres, port: "${PG_PORT}" }   # superuser from its POSTGRES_USER/POSTGRES_PASSWORD
         worker: { ready: { sql: "SELECT 1 FROM jobs" } } # or http: /path (2xx), tcp: true; besides Compose's
+        payments: { port: "${PAY_PORT}", protocol: http } # HTTP/1.1: links to it framed per request (HTTP faults)
       links:                      # the variable of a service that carries its connection to another:
         api: { DATABASE_URL: postgres }   # the suite points it at the fault proxy's listener for that edge
       workload: { ... }           # as [workload] of a stack file; the reference users workload by default
@@ -55,7 +56,7 @@ __all__ = ["ComposeProject", "ComposeService", "PostgresInfo", "compose_file_of"
 
 _COMPOSE_SUFFIXES = (".yaml", ".yml", ".json")
 _XCHAOS_KEYS = {"target", "health", "generate", "suite_images", "services", "links", "workload"}
-_SERVICE_KEYS = {"kind", "port", "ready", "user", "password", "database", "app_user", "app_password"}
+_SERVICE_KEYS = {"kind", "port", "ready", "protocol", "user", "password", "database", "app_user", "app_password"}
 _READY_KINDS = ("http", "tcp", "sql")
 
 
@@ -82,6 +83,8 @@ class ComposeService:
     postgres: PostgresInfo | None = None
     #: x-chaos ``ready``: (``http``, path answering 2xx) | (``tcp``, "") | (``sql``, query on the database); () none
     ready: tuple[()] | tuple[str, str] = ()
+    #: x-chaos ``protocol``: what the links to it carry, ``tcp`` (bytes) or ``http`` (requests framed, HTTP faults)
+    protocol: str = "tcp"
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,14 @@ def _project(
             raise _fail(file, f"x-chaos.services.{name}.kind={kind!r}: use command (the default) or postgres")
         urls = [services[a]["environment"][v] for (a, b), v in links.items() if b == name and a == target]
         port = _port(file, name, options.get("port"), config_of)
+        protocol = options.get("protocol", "tcp")
+        if protocol not in ("tcp", "http") or (protocol == "http" and (kind != "command" or not port)):
+            raise _fail(
+                file,
+                f'x-chaos.services.{name}.protocol={protocol!r}: "tcp" (the default) or "http" (a command service '
+                "with a port that speaks HTTP/1.1: the links to it are framed per request, so the HTTP faults act "
+                "on them)",
+            )
         described[name] = ComposeService(
             name,
             port,
@@ -326,6 +337,7 @@ def _project(
             service_env,
             _postgres(file, name, options, service_env, urls) if kind == "postgres" else None,
             _ready(file, name, options.get("ready"), port),
+            str(protocol),
         )
     if not described[target].port:
         raise _fail(
