@@ -563,11 +563,21 @@ class Variant:
 
 VARIANTS = [
     Variant("cpu_heavy", "cpu", "CPU quota", r"\d+ requests? took longer than 4 s"),
+    Variant(  # at nice 19 beside the hog: 25-42 of 60 requests over 1 s, the slowest 2.1-2.8 s (reference: 0.04-0.12 s)
+        "low_priority",
+        "cpu",
+        "CPU hog",
+        r"\d+ of the \d+ requests started while the fault lasted .* took longer than 1 s",
+    ),
     Variant("leaky_cache", "memory", "with headroom", r"the error rate was [\d.]+%, not below 1%"),
     Variant(
         "status_500", "disk", "disk space", r"failed requests? not answered with 503: \d+ with another status \(500 x"
     ),
 ]
+
+
+#: how a run that failed before its fault ends: the API served nothing of the load's baseline
+BASELINE_STARVED = "baseline, before any fault"
 
 
 @needs_root
@@ -593,16 +603,13 @@ def test_on_docker_the_disk_scenario_fails_against_a_variant_lacking_its_protect
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_each_resource_scenario_fails_against_a_variant_lacking_its_protection(tmp_path, variant):
     stack = BROKEN / f"{variant.name}.toml"
-    run = run_behave(
-        tmp_path,
-        "-D",
-        f"stack_file={stack}",
-        "-D",
-        "pg_disk_mb=256",
-        "-n",
-        variant.scenario,
-        f"{RESOURCES}/{variant.feature}.feature",
-    )
+    args = ("-D", f"stack_file={stack}", "-D", "pg_disk_mb=256", "-n", variant.scenario)
+    run = run_behave(tmp_path, *args, f"{RESOURCES}/{variant.feature}.feature")
+    if BASELINE_STARVED in run.output:
+        # the fault never ran, so nothing was judged: low_priority, at the lowest CPU weight, is starved by any
+        # process busy on both CPUs, and another test run on the machine is one (once in 9 runs here, load
+        # average 9 from other runs; pytest alone runs one test at a time); once more, as a quieter moment
+        run = run_behave(tmp_path, *args, f"{RESOURCES}/{variant.feature}.feature")
     assert run.returncode == 1, run.output[-4000:]
     assert "1 scenario passed" not in run.output
     assert re.search(variant.message, run.output), run.output[-4000:]

@@ -4,6 +4,15 @@ The hog runs on the machine the service runs on (on Docker too: a container
 shares the host's CPUs), with two workers per CPU at the normal priority, in a
 session of its own and marked with the run (``CHAOS_SUITE_RUN``), so that the
 reaper kills it if the suite dies. It also ends by itself after ``max_seconds``.
+
+What it takes from the service depends on the service's CPU weight, not on the
+hog's worker count: where the kernel schedules each session as one group
+(``CONFIG_SCHED_AUTOGROUP``, on here) and on Docker (each container its own
+cgroup), the hog's workers share one group's weight, so a service at the normal
+weight keeps its fair part of the CPUs beside them (the reference API's slowest
+request beside the hog: 40-115 ms here, and a variant costing 30 ms of CPU per
+write kept up too); a service at the lowest weight (its group at nice 19) gets
+almost nothing (``tests/broken_apis/low_priority``: its requests waited up to 2.8 s).
 """
 
 from __future__ import annotations
