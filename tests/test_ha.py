@@ -77,9 +77,11 @@ def test_the_ha_stack_file_and_its_variants_load(tmp_path):
         load_stack_file(bad)
 
 
-def test_the_docker_backend_refuses_the_ha_stack_in_one_line():
-    with pytest.raises(StackFileError, match=r'kind = "patroni"\) runs on the process backend only'):
-        check_docker_shape(load_stack_file(REPO / "stack" / "ha" / "stack.toml"))
+def test_the_docker_backend_runs_the_ha_stack_on_the_host_network_only():
+    stack = load_stack_file(REPO / "stack" / "ha" / "stack.toml")
+    check_docker_shape(stack, "host")
+    with pytest.raises(StackFileError, match=r'kind = "patroni"\) runs on Docker with docker_network=host only'):
+        check_docker_shape(stack, "bridge")
 
 
 @needs_tools

@@ -45,6 +45,27 @@ def _crash(service: Service) -> None:
         service.stop(0.0)
 
 
+def _signal_server(service: Service, pid: int, sig: int) -> None:
+    """``sig`` to process ``pid`` of node ``service``'s PostgreSQL, the PID as PostgreSQL reports it
+    (``pg_stat_activity``, ``pg_stat_replication``): the node maps it to a process it can signal (a container's
+    PIDs are its namespace's). A node that does not say how runs on this host: ``os.kill``. Raises
+    ProcessLookupError when the process is gone."""
+    signal_server = getattr(service, "signal_server_process", None)
+    if signal_server is not None:
+        signal_server(pid, sig)
+    else:
+        os.kill(pid, sig)
+
+
+def _thaw(service: Service, pids: list[int]) -> None:
+    """SIGCONT to each of ``pids`` of ``service``'s PostgreSQL; those gone (their node died) need none."""
+    for pid in pids:
+        try:
+            _signal_server(service, pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class _RoleNode(Fault):
     """A fault on the node holding ``role`` (``primary`` or ``replica``, the first replica), resolved when injected:
@@ -142,10 +163,12 @@ class ReplayPaused(Fault):
 
     controller: ClusterController
     timeout: float
+    services: dict[str, Service]
     name: str = "replication lag"
     replicas: list[str] = field(default_factory=list)
     primary_before: str = ""
-    frozen: list[int] = field(default_factory=list)
+    #: the frozen startup process of each replica, by node (its PID as PostgreSQL reports it)
+    frozen: dict[str, int] = field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -161,16 +184,13 @@ class ReplayPaused(Fault):
                 row = cur.fetchone()
             if row is None:
                 raise FaultHadNoEffect(f"{name} replays no WAL (it has no startup process): it is not a replica")
-            self.frozen.append(int(row[0]))
-            os.kill(int(row[0]), signal.SIGSTOP)
+            self.frozen[name] = int(row[0])
+            _signal_server(self.services[name], int(row[0]), signal.SIGSTOP)
 
     def heal(self) -> None:
         self.mark_effect_over()
-        for pid in self.frozen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+        for name, pid in self.frozen.items():
+            _thaw(self.services[name], [pid])
 
 
 @dataclass
@@ -260,22 +280,15 @@ class KillBehindReplicas(_OnPrimary):
             raise FaultHadNoEffect(f"{self.node} sends WAL to no replica: nothing to fall behind")
         try:
             for pid in self.frozen:
-                os.kill(pid, signal.SIGSTOP)
+                _signal_server(self.services[self.node], pid, signal.SIGSTOP)
             time.sleep(self.behind)  # the replicas falling behind is the fault itself, not a synchronisation
             _crash(self.services[self.node])
         finally:
-            self._thaw()
-
-    def _thaw(self) -> None:
-        for pid in self.frozen:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+            _thaw(self.services[self.node], self.frozen)
 
     def heal(self) -> None:
-        self._thaw()
         if self.node:
+            _thaw(self.services[self.node], self.frozen)
             self.services[self.node].start(self.timeout)
 
 
@@ -297,7 +310,7 @@ class PrimaryCutOff(_OnPrimary):
         if not self.cut:
             raise FaultHadNoEffect(
                 f"{self.node} has no proxied link to cut: the replicated database's links go through the fault "
-                "proxy on the process backend only"
+                "proxy (on the process backend, and on Docker with docker_network=host)"
             )
         for link in self.cut:
             link.client.set_enabled(link.name, False)

@@ -89,7 +89,7 @@ class ClusterScenario:
 
     def replay_paused(self) -> ReplayPaused:
         """WAL replay paused on every replica."""
-        return self._made(ReplayPaused(self.controller, self.settings.start_timeout))
+        return self._made(ReplayPaused(self.controller, self.settings.start_timeout, self.stack.services))
 
     def etcd_quorum_lost(self) -> EtcdQuorumLost:
         """A majority of etcd's members frozen."""

@@ -14,6 +14,11 @@ inside the container to every process but tini (``kill -1``), tini exits with
 the service, and the engine restarts the container. (``docker kill`` would
 not do: the engine treats it as a manual stop and cancels the policy.)
 
+A stack with a replicated database (``kind = "patroni"``, host network only) runs
+every member of the database and every command service as a container of the
+HA image (:mod:`~support.backends.docker.replicated`), with the same links as
+on the process backend.
+
 Here, :func:`start_docker_stack` puts a run's stack together; the containers'
 specs are in :mod:`~support.backends.docker.specs`, their controllers in
 :mod:`~support.backends.docker.containers`, the command services beside the
@@ -29,22 +34,23 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from support.backends.docker.commands import CommandContainer, command_image, docker_values, free_ports
 from support.backends.docker.containers import ApiContainer, PostgresContainer
 from support.backends.docker.disk import mount_data_disk
 from support.backends.docker.engine import docker_client
-from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_image, service_image_spec
-from support.backends.docker.labels import KEEP_LABEL, remove_leftovers, run_labels
+from support.backends.docker.images import IMAGE_SPECS, BuiltImage, ensure_ha_image, ensure_image, service_image_spec
+from support.backends.docker.labels import KEEP_LABEL, RemovedResources, remove_leftovers, run_labels
+from support.backends.docker.replicated import BalancerContainer, make_replicated_containers
 from support.backends.docker.specs import BRIDGE_PORTS, SUITE_MOUNT, api_spec, in_mount, postgres_spec
 from support.backends.faketime import preload_container
-from support.backends.process.backend import connection_values, service_values
+from support.backends.process.backend import _create_databases, connection_values, service_values
 from support.backends.reaper import describe_removed
 from support.core.config import Settings
 from support.core.mounts import unmount
 from support.core.ports import LOOPBACK
-from support.proxy.link import start_link
+from support.proxy.link import Link, start_link
 from support.stack.database import connect
 from support.stack.service_tables import StackFileError
 from support.stack.services import Address
@@ -68,6 +74,8 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     """
     definition = stack_definition(settings)
     check_docker_shape(definition, settings.docker_network)
+    if definition.database_service.kind == "patroni":
+        return _start_replicated_stack(settings, run_dir, definition)
     extras = [
         name for name in definition.start_order if name not in (definition.target, definition.database_service.name)
     ]
@@ -200,20 +208,7 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             timings[f"{name}_start_s"] = time.monotonic() - step
         versions = _versions(client, postgres, images, settings)
         timings["total_s"] = time.monotonic() - started
-        (run_dir / "docker.json").write_text(
-            json.dumps(
-                {
-                    "network": settings.docker_network,
-                    "images": {k: v.tag for k, v in images.items()},
-                    "built": [k for k, v in images.items() if v.built],
-                    "containers": {name: service.container_name for name, service in services.items()},
-                    "volume": data,
-                    "leftovers_removed": swept.containers + swept.volumes + swept.networks,
-                    "timings": {k: round(v, 3) for k, v in timings.items()},
-                },
-                indent=2,
-            )
-        )
+        _write_docker_json(run_dir, settings.docker_network, images, services, data, swept, timings)
         stack = Stack(
             backend="docker",
             services=services,
@@ -232,21 +227,166 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
     return stack
 
 
+def _write_docker_json(
+    run_dir: Path,
+    network: str,
+    images: dict[str, BuiltImage],
+    services: dict[str, Any],
+    volume: str,
+    swept: RemovedResources,
+    timings: dict[str, float],
+) -> None:
+    """What the run made on the engine and how long each part took (s), in the run's ``docker.json``."""
+    (run_dir / "docker.json").write_text(
+        json.dumps(
+            {
+                "network": network,
+                "images": {k: v.tag for k, v in images.items()},
+                "built": [k for k, v in images.items() if v.built],
+                "containers": {name: service.container_name for name, service in services.items()},
+                "volume": volume,
+                "leftovers_removed": swept.containers + swept.volumes + swept.networks,
+                "timings": {k: round(v, 3) for k, v in timings.items()},
+            },
+            indent=2,
+        )
+    )
+
+
+def _start_replicated_stack(settings: Settings, run_dir: Path, definition: StackDefinition) -> Stack:
+    """A stack with a replicated database (``kind = "patroni"``) as containers of the HA image, host network only:
+    the database's members (:mod:`~support.backends.docker.replicated`), then every command service (in its own
+    image, else the HA image, which has the reference API's Python and HAProxy), each ``uses`` edge through a
+    fault proxy as on the process backend; the databases made through the database's HAProxy."""
+    client = docker_client()
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    with Cleanup() as made:
+        made.callback(client.close)  # pushed first, so it goes last
+        swept = remove_leftovers(client)
+        _report_leftovers(swept)
+        images = ensure_ha_image(client, settings.docker_base_image, run_dir)
+        timings.update({f"image_{name}_s": image.seconds for name, image in images.items()})
+        run_id = run_dir.name
+        labels = run_labels(run_id)
+        admin_password = secrets.token_urlsafe(18)
+        passwords = {db.user: secrets.token_urlsafe(18) for s in definition.services.values() for db in s.databases}
+        services: dict[str, Any] = {}
+        members: dict[str, tuple[str, ...]] = {}  # a replicated database's members, in start order
+        balancers: dict[str, BalancerContainer] = {}
+        replicated = {}
+        cluster_links: dict[tuple[str, str], Link] = {}
+        ports: dict[str, int] = {}
+        commands = [name for name, service in definition.services.items() if service.kind == "command"]
+        command_ports = dict(zip(commands, free_ports(len(commands)), strict=True))
+        for name, service in definition.services.items():
+            if service.kind != "patroni":
+                continue
+            cluster = make_replicated_containers(
+                client, images["ha"].id, run_id, labels, service, run_dir, admin_password
+            )
+            made.callback(cluster.plan.proxy.stop)  # pushed first, so closed last: the nodes still reach etcd
+            for member in cluster.members.values():
+                made.callback(member.close)
+            services.update(cluster.members)
+            members[name] = tuple(cluster.members)
+            balancers[name] = cluster.balancer
+            replicated[name] = cluster.database
+            cluster_links.update(cluster.plan.links)
+            ports[name] = cluster.balancer.write_port
+        links: dict[tuple[str, str], Link] = {}
+        for client_name, server in definition.links:
+            port = ports.get(server) or command_ports[server]
+            links[(client_name, server)] = link = start_link(
+                run_dir, server, Address(LOOPBACK, port), protocol=definition.services[server].protocol
+            )
+            made.callback(link.close)
+        link_ports = {edge: link.address.port for edge, link in links.items()}
+        links.update(cluster_links)
+        for name in commands:
+            service = definition.services[name]
+            own = service.docker_build is not None or service.docker_image
+            image = command_image(client, service, settings.docker_base_image, run_dir, images) if own else ""
+            host_values = service_values(definition, name, link_ports, passwords)
+            used = [balancers[u] for u in service.uses if u in balancers]
+            first = definition.services[service.uses[0]].databases[0] if used else None
+            services[name] = CommandContainer(
+                client,
+                run_id,
+                labels,
+                image or images["ha"].id,
+                command_ports[name],
+                service,
+                docker_values(definition, service, host_values),
+                host_values,
+                used[0].dsn(first.name, first.user, passwords[first.user]) if used and first else "",
+            )
+            made.callback(services[name].close)
+            preload_container(services[name], run_dir, settings.clock_faults)
+        start_order = tuple(m for name in definition.start_order for m in members.get(name, (name,)))
+        for name in start_order:
+            step = time.monotonic()
+            services[name].start(settings.start_timeout)
+            timings[f"{name}_start_s"] = time.monotonic() - step
+            if name in balancers:  # it needs only the balancer's dsn()
+                _create_databases(
+                    cast(Any, balancers[name]), definition.services[name].databases, passwords, settings.start_timeout
+                )
+        for name in balancers:
+            services[name] = balancers[name]
+        database = balancers[definition.database_service.name]
+        db, role = definition.database_name, definition.database_user
+        with connect(database.dsn(), 5.0) as conn, conn.cursor() as cur:
+            cur.execute("SHOW server_version")
+            server_version = cur.fetchone()[0]
+        timings["total_s"] = time.monotonic() - started
+        _write_docker_json(run_dir, settings.docker_network, images, services, "", swept, timings)
+        stack = Stack(
+            backend="docker",
+            services=services,
+            api_url=services[definition.target].url,
+            links=links,
+            workload=definition.workload,
+            health_path=definition.api.health_path,
+            start_order=start_order,
+            target=definition.target,
+            replicated=replicated,
+            admin_dsn=database.dsn(db),
+            app_dsn=database.dsn(db, role, passwords[role]),
+            versions={
+                "postgres": server_version,
+                "docker_engine": client.version().get("Version", "unknown"),
+                "ha_image": images["ha"].tag,
+                "docker_network": settings.docker_network,
+            },
+            secrets=(admin_password, *passwords.values()),
+            cleanup=made.pop_all(),
+        )
+    return stack
+
+
 def check_docker_shape(definition: StackDefinition, network: str = "host") -> None:
-    """Refuse, in one line, a stack the Docker backend cannot run yet: one postgres with one database, command
-    services beside the target only on the host network (where the fault proxy can stand on each link), and no
-    ``before_start`` (those run on the process backend)."""
+    """Refuse, in one line, a stack the Docker backend cannot run yet: one postgres with one database (or one
+    replicated database, ``kind = "patroni"``, alone and on the host network only), command services beside the
+    target only on the host network (where the fault proxy can stand on each link), and no ``before_start``
+    (those run on the process backend)."""
     wanted = {definition.target, definition.database_service.name}
     extra = [name for name in definition.services if name not in wanted]
     postgres = [s for s in definition.services.values() if s.kind == "postgres"]
     fix = "run this stack with -D backend=process"
     replicated = [s.name for s in definition.services.values() if s.kind == "patroni"]
-    if replicated:
+    if replicated and network != "host":
         raise StackFileError(
             f'{definition.path}: [services.{replicated[0]}] a replicated database (kind = "patroni") runs on '
-            f"the process backend only, for now; {fix}"
+            f"Docker with docker_network=host only (its links go through the fault proxy on 127.0.0.1); use "
+            f"docker_network=host, or {fix}"
         )
-    if len(postgres) > 1 or len(postgres[0].databases) > 1:
+    if replicated and (len(replicated) > 1 or postgres):
+        raise StackFileError(
+            f"{definition.path}: [services.{(postgres[0].name if postgres else replicated[1])}] the Docker backend "
+            f'runs one replicated database (kind = "patroni") and no other postgres beside it; {fix}'
+        )
+    if not replicated and (len(postgres) > 1 or len(postgres[0].databases) > 1):
         raise StackFileError(
             f"{definition.path}: [services.{postgres[-1].name}] the Docker backend runs one "
             f"postgres with one database; {fix}"

@@ -201,6 +201,20 @@ class ContainerService:
         if result.exit_code not in (0, None) and result.exit_code < 128:
             raise ServiceError(f"could not signal {self.name}: {result.output.decode(errors='replace').strip()}")
 
+    def crash(self) -> None:
+        """SIGKILL every process of the container at once and keep it down until :meth:`start` (a host that died):
+        ``docker kill``, which the engine counts as a manual stop, so the restart policy does not bring it back."""
+        import docker.errors
+
+        container = self._inspect()
+        if container is None or container.status not in ("running", "paused", "restarting"):
+            return
+        try:
+            container.kill()
+        except docker.errors.APIError as error:
+            if self.status() in ("running", "paused"):
+                raise ServiceError(f"could not kill {self.name}: {error.explanation or error}") from None
+
     def restart(self, mode: str = "fast", timeout: float = 30.0) -> None:
         """Stop (PostgreSQL: the shutdown ``mode``; others: :meth:`stop`) and start; return once ready."""
         deadline = Deadline(timeout)

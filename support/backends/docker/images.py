@@ -35,6 +35,7 @@ __all__ = [
     "ensure_image",
     "base_image_id",
     "service_image_spec",
+    "ensure_ha_image",
 ]
 
 STACK_DIR = REPO_ROOT / "stack"
@@ -59,6 +60,8 @@ class ImageSpec:
 IMAGE_SPECS = {
     "postgres": ImageSpec("postgres", "docker/postgres.Dockerfile", ("docker/postgres-entrypoint.sh",)),
     "api": ImageSpec("api", "docker/api.Dockerfile", ("api/requirements.txt", "api/users_api")),
+    # built on the api image (ensure_ha_image), and only when a replicated stack runs on Docker
+    "ha": ImageSpec("ha", "docker/ha.Dockerfile", ("docker/ha-entrypoint.sh",)),
 }
 
 
@@ -196,6 +199,15 @@ def ensure_image(
     return BuiltImage(image.id, tag, True, time.monotonic() - started)
 
 
+def ensure_ha_image(client: DockerClient, base: str, log_dir: Path) -> dict[str, BuiltImage]:
+    """The replicated stack's image (Patroni, PostgreSQL, etcd, HAProxy) on the reference API's image, both built
+    on ``base`` when their inputs changed; returned as ``{"api": ..., "ha": ...}``, build logs in ``log_dir``."""
+    api = ensure_image(client, IMAGE_SPECS["api"], base, log_dir / "docker-build-api.log")
+    # the api image's tag names exactly this build (its digest), so the ha image's digest follows it
+    ha = ensure_image(client, IMAGE_SPECS["ha"], api.tag, log_dir / "docker-build-ha.log")
+    return {"api": api, "ha": ha}
+
+
 def _write(path: Path | None, lines: list[str]) -> None:
     if path is not None:
         path.write_text("".join(lines))
@@ -224,7 +236,7 @@ def main() -> int:
     base = os.environ.get("CHAOS_DOCKER_BASE_IMAGE") or "debian:bookworm-slim"
     try:
         client = docker_client(timeout=1800)
-        for spec in IMAGE_SPECS.values():
+        for spec in (IMAGE_SPECS["postgres"], IMAGE_SPECS["api"]):  # ha: built by the first HA run
             image = ensure_image(client, spec, base)
             print(f"docker-images: {image.tag} {'built' if image.built else 'reused'} in {image.seconds:.1f} s")
     except ServiceError as error:

@@ -52,6 +52,8 @@ class ContainerSpec:
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     working_dir: str | None = None
+    #: the user the command runs as (None: the image's ``USER``)
+    user: str | None = None
 
     def create_kwargs(self) -> dict[str, Any]:
         """The arguments for ``client.containers.create``."""
@@ -69,6 +71,8 @@ class ContainerSpec:
         )
         if self.working_dir:
             kwargs["working_dir"] = self.working_dir
+        if self.user:
+            kwargs["user"] = self.user
         if self.network is not None:
             kwargs.update(network=self.network, ports=self.ports, hostname=self.service)
         else:

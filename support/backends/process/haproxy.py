@@ -22,7 +22,7 @@ from support.core.run_dirs import child_env
 from support.stack.database import connect
 from support.stack.readiness import check_listener
 
-__all__ = ["DatabaseBalancer", "BalancedNode", "haproxy_binary", "haproxy_config"]
+__all__ = ["DatabaseBalancer", "BalancerFrontends", "BalancedNode", "haproxy_binary", "haproxy_config"]
 
 
 def haproxy_binary() -> str:
@@ -72,31 +72,30 @@ def haproxy_config(
     return "\n".join(lines) + "\n"
 
 
-class DatabaseBalancer(ProcessService):
-    """The HAProxy of a replicated database, named as the database service; ready once a primary answers through it.
+class BalancerFrontends:
+    """What the HAProxy of a replicated database offers, wherever it runs (a process, a container): its write
+    frontend (``write_port``: the current primary), its read frontend (``read_port``) and its stats (``stats_port``),
+    all on 127.0.0.1, and the superuser ``password`` of the nodes behind it."""
 
-    ``dsn()`` connects through the write frontend (always the current primary),
-    ``read_dsn()`` through the read frontend.
-    """
+    password: str
+    write_port: int
+    read_port: int
+    stats_port: int
 
-    def __init__(self, name: str, run_dir: Path, password: str, nodes: list[BalancedNode], check_interval: float):
+    def plan_frontends(self, password: str) -> None:
+        """Choose the three ports (free loopback ones) and keep ``password``."""
         self.password = password
-        self.read_port = free_port()
-        port = free_port()
-        config = run_dir / f"{name}-haproxy.cfg"
-        self.stats_port = free_port()
-        config.write_text(haproxy_config(port, self.read_port, nodes, check_interval, self.stats_port))
-        spec = ProcessSpec(
-            argv=[haproxy_binary(), "-db", "-f", str(config)],
-            env=child_env(run_dir),
-            cwd=run_dir,
-            log_path=run_dir / f"{name}.log",
-        )
-        super().__init__(name, port, SupervisedProcess(name, spec))
+        self.write_port, self.read_port, self.stats_port = free_port(), free_port(), free_port()
+
+    def config(self, nodes: list[BalancedNode], check_interval: float) -> str:
+        """HAProxy's configuration for these frontends over ``nodes`` (:func:`haproxy_config`)."""
+        return haproxy_config(self.write_port, self.read_port, nodes, check_interval, self.stats_port)
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
         """A libpq DSN through the write frontend (the current primary)."""
-        return f"host={LOOPBACK} port={self._port} dbname={dbname} user={user} password={password or self.password}"
+        return (
+            f"host={LOOPBACK} port={self.write_port} dbname={dbname} user={user} password={password or self.password}"
+        )
 
     def read_dsn(self, dbname: str = "postgres") -> str:
         """A superuser DSN through the read frontend (a replica)."""
@@ -116,10 +115,9 @@ class DatabaseBalancer(ProcessService):
                 up[row[0].removesuffix("_nodes")].append(row[1])
         return up
 
-    def is_ready(self) -> bool:
+    def routes_to_a_primary(self) -> bool:
         """One node up behind the write frontend (HAProxy starts with every server up until its first checks), and
-        it answers as a primary."""
-        check_listener(self._port, self.pid, self.name)
+        it answers as a primary: the balancer's readiness, once its listener is known to be its own."""
         if len(self.servers_up()["primary"]) != 1:
             return False
         with (
@@ -129,3 +127,24 @@ class DatabaseBalancer(ProcessService):
             cur.execute("SELECT NOT pg_is_in_recovery()")
             row = cur.fetchone()
         return bool(row and row[0])
+
+
+class DatabaseBalancer(BalancerFrontends, ProcessService):
+    """The HAProxy of a replicated database as a process, named as the database service; ready once a primary
+    answers through it."""
+
+    def __init__(self, name: str, run_dir: Path, password: str, nodes: list[BalancedNode], check_interval: float):
+        self.plan_frontends(password)
+        config = run_dir / f"{name}-haproxy.cfg"
+        config.write_text(self.config(nodes, check_interval))
+        spec = ProcessSpec(
+            argv=[haproxy_binary(), "-db", "-f", str(config)],
+            env=child_env(run_dir),
+            cwd=run_dir,
+            log_path=run_dir / f"{name}.log",
+        )
+        super().__init__(name, self.write_port, SupervisedProcess(name, spec))
+
+    def is_ready(self) -> bool:
+        check_listener(self._port, self.pid, self.name)
+        return self.routes_to_a_primary()

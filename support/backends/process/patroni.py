@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from support.backends.process.etcd import EtcdMember, etcd_cluster
+from support.backends.process.etcd import EtcdMember, EtcdPlan, etcd_plans
 from support.backends.process.haproxy import BalancedNode, DatabaseBalancer
 from support.backends.process.pg_binaries import PgBinaries, RunAs
 from support.backends.process.service import ProcessService
@@ -48,7 +48,20 @@ from support.stack.readiness import check_listener
 from support.stack.replicated import ReplicatedDatabase, ReplicatedNode, ReplicationOptions
 from support.stack.services import Address, ServiceError
 
-__all__ = ["PatroniNode", "NodeLinks", "ReplicatedProcesses", "make_replicated", "cluster_links", "patroni_binary"]
+__all__ = [
+    "PatroniNode",
+    "NodeLinks",
+    "Credentials",
+    "ReplicatedPlan",
+    "ReplicatedProcesses",
+    "make_replicated",
+    "plan_replicated",
+    "describe_replicated",
+    "patroni_config",
+    "node_dsn",
+    "cluster_links",
+    "patroni_binary",
+]
 
 
 def patroni_binary() -> str:
@@ -70,10 +83,83 @@ class NodeLinks:
 
 
 @dataclass(frozen=True)
-class _Credentials:
+class Credentials:
+    """The cluster's PostgreSQL passwords: the superuser's (the suite's admin password), replication's, rewind's."""
+
     superuser: str
     replication: str
     rewind: str
+
+    @classmethod
+    def new(cls, superuser: str) -> Credentials:
+        return cls(superuser, secrets.token_urlsafe(18), secrets.token_urlsafe(18))
+
+
+def patroni_config(
+    name: str,
+    scope: str,
+    links: NodeLinks,
+    options: ReplicationOptions,
+    credentials: Credentials,
+    data_dir: str,
+    bin_dir: str,
+    pgpass: str,
+) -> dict:
+    """Node ``name``'s Patroni configuration (a dict; as JSON it is YAML), wherever the node runs: its PostgreSQL
+    keeps its data in ``data_dir``, runs the binaries of ``bin_dir``, and Patroni writes ``pgpass`` for it."""
+    return {
+        "scope": scope,
+        "namespace": "/chaos-suite/",
+        "name": name,
+        "restapi": {"listen": f"{LOOPBACK}:{links.rest_port}", "connect_address": links.rest_connect},
+        # use_proxies: the hosts are the whole list (no discovery of the members' own URLs, past the proxy)
+        "etcd3": {"hosts": list(links.etcd_hosts), "use_proxies": True},
+        "bootstrap": {
+            "dcs": {
+                "ttl": options.ttl,
+                "loop_wait": options.loop_wait,
+                "retry_timeout": options.retry_timeout,
+                "maximum_lag_on_failover": 1048576,
+                "synchronous_mode": options.synchronous,
+                "synchronous_mode_strict": options.synchronous_strict,
+                "failsafe_mode": options.failsafe,
+                "postgresql": {
+                    "use_pg_rewind": True,
+                    "use_slots": True,
+                    "parameters": {
+                        "max_connections": 100,
+                        "shared_buffers": "32MB",
+                        "wal_keep_size": "128MB",
+                        "wal_log_hints": "on",
+                    },
+                },
+            },
+            "initdb": [{"encoding": "UTF8"}, {"auth": "scram-sha-256"}],
+        },
+        "postgresql": {
+            "listen": f"{LOOPBACK}:{links.pg_port}",
+            "connect_address": links.pg_connect,
+            "data_dir": data_dir,
+            "bin_dir": bin_dir,
+            "pgpass": pgpass,
+            "authentication": {
+                "superuser": {"username": "postgres", "password": credentials.superuser},
+                "replication": {"username": "replicator", "password": credentials.replication},
+                "rewind": {"username": "rewinder", "password": credentials.rewind},
+            },
+            # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
+            "parameters": {"unix_socket_directories": "", "log_line_prefix": "%m [%p] %a "},
+            "pg_hba": [
+                f"host all all {LOOPBACK}/32 scram-sha-256",
+                f"host replication replicator {LOOPBACK}/32 scram-sha-256",
+            ],
+        },
+    }
+
+
+def node_dsn(pg_port: int, password: str, dbname: str = "postgres") -> str:
+    """A superuser DSN straight to the node whose PostgreSQL listens on ``pg_port``."""
+    return f"host={LOOPBACK} port={pg_port} dbname={dbname} user=postgres password={password}"
 
 
 class PatroniNode(ProcessService):
@@ -88,7 +174,7 @@ class PatroniNode(ProcessService):
         run_as: RunAs,
         links: NodeLinks,
         options: ReplicationOptions,
-        credentials: _Credentials,
+        credentials: Credentials,
     ) -> None:
         self.home = run_dir / name
         self.data_dir = self.home / "data"
@@ -102,7 +188,10 @@ class PatroniNode(ProcessService):
         run_as.chown(self.home)
         run_as.chown(self.data_dir)
         # JSON is YAML: no YAML writer needed
-        config.write_text(json.dumps(self._config(name, scope, bins, links, options, credentials), indent=1))
+        made = patroni_config(
+            name, scope, links, options, credentials, str(self.data_dir), str(bins.bindir), str(self.home / "pgpass")
+        )
+        config.write_text(json.dumps(made, indent=1))
         config.chmod(0o600)
         run_as.chown(config)
         spec = ProcessSpec(
@@ -114,67 +203,14 @@ class PatroniNode(ProcessService):
         )
         super().__init__(name, self.pg_port, SupervisedProcess(name, spec))
 
-    def _config(
-        self,
-        name: str,
-        scope: str,
-        bins: PgBinaries,
-        links: NodeLinks,
-        options: ReplicationOptions,
-        credentials: _Credentials,
-    ) -> dict:
-        return {
-            "scope": scope,
-            "namespace": "/chaos-suite/",
-            "name": name,
-            "restapi": {"listen": f"{LOOPBACK}:{self.rest_port}", "connect_address": links.rest_connect},
-            # use_proxies: the hosts are the whole list (no discovery of the members' own URLs, past the proxy)
-            "etcd3": {"hosts": list(links.etcd_hosts), "use_proxies": True},
-            "bootstrap": {
-                "dcs": {
-                    "ttl": options.ttl,
-                    "loop_wait": options.loop_wait,
-                    "retry_timeout": options.retry_timeout,
-                    "maximum_lag_on_failover": 1048576,
-                    "synchronous_mode": options.synchronous,
-                    "synchronous_mode_strict": options.synchronous_strict,
-                    "failsafe_mode": options.failsafe,
-                    "postgresql": {
-                        "use_pg_rewind": True,
-                        "use_slots": True,
-                        "parameters": {
-                            "max_connections": 100,
-                            "shared_buffers": "32MB",
-                            "wal_keep_size": "128MB",
-                            "wal_log_hints": "on",
-                        },
-                    },
-                },
-                "initdb": [{"encoding": "UTF8"}, {"auth": "scram-sha-256"}],
-            },
-            "postgresql": {
-                "listen": f"{LOOPBACK}:{self.pg_port}",
-                "connect_address": links.pg_connect,
-                "data_dir": str(self.data_dir),
-                "bin_dir": str(bins.bindir),
-                "pgpass": str(self.home / "pgpass"),
-                "authentication": {
-                    "superuser": {"username": "postgres", "password": credentials.superuser},
-                    "replication": {"username": "replicator", "password": credentials.replication},
-                    "rewind": {"username": "rewinder", "password": credentials.rewind},
-                },
-                # TCP on loopback only; no Unix socket (its path length limit bites in deep run dirs)
-                "parameters": {"unix_socket_directories": "", "log_line_prefix": "%m [%p] %a "},
-                "pg_hba": [
-                    f"host all all {LOOPBACK}/32 scram-sha-256",
-                    f"host replication replicator {LOOPBACK}/32 scram-sha-256",
-                ],
-            },
-        }
-
     def dsn(self, dbname: str = "postgres") -> str:
         """A superuser DSN straight to this node's PostgreSQL."""
-        return f"host={LOOPBACK} port={self.pg_port} dbname={dbname} user=postgres password={self._password}"
+        return node_dsn(self.pg_port, self._password, dbname)
+
+    def signal_server_process(self, pid: int, sig: int) -> None:
+        """``sig`` to process ``pid`` of this node's PostgreSQL, as PostgreSQL names it (``pg_stat_activity``):
+        a host PID here. Raises ProcessLookupError when it is gone."""
+        os.kill(pid, sig)
 
     def postmaster_pids(self) -> list[int]:
         """The node's PostgreSQL (its postmaster, then every process below it); [] when none runs."""
@@ -244,7 +280,7 @@ class ReplicatedProcesses:
 
 
 def cluster_links(
-    run_dir: Path, nodes: list[str], etcd: list[EtcdMember]
+    run_dir: Path, nodes: list[str], etcd: list[EtcdPlan]
 ) -> tuple[dict[str, NodeLinks], dict[tuple[str, str], Link], ProxyServer]:
     """One fault proxy process for the cluster and, on it, a link from each node to each etcd member and one in
     front of each node's PostgreSQL and REST API; each node's :class:`NodeLinks` (its direct ports chosen here)."""
@@ -271,6 +307,60 @@ def cluster_links(
     return made, links, server
 
 
+@dataclass
+class ReplicatedPlan:
+    """What a replicated database is made of before any member exists, whichever backend runs it: its Patroni
+    ``scope``, ``options``, ``credentials``, the ``etcd`` members, each node's :class:`NodeLinks` (by name), and the
+    cluster's proxied ``links`` on the fault proxy process ``proxy`` (started)."""
+
+    name: str
+    scope: str
+    options: ReplicationOptions
+    credentials: Credentials
+    etcd: list[EtcdPlan]
+    nodes: dict[str, NodeLinks]
+    links: dict[tuple[str, str], Link]
+    proxy: ProxyServer
+
+    def balanced_nodes(self) -> list[BalancedNode]:
+        """The nodes as the database's HAProxy checks and routes them (direct ports)."""
+        return [BalancedNode(name, made.pg_port, made.rest_port) for name, made in self.nodes.items()]
+
+
+def plan_replicated(definition: ServiceDefinition, run_dir: Path, admin_password: str) -> ReplicatedPlan:
+    """The plan of replicated database ``definition``: members ``etcd1..`` and nodes ``NAME1..`` on free loopback
+    ports, and the cluster's links' proxy, started here (the caller stops it: ``plan.proxy.stop``)."""
+    options = definition.replication or ReplicationOptions()
+    name = definition.name
+    etcd = etcd_plans([f"etcd{i}" for i in range(1, options.etcd_members + 1)], run_dir.name)
+    node_links, links, proxy = cluster_links(run_dir, [f"{name}{i}" for i in range(1, options.nodes + 1)], etcd)
+    return ReplicatedPlan(
+        name, f"{name}-{run_dir.name}", options, Credentials.new(admin_password), etcd, node_links, links, proxy
+    )
+
+
+def describe_replicated(definition: ServiceDefinition, plan: ReplicatedPlan, read_dsn: str) -> ReplicatedDatabase:
+    """What the cluster controller is told of the running database of ``plan`` (``read_dsn``: HAProxy's replica
+    frontend)."""
+    database = definition.databases[0].name
+    return ReplicatedDatabase(
+        name=plan.name,
+        options=plan.options,
+        nodes=tuple(
+            ReplicatedNode(
+                node,
+                f"http://{LOOPBACK}:{made.rest_port}",
+                node_dsn(made.pg_port, plan.credentials.superuser, database),
+            )
+            for node, made in plan.nodes.items()
+        ),
+        etcd=tuple(member.name for member in plan.etcd),
+        etcd_urls=tuple(member.client_url for member in plan.etcd),
+        database=database,
+        read_dsn=read_dsn,
+    )
+
+
 def make_replicated(
     definition: ServiceDefinition, bins: PgBinaries, run_as: RunAs, run_dir: Path, admin_password: str
 ) -> ReplicatedProcesses:
@@ -278,46 +368,28 @@ def make_replicated(
 
     Only the links' proxy is started here; the caller starts the members in order and closes them and the links.
     """
-    options = definition.replication or ReplicationOptions()
-    name = definition.name
     reach = os.access(run_dir, os.X_OK) if run_as.uid is None else _enterable(run_dir, run_as)
     if not reach:
         raise ServiceError(
             f"Patroni runs as {run_as.user} and cannot enter {run_dir}: set work_root to a directory every "
             "user can enter (the default is under /tmp)"
         )
-    etcd = etcd_cluster([f"etcd{i}" for i in range(1, options.etcd_members + 1)], run_dir)
-    credentials = _Credentials(admin_password, secrets.token_urlsafe(18), secrets.token_urlsafe(18))
-    scope = f"{name}-{run_dir.name}"
-    node_links, links, proxy = cluster_links(run_dir, [f"{name}{i}" for i in range(1, options.nodes + 1)], etcd)
+    plan = plan_replicated(definition, run_dir, admin_password)
     try:
+        etcd = [EtcdMember(member, run_dir) for member in plan.etcd]
         nodes = [
-            PatroniNode(node, scope, run_dir, bins, run_as, made, options, credentials)
-            for node, made in node_links.items()
+            PatroniNode(node, plan.scope, run_dir, bins, run_as, made, plan.options, plan.credentials)
+            for node, made in plan.nodes.items()
         ]
     except BaseException:
-        proxy.stop()
+        plan.proxy.stop()
         raise
-    balancer = DatabaseBalancer(
-        name,
-        run_dir,
-        admin_password,
-        [BalancedNode(node.name, node.pg_port, node.rest_port) for node in nodes],
-        options.check_interval,
-    )
-    database = ReplicatedDatabase(
-        name=name,
-        options=options,
-        nodes=tuple(ReplicatedNode(node.name, node.rest_url, node.dsn(definition.databases[0].name)) for node in nodes),
-        etcd=tuple(member.name for member in etcd),
-        etcd_urls=tuple(member.client_url for member in etcd),
-        database=definition.databases[0].name,
-        read_dsn=balancer.read_dsn(definition.databases[0].name),
-    )
+    balancer = DatabaseBalancer(plan.name, run_dir, admin_password, plan.balanced_nodes(), plan.options.check_interval)
+    database = describe_replicated(definition, plan, balancer.read_dsn(definition.databases[0].name))
     members: dict[str, ProcessService] = {m.name: m for m in etcd}
     members.update({node.name: node for node in nodes})
-    members[name] = balancer
-    return ReplicatedProcesses(members, balancer, database, links, proxy.stop)
+    members[plan.name] = balancer
+    return ReplicatedProcesses(members, balancer, database, plan.links, plan.proxy.stop)
 
 
 def _enterable(path: Path, run_as: RunAs) -> bool:
