@@ -4,8 +4,9 @@ It lets PostgreSQL's ``deadlock_detected`` (40P01), ``serialization_failure``
 (40001) and ``query_canceled`` (57014) errors escape as unhandled exceptions,
 as a service that only expects connection errors from its database would (the
 reference answers them 503 with ``Retry-After``, a transaction the client may
-retry). The deadlock and cancelled-statement scenarios of
-``features/database/concurrency.feature`` must fail against it::
+retry). The deadlock, serialization and cancelled-statement scenarios of
+``features/database/concurrency.feature`` must fail against it (every time:
+each fault returns only once the server aborted or cancelled a write)::
 
     PYTHONPATH=stack/api:tests/broken_apis python -m uvicorn concurrency_500:app
 """
