@@ -4,8 +4,8 @@ from behave import then, when
 
 from support.run.cluster import cluster_of
 
-#: for docs/steps.md: the replicated stack runs on the process backend only (the Docker backend refuses it)
-BACKENDS = "process (stack/ha/stack.toml)"
+#: for docs/steps.md: the replicated stack runs on the process backend and on Docker's host network
+BACKENDS = "process, docker (host network; stack/ha/stack.toml)"
 
 
 @when("the primary is killed")

@@ -13,8 +13,8 @@ from support.run.replicas import (
     synchronous_replica_down,
 )
 
-#: for docs/steps.md: the replicated stack runs on the process backend only (the Docker backend refuses it)
-BACKENDS = "process (stack/ha/stack.toml)"
+#: for docs/steps.md: the replicated stack runs on the process backend and on Docker's host network
+BACKENDS = "process, docker (host network; stack/ha/stack.toml)"
 
 
 @when("the synchronous replica is killed")
