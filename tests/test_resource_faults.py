@@ -563,7 +563,7 @@ class Variant:
 
 VARIANTS = [
     Variant("cpu_heavy", "cpu", "CPU quota", r"\d+ requests? took longer than 4 s"),
-    Variant(  # at nice 19 beside the hog: 25-42 of 60 requests over 1 s, the slowest 2.1-2.8 s (reference: 0.04-0.12 s)
+    Variant(  # at nice 19 beside the 5 s hog: 83-100 of 100 requests over 1 s, the slowest 4.5-5 s (reference: 0.04-0.18 s)
         "low_priority",
         "cpu",
         "CPU hog",

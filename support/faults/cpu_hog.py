@@ -10,9 +10,10 @@ hog's worker count: where the kernel schedules each session as one group
 (``CONFIG_SCHED_AUTOGROUP``, on here) and on Docker (each container its own
 cgroup), the hog's workers share one group's weight, so a service at the normal
 weight keeps its fair part of the CPUs beside them (the reference API's slowest
-request beside the hog: 40-115 ms here, and a variant costing 30 ms of CPU per
-write kept up too); a service at the lowest weight (its group at nice 19) gets
-almost nothing (``tests/broken_apis/low_priority``: its requests waited up to 2.8 s).
+request beside the hog: 36-178 ms here; ``cpu_heavy``, which spends 30 ms of CPU
+on each write, 0.53 s); a service at the lowest weight (its group at nice 19) gets
+almost nothing (``tests/broken_apis/low_priority``: beside a 5 s hog its requests
+waited 4.5-5 s, some until the load's 5 s timeout).
 """
 
 from __future__ import annotations
