@@ -189,19 +189,10 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             service = definition.services[name]
             host_values = service_values(definition, name, link_ports, {role: app_password})
             ready_dsn = postgres.dsn(db, role, app_password) if pg_name in service.uses else ""
-            services[name] = CommandContainer(
-                client,
-                run_id,
-                labels,
-                command_image(client, service, settings.docker_base_image, run_dir, images),
-                port,
-                service,
-                docker_values(definition, service, host_values),
-                host_values,
-                ready_dsn,
+            image = command_image(client, service, settings.docker_base_image, run_dir, images)
+            services[name] = _command_container(
+                made, client, settings, run_dir, labels, definition, name, image, port, host_values, ready_dsn
             )
-            made.callback(services[name].close)
-            preload_container(services[name], run_dir, settings.clock_faults)
         for name in definition.start_order:
             step = time.monotonic()
             services[name].start(settings.start_timeout)
@@ -225,6 +216,30 @@ def start_docker_stack(settings: Settings, run_dir: Path) -> Stack:
             cleanup=made.pop_all(),
         )
     return stack
+
+
+def _command_container(
+    made: Cleanup,
+    client: DockerClient,
+    settings: Settings,
+    run_dir: Path,
+    labels: dict[str, str],
+    definition: StackDefinition,
+    name: str,
+    image: str,
+    port: int,
+    host_values: dict[str, str],
+    ready_dsn: str = "",
+) -> CommandContainer:
+    """Command service ``name``'s container in ``image`` on ``port`` (created at its start; ``host_values``: its
+    placeholders on the host, ``ready_dsn`` for a ``ready = { sql }`` check): its removal pushed on ``made``,
+    libfaketime preloaded when clock faults are on."""
+    service = definition.services[name]
+    inside = docker_values(definition, service, host_values)
+    container = CommandContainer(client, run_dir.name, labels, image, port, service, inside, host_values, ready_dsn)
+    made.callback(container.close)
+    preload_container(container, run_dir, settings.clock_faults)
+    return container
 
 
 def _write_docker_json(
@@ -308,21 +323,25 @@ def _start_replicated_stack(settings: Settings, run_dir: Path, definition: Stack
             own = service.docker_build is not None or service.docker_image
             image = command_image(client, service, settings.docker_base_image, run_dir, images) if own else ""
             host_values = service_values(definition, name, link_ports, passwords)
-            used = [balancers[u] for u in service.uses if u in balancers]
-            first = definition.services[service.uses[0]].databases[0] if used else None
-            services[name] = CommandContainer(
+            databases = [used for used in service.uses if used in balancers]
+            ready_dsn = ""
+            if databases:  # for a ``ready = { sql = ... }`` check: the first used database, through its HAProxy
+                first = definition.services[databases[0]].databases[0]
+                ready_dsn = balancers[databases[0]].dsn(first.name, first.user, passwords[first.user])
+            image = image or images["ha"].id
+            services[name] = _command_container(
+                made,
                 client,
-                run_id,
+                settings,
+                run_dir,
                 labels,
-                image or images["ha"].id,
+                definition,
+                name,
+                image,
                 command_ports[name],
-                service,
-                docker_values(definition, service, host_values),
                 host_values,
-                used[0].dsn(first.name, first.user, passwords[first.user]) if used and first else "",
+                ready_dsn,
             )
-            made.callback(services[name].close)
-            preload_container(services[name], run_dir, settings.clock_faults)
         start_order = tuple(m for name in definition.start_order for m in members.get(name, (name,)))
         for name in start_order:
             step = time.monotonic()
@@ -332,8 +351,6 @@ def _start_replicated_stack(settings: Settings, run_dir: Path, definition: Stack
                 _create_databases(
                     cast(Any, balancers[name]), definition.services[name].databases, passwords, settings.start_timeout
                 )
-        for name in balancers:
-            services[name] = balancers[name]
         database = balancers[definition.database_service.name]
         db, role = definition.database_name, definition.database_user
         with connect(database.dsn(), 5.0) as conn, conn.cursor() as cur:
