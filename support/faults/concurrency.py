@@ -67,6 +67,7 @@ __all__ = [
     "drop_cancel_objects",
     "drop_cross_objects",
     "drop_trigger_objects",
+    "install_write_trigger",
     "session_loop",
 ]
 
@@ -80,6 +81,21 @@ CANCEL_OBJECT = "chaos_suite_cancel"
 _CANCELLED = "chaos_suite_cancel_count"
 #: the service's deadlock_timeout inside the trigger: below a lock timeout of 1 s, above the fault's reaction
 _VICTIM_DEADLOCK_TIMEOUT = "200ms"
+
+
+def install_write_trigger(cur, name: str, table: str, function: sql.Composable) -> None:
+    """Create trigger function ``public.name`` from ``function`` (its ``CREATE OR REPLACE FUNCTION``), callable by
+    every role, and the statement trigger ``name`` that runs it before each write to ``table``; in the caller's
+    transaction (:func:`drop_trigger_objects` removes what this makes)."""
+    ident = sql.Identifier(name)
+    cur.execute(function)
+    cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(ident))
+    cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(table)))
+    cur.execute(
+        sql.SQL(
+            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH STATEMENT EXECUTE FUNCTION public.{}()"
+        ).format(ident, sql.Identifier(table), ident)
+    )
 
 
 def drop_trigger_objects(dsn: str, name: str, table: str, what: str, timeout: float = HEAL_TIMEOUT) -> list[int]:
@@ -199,15 +215,7 @@ class Deadlocks(Fault):
             self._changed = True  # before the statements: their answer may be lost after they took effect
             cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS public.{} (id int PRIMARY KEY)").format(ident))
             cur.execute(sql.SQL("INSERT INTO public.{} VALUES (1), (2) ON CONFLICT DO NOTHING").format(ident))
-            cur.execute(function)
-            cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(ident))
-            cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(self.table)))
-            cur.execute(
-                sql.SQL(
-                    "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH STATEMENT"
-                    " EXECUTE FUNCTION public.{}()"
-                ).format(ident, sql.Identifier(self.table), ident)
-            )
+            install_write_trigger(cur, CROSS_OBJECT, self.table, function)
             conn.commit()
         self._stop.clear()
         self._thread = threading.Thread(target=self._cross, name="chaos-deadlocks", daemon=True)
@@ -435,15 +443,7 @@ class StatementsCancelled(Fault):
         self._changed = True  # before the statements: their answer may be lost after they took effect
         cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS public.{} (counts bigint)").format(ident))
         cur.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS public.{} OWNED BY public.{}.counts").format(count, ident))
-        cur.execute(function)
-        cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(ident))
-        cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(self.table)))
-        cur.execute(
-            sql.SQL(
-                "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH STATEMENT"
-                " EXECUTE FUNCTION public.{}()"
-            ).format(ident, sql.Identifier(self.table), ident)
-        )
+        install_write_trigger(cur, CANCEL_OBJECT, self.table, function)
         conn.commit()
 
     def _no_effect(self) -> str:

@@ -46,7 +46,7 @@ from psycopg2 import sql
 from support.faults.admin import HEAL_TIMEOUT, admin_connection, database_identity, run_heal, terminated_note
 from support.faults.base import Fault
 from support.faults.cgroups import FaultUnavailable
-from support.faults.concurrency import await_first_effect, drop_trigger_objects, session_loop
+from support.faults.concurrency import await_first_effect, drop_trigger_objects, install_write_trigger, session_loop
 from support.faults.database import _reload
 
 __all__ = [
@@ -200,15 +200,7 @@ class SerializationFailures(Fault):
         )
         cur.execute(sql.SQL("INSERT INTO public.{} (id) VALUES (1) ON CONFLICT DO NOTHING").format(ident))
         cur.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS public.{} OWNED BY public.{}.holds").format(failures, ident))
-        cur.execute(function)
-        cur.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.{}() TO PUBLIC").format(ident))
-        cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident, sql.Identifier(self.table)))
-        cur.execute(
-            sql.SQL(
-                "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH STATEMENT"
-                " EXECUTE FUNCTION public.{}()"
-            ).format(ident, sql.Identifier(self.table), ident)
-        )
+        install_write_trigger(cur, SERIAL_OBJECT, self.table, function)
         conn.commit()
         conn.autocommit = True  # ALTER SYSTEM refuses a transaction block
 
