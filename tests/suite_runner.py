@@ -13,8 +13,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.backends.reaper import reaper_of
 from support.core.ports import listening_sockets
-from support.core.run_dirs import RUN_MARKER
+from support.core.run_dirs import RUN_MARKER, marked_processes
+from support.core.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = REPO / "tests" / "broken_apis"
@@ -125,6 +127,19 @@ def start_behave(project: Path, work_root: Path, *args: str) -> subprocess.Popen
         # a shell's background job (nohup ... &) ignores SIGINT and its children inherit that; a user's
         # terminal does not, and the tests send SIGINT as a terminal's Ctrl-C would
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def wait_reaped(run_dir: Path, seconds: float = 15.0) -> None:
+    """Wait up to ``seconds`` s for the reaper of a killed run to remove its processes and exit.
+
+    The reaper writes its note into the run dir once it has swept: a sweep (the next run's
+    ``clean_leftovers``) before it exits could race that write and leave the directory behind.
+    """
+    wait_until(
+        lambda: not marked_processes(run_dir) and reaper_of(run_dir) is None,
+        seconds,
+        "the reaper removing the killed run's processes and exiting",
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from docker_engine import require_docker
-from suite_runner import BROKEN, REPO, project_with, run_behave, start_behave
+from suite_runner import BROKEN, REPO, project_with, run_behave, start_behave, wait_reaped
 
 from support.backends.faketime import ClockUnavailable, FakeClock, find_library, make_clock, preload_container
 from support.core.run_dirs import clean_leftovers, marked_processes
@@ -272,7 +272,7 @@ def test_a_killed_run_leaves_no_faked_clock_behind(tmp_path):
     assert marked
     os.killpg(behave.pid, signal.SIGKILL)
     behave.wait()
-    wait_until(lambda: not marked_processes(run_dir), 15, "the reaper removing the killed run's processes")
+    wait_reaped(run_dir)
     found = clean_leftovers(work_root)
     assert run_dir in found.run_dirs and not run_dir.exists(), "the offset file goes with the run's directory"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from docker_engine import require_docker
-from suite_runner import BROKEN, REPO, project_with, run_behave, start_behave
+from suite_runner import BROKEN, REPO, project_with, run_behave, start_behave, wait_reaped
 
 from support.checks.in_flight import check_no_in_flight_dropped, judge_drain, last_graceful_restart
 from support.checks.verdict import CheckFailed
-from support.core.run_dirs import clean_leftovers, marked_processes
+from support.core.run_dirs import clean_leftovers
 from support.core.waiting import wait_until
 from support.faults.graceful import GracefulRestart
 from support.faults.process import ServiceKill
@@ -155,7 +155,7 @@ def test_a_run_killed_mid_restart_is_cleaned_up(tmp_path):
     assert {(f["fault"], f["target"]) for f in faults} >= {("graceful restart", "api")}
     os.killpg(behave.pid, signal.SIGKILL)
     behave.wait()
-    wait_until(lambda: not marked_processes(run_dir), 15, "the reaper removing the killed run's processes")
+    wait_reaped(run_dir)
     found = clean_leftovers(work_root)
     assert run_dir in found.run_dirs and not run_dir.exists()
 
