@@ -41,3 +41,12 @@ if [[ ! -e $stamp ]]; then
   .venv/bin/python -m pip install -q -r "$requirements"
   touch "$stamp"
 fi
+# Patroni for the replicated stack (requirements-patroni.txt): a virtualenv readable by the unprivileged user
+# PostgreSQL runs as, on Debian's Python and the libraries Debian's patroni brought
+patroni_venv=/opt/chaos-suite/patroni
+patroni_stamp=$patroni_venv/.installed-$(sha256sum requirements-patroni.txt | cut -c1-16)
+if [[ $(id -u) == 0 && -x /usr/bin/python3 && ! -e $patroni_stamp ]] && dpkg-query -W -f='${Status}' patroni 2>/dev/null | grep -q 'install ok installed'; then
+  rm -rf "$patroni_venv"
+  (umask 022 && /usr/bin/python3 -m venv --system-site-packages "$patroni_venv" \
+    && "$patroni_venv/bin/python" -m pip install -q --no-deps -r requirements-patroni.txt && touch "$patroni_stamp")
+fi

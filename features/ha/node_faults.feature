@@ -25,6 +25,7 @@ Feature: A node of the replicated database stops, freezes, dies or falls behind,
     And the API recovers within 40 seconds
     And the old primary rejoins as a replica within 40 seconds
     And no acknowledged write is lost
+    And at most one node accepts writes at any time
 
   @replica
   Scenario: The synchronous replica dies, Patroni makes the other one synchronous and writes carry on

@@ -64,8 +64,17 @@ __all__ = [
 ]
 
 
+#: where setup.sh installs requirements-patroni.txt's Patroni (a virtualenv of Debian's Python, readable by
+#: the unprivileged user); Debian 12's own 3.0.2 has a split brain after a long freeze (patroni/patroni#2689)
+PATRONI_VENV = Path("/opt/chaos-suite/patroni")
+
+
 def patroni_binary() -> str:
-    """Debian's ``patroni`` (its script runs on the system Python); one line saying how to get it otherwise."""
+    """setup.sh's Patroni when it is there, else Debian's ``patroni`` (its script runs on the system Python);
+    one line saying how to get it otherwise."""
+    pinned = PATRONI_VENV / "bin" / "patroni"
+    if os.access(pinned, os.X_OK):
+        return str(pinned)
     return debian_tool("patroni", "Patroni", "patroni")
 
 
