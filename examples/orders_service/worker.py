@@ -29,6 +29,9 @@ import psycopg2
 
 DSN = os.environ["ORDERS_DB"]
 PACKING_SECONDS = 0.2  # per batch: the work a kill interrupts
+# the variants pack longer, so a kill at any moment of the load lands inside a batch's unsafe window and their
+# proofs cannot pass by luck (at 0.2 s one kill in a CI run landed between batches and found nothing lost)
+VARIANT_PACKING_SECONDS = 1.0
 IDLE_POLL_SECONDS = 0.05
 RECONNECT_SECONDS = 0.5
 BATCH = 100
@@ -42,9 +45,9 @@ def connect():
                             options="-c statement_timeout=2000 -c idle_in_transaction_session_timeout=5000")
 
 
-def ship(cur, ids: list[int]) -> None:
+def ship(cur, ids: list[int], packing_seconds: float = PACKING_SECONDS) -> None:
     cur.execute("INSERT INTO shipments (order_id) SELECT unnest(%s::bigint[])", (ids,))
-    time.sleep(PACKING_SECONDS)
+    time.sleep(packing_seconds)
 
 
 def mark_processed(cur, ids: list[int]) -> None:
@@ -62,12 +65,12 @@ def batch(conn, variant: str) -> int:
         if variant == "lose_taken":
             cur.execute("UPDATE orders SET status = 'taken' WHERE order_id = ANY(%s)", (ids,))
             conn.commit()
-            ship(cur, ids)
+            ship(cur, ids, VARIANT_PACKING_SECONDS)
             mark_processed(cur, ids)
         elif variant == "done_before_work":
             mark_processed(cur, ids)
             conn.commit()
-            time.sleep(PACKING_SECONDS)
+            time.sleep(VARIANT_PACKING_SECONDS)
             cur.execute("INSERT INTO shipments (order_id) SELECT unnest(%s::bigint[])", (ids,))
         else:  # the example: ship and mark in the one transaction that holds the batch's rows
             ship(cur, ids)
