@@ -14,6 +14,14 @@ request beside the hog: 36-178 ms here; ``cpu_heavy``, which spends 30 ms of CPU
 on each write, 0.53 s); a service at the lowest weight (its group at nice 19) gets
 almost nothing (``tests/broken_apis/low_priority``: beside a 5 s hog its requests
 waited 4.5-5 s, some until the load's 5 s timeout).
+
+On Docker (cgroup v1) a container's weight ranks it only among containers: its
+cgroup sits under ``/docker``, which meets the hog's autogroup at the root as one
+group. A container at ``--cpu-shares 2`` beside this hog kept its part of the
+CPUs (a 5 ms task every 20 ms for 5 s, 4 stress-ng workers: worst 12-24 ms, as at
+1024); with the hog's workers in a cgroup of their own under ``/docker`` at 1024
+shares, the same container's worst was 826 ms (16 ms at 1024). So the Docker
+form of ``low_priority`` fails only once the hog runs beside containers, not yet.
 """
 
 from __future__ import annotations
