@@ -12,8 +12,9 @@ Compose they go through ``compose.yaml``, and a variant is that file with the wo
 The payments feature (``@payments``: HTTP faults on the api -> payments link, which every backend frames as
 HTTP because payments says ``protocol = "http"``, in compose.yaml ``protocol: http``) runs on all three
 backends, and fails against API variants (``variants/<name>.toml``; on Compose that file with the API's
-command given ``--variant``) that lack the caller's protections: all three on the process backend, one on
+command given ``--variant``) that lack the caller's protections: all of them on the process backend, one on
 Docker and on Compose (the same API code; what those runs add is the link, which the first variant shows).
+One of them (``waits_for_close``) also changes payments, to answers that end with the connection's close.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ PAYMENTS_FEATURE = str(EXAMPLE / "features" / "payments_faults.feature")
 ANSWERS_500 = "Answers of 500 from payments are retried, and what still fails is a 503"
 HANGS = "A payments service that hangs costs an order a bounded wait, not a hang"
 ABORTED = "Calls to payments cut off on the way are retried, and no order is kept unpaid"
+CLOSES_LATE = "A payments service whose connections close late costs an order a bounded wait"
 PAYMENT_VARIANTS = [
     # payments' 500 handed to the client: the 503 property names the 500s
     Variant(
@@ -190,6 +192,9 @@ PAYMENT_VARIANTS = [
     Variant("no_timeout", HANGS, r"requests started while the fault lasted .* took longer than 2.5 s"),
     # an order kept when payments failed has no charge: it reads back as lost
     Variant("stores_unpaid", ABORTED, r"\d+ acknowledged writes? (were )?lost"),
+    # the no_timeout API against payments answering close-delimited: each order waits for the late close
+    # (the slow_close toxic acts on an HTTP link's answers as on a TCP link's); process backend only
+    Variant("waits_for_close", CLOSES_LATE, r"requests started while the fault lasted .* took longer than 2.5 s"),
 ]
 
 
@@ -217,9 +222,10 @@ def test_the_example_passes_its_payments_feature(tmp_path, backend):
     with stack_options(backend) as options:
         run = run_behave(tmp_path / "work", *options, "--tags=@payments", PAYMENTS_FEATURE)
     assert run.returncode == 0, run.output[-6000:]
-    assert "\n3 scenarios passed, 0 failed" in run.output, run.output[-3000:]
+    assert "\n4 scenarios passed, 0 failed" in run.output, run.output[-3000:]
     # the summary's fault column (cut to its width): each fault was on the payments link
     assert run.output.count("payments link HTTP") >= 3, run.output[-3000:]
+    assert "payments link slow_close" in run.output, run.output[-3000:]
     assert leftovers(run) == []
 
 

@@ -8,6 +8,12 @@ answers 200 while its database answers. Standard library HTTP server plus
 psycopg2 with a small pool that keeps its connections (``KeptPool``): a new
 PostgreSQL connection per charge (its SCRAM login, through the suite's proxy)
 costs more CPU than the charge, and a backlog of retried calls must drain.
+
+``--variant close_delimited`` answers as an HTTP/1.0 server may: no
+``Content-Length``, the body ending with the connection's close. That is legal
+HTTP, not a bug of payments; it makes the close carry meaning, so a caller that
+reads until the close with no deadline waits as long as the close takes
+(variants/waits_for_close.toml pairs it with the ``no_timeout`` API).
 """
 from __future__ import annotations
 
@@ -46,12 +52,17 @@ POOL = KeptPool(16, DSN, connect_timeout=2, application_name="orders-payments", 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    close_delimited = False  # set by --variant close_delimited
 
     def answer(self, status: int, body: dict) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
+        if self.close_delimited:  # the body ends where the connection does: the caller reads until the close
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
@@ -102,11 +113,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--variant", choices=("close_delimited",))
     args = parser.parse_args()
+    Handler.close_delimited = args.variant == "close_delimited"
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"orders payments listening on {args.host}:{args.port}", flush=True)
+    print(f"orders payments listening on {args.host}:{args.port}{' (variant ' + args.variant + ')' if args.variant else ''}",
+          flush=True)
     server.serve_forever()
 
 

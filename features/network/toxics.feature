@@ -50,7 +50,11 @@ Feature: The rest of the proxy's toxics between the API and PostgreSQL
   # No variant fails this one, and none can through this link: a PostgreSQL client never waits for the
   # server's close (its Terminate is fire-and-forget; a server-side close comes after an ErrorResponse,
   # which is data and not delayed), and the pool keeps its connections open through the 2 s. A late close
-  # only keeps a socket open longer: it matters on protocols where the close carries meaning.
+  # only keeps a socket open longer: it matters on protocols where the close carries meaning. The proof
+  # that this fault can fail a scenario is on such a link: the orders example's api -> payments HTTP link
+  # (examples/orders_service/features/payments_faults.feature, "A payments service whose connections close
+  # late costs an order a bounded wait"), failed by variants/waits_for_close.toml (payments' answers end
+  # with the close, the API reads until it with no deadline) in tests/test_orders_example.py.
   Scenario: Closes that arrive late break nothing
     Given the stack is healthy
     And a steady load of 30 requests per second
