@@ -86,7 +86,7 @@ class DiskFull(ServiceFault):
         if disk is None:
             raise FaultUnavailable(
                 f"{self.service.name}'s data directory is not on a filesystem the suite made, and the suite fills"
-                " no shared one: run on the process or docker backend as root with -D pg_disk_mb=256"
+                " no shared one: run on the process, docker or compose backend as root with -D pg_disk_mb=256"
                 " (its data directory then lives on a tmpfs of that size)"
             )
         if fstype_of(Path(disk)) != "tmpfs":

@@ -24,11 +24,13 @@ from support.backends.compose.cli import ComposeCommand
 from support.backends.compose.project import ComposeProject, ComposeService, compose_file_of, load_compose_project
 from support.backends.docker.backend import _report_leftovers
 from support.backends.docker.containers import ApiContainer, ContainerService, PostgresContainer
+from support.backends.docker.disk import mount_data_disk
 from support.backends.docker.engine import docker_client
 from support.backends.docker.images import IMAGE_SPECS, ensure_image
 from support.backends.docker.labels import remove_leftovers, run_labels
 from support.backends.docker.specs import ContainerSpec
 from support.core.config import Settings
+from support.core.mounts import unmount
 from support.core.ports import LOOPBACK
 from support.proxy.link import start_link
 from support.stack.readiness import http_ok, query_answers, tcp_answers
@@ -159,9 +161,35 @@ def _override(project: ComposeProject, labels: dict[str, str], proxied: dict[tup
     return {"services": services}
 
 
-def _labelled(labels: dict[str, str], command: ComposeCommand) -> dict:
+_DEFAULT_PGDATA = "/var/lib/postgresql/data"
+
+
+def _data_disk(
+    client, config: dict, database: str, labels: dict[str, str], run_dir: Path, mib: int
+) -> tuple[Path, dict]:
+    """Mount the bounded disk (``pg_disk_mb`` MiB, docker/disk.py) for service ``database``; it and its override.
+
+    The override binds the host tmpfs at the service's data directory (its ``PGDATA``, else the image's
+    default): Compose merges ``volumes`` by container path, so this entry replaces the file's own volume there.
+    """
+    service = (config.get("services") or {}).get(database) or {}
+    image = service.get("image")
+    if not image:
+        raise ServiceError(
+            f"{database}: the compose file names no image for it, so pg_disk_mb cannot mount its data disk"
+        )
+    target = (service.get("environment") or {}).get("PGDATA") or _DEFAULT_PGDATA
+    disk = mount_data_disk(client, image, labels, run_dir, mib)
+    return disk, {"volumes": [{"type": "bind", "source": str(disk), "target": target}]}
+
+
+def _config(command: ComposeCommand) -> dict:
+    """The project as Compose resolves it (``config --format json``)."""
+    return json.loads(command.run("config", "--format", "json", timeout=60))
+
+
+def _labelled(labels: dict[str, str], config: dict) -> dict:
     """The project's own named volumes and networks (not external ones), each with the run's labels."""
-    config = json.loads(command.run("config", "--format", "json", timeout=60))
     return {
         kind: {
             name: {"labels": dict(labels)}
@@ -206,7 +234,13 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         override = run_dir / "compose.override.json"
         base = ComposeCommand([project.file], name, env, project.file.parent)
         document = _override(project, labels, proxied)
-        document.update({kind: things for kind, things in _labelled(labels, base).items() if things})
+        config = _config(base)
+        document.update({kind: things for kind, things in _labelled(labels, config).items() if things})
+        disk = None
+        if settings.pg_disk_mb:  # the data on a bounded disk, which the disk-full fault fills (docker/disk.py)
+            disk, bind = _data_disk(client, config, project.database().name, labels, run_dir, settings.pg_disk_mb)
+            made.callback(unmount, disk)  # after down -v (callbacks run newest first)
+            document["services"][project.database().name].update(bind)
         override.write_text(json.dumps(document, indent=2))
         command = ComposeCommand([project.file, override], name, env, project.file.parent)
         made.callback(_down, command, run_dir, list(project.services))
@@ -242,6 +276,7 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         postgres, target = services[database.name], services[project.target]
         # _service makes the database a ComposePostgres and the target a ComposeApi
         assert info is not None and isinstance(postgres, PostgresContainer) and isinstance(target, ApiContainer)
+        postgres.disk_path = disk
         timings["total_s"] = time.monotonic() - started
         (run_dir / "compose.json").write_text(
             json.dumps(
