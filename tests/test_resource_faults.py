@@ -421,7 +421,7 @@ def test_the_disk_fault_without_a_bounded_disk_fails_its_scenario_in_one_line(tm
     assert run.returncode == 1 and "0 scenarios passed, 1 failed" in run.output, run.output[-3000:]
     assert (
         "ASSERT FAILED: postgres's data directory is not on a filesystem the suite made, and the suite fills no"
-        " shared one: run on the process or docker backend as root with -D pg_disk_mb=256" in run.output
+        " shared one: run on the process, docker or compose backend as root with -D pg_disk_mb=256" in run.output
     ), run.output[-3000:]
     assert "Traceback" not in run.output
 
