@@ -11,6 +11,10 @@ faults act on the project's containers through the Docker SDK (found by the
 ``com.docker.compose.project`` label) with the Docker backend's
 :class:`~support.backends.docker.containers.ContainerService`; at the end the logs
 of each service are saved in the run directory and ``down -v`` removes the rest.
+With ``pg_disk_mb`` the database service's data directory is the Docker backend's
+host tmpfs (:func:`~support.backends.docker.disk.mount_data_disk`), bound by the
+override file and unmounted after ``down -v`` (after a SIGKILL, by the reaper or
+the next run's sweep of dead run directories, as on Docker).
 """
 
 from __future__ import annotations
