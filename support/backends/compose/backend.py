@@ -240,11 +240,12 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
         document = _override(project, labels, proxied)
         config = _config(base)
         document.update({kind: things for kind, things in _labelled(labels, config).items() if things})
+        database = project.database()
         disk = None
         if settings.pg_disk_mb:  # the data on a bounded disk, which the disk-full fault fills (docker/disk.py)
-            disk, bind = _data_disk(client, config, project.database().name, labels, run_dir, settings.pg_disk_mb)
+            disk, bind = _data_disk(client, config, database.name, labels, run_dir, settings.pg_disk_mb)
             made.callback(unmount, disk)  # after down -v (callbacks run newest first)
-            document["services"][project.database().name].update(bind)
+            document["services"][database.name].update(bind)
         override.write_text(json.dumps(document, indent=2))
         command = ComposeCommand([project.file, override], name, env, project.file.parent)
         made.callback(_down, command, run_dir, list(project.services))
@@ -275,7 +276,6 @@ def start_compose_stack(settings: Settings, run_dir: Path) -> Stack:
             services[service_name] = _service(client, containers[service_name], project.services[service_name], project)
         for service_name in project.start_order:
             services[service_name].wait_ready(settings.start_timeout)
-        database = project.database()
         info = database.postgres
         postgres, target = services[database.name], services[project.target]
         # _service makes the database a ComposePostgres and the target a ComposeApi
